@@ -1,0 +1,31 @@
+"""Master-side update rules over one flat parameter vector; pure tensor math, no Ray, no models.
+
+    from dana_ray.algorithms import ALGORITHMS, make_algorithm
+    rule = make_algorithm("dana", params=theta0, num_workers=8, lr=0.1, momentum=0.9)
+    x = rule.params_for(i)      # what worker i is sent
+    rule.apply(i, grad)         # worker i's gradient, computed at x
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from dana_ray.algorithms.base import LearningRate, UpdateRule
+from dana_ray.algorithms.momentum import ASGD, DANA, NAGASGD, Baseline, MultiASGD
+from dana_ray.algorithms.ssgd import SSGD
+
+#: Every rule by the exact name configs, the CLI and the sweep use.
+ALGORITHMS: dict[str, type[UpdateRule]] = {
+    rule.name: rule for rule in (Baseline, SSGD, ASGD, NAGASGD, MultiASGD, DANA)
+}
+
+
+def make_algorithm(name: str, params: Tensor, num_workers: int, lr: LearningRate,
+                   momentum: float = 0.9) -> UpdateRule:
+    """Build the rule registered as ``name`` with master parameters starting at ``params``."""
+    if name not in ALGORITHMS:
+        raise ValueError(f"algorithm: unknown name {name!r}; allowed: {', '.join(ALGORITHMS)}")
+    return ALGORITHMS[name](params, num_workers, lr, momentum)
+
+
+__all__ = ["ALGORITHMS", "LearningRate", "UpdateRule", "make_algorithm"]

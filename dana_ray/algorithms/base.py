@@ -1,0 +1,141 @@
+"""The contract every master-side update rule keeps, and the checks they share.
+
+A rule owns the master's state for ONE flat parameter vector: the master's parameters ``params`` (θ), its
+momentum buffers and a step counter. Two calls drive it (cf. optax's init/update pair and PyTorch's
+``Optimizer.state_dict``):
+
+* ``apply(i, g)``: the master applies the gradient ``g`` that logical worker ``i`` computed;
+* ``params_for(i)``: the point the master sends worker ``i`` now (a fresh tensor, safe to keep).
+
+"The master's θ" and "what worker i receives" are different things for the look-ahead rules, and the API
+keeps them apart. All state is allocated at construction; ``state_dict()`` returns plain tensors and ints and
+``load_state_dict()`` restores them exactly.
+
+Conventions shared by every rule (PyTorch's form of momentum, not Sutskever's):
+
+    v <- γ v + g;   θ <- θ - η_t v;   v starts at zero.
+
+η_t is the learning rate at step t, where t counts gradients applied so far (so a schedule written in
+epochs means the same amount of data whatever the number of workers). Weight decay is part of ``g``: the
+worker computes ``g = ∇L(x) + λ x`` at the point ``x`` it was sent, so rules never see λ.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, ClassVar, Union
+
+import torch
+from torch import Tensor
+
+LearningRate = Union[float, Callable[[int], float]]
+
+
+class UpdateRule:
+    """Base class: validation, the learning-rate schedule, the step counter and (de)serialisation.
+
+    Subclasses set ``name``, list their extra tensors in ``_tensor_state``, allocate them in ``__init__``
+    and implement ``_apply(worker, grad, lr)`` (and ``_params_for(worker)`` where they send something other
+    than θ).
+    """
+
+    name: ClassVar[str] = ""
+    #: True when the rule combines one gradient from every worker before it moves θ (SSGD). Executors then
+    #: hand every worker the same θ each round instead of following an arrival schedule.
+    synchronous: ClassVar[bool] = False
+    _tensor_state: ClassVar[tuple[str, ...]] = ("params",)
+
+    def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float) -> None:
+        if not isinstance(params, Tensor) or params.dim() != 1 or not params.is_floating_point():
+            raise ValueError(
+                f"params: expected a 1-D floating-point tensor, got "
+                f"{type(params).__name__}{tuple(params.shape) if isinstance(params, Tensor) else ''}"
+            )
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+            raise ValueError(f"num_workers: expected an integer >= 1, got {num_workers!r}")
+        if not callable(lr):
+            _check_lr_value(lr)
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
+        self.params: Tensor = params.detach().clone()
+        self.num_workers: int = num_workers
+        self.momentum: float = float(momentum)
+        self.step: int = 0
+        self._lr = lr
+
+    # -- the two calls -------------------------------------------------------------------------------------
+
+    def apply(self, worker: int, grad: Tensor) -> None:
+        """Apply the gradient worker ``worker`` computed at the point it was last sent."""
+        self._check_worker(worker)
+        if not isinstance(grad, Tensor) or grad.dim() != 1 or grad.numel() != self.params.numel():
+            shape = tuple(grad.shape) if isinstance(grad, Tensor) else type(grad).__name__
+            raise ValueError(f"grad: expected a 1-D tensor of {self.params.numel()} elements, got {shape}")
+        self._apply(worker, grad, self.lr_at(self.step))
+        self.step += 1
+
+    def params_for(self, worker: int) -> Tensor:
+        """The point the master sends worker ``worker`` now: a new tensor, unaffected by later updates."""
+        self._check_worker(worker)
+        return self._params_for(worker)
+
+    def lr_at(self, step: int) -> float:
+        """η at ``step`` (gradients applied so far), from the constant or the schedule."""
+        if not callable(self._lr):
+            return float(self._lr)
+        value = self._lr(step)
+        _check_lr_value(value, f"lr({step})")
+        return float(value)
+
+    # -- for subclasses ------------------------------------------------------------------------------------
+
+    def _apply(self, worker: int, grad: Tensor, lr: float) -> None:
+        raise NotImplementedError
+
+    def _params_for(self, worker: int) -> Tensor:
+        return self.params.clone()
+
+    def _zeros(self, *leading: int) -> Tensor:
+        """A zero buffer shaped ``(*leading, d)`` on θ's device and dtype."""
+        return torch.zeros(*leading, self.params.numel(), dtype=self.params.dtype, device=self.params.device)
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """Plain tensors (copies) and ints; ``load_state_dict`` restores them exactly."""
+        state: dict = {"name": self.name, "num_workers": self.num_workers, "step": self.step}
+        for key in self._tensor_state:
+            state[key] = getattr(self, key).clone()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        expected = {"name", "num_workers", "step", *self._tensor_state}
+        if set(state) != expected:
+            raise ValueError(f"state_dict: expected keys {sorted(expected)}, got {sorted(state)}")
+        if state["name"] != self.name or state["num_workers"] != self.num_workers:
+            raise ValueError(
+                f"state_dict: saved by {state['name']!r} with num_workers={state['num_workers']}, "
+                f"loading into {self.name!r} with num_workers={self.num_workers}"
+            )
+        for key in self._tensor_state:
+            mine, saved = getattr(self, key), state[key]
+            if tuple(saved.shape) != tuple(mine.shape):
+                raise ValueError(f"state_dict[{key!r}]: expected shape {tuple(mine.shape)}, got {tuple(saved.shape)}")
+        for key in self._tensor_state:
+            getattr(self, key).copy_(state[key])
+        self.step = int(state["step"])
+
+    # -- checks --------------------------------------------------------------------------------------------
+
+    def _check_worker(self, worker: int) -> None:
+        if isinstance(worker, bool) or not isinstance(worker, int) or not 0 <= worker < self.num_workers:
+            raise ValueError(f"worker: expected an integer in [0, {self.num_workers - 1}], got {worker!r}")
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(name={self.name!r}, d={self.params.numel()}, "
+                f"num_workers={self.num_workers}, momentum={self.momentum}, step={self.step})")
+
+
+def _check_lr_value(value: object, field: str = "lr") -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{field}: expected a finite number >= 0 or a callable step -> lr, got {value!r}")

@@ -1,0 +1,271 @@
+"""Update rules: hand arithmetic, reductions to torch.optim.SGD, a noisy quadratic, state and bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dana_ray.algorithms import ALGORITHMS, make_algorithm
+from dana_ray.schedules import make_schedule
+
+MULTI_WORKER = [name for name in ALGORITHMS if name != "baseline"]
+
+
+def workers_for(name: str, n: int) -> int:
+    return 1 if name == "baseline" else n
+
+
+# -- (a) two steps by hand, on 3 elements -------------------------------------------------------------------
+
+# params [1, 2, 3], lr 0.1, momentum 0.5; worker 0 sends [1, 0, -1], then worker 1 sends [2, 2, 2]
+# (the baseline has one worker, which sends both).
+HAND = {
+    # v = [1,0,-1]; θ = [.9,2,3.1]; v = .5v + [2,2,2] = [2.5,2,1.5]; θ = [.65,1.8,2.95]
+    "asgd": ([0.65, 1.8, 2.95], [0.65, 1.8, 2.95]),
+    "baseline": ([0.65, 1.8, 2.95], [0.65, 1.8, 2.95]),
+    # same θ; sent θ - .1*.5*v = θ - .05*[2.5,2,1.5]
+    "nag-asgd": ([0.65, 1.8, 2.95], [0.525, 1.7, 2.875]),
+    # v0 = [1,0,-1]; θ = [.9,2,3.1]; v1 = [2,2,2]; θ = [.7,1.8,2.9]
+    "multi-asgd": ([0.7, 1.8, 2.9], [0.7, 1.8, 2.9]),
+    # same θ; sent θ - .05*(v0 + v1) = θ - .05*[3,2,1]
+    "dana": ([0.7, 1.8, 2.9], [0.55, 1.7, 2.85]),
+    # one round: mean g = [1.5,1,.5]; v = mean; θ = [.85,1.9,2.95]
+    "ssgd": ([0.85, 1.9, 2.95], [0.85, 1.9, 2.95]),
+}
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_two_steps_by_hand(name):
+    n = workers_for(name, 2)
+    rule = make_algorithm(name, torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), n, lr=0.1, momentum=0.5)
+    second = 0 if n == 1 else 1
+    rule.apply(0, torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64))
+    rule.apply(second, torch.tensor([2.0, 2.0, 2.0], dtype=torch.float64))
+    want_params, want_sent = HAND[name]
+    torch.testing.assert_close(rule.params, torch.tensor(want_params, dtype=torch.float64))
+    torch.testing.assert_close(rule.params_for(0), torch.tensor(want_sent, dtype=torch.float64))
+    assert rule.step == 2
+
+
+def test_hand_table_covers_every_rule():
+    assert set(HAND) == set(ALGORITHMS)
+
+
+# -- (b) N = 1 reductions to torch.optim.SGD, in float64 ---------------------------------------------------
+
+def noisy_quadratic(dim: int = 5, seed: int = 0):
+    """f(x) = ½ xᵀAx - bᵀx with a fixed noise sequence: the t-th call's gradient is A x - b + ξ_t."""
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(dim, dim, generator=gen, dtype=torch.float64)
+    a = q @ q.T / dim + torch.eye(dim, dtype=torch.float64)
+    b = torch.randn(dim, generator=gen, dtype=torch.float64)
+    noise = torch.randn(10_000, dim, generator=gen, dtype=torch.float64) * 0.1
+    calls = iter(range(10_000))
+
+    def grad(x):
+        return a @ x - b + noise[next(calls)]
+
+    def loss(x):
+        return float(0.5 * x @ a @ x - b @ x)
+
+    return grad, loss, torch.linalg.solve(a, b)
+
+
+def sgd_trajectory(x0, steps, lr, momentum, nesterov):
+    """The iterates of torch.optim.SGD on the noisy quadratic (the obviously-correct reference)."""
+    grad, _, _ = noisy_quadratic()
+    x = x0.clone().requires_grad_(True)
+    opt = torch.optim.SGD([x], lr=lr, momentum=momentum, nesterov=nesterov)
+    out = []
+    for _ in range(steps):
+        opt.zero_grad()
+        x.grad = grad(x.detach())
+        opt.step()
+        out.append(x.detach().clone())
+    return out
+
+
+@pytest.mark.parametrize("name,nesterov", [("baseline", False), ("asgd", False), ("multi-asgd", False),
+                                           ("ssgd", False), ("nag-asgd", True), ("dana", True)])
+def test_one_worker_equals_torch_sgd(name, nesterov):
+    """With N = 1 every rule is momentum SGD. For the look-ahead rules the *sent* point x_t = θ_t - ηγv_t
+    follows Nesterov: x_{t+1} = θ_t - ηv_{t+1} - ηγv_{t+1} = x_t + ηγv_t - η(1+γ)(γv_t + g)
+    = x_t - η(g + γv_{t+1}), which is PyTorch's nesterov=True update of x with the same v."""
+    x0 = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    want = sgd_trajectory(x0, 50, lr=0.05, momentum=0.9, nesterov=nesterov)
+    grad, _, _ = noisy_quadratic()
+    rule = make_algorithm(name, x0, 1, lr=0.05, momentum=0.9)
+    for t in range(50):
+        rule.apply(0, grad(rule.params_for(0)))
+        got = rule.params_for(0) if nesterov else rule.params
+        torch.testing.assert_close(got, want[t], rtol=1e-12, atol=1e-12)
+
+
+def test_ssgd_on_n_workers_is_baseline_on_the_concatenated_batch():
+    """Least squares: the gradient of the mean loss over 4 equal batches is the mean of their gradients."""
+    gen = torch.Generator().manual_seed(1)
+    x_data = torch.randn(8 * 4 * 6, 3, generator=gen, dtype=torch.float64)
+    y_data = x_data @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + 0.1 * torch.randn(
+        len(x_data), generator=gen, dtype=torch.float64)
+
+    def grad(w, rows):
+        residual = x_data[rows] @ w - y_data[rows]
+        return x_data[rows].T @ residual / len(rows)
+
+    w0 = torch.zeros(3, dtype=torch.float64)
+    ssgd = make_algorithm("ssgd", w0, 4, lr=0.1, momentum=0.9)
+    base = make_algorithm("baseline", w0, 1, lr=lambda step: 0.1, momentum=0.9)
+    for rnd in range(6):
+        batch = torch.arange(rnd * 32, (rnd + 1) * 32)
+        for i in range(4):
+            ssgd.apply(i, grad(ssgd.params_for(i), batch[i * 8:(i + 1) * 8]))
+        base.apply(0, grad(base.params_for(0), batch))
+        torch.testing.assert_close(ssgd.params, base.params, rtol=1e-12, atol=1e-12)
+
+
+# -- (c) convergence on a noisy quadratic, with stale gradients ----------------------------------------------
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+@pytest.mark.parametrize("num_workers", [1, 4])
+def test_converges_on_noisy_quadratic_with_delays(name, num_workers):
+    if name == "baseline" and num_workers > 1:
+        pytest.skip("the baseline has one worker")
+    grad, loss, optimum = noisy_quadratic(dim=10, seed=3)
+    x0 = torch.full((10,), 3.0, dtype=torch.float64)
+    rule = make_algorithm(name, x0, num_workers, lr=0.005, momentum=0.9)
+    sent = {i: rule.params_for(i) for i in range(num_workers)}   # each worker computes at what it was sent
+    for worker, _ in zip(make_schedule("round-robin", num_workers, seed=0), range(2000)):
+        rule.apply(worker, grad(sent[worker]))
+        if rule.synchronous and rule.step % num_workers:
+            continue
+        for i in (range(num_workers) if rule.synchronous else [worker]):
+            sent[i] = rule.params_for(i)
+    assert loss(rule.params) - loss(optimum) < 0.01 * (loss(x0) - loss(optimum))
+
+
+def run_delayed(name, lr, num_workers=4, steps=2000):
+    """Round robin, each worker computing at the point it was last sent; returns the final relative loss."""
+    grad, loss, optimum = noisy_quadratic(dim=10, seed=3)
+    x0 = torch.full((10,), 3.0, dtype=torch.float64)
+    rule = make_algorithm(name, x0, num_workers, lr=lr, momentum=0.9)
+    sent = {i: rule.params_for(i) for i in range(num_workers)}
+    for worker, _ in zip(make_schedule("round-robin", num_workers, seed=0), range(steps)):
+        rule.apply(worker, grad(sent[worker]))
+        sent[worker] = rule.params_for(worker)
+    return (loss(rule.params) - loss(optimum)) / (loss(x0) - loss(optimum))
+
+
+def test_the_papers_claim_in_miniature():
+    """At a step size where the stale-momentum rules blow up with 4 workers, DANA still converges."""
+    assert run_delayed("dana", lr=0.02) < 1e-3
+    for name in ("asgd", "nag-asgd", "multi-asgd"):
+        assert run_delayed(name, lr=0.02) > 1.0, name
+
+
+# -- the running sum keeps DANA's update O(d) without drifting -----------------------------------------------
+
+def test_dana_running_sum_matches_exact_sum():
+    gen = torch.Generator().manual_seed(0)
+    rule = make_algorithm("dana", torch.zeros(1000), 16, lr=0.01, momentum=0.9)
+    for step in range(3000):
+        rule.apply(step % 16, torch.randn(1000, generator=gen))
+    exact = rule.velocity.double().sum(0)
+    assert torch.allclose(rule.velocity_sum.double(), exact, rtol=0, atol=1e-4 * exact.abs().max())
+
+
+# -- state -----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_state_dict_restores_exactly(name):
+    n = workers_for(name, 3)
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(7, generator=gen) for _ in range(20)]
+    schedule = lambda: (k % n for k in range(20))  # noqa: E731
+    lr = lambda step: 0.1 * 0.5 ** (step // 6)  # noqa: E731
+
+    a = make_algorithm(name, torch.ones(7), n, lr=lr, momentum=0.9)
+    order = list(schedule())
+    for k in range(10):
+        a.apply(order[k], grads[k])
+    saved = a.state_dict()
+    for k in range(10, 20):
+        a.apply(order[k], grads[k])
+
+    b = make_algorithm(name, torch.zeros(7), n, lr=lr, momentum=0.9)
+    b.load_state_dict(saved)
+    for k in range(10, 20):
+        b.apply(order[k], grads[k])
+    assert b.step == a.step == 20
+    assert torch.equal(a.params, b.params)
+    assert all(torch.equal(a.params_for(i), b.params_for(i)) for i in range(n))
+    assert all(isinstance(v, (int, str, torch.Tensor)) for v in saved.values())
+
+
+def test_state_dict_is_a_copy():
+    rule = make_algorithm("dana", torch.zeros(3), 2, lr=0.1)
+    saved = rule.state_dict()
+    rule.apply(0, torch.ones(3))
+    assert torch.equal(saved["params"], torch.zeros(3))
+
+
+def test_load_state_dict_refuses_another_rule():
+    saved = make_algorithm("asgd", torch.zeros(3), 2, lr=0.1).state_dict()
+    with pytest.raises(ValueError, match="saved by 'asgd'"):
+        make_algorithm("nag-asgd", torch.zeros(3), 2, lr=0.1).load_state_dict(saved)
+
+
+def test_params_for_is_a_snapshot():
+    rule = make_algorithm("asgd", torch.zeros(3), 2, lr=0.1)
+    sent = rule.params_for(1)
+    rule.apply(0, torch.ones(3))
+    assert torch.equal(sent, torch.zeros(3))
+
+
+def test_learning_rate_schedule_is_read_per_step():
+    seen = []
+    rule = make_algorithm("asgd", torch.zeros(1), 1, lr=lambda step: seen.append(step) or 1.0, momentum=0.0)
+    rule.apply(0, torch.ones(1))
+    rule.apply(0, torch.ones(1))
+    assert seen == [0, 1]
+    torch.testing.assert_close(rule.params, torch.tensor([-2.0]))
+
+
+# -- bad input -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(name="adam"), r"algorithm: unknown name 'adam'; allowed: baseline, ssgd, asgd"),
+    (dict(num_workers=0), r"num_workers: expected an integer >= 1, got 0"),
+    (dict(name="baseline", num_workers=2), r"num_workers: 'baseline' .* needs 1, got 2"),
+    (dict(lr=-0.1), r"lr: expected a finite number >= 0"),
+    (dict(momentum=1.0), r"momentum: expected a number in \[0, 1\), got 1.0"),
+    (dict(momentum=-0.1), r"momentum: expected a number in \[0, 1\)"),
+])
+def test_bad_construction_names_the_value(kwargs, match):
+    args = dict(name="dana", params=torch.zeros(3), num_workers=2, lr=0.1, momentum=0.9) | kwargs
+    with pytest.raises(ValueError, match=match):
+        make_algorithm(**args)
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_bad_calls_name_the_value(name):
+    n = workers_for(name, 2)
+    rule = make_algorithm(name, torch.zeros(3), n, lr=0.1)
+    with pytest.raises(ValueError, match=r"grad: expected a 1-D tensor of 3 elements, got \(4,\)"):
+        rule.apply(0, torch.zeros(4))
+    with pytest.raises(ValueError, match=rf"worker: expected an integer in \[0, {n - 1}\], got {n}"):
+        rule.apply(n, torch.zeros(3))
+    with pytest.raises(ValueError, match=r"worker: expected an integer in .* got -1"):
+        rule.params_for(-1)
+
+
+def test_negative_scheduled_lr_is_refused():
+    rule = make_algorithm("asgd", torch.zeros(3), 2, lr=lambda step: -1.0)
+    with pytest.raises(ValueError, match=r"lr\(0\): expected a finite number >= 0"):
+        rule.apply(0, torch.zeros(3))
+
+
+def test_ssgd_refuses_a_second_gradient_in_one_round():
+    rule = make_algorithm("ssgd", torch.zeros(3), 3, lr=0.1)
+    rule.apply(1, torch.ones(3))
+    with pytest.raises(ValueError, match=r"worker 1 already sent one this round \(still missing: \[0, 2\]\)"):
+        rule.apply(1, torch.ones(3))
