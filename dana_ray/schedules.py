@@ -19,11 +19,11 @@ recomputed from small integer state.
 
 from __future__ import annotations
 
-import heapq
-import math
 from typing import ClassVar, Iterator
 
 import numpy as np
+
+from dana_ray.checks import check_integer, check_name, check_options, is_number
 
 _BLOCK_RANDOM_TAG = 1
 _GAMMA_TAG = 2
@@ -35,10 +35,8 @@ class Schedule(Iterator[int]):
     name: ClassVar[str] = ""
 
     def __init__(self, num_workers: int, seed: int) -> None:
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
-            raise ValueError(f"num_workers: expected an integer >= 1, got {num_workers!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
+        check_integer("num_workers", num_workers, minimum=1)
+        check_integer("seed", seed, minimum=0)
         self.num_workers = num_workers
         self.seed = seed
         self.position = 0  # how many indices have been drawn
@@ -133,7 +131,7 @@ class Gamma(Schedule):
 
 
 def _positive(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+    return is_number(value) and value > 0
 
 
 def _time_factors(num_workers: int, time_factors: list[float] | None, slow_fraction: float | None,
@@ -148,7 +146,7 @@ def _time_factors(num_workers: int, time_factors: list[float] | None, slow_fract
         raise ValueError("schedule_options: slow_fraction and slow_factor go together")
     if slow_fraction is None:
         return [1.0] * num_workers
-    if isinstance(slow_fraction, bool) or not isinstance(slow_fraction, (int, float)) or not 0 <= slow_fraction <= 1:
+    if not is_number(slow_fraction) or not 0 <= slow_fraction <= 1:
         raise ValueError(f"schedule_options.slow_fraction: expected a number in [0, 1], got {slow_fraction!r}")
     if not _positive(slow_factor):
         raise ValueError(f"schedule_options.slow_factor: expected a number > 0, got {slow_factor!r}")
@@ -169,10 +167,6 @@ SCHEDULE_OPTIONS: dict[str, tuple[str, ...]] = {
 
 def make_schedule(name: str, num_workers: int, seed: int, **options) -> Schedule:
     """Build the schedule registered as ``name``; ``options`` are schedule-specific (see SCHEDULE_OPTIONS)."""
-    if name not in SCHEDULES:
-        raise ValueError(f"schedule: unknown name {name!r}; allowed: {', '.join(SCHEDULES)}")
-    unknown = sorted(set(options) - set(SCHEDULE_OPTIONS[name]))
-    if unknown:
-        allowed = ", ".join(SCHEDULE_OPTIONS[name]) or "none"
-        raise ValueError(f"schedule_options: unknown option {unknown[0]!r} for {name!r}; allowed: {allowed}")
+    check_name("schedule", name, SCHEDULES)
+    check_options("schedule_options", name, options, SCHEDULE_OPTIONS[name])
     return SCHEDULES[name](num_workers, seed, **options)

@@ -13,6 +13,7 @@ from torch import Tensor
 from dana_ray.algorithms.base import LearningRate, UpdateRule
 from dana_ray.algorithms.momentum import ASGD, DANA, NAGASGD, Baseline, MultiASGD
 from dana_ray.algorithms.ssgd import SSGD
+from dana_ray.checks import check_name
 
 #: Every rule by the exact name configs, the CLI and the sweep use.
 ALGORITHMS: dict[str, type[UpdateRule]] = {
@@ -23,8 +24,7 @@ ALGORITHMS: dict[str, type[UpdateRule]] = {
 def make_algorithm(name: str, params: Tensor, num_workers: int, lr: LearningRate,
                    momentum: float = 0.9) -> UpdateRule:
     """Build the rule registered as ``name`` with master parameters starting at ``params``."""
-    if name not in ALGORITHMS:
-        raise ValueError(f"algorithm: unknown name {name!r}; allowed: {', '.join(ALGORITHMS)}")
+    check_name("algorithm", name, ALGORITHMS)
     return ALGORITHMS[name](params, num_workers, lr, momentum)
 
 

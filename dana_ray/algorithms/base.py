@@ -22,11 +22,12 @@ worker computes ``g = ∇L(x) + λ x`` at the point ``x`` it was sent, so rules 
 
 from __future__ import annotations
 
-import math
 from typing import Callable, ClassVar, Union
 
 import torch
 from torch import Tensor
+
+from dana_ray.checks import check_integer, check_number
 
 LearningRate = Union[float, Callable[[int], float]]
 
@@ -51,12 +52,10 @@ class UpdateRule:
                 f"params: expected a 1-D floating-point tensor, got "
                 f"{type(params).__name__}{tuple(params.shape) if isinstance(params, Tensor) else ''}"
             )
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
-            raise ValueError(f"num_workers: expected an integer >= 1, got {num_workers!r}")
+        check_integer("num_workers", num_workers, minimum=1)
         if not callable(lr):
-            _check_lr_value(lr)
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
+            check_number("lr", lr, low=0.0)
+        check_number("momentum", momentum, low=0.0, below=1.0)
         self.params: Tensor = params.detach().clone()
         self.num_workers: int = num_workers
         self.momentum: float = float(momentum)
@@ -84,7 +83,7 @@ class UpdateRule:
         if not callable(self._lr):
             return float(self._lr)
         value = self._lr(step)
-        _check_lr_value(value, f"lr({step})")
+        check_number(f"lr({step})", value, low=0.0)
         return float(value)
 
     # -- for subclasses ------------------------------------------------------------------------------------
@@ -135,7 +134,3 @@ class UpdateRule:
         return (f"{type(self).__name__}(name={self.name!r}, d={self.params.numel()}, "
                 f"num_workers={self.num_workers}, momentum={self.momentum}, step={self.step})")
 
-
-def _check_lr_value(value: object, field: str = "lr") -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{field}: expected a finite number >= 0 or a callable step -> lr, got {value!r}")

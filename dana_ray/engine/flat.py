@@ -1,0 +1,88 @@
+"""A model whose parameters, gradients and BatchNorm statistics live in flat float32 buffers.
+
+The update rules see one flat vector; this adapter lets a ``torch.nn.Module`` compute at such a vector
+without per-layer copies: every parameter (and its ``.grad``) is a view into one flat buffer, so loading a
+point is one ``copy_`` and reading the gradient is one clone.
+
+BatchNorm (a choice the paper does not spell out): the master keeps ONE set of running statistics. A worker
+computes its batch's statistics in training mode (with the layers' momentum set to 1, so after the forward
+pass the running buffers hold exactly the batch mean and unbiased variance); the master folds them into its
+running statistics when it applies that gradient, ``r <- (1 - μ) r + μ b`` with the model's own μ (0.1).
+With one worker this is what a plain PyTorch loop does; evaluation uses the master's parameters and
+statistics in eval mode.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+
+class FlatModel:
+    def __init__(self, module: nn.Module, device: torch.device | str = "cpu") -> None:
+        self.module = module.to(device)
+        self.device = torch.device(device)
+        params = list(self.module.parameters())
+        self.params = torch.cat([p.detach().reshape(-1) for p in params]).float()
+        self.grads = torch.zeros_like(self.params)
+        _alias(params, self.params, self.grads)
+
+        norms = [m for m in self.module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+        momenta = {m.momentum for m in norms}
+        if len(momenta) > 1 or None in momenta:
+            raise ValueError(f"model: every BatchNorm layer needs the same numeric momentum, got {sorted(map(str, momenta))}")
+        self.bn_momentum: float = momenta.pop() if momenta else 0.0
+        buffers = [b for m in norms for b in (m.running_mean, m.running_var)]
+        self.bn_stats = torch.cat([b.reshape(-1) for b in buffers]) if buffers else self.params.new_zeros(0)
+        _alias(buffers, self.bn_stats)
+        for m in norms:
+            m.momentum = 1.0  # after a forward pass in train mode the buffers hold the batch's own statistics
+
+    @property
+    def num_params(self) -> int:
+        return self.params.numel()
+
+    def initial_state(self) -> tuple[Tensor, Tensor]:
+        """Copies of the module's initial parameters and BatchNorm statistics."""
+        return self.params.clone(), self.bn_stats.clone()
+
+    def gradient(self, point: Tensor, x: Tensor, y: Tensor, weight_decay: float) -> tuple[Tensor, Tensor, float]:
+        """At ``point``: ``(∇L + λ·point, the batch's BatchNorm statistics, L)``; L is the mean cross-entropy."""
+        self.params.copy_(point)
+        self.grads.zero_()
+        self.module.train()
+        loss = F.cross_entropy(self.module(x.to(self.device, non_blocking=True)),
+                               y.to(self.device, non_blocking=True))
+        loss.backward()
+        grad = self.grads.add(self.params, alpha=weight_decay) if weight_decay else self.grads.clone()
+        return grad, self.bn_stats.clone(), float(loss.detach())
+
+    @torch.no_grad()
+    def evaluate(self, params: Tensor, bn_stats: Tensor, batches: Iterable[tuple[Tensor, Tensor]]) -> tuple[float, float]:
+        """``(error %, mean loss)`` of the model at ``params`` with BatchNorm statistics ``bn_stats``."""
+        self.params.copy_(params)
+        self.bn_stats.copy_(bn_stats)
+        self.module.eval()
+        wrong, loss, count = 0, 0.0, 0
+        for x, y in batches:
+            y = y.to(self.device)
+            logits = self.module(x.to(self.device))
+            wrong += int((logits.argmax(1) != y).sum())
+            loss += float(F.cross_entropy(logits, y, reduction="sum"))
+            count += len(y)
+        return 100.0 * wrong / count, loss / count
+
+
+def _alias(tensors: list[Tensor], flat: Tensor, flat_grad: Tensor | None = None) -> None:
+    """Make each tensor (and its grad) a view into ``flat`` (and ``flat_grad``), in order."""
+    offset = 0
+    for t in tensors:
+        n = t.numel()
+        t.data = flat[offset:offset + n].view_as(t)
+        if flat_grad is not None:
+            t.grad = flat_grad[offset:offset + n].view_as(t)
+        offset += n

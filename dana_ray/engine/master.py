@@ -1,0 +1,137 @@
+"""The master's side of a trial, executor-agnostic: the rule, the arrival order, BatchNorm statistics, and
+the gradient jobs handed out to logical workers.
+
+A job is "logical worker i, compute batch k of your stream at this point". The master issues one job per
+worker at the start; when it applies worker i's gradient it issues i's next job, at ``rule.params_for(i)``
+(for a synchronous rule: every worker's next job once the round is complete). Which outstanding job is
+applied next is the schedule's choice (synchronous rules: worker index order). Everything here is plain
+state, so ``state_dict()`` is a complete checkpoint of a trial, outstanding jobs included.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from dana_ray.algorithms import UpdateRule
+from dana_ray.schedules import Schedule
+
+
+@dataclass
+class Job:
+    worker: int       # logical worker index
+    batch: int        # position in that worker's batch stream
+    point: Tensor     # the parameters it was sent
+    sent_version: int  # how many times the master's parameters had changed when it was sent
+
+
+@dataclass
+class GradientResult:
+    grad: Tensor      # ∇L + λ·point, flat
+    bn_stats: Tensor  # the batch's BatchNorm statistics, flat (empty without BatchNorm)
+    loss: float       # mean training loss of the batch at the point
+
+
+class Master:
+    def __init__(self, rule: UpdateRule, schedule: Schedule, bn_stats: Tensor, bn_momentum: float) -> None:
+        self.rule, self.schedule = rule, schedule
+        self.bn_stats = bn_stats.clone()
+        self.bn_momentum = bn_momentum
+        self.batches_issued = [0] * rule.num_workers
+        self.outstanding: dict[int, Job] = {}
+        self.version = 0  # parameter updates so far: one per gradient, or one per round for a synchronous rule
+        self.diverged = False
+        self._reset_metrics()
+
+    @property
+    def step(self) -> int:
+        return self.rule.step
+
+    @property
+    def num_workers(self) -> int:
+        return self.rule.num_workers
+
+    def start(self) -> list[Job]:
+        """Issue a job to every worker that has none (all of them, unless restored from a checkpoint)."""
+        return [self._issue(i) for i in range(self.num_workers) if i not in self.outstanding]
+
+    def next_job(self) -> Job:
+        """The outstanding job whose gradient the master applies next."""
+        worker = self.step % self.num_workers if self.rule.synchronous else next(self.schedule)
+        return self.outstanding[worker]
+
+    def apply(self, job: Job, result: GradientResult) -> list[Job]:
+        """Apply ``job``'s gradient; returns the jobs this issues. A non-finite loss marks the trial diverged."""
+        if self.outstanding.get(job.worker) is not job:
+            raise ValueError(f"job: worker {job.worker}'s job (batch {job.batch}) is not outstanding")
+        if not math.isfinite(result.loss):
+            self.diverged = True
+            return []
+        params = self.rule.params
+        delay = self.version - job.sent_version
+        gap = float(torch.linalg.vector_norm(job.point.to(params) - params)) / math.sqrt(params.numel())
+        self.rule.apply(job.worker, result.grad.to(params))
+        if self.bn_stats.numel():
+            self.bn_stats.lerp_(result.bn_stats.to(self.bn_stats), self.bn_momentum)
+        del self.outstanding[job.worker]
+        self._record(delay, gap, result.loss)
+        if not self.rule.synchronous:
+            self.version += 1
+            return [self._issue(job.worker)]
+        if self.outstanding:
+            return []
+        self.version += 1
+        return [self._issue(i) for i in range(self.num_workers)]
+
+    def _issue(self, worker: int) -> Job:
+        job = Job(worker, self.batches_issued[worker], self.rule.params_for(worker), self.version)
+        self.batches_issued[worker] += 1
+        self.outstanding[worker] = job
+        return job
+
+    # -- metrics ---------------------------------------------------------------------------------------------
+
+    def _reset_metrics(self) -> None:
+        self.metrics = {"count": 0, "delay_sum": 0, "delay_max": 0, "gap_sum": 0.0, "loss_sum": 0.0}
+
+    def _record(self, delay: int, gap: float, loss: float) -> None:
+        m = self.metrics
+        m["count"] += 1
+        m["delay_sum"] += delay
+        m["delay_max"] = max(m["delay_max"], delay)
+        m["gap_sum"] += gap
+        m["loss_sum"] += loss
+
+    def take_metrics(self) -> dict:
+        """Means over the gradients applied since the last call (mean/max delay, mean gap, train loss)."""
+        m, n = self.metrics, max(self.metrics["count"], 1)
+        self._reset_metrics()
+        return {"gradients": m["count"], "mean_delay": m["delay_sum"] / n, "max_delay": m["delay_max"],
+                "mean_gap": m["gap_sum"] / n, "train_loss": m["loss_sum"] / n if m["count"] else math.nan}
+
+    # -- checkpoints -----------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "rule": self.rule.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "bn_stats": self.bn_stats.clone(),
+            "batches_issued": list(self.batches_issued),
+            "outstanding": [(j.worker, j.batch, j.point.clone(), j.sent_version) for j in self.outstanding.values()],
+            "version": self.version,
+            "diverged": self.diverged,
+            "metrics": dict(self.metrics),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rule.load_state_dict(state["rule"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.bn_stats.copy_(state["bn_stats"])
+        self.batches_issued = list(state["batches_issued"])
+        self.outstanding = {w: Job(w, b, p.to(self.rule.params), s) for w, b, p, s in state["outstanding"]}
+        self.version = int(state["version"])
+        self.diverged = bool(state["diverged"])
+        self.metrics = dict(state["metrics"])

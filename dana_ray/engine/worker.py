@@ -1,0 +1,34 @@
+"""The worker's side: compute a job's gradient (any logical worker's), and evaluate parameters."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from dana_ray.data import DataSet, WorkerStream, eval_batches
+from dana_ray.engine.flat import FlatModel
+from dana_ray.engine.master import GradientResult, Job
+
+
+class GradientWorker:
+    """One model replica and the data; serves every logical worker (their streams differ, not the model)."""
+
+    def __init__(self, model: FlatModel, data: DataSet, batch_size: int, seed: int, weight_decay: float,
+                 eval_batch_size: int = 1000) -> None:
+        self.model, self.data = model, data
+        self.batch_size, self.seed, self.weight_decay = batch_size, seed, weight_decay
+        self.eval_batch_size = eval_batch_size
+        self._streams: dict[int, WorkerStream] = {}
+
+    def stream(self, worker: int) -> WorkerStream:
+        if worker not in self._streams:
+            self._streams[worker] = WorkerStream(self.data.train, self.batch_size, self.seed, worker)
+        return self._streams[worker]
+
+    def compute(self, job: Job) -> GradientResult:
+        x, y = self.stream(job.worker).batch(job.batch)
+        grad, bn_stats, loss = self.model.gradient(job.point, x, y, self.weight_decay)
+        return GradientResult(grad, bn_stats, loss)
+
+    def evaluate(self, params: Tensor, bn_stats: Tensor) -> tuple[float, float]:
+        """``(test error %, test loss)`` at the given master state."""
+        return self.model.evaluate(params, bn_stats, eval_batches(self.data.test, self.eval_batch_size))

@@ -1,0 +1,176 @@
+"""The networks of the paper's experiments, plus a small CNN for the embedded default data set.
+
+* ``resnet20``: the CIFAR ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR 2016),
+  Section 4.2: 3 stages of 3 basic blocks, 16/32/64 channels, option-A (parameter-free, zero-padded
+  identity) shortcuts; 0.27M parameters.
+* ``wrn`` / ``wrn-16-4``: the Wide ResNet of Zagoruyko and Komodakis, "Wide Residual Networks" (BMVC 2016):
+  pre-activation basic blocks, (depth - 4) / 6 blocks per stage, widths 16k/32k/64k, 1x1 convolution
+  shortcuts where the shape changes; options ``depth`` (default 16), ``width`` (default 4), ``dropout``.
+  WRN-16-4 has 2.7M parameters.
+* ``resnet50``: torchvision's ResNet-50 (He et al. 2016), randomly initialised; 25.6M parameters.
+* ``cnn``: a small network with BatchNorm for the embedded 8x8 digits: quick on a laptop CPU, and it
+  exercises the same BatchNorm path as the large models.
+
+Every builder takes ``num_classes`` and ``in_channels`` plus its own options.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dana_ray.checks import check_name, check_options
+
+
+# -- ResNet-20 (CIFAR) -------------------------------------------------------------------------------------
+
+class _CifarBasicBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.stride, self.extra_channels = stride, planes - in_planes
+
+    def _shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        # Option A: subsample spatially, zero-pad the new channels (no parameters).
+        if self.stride != 1:
+            x = x[:, :, ::self.stride, ::self.stride]
+        if self.extra_channels:
+            half = self.extra_channels // 2
+            x = F.pad(x, (0, 0, 0, 0, half, self.extra_channels - half))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self._shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """ResNet-(6n+2) for 32x32 inputs; n = 3 gives ResNet-20."""
+
+    def __init__(self, blocks_per_stage: int = 3, num_classes: int = 10, in_channels: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        layers, in_planes = [], 16
+        for planes, stride in ((16, 1), (32, 2), (64, 2)):
+            for b in range(blocks_per_stage):
+                layers.append(_CifarBasicBlock(in_planes, planes, stride if b == 0 else 1))
+                in_planes = planes
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(64, num_classes)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layers(F.relu(self.bn(self.conv(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+# -- Wide ResNet ---------------------------------------------------------------------------------------------
+
+class _WideBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int, dropout: float) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.dropout = dropout
+        self.shortcut = (nn.Conv2d(in_planes, planes, 1, stride, 0, bias=False)
+                         if stride != 1 or in_planes != planes else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = F.relu(self.bn1(x))
+        out = self.conv1(pre)
+        out = F.relu(self.bn2(out))
+        if self.dropout:
+            out = F.dropout(out, self.dropout, self.training)
+        out = self.conv2(out)
+        return out + (self.shortcut(pre) if self.shortcut is not None else x)
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-width for 32x32 inputs (pre-activation)."""
+
+    def __init__(self, depth: int = 16, width: int = 4, dropout: float = 0.0, num_classes: int = 10,
+                 in_channels: int = 3) -> None:
+        super().__init__()
+        if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
+            raise ValueError(f"model_options.depth: expected an integer 6n+4 >= 10 (10, 16, 22, 28, ...), got {depth!r}")
+        if not isinstance(width, int) or width < 1:
+            raise ValueError(f"model_options.width: expected an integer >= 1, got {width!r}")
+        if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"model_options.dropout: expected a number in [0, 1), got {dropout!r}")
+        n = (depth - 4) // 6
+        self.conv = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+        layers, in_planes = [], 16
+        for planes, stride in ((16 * width, 1), (32 * width, 2), (64 * width, 2)):
+            for b in range(n):
+                layers.append(_WideBlock(in_planes, planes, stride if b == 0 else 1, dropout))
+                in_planes = planes
+        self.layers = nn.Sequential(*layers)
+        self.bn = nn.BatchNorm2d(in_planes)
+        self.fc = nn.Linear(in_planes, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn(self.layers(self.conv(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+# -- small CNN for the embedded digits ------------------------------------------------------------------------
+
+class SmallCNN(nn.Module):
+    """conv(32)-BN-ReLU, conv(64, stride 2)-BN-ReLU, global average pool, linear: ~20k parameters."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, channels: int = 32) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(),
+            nn.Conv2d(channels, 2 * channels, 3, 2, 1, bias=False), nn.BatchNorm2d(2 * channels), nn.ReLU(),
+        )
+        self.fc = nn.Linear(2 * channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+
+def _resnet50(num_classes: int, in_channels: int) -> nn.Module:
+    import torchvision
+
+    model = torchvision.models.resnet50(weights=None, num_classes=num_classes)
+    if in_channels != 3:
+        model.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+    return model
+
+
+#: name -> (builder(num_classes, in_channels, **options), allowed options)
+MODELS: dict[str, tuple[Callable[..., nn.Module], tuple[str, ...]]] = {
+    "cnn": (lambda num_classes, in_channels, **o: SmallCNN(num_classes, in_channels, **o), ("channels",)),
+    "resnet20": (lambda num_classes, in_channels: CifarResNet(3, num_classes, in_channels), ()),
+    "wrn": (lambda num_classes, in_channels, **o: WideResNet(num_classes=num_classes, in_channels=in_channels, **o),
+            ("depth", "width", "dropout")),
+    "wrn-16-4": (lambda num_classes, in_channels, **o: WideResNet(16, 4, num_classes=num_classes,
+                                                                  in_channels=in_channels, **o), ("dropout",)),
+    "resnet50": (_resnet50, ()),
+}
+
+
+def make_model(name: str, num_classes: int, in_channels: int = 3, **options) -> nn.Module:
+    """Build the model registered as ``name`` (random initialisation from torch's global generator)."""
+    check_name("model", name, MODELS)
+    builder, allowed = MODELS[name]
+    check_options("model_options", name, options, allowed)
+    return builder(num_classes, in_channels, **options)

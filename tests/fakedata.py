@@ -1,0 +1,60 @@
+"""Tiny data sets in the real on-disk formats, for the real loaders (nothing can be downloaded here)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+
+
+def make_fake_cifar(root: str, name: str = "cifar10", n_train: int = 100, n_test: int = 40, seed: int = 0) -> str:
+    """torchvision's CIFAR layout: pickled dicts of uint8 rows (3x32x32, channel-major) and labels.
+
+    Each class gets a distinct mean colour, so a model can actually learn something.
+    """
+    rng = np.random.default_rng(seed)
+    num_classes = 10 if name == "cifar10" else 100
+    folder = os.path.join(root, "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
+    os.makedirs(folder, exist_ok=True)
+    label_key = "labels" if name == "cifar10" else "fine_labels"
+
+    def split(n):
+        labels = rng.integers(0, num_classes, n)
+        base = (labels[:, None] * 23 % 256).astype(np.float64)
+        data = np.clip(base + rng.normal(0, 20, (n, 3 * 32 * 32)), 0, 255).astype(np.uint8)
+        return {"data": data, label_key: labels.tolist()}
+
+    if name == "cifar10":
+        parts = np.array_split(np.arange(n_train), 5)
+        whole = split(n_train)
+        for k, rows in enumerate(parts, 1):
+            batch = {"data": whole["data"][rows], label_key: [whole[label_key][r] for r in rows]}
+            _dump(os.path.join(folder, f"data_batch_{k}"), batch)
+        _dump(os.path.join(folder, "test_batch"), split(n_test))
+        _dump(os.path.join(folder, "batches.meta"), {"label_names": [f"class{i}" for i in range(10)]})
+    else:
+        _dump(os.path.join(folder, "train"), split(n_train))
+        _dump(os.path.join(folder, "test"), split(n_test))
+        _dump(os.path.join(folder, "meta"), {"fine_label_names": [f"class{i}" for i in range(100)]})
+    return root
+
+
+def make_fake_imagefolder(root: str, classes: int = 3, per_class: int = 4, size: int = 20, seed: int = 0) -> str:
+    """An ImageNet-style tree: root/{train,val}/<class>/<image>.png."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split in ("train", "val"):
+        for c in range(classes):
+            folder = os.path.join(root, split, f"n{c:08d}")
+            os.makedirs(folder, exist_ok=True)
+            for i in range(per_class):
+                pixels = np.clip(rng.normal(c * 80, 30, (size, size, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(os.path.join(folder, f"img{i}.png"))
+    return root
+
+
+def _dump(path: str, obj: dict) -> None:
+    with open(path, "wb") as f:
+        pickle.dump(obj, f)

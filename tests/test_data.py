@@ -1,0 +1,123 @@
+"""Data: the embedded digits, the real CIFAR and ImageFolder loaders on fake files, per-worker streams."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dana_ray.data import TensorImages, WorkerStream, eval_batches, load_dataset
+
+
+def test_digits_ship_with_an_installed_package():
+    data = load_dataset("digits")
+    assert (len(data.train), len(data.test), data.num_classes, data.in_channels) == (1437, 360, 10, 1)
+    x, y = data.train.batch(np.arange(len(data.train)), None)
+    assert x.shape == (1437, 1, 8, 8) and x.dtype == torch.float32
+    assert abs(float(x.mean())) < 1e-3 and float(x.std()) == pytest.approx(1.0, abs=1e-3)
+    assert sorted(set(y.tolist())) == list(range(10))
+
+
+def test_digits_split_is_fixed_and_disjoint():
+    a, b = load_dataset("digits"), load_dataset("digits")
+    assert torch.equal(a.test.images, b.test.images)
+    train = {tuple(img.flatten().tolist()) + (int(l),) for img, l in zip(a.train.images, a.train.labels)}
+    test = [tuple(img.flatten().tolist()) + (int(l),) for img, l in zip(a.test.images, a.test.labels)]
+    assert sum(t in train for t in test) < 10  # a few digits are duplicated in the original set
+
+
+@pytest.mark.parametrize("name,fixture,classes", [("cifar10", "fake_cifar10", 10), ("cifar100", "fake_cifar100", 100)])
+def test_cifar_through_torchvision(name, fixture, classes, request):
+    root = request.getfixturevalue(fixture)
+    data = load_dataset(name, root)
+    assert (len(data.train), len(data.test), data.num_classes, data.in_channels) == (100, 40, classes, 3)
+    x, y = WorkerStream(data.train, 16, seed=0, worker=0).batch(0)
+    assert x.shape == (16, 3, 32, 32) and y.dtype == torch.int64
+    assert data.train.crop_padding == 4 and data.train.flip and not data.test.crop_padding
+
+
+def test_cifar_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match=r"data_dir: cifar10 needs the directory .*cifar-10-batches-py.* does not exist"):
+        load_dataset("cifar10", str(tmp_path))
+
+
+def test_cifar_corrupted_files_are_a_clear_error(tmp_path):
+    (tmp_path / "cifar-10-batches-py").mkdir()  # checksums on: an empty folder is "corrupted"
+    with pytest.raises(ValueError, match=r"data_dir: cifar10 under .* is incomplete or corrupted"):
+        load_dataset("cifar10", str(tmp_path))
+
+
+def test_imagenet_imagefolder(fake_imagenet):
+    data = load_dataset("imagenet", fake_imagenet, image_size=16)
+    assert (len(data.train), len(data.test), data.num_classes) == (12, 12, 3)
+    stream = WorkerStream(data.train, 4, seed=1, worker=2)
+    x, y = stream.batch(5)
+    assert x.shape == (4, 3, 16, 16)
+    x2, y2 = WorkerStream(data.train, 4, seed=1, worker=2).batch(5)
+    assert torch.equal(x, x2) and torch.equal(y, y2)  # seeded transforms
+    xt, _ = next(eval_batches(data.test, 5))
+    assert xt.shape == (5, 3, 16, 16)
+
+
+def test_unknown_dataset_and_option():
+    with pytest.raises(ValueError, match="dataset: unknown name 'mnist'; allowed: digits, cifar10, cifar100, imagenet"):
+        load_dataset("mnist")
+    with pytest.raises(ValueError, match="dataset_options: unknown option 'image_size' for 'digits'; allowed: none"):
+        load_dataset("digits", image_size=8)
+
+
+# -- augmentation ----------------------------------------------------------------------------------------------
+
+def ramp_images(n=6, size=8):
+    img = torch.arange(size * size, dtype=torch.uint8).view(1, 1, size, size).repeat(n, 1, 1, 1)
+    return TensorImages(img, torch.zeros(n), mean=(0.0,), std=(1 / 255,), crop_padding=2, flip=True)
+
+
+def test_random_crop_is_a_shifted_window_of_the_zero_padded_image():
+    data = ramp_images()
+    x, _ = data.batch(np.arange(6), torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(data.images.float(), (2, 2, 2, 2))
+    for img in x:
+        windows = [padded[0, :, t:t + 8, l:l + 8] for t in range(5) for l in range(5)]
+        matches = [w for w in windows for cand in (w, w.flip(2)) if torch.allclose(img, cand, atol=1e-3)]
+        assert matches, "every augmented image is a crop (maybe flipped) of the padded original"
+    assert len({tuple(img.flatten().tolist()) for img in x}) > 1
+
+
+def test_no_generator_means_no_augmentation():
+    data = ramp_images()
+    x, _ = data.batch(np.arange(6), None)
+    torch.testing.assert_close(x, data.images.float(), atol=1e-3, rtol=0)
+
+
+# -- streams ---------------------------------------------------------------------------------------------------
+
+def test_stream_passes_cover_every_example_once():
+    data = load_dataset("digits").train
+    stream = WorkerStream(data, 100, seed=0, worker=0)
+    assert stream.batches_per_pass == 14
+    first_pass = np.concatenate([stream.indices(k) for k in range(14)])
+    assert len(set(first_pass.tolist())) == 1400
+    second_pass = np.concatenate([stream.indices(k) for k in range(14, 28)])
+    assert not np.array_equal(first_pass, second_pass)
+
+
+def test_a_batch_depends_only_on_seed_worker_and_position():
+    data = load_dataset("digits")
+    a = WorkerStream(data.train, 32, seed=3, worker=5)
+    forward = [a.batch(k) for k in range(60)]
+    b = WorkerStream(data.train, 32, seed=3, worker=5)
+    for k in reversed(range(60)):  # any access order
+        assert torch.equal(b.batch(k)[0], forward[k][0]) and torch.equal(b.batch(k)[1], forward[k][1])
+
+
+def test_workers_and_seeds_get_different_streams():
+    data = load_dataset("digits").train
+    first = lambda seed, worker: WorkerStream(data, 32, seed, worker).indices(0)  # noqa: E731
+    assert not np.array_equal(first(0, 0), first(0, 1))
+    assert not np.array_equal(first(0, 0), first(1, 0))
+
+
+def test_batch_larger_than_data_is_refused():
+    with pytest.raises(ValueError, match=r"batch_size: 2000 is larger than the training set \(1437 examples\)"):
+        WorkerStream(load_dataset("digits").train, 2000, 0, 0)

@@ -1,0 +1,121 @@
+"""The engine: flat model views, the master's job protocol, and equivalence with a plain PyTorch loop."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from dana_ray.config import TrialConfig
+from dana_ray.data import WorkerStream, load_dataset
+from dana_ray.engine import FlatModel, LocalExecutor
+from dana_ray.models import make_model
+from dana_ray.trial import build, params_sha256
+
+SMALL = dict(model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=16, epochs=1, lr=0.05,
+             lr_decay_epochs=[])
+
+
+def test_flat_gradient_equals_autograd_on_a_plain_module():
+    torch.manual_seed(0)
+    module = make_model("cnn", 10, 1, channels=4)
+    reference = copy.deepcopy(module)
+    flat = FlatModel(module)
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    point = flat.params + 0.01 * torch.randn_like(flat.params)
+    grad, bn_stats, loss = flat.gradient(point, x, y, weight_decay=0.1)
+
+    torch.nn.utils.vector_to_parameters(point, reference.parameters())
+    ref_loss = torch.nn.functional.cross_entropy(reference(x), y)
+    ref_loss.backward()
+    ref_grad = torch.cat([p.grad.reshape(-1) for p in reference.parameters()]) + 0.1 * point
+    torch.testing.assert_close(grad, ref_grad)
+    assert loss == pytest.approx(float(ref_loss.detach()))
+    # the batch statistics: the first BatchNorm sees the first conv's output
+    conv_out = reference.features[0](x)
+    mean, var = conv_out.mean((0, 2, 3)), conv_out.var((0, 2, 3), unbiased=True)
+    torch.testing.assert_close(bn_stats[:4], mean.detach())
+    torch.testing.assert_close(bn_stats[4:8], var.detach())
+
+
+def test_baseline_equals_a_plain_pytorch_training_loop():
+    """N = 1: the engine is momentum SGD with weight decay and ordinary BatchNorm running statistics."""
+    cfg = TrialConfig.from_dict(dict(SMALL, algorithm="baseline", weight_decay=5e-4, seed=4))
+    master, worker, steps = build(cfg)
+    LocalExecutor(master, worker).run_steps(steps)
+
+    data = load_dataset("digits")
+    torch.manual_seed(4)
+    module = make_model("cnn", 10, 1, channels=8)
+    opt = torch.optim.SGD(module.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    stream = WorkerStream(data.train, 16, seed=4, worker=0)
+    module.train()
+    for k in range(steps):
+        x, y = stream.batch(k)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(module(x), y).backward()
+        opt.step()
+    params = torch.nn.utils.parameters_to_vector(module.parameters()).detach()
+    stats = torch.cat([b.reshape(-1) for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)
+                       for b in (m.running_mean, m.running_var)])
+    torch.testing.assert_close(master.rule.params, params, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(master.bn_stats, stats, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [1, 4])
+def test_round_robin_delays_and_job_protocol(n):
+    master, worker, _ = build(TrialConfig.from_dict(dict(SMALL, algorithm="dana", num_workers=n)))
+    executor = LocalExecutor(master, worker)
+    assert sorted(master.outstanding) == list(range(n))
+    executor.run_steps(n)
+    first = master.take_metrics()
+    assert first["mean_delay"] == pytest.approx((n - 1) / 2)  # the first round: 0, 1, ..., n-1
+    executor.run_steps(5 * n)
+    steady = master.take_metrics()
+    assert steady["mean_delay"] == steady["max_delay"] == n - 1
+    assert master.batches_issued == [7] * n  # the first job, then one per applied gradient
+    if n > 1:
+        assert steady["mean_gap"] > 0
+
+
+def test_ssgd_rounds_send_every_worker_the_same_point_with_no_delay():
+    master, worker, _ = build(TrialConfig.from_dict(dict(SMALL, algorithm="ssgd", num_workers=3,
+                                                         schedule="block-random")))
+    executor = LocalExecutor(master, worker)
+    for _ in range(4):
+        points = [master.outstanding[i].point for i in range(3)]
+        assert all(torch.equal(p, points[0]) for p in points)
+        assert torch.equal(points[0], master.rule.params)
+        executor.run_steps(3)
+    metrics = master.take_metrics()
+    assert metrics["max_delay"] == 0 and metrics["mean_gap"] == 0
+
+
+def test_master_refuses_a_job_that_is_not_outstanding():
+    master, worker, _ = build(TrialConfig.from_dict(dict(SMALL, num_workers=2)))
+    LocalExecutor(master, worker)
+    job = master.next_job()
+    result = worker.compute(job)
+    master.apply(job, result)
+    with pytest.raises(ValueError, match=r"job: worker \d's job \(batch 0\) is not outstanding"):
+        master.apply(job, result)
+
+
+@pytest.mark.parametrize("algorithm,schedule", [("dana", "gamma"), ("ssgd", "round-robin"),
+                                                ("nag-asgd", "block-random")])
+def test_master_state_restores_mid_run(algorithm, schedule):
+    cfg = TrialConfig.from_dict(dict(SMALL, algorithm=algorithm, num_workers=3, schedule=schedule))
+    master, worker, steps = build(cfg)
+    executor = LocalExecutor(master, worker)
+    executor.run_steps(steps // 2 + 1)  # mid-round for ssgd
+    saved = master.state_dict()
+    executor.run_steps(steps)
+    uninterrupted = params_sha256(master.rule.params)
+
+    master2, worker2, _ = build(cfg)
+    master2.load_state_dict(saved)
+    executor2 = LocalExecutor(master2, worker2)
+    executor2.run_steps(steps)
+    assert params_sha256(master2.rule.params) == uninterrupted
+    assert torch.equal(master2.bn_stats, master.bn_stats)

@@ -1,0 +1,153 @@
+"""dana_ray.trial.run: results, determinism, divergence, config validation, the real loaders end to end."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dana_ray.config import TrialConfig
+from dana_ray.lr_schedule import step_decay
+from dana_ray.trial import main, run
+
+FAST = dict(model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=32, epochs=2, lr=0.05,
+            lr_decay_epochs=[])
+
+
+def test_result_has_every_promised_key_and_sane_values():
+    rows = []
+    result = run(dict(FAST, algorithm="dana", num_workers=4), callback=rows.append)
+    for key in ("test_error", "train_loss", "diverged", "steps", "epochs", "mean_delay", "params_sha256"):
+        assert key in result
+    assert result["steps"] == 2 * (1437 // 32) and result["epochs"] == 2
+    assert result["diverged"] is False and 0 <= result["test_error"] < 50
+    assert len(result["params_sha256"]) == 64
+    assert [r["epoch"] for r in rows] == [1, 2] and rows == result["history"]
+    for key in ("test_error", "train_loss", "mean_delay", "max_delay", "mean_gap", "gradients_per_s"):
+        assert math.isfinite(rows[-1][key]), key
+    assert rows[-1]["max_delay"] == 3
+
+
+@pytest.mark.parametrize("schedule", ["round-robin", "block-random", "gamma"])
+def test_same_config_same_parameters(schedule):
+    config = dict(FAST, algorithm="dana", num_workers=4, schedule=schedule, epochs=1)
+    first = run(config)
+    assert run(config)["params_sha256"] == first["params_sha256"]
+    assert run(dict(config, seed=1))["params_sha256"] != first["params_sha256"]
+
+
+def test_with_one_worker_the_rules_collapse_to_two_bitwise_outcomes():
+    """N = 1: baseline, asgd, multi-asgd and ssgd are all momentum SGD; nag-asgd and dana are all Nesterov."""
+    sha = {name: run(dict(FAST, algorithm=name, num_workers=1, epochs=1))["params_sha256"]
+           for name in ("baseline", "asgd", "multi-asgd", "ssgd", "nag-asgd", "dana")}
+    assert sha["baseline"] == sha["asgd"] == sha["multi-asgd"] == sha["ssgd"]
+    assert sha["nag-asgd"] == sha["dana"] != sha["baseline"]
+
+
+def test_every_algorithm_learns_the_digits_with_one_worker():
+    from dana_ray.algorithms import ALGORITHMS
+
+    for name in ALGORITHMS:
+        result = run(dict(FAST, model_options={}, lr=0.1, algorithm=name, num_workers=1, epochs=3))
+        assert result["test_error"] < 10, (name, result["test_error"])
+
+
+def test_divergence_ends_the_run_at_chance_level():
+    rows = []
+    result = run(dict(FAST, algorithm="asgd", num_workers=2, lr=1e6, epochs=3), callback=rows.append)
+    assert result["diverged"] is True
+    assert result["test_error"] == pytest.approx(90.0)
+    assert result["steps"] < 3 * (1437 // 32) and result["epochs"] == 0
+    assert rows[-1]["diverged"] is True
+
+
+def test_lr_step_decay_and_warmup():
+    lr = step_decay(0.1, steps_per_epoch=10, decay_epochs=[2, 3], decay_factor=0.1, warmup_epochs=1)
+    assert [round(lr(s), 6) for s in (0, 4, 9, 10, 19, 20, 29, 30)] == [0.01, 0.05, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001]
+
+
+def test_decay_applies_inside_a_run():
+    rows = []
+    run(dict(FAST, epochs=3, lr=0.05, lr_decay_epochs=[1, 2], lr_decay_factor=0.5), callback=rows.append)
+    assert [r["lr"] for r in rows] == [0.025, 0.0125, 0.0125]
+
+
+# -- validation before any work -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("change,match", [
+    (dict(optimizer="sgd"), r"config: unknown key 'optimizer'; allowed: model, model_options"),
+    (dict(algorithm="adam"), r"algorithm: unknown name 'adam'; allowed: baseline, ssgd, asgd, nag-asgd"),
+    (dict(schedule="fifo"), r"schedule: unknown name 'fifo'; allowed: round-robin, block-random, gamma"),
+    (dict(model="vgg"), r"model: unknown name 'vgg'"),
+    (dict(dataset="mnist"), r"dataset: unknown name 'mnist'"),
+    (dict(num_workers=0), r"num_workers: expected an integer >= 1, got 0"),
+    (dict(algorithm="baseline", num_workers=4), r"num_workers: algorithm 'baseline' .* needs 1, got 4"),
+    (dict(momentum=1.5), r"momentum: expected a finite number in \[0.0, 1.0\), got 1.5"),
+    (dict(lr=-1), r"lr: expected a finite number >= 0.0, got -1"),
+    (dict(lr=float("nan")), r"lr: expected a finite number >= 0.0, got nan"),
+    (dict(epochs=1.5), r"epochs: expected an integer >= 1, got 1.5"),
+    (dict(seed=-1), r"seed: expected an integer >= 0, got -1"),
+    (dict(lr_decay_epochs=[10, -1]), r"lr_decay_epochs: expected a list of epochs > 0"),
+    (dict(schedule_options={"shape": 2}), r"schedule_options: unknown option 'shape' for 'round-robin'; allowed: none"),
+    (dict(model_options={"depth": 2}), r"model_options: unknown option 'depth' for 'cnn'; allowed: channels"),
+    (dict(device="tpu"), r"device: unknown name 'tpu'; allowed: auto, cpu, cuda"),
+    (dict(dataset="cifar10"), r"data_dir: dataset 'cifar10' needs a data directory"),
+    (dict(dataset="cifar10", data_dir="/nonexistent/cifar"), r"data_dir: '/nonexistent/cifar' does not exist"),
+])
+def test_bad_config_is_refused_naming_the_field(change, match):
+    with pytest.raises(ValueError, match=match):
+        TrialConfig.from_dict(dict(FAST, **change))
+
+
+def test_batch_larger_than_the_data_is_refused():
+    with pytest.raises(ValueError, match=r"batch_size: 5000 is larger than the digits training set \(1437"):
+        run(dict(FAST, batch_size=5000))
+
+
+def test_unknown_executor():
+    with pytest.raises(ValueError, match=r"executor: unknown name 'mpi'; allowed: local"):
+        run(FAST, executor="mpi")
+
+
+# -- the real loaders, end to end on fake files ------------------------------------------------------------
+
+def test_resnet20_on_cifar10_files(fake_cifar10):
+    result = run(dict(model="resnet20", dataset="cifar10", data_dir=fake_cifar10, algorithm="dana",
+                      num_workers=2, batch_size=25, epochs=1, lr=0.05, eval_batch_size=20))
+    assert result["steps"] == 4 and result["num_params"] == 269_722 and not result["diverged"]
+
+
+def test_wrn_on_cifar100_files(fake_cifar100):
+    result = run(dict(model="wrn", model_options={"depth": 10, "width": 1}, dataset="cifar100",
+                      data_dir=fake_cifar100, algorithm="multi-asgd", num_workers=2, batch_size=50, epochs=1))
+    assert result["steps"] == 2 and not result["diverged"]
+
+
+def test_imagefolder_trial(fake_imagenet):
+    result = run(dict(model="cnn", dataset="imagenet", data_dir=fake_imagenet, dataset_options={"image_size": 16},
+                      algorithm="asgd", num_workers=2, batch_size=4, epochs=2))
+    assert result["steps"] == 6 and not result["diverged"]
+
+
+# -- command line --------------------------------------------------------------------------------------------
+
+def test_cli_compares_algorithms_and_workers(capsys):
+    code = main(["--algorithm", "baseline", "dana", "--num-workers", "1", "2", "--seed", "0", "1",
+                 "--epochs", "1", "--quiet"])
+    runs, summary = capsys.readouterr().out.split("\n\n")
+    assert code == 0
+    assert [line.split()[:3] for line in runs.splitlines()[1:]] == [
+        ["baseline", "1", "0"], ["baseline", "1", "1"], ["dana", "1", "0"], ["dana", "1", "1"],
+        ["dana", "2", "0"], ["dana", "2", "1"]]
+    errors = {tuple(line.split()[:3]): float(line.split()[3]) for line in runs.splitlines()[1:]}
+    rows = [line.split() for line in summary.splitlines()[1:]]
+    assert [row[:2] for row in rows] == [["baseline", "1"], ["dana", "1"], ["dana", "2"]]  # N, then registry order
+    dana2 = [errors[("dana", "2", "0")], errors[("dana", "2", "1")]]
+    assert float(rows[2][2]) == pytest.approx(sum(dana2) / 2, abs=0.01)
+    assert float(rows[2][3]) == pytest.approx(abs(dana2[0] - dana2[1]) / 2 ** 0.5, abs=0.01)
+    assert rows[2][4:] == ["2", "0"]
+
+
+def test_cli_bad_value_exits_2(capsys):
+    assert main(["--algorithm", "adam"]) == 2
+    assert "algorithm: unknown name 'adam'" in capsys.readouterr().out
