@@ -21,6 +21,7 @@ generator keyed by (seed, i, k). So a stream position is one integer, a batch ca
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
@@ -120,12 +121,32 @@ class FolderImages:
 
 # -- loaders ---------------------------------------------------------------------------------------------------
 
-def load_digits() -> DataSet:
-    from sklearn.datasets import load_digits as sklearn_digits
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as (images uint8 [1797, 8, 8] with values 0..16, labels int64).
 
-    bunch = sklearn_digits()
-    images = torch.from_numpy(bunch.images.astype(np.uint8)).unsqueeze(1)  # values 0..16
-    labels = torch.from_numpy(bunch.target.astype(np.int64))
+    Read straight from the file scikit-learn installs (``sklearn/datasets/data/digits.csv.gz``: 64 pixel
+    columns, then the label), which skips importing scikit-learn (~2 s, paid again by every Ray actor); falls
+    back to ``sklearn.datasets.load_digits`` if that file ever moves.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None:
+        raise ValueError("dataset: 'digits' ships inside scikit-learn, which is not installed (pip install scikit-learn)")
+    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz")
+    if os.path.isfile(path):
+        table = np.loadtxt(path, delimiter=",", dtype=np.float64)
+        pixels, target = table[:, :-1], table[:, -1]
+    else:  # pragma: no cover - depends on scikit-learn's layout
+        from sklearn.datasets import load_digits as sklearn_digits
+
+        bunch = sklearn_digits()
+        pixels, target = bunch.data, bunch.target
+    return pixels.reshape(-1, 8, 8).astype(np.uint8), target.astype(np.int64)
+
+
+def load_digits() -> DataSet:
+    pixels, target = digits_arrays()
+    images = torch.from_numpy(pixels).unsqueeze(1)  # values 0..16
+    labels = torch.from_numpy(target)
     order = torch.from_numpy(np.random.default_rng(_SPLIT_SEED).permutation(len(labels)))
     train, test = order[:1437], order[1437:]
     mean = float(images[train].float().mean() / 16)

@@ -18,6 +18,16 @@ def test_digits_ship_with_an_installed_package():
     assert sorted(set(y.tolist())) == list(range(10))
 
 
+def test_digits_file_reader_matches_scikit_learn():
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from dana_ray.data import digits_arrays
+
+    images, labels = digits_arrays()
+    bunch = sklearn_digits()
+    assert np.array_equal(images, bunch.images.astype(np.uint8)) and np.array_equal(labels, bunch.target)
+
+
 def test_digits_split_is_fixed_and_disjoint():
     a, b = load_dataset("digits"), load_dataset("digits")
     assert torch.equal(a.test.images, b.test.images)
