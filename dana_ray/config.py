@@ -18,6 +18,8 @@ from dana_ray.models import MODELS
 from dana_ray.schedules import SCHEDULE_OPTIONS, SCHEDULES
 
 DEVICES = ("auto", "cpu", "cuda")
+#: The schedules a config may name: the seeded ones, and ``arrival`` (real completion order; Ray executor).
+SCHEDULE_NAMES = (*SCHEDULES, "arrival")
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class TrialConfig:
     # how
     algorithm: str = "dana"                # a name in dana_ray.algorithms.ALGORITHMS
     num_workers: int = 1                   # N logical workers
-    schedule: str = "round-robin"          # a name in dana_ray.schedules.SCHEDULES
+    schedule: str = "round-robin"          # a name in SCHEDULES, or "arrival" (Ray executor only)
     schedule_options: dict = field(default_factory=dict)
     seed: int = 0                          # model init, data order, augmentation, schedule
     # hyperparameters, the single worker's: DANA's point is that they stay unchanged as N grows. The defaults
@@ -47,6 +49,14 @@ class TrialConfig:
     # where
     device: str = "auto"                   # auto: cuda when available, else cpu
     eval_batch_size: int = 1000
+    cpu_threads: int | None = None         # torch intra-op threads (None: torch's default locally, and
+                                           # round(cpus_per_actor) on actors); CPU results depend on it
+    # the Ray executor
+    num_actors: int | None = None          # P gradient actors (None: min(N, what the cluster can place))
+    cpus_per_actor: float = 1.0            # Ray CPUs reserved per gradient actor
+    gpus_per_actor: float = 0.0            # Ray GPUs per gradient actor; fractions share a GPU
+    server_cpus: float = 1.0               # Ray CPUs reserved for the ParameterServer actor
+    max_actor_restarts: int = 3            # dead gradient actors replaced per trial before it fails
 
     @classmethod
     def from_dict(cls, config: dict[str, Any] | "TrialConfig") -> "TrialConfig":
@@ -72,17 +82,23 @@ class TrialConfig:
         check_name("model", self.model, MODELS)
         check_name("dataset", self.dataset, DATASETS)
         check_name("algorithm", self.algorithm, ALGORITHMS)
-        check_name("schedule", self.schedule, SCHEDULES)
+        check_name("schedule", self.schedule, SCHEDULE_NAMES)
         check_name("device", self.device, DEVICES)
         for name in ("model_options", "dataset_options", "schedule_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name}: expected a mapping, got {getattr(self, name)!r}")
         check_options("model_options", self.model, self.model_options, MODELS[self.model][1])
         check_options("dataset_options", self.dataset, self.dataset_options, DATASETS[self.dataset][1])
-        check_options("schedule_options", self.schedule, self.schedule_options, SCHEDULE_OPTIONS[self.schedule])
+        check_options("schedule_options", self.schedule, self.schedule_options, SCHEDULE_OPTIONS.get(self.schedule, ()))
         for name in ("num_workers", "batch_size", "epochs", "eval_batch_size"):
             check_integer(name, getattr(self, name), minimum=1)
         check_integer("seed", self.seed, minimum=0)
+        check_integer("max_actor_restarts", self.max_actor_restarts, minimum=0)
+        for name in ("cpu_threads", "num_actors"):
+            if getattr(self, name) is not None:
+                check_integer(name, getattr(self, name), minimum=1)
+        for name in ("cpus_per_actor", "gpus_per_actor", "server_cpus"):
+            check_number(name, getattr(self, name), low=0.0)
         if self.algorithm == "baseline" and self.num_workers != 1:
             raise ValueError(f"num_workers: algorithm 'baseline' is the single-worker baseline and needs 1, "
                              f"got {self.num_workers}")

@@ -9,7 +9,6 @@ Also a command line for a single trial or a small comparison on a laptop::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import time
@@ -17,104 +16,74 @@ from typing import Any, Callable
 
 import torch
 
-from dana_ray.algorithms import ALGORITHMS, make_algorithm
+from dana_ray.algorithms import ALGORITHMS
+from dana_ray.checks import check_name
 from dana_ray.config import TrialConfig
-from dana_ray.data import load_dataset
-from dana_ray.engine import FlatModel, GradientWorker, LocalExecutor, Master
-from dana_ray.lr_schedule import step_decay
-from dana_ray.models import make_model
-from dana_ray.schedules import make_schedule
+from dana_ray.engine import Executor, LocalExecutor, params_sha256  # noqa: F401  (params_sha256: re-export)
 
-EXECUTORS = ("local",)
+EXECUTORS = ("local", "ray")
 
 Callback = Callable[[dict[str, Any]], None]
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: 'cuda' asked for, but torch sees no CUDA device; use 'cpu' or 'auto'")
-    return torch.device(name)
+def make_executor(name: str, cfg: TrialConfig, run_name: str | None = None) -> Executor:
+    check_name("executor", name, EXECUTORS)
+    if name == "local":
+        return LocalExecutor(cfg)
+    from dana_ray.engine.ray_executor import RayExecutor  # Ray is imported only when asked for
+
+    return RayExecutor(cfg, run_name)
 
 
-def build(cfg: TrialConfig) -> tuple[Master, GradientWorker, int]:
-    """The master, a gradient worker and the steps per epoch for one trial (everything seeded by cfg.seed)."""
-    data = load_dataset(cfg.dataset, cfg.data_dir, **cfg.dataset_options)
-    if cfg.batch_size > len(data.train):
-        raise ValueError(f"batch_size: {cfg.batch_size} is larger than the {cfg.dataset} training set "
-                         f"({len(data.train)} examples)")
-    device = resolve_device(cfg.device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        module = make_model(cfg.model, data.num_classes, data.in_channels, **cfg.model_options)
-    model = FlatModel(module, device)
-    steps_per_epoch = len(data.train) // cfg.batch_size
-    lr = step_decay(cfg.lr, steps_per_epoch, cfg.lr_decay_epochs, cfg.lr_decay_factor, cfg.warmup_epochs)
-    params, bn_stats = model.initial_state()
-    rule = make_algorithm(cfg.algorithm, params, cfg.num_workers, lr, cfg.momentum)
-    schedule = make_schedule(cfg.schedule, cfg.num_workers, cfg.seed, **cfg.schedule_options)
-    master = Master(rule, schedule, bn_stats, model.bn_momentum)
-    worker = GradientWorker(model, data, cfg.batch_size, cfg.seed, cfg.weight_decay, cfg.eval_batch_size)
-    return master, worker, steps_per_epoch
-
-
-def params_sha256(params: torch.Tensor) -> str:
-    """SHA-256 of the parameters as float32 bytes (the identity of a run's outcome)."""
-    return hashlib.sha256(params.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
-
-
-def run(config: dict[str, Any] | TrialConfig, executor: str = "local", callback: Callback | None = None) -> dict:
+def run(config: dict[str, Any] | TrialConfig, executor: str = "local", callback: Callback | None = None, *,
+        checkpoint: Callback | None = None, resume: dict | None = None, name: str | None = None) -> dict:
     """Train one configuration and return its final metrics (see the README for every key).
 
     ``callback`` receives one dict per epoch: epoch, step, test_error, test_loss, train_loss, mean_delay,
-    max_delay, mean_gap, lr, gradients_per_s (and diverged=True on the epoch a run diverges).
+    max_delay, mean_gap, lr, gradients, gradients_per_s, diverged. ``checkpoint``, called after it, receives
+    the trial's whole state ``{"epoch", "history", "master"}``; passing such a state back as ``resume``
+    continues the run exactly where it stopped. ``name`` prefixes the Ray actors' names.
     """
     cfg = TrialConfig.from_dict(config)
-    if executor not in EXECUTORS:
-        raise ValueError(f"executor: unknown name {executor!r}; allowed: {', '.join(EXECUTORS)}")
+    check_name("executor", executor, EXECUTORS)
     started = time.perf_counter()
-    master, worker, steps_per_epoch = build(cfg)
-    engine = LocalExecutor(master, worker)
-    chance_error = 100.0 * (1 - 1 / worker.data.num_classes)
-    history: list[dict[str, Any]] = []
-    totals = {"gradients": 0, "delay_sum": 0.0, "max_delay": 0}
-    test_error = train_loss = math.nan
-    for epoch in range(1, cfg.epochs + 1):
-        epoch_start = time.perf_counter()
-        engine.run_steps(steps_per_epoch)
-        metrics = master.take_metrics()
-        totals["gradients"] += metrics["gradients"]
-        totals["delay_sum"] += metrics["mean_delay"] * metrics["gradients"]
-        totals["max_delay"] = max(totals["max_delay"], metrics["max_delay"])
-        elapsed = time.perf_counter() - epoch_start
-        if master.diverged:
-            test_error, test_loss, train_loss = chance_error, math.nan, math.nan
-        else:
-            test_error, test_loss = engine.evaluate()
-            train_loss = metrics["train_loss"]
-        row = {"epoch": epoch, "step": master.step, "test_error": test_error, "test_loss": test_loss,
-               "train_loss": train_loss, "mean_delay": metrics["mean_delay"], "max_delay": metrics["max_delay"],
-               "mean_gap": metrics["mean_gap"], "lr": master.rule.lr_at(master.step),
-               "gradients_per_s": metrics["gradients"] / elapsed if elapsed > 0 else math.nan,
-               "diverged": master.diverged}
-        history.append(row)
-        if callback is not None:
-            callback(row)
-        if master.diverged:
-            break
-    wall = time.perf_counter() - started
+    engine = make_executor(executor, cfg, name)
+    try:
+        history: list[dict[str, Any]] = []
+        if resume is not None:
+            engine.load_state_dict(resume["master"])
+            history = [dict(row) for row in resume["history"]]
+        for epoch in range(len(history) + 1, cfg.epochs + 1):
+            if history and history[-1]["diverged"]:
+                break
+            row = {"epoch": epoch, **engine.run_epoch(engine.steps_per_epoch)}
+            history.append(row)
+            if callback is not None:
+                callback(row)
+            if checkpoint is not None:
+                checkpoint({"epoch": epoch, "history": list(history), "master": engine.state_dict()})
+        sha = engine.params_sha256()
+    finally:
+        engine.close()
+    return summarize(cfg, history, sha, time.perf_counter() - started, engine.num_params)
+
+
+def summarize(cfg: TrialConfig, history: list[dict[str, Any]], sha: str, wall: float, num_params: int) -> dict:
+    """The result of a run from its per-epoch rows."""
+    last = history[-1] if history else {}
+    gradients = sum(r["gradients"] for r in history)
+    diverged = bool(last.get("diverged", False))
     return {
-        "test_error": test_error,
-        "train_loss": train_loss,
-        "diverged": master.diverged,
-        "steps": master.step,
-        "epochs": len(history) - int(master.diverged),
-        "mean_delay": totals["delay_sum"] / max(totals["gradients"], 1),
-        "max_delay": totals["max_delay"],
-        "params_sha256": params_sha256(master.rule.params),
+        "test_error": last.get("test_error", math.nan),
+        "train_loss": last.get("train_loss", math.nan),
+        "diverged": diverged,
+        "steps": last.get("step", 0),
+        "epochs": len(history) - int(diverged),
+        "mean_delay": sum(r["mean_delay"] * r["gradients"] for r in history) / max(gradients, 1),
+        "max_delay": max((r["max_delay"] for r in history), default=0),
+        "params_sha256": sha,
         "wall_time_s": wall,
-        "num_params": master.rule.params.numel(),
+        "num_params": num_params,
         "history": history,
         "config": cfg.to_dict(),
     }

@@ -11,7 +11,7 @@ from dana_ray.config import TrialConfig
 from dana_ray.data import WorkerStream, load_dataset
 from dana_ray.engine import FlatModel, LocalExecutor
 from dana_ray.models import make_model
-from dana_ray.trial import build, params_sha256
+from dana_ray.engine import params_sha256
 
 SMALL = dict(model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=16, epochs=1, lr=0.05,
              lr_decay_epochs=[])
@@ -41,9 +41,9 @@ def test_flat_gradient_equals_autograd_on_a_plain_module():
 
 def test_baseline_equals_a_plain_pytorch_training_loop():
     """N = 1: the engine is momentum SGD with weight decay and ordinary BatchNorm running statistics."""
-    cfg = TrialConfig.from_dict(dict(SMALL, algorithm="baseline", weight_decay=5e-4, seed=4))
-    master, worker, steps = build(cfg)
-    LocalExecutor(master, worker).run_steps(steps)
+    executor = LocalExecutor(TrialConfig.from_dict(dict(SMALL, algorithm="baseline", weight_decay=5e-4, seed=4)))
+    master, steps = executor.master, executor.steps_per_epoch
+    executor.run_steps(steps)
 
     data = load_dataset("digits")
     torch.manual_seed(4)
@@ -65,8 +65,8 @@ def test_baseline_equals_a_plain_pytorch_training_loop():
 
 @pytest.mark.parametrize("n", [1, 4])
 def test_round_robin_delays_and_job_protocol(n):
-    master, worker, _ = build(TrialConfig.from_dict(dict(SMALL, algorithm="dana", num_workers=n)))
-    executor = LocalExecutor(master, worker)
+    executor = LocalExecutor(TrialConfig.from_dict(dict(SMALL, algorithm="dana", num_workers=n)))
+    master = executor.master
     assert sorted(master.outstanding) == list(range(n))
     executor.run_steps(n)
     first = master.take_metrics()
@@ -80,9 +80,9 @@ def test_round_robin_delays_and_job_protocol(n):
 
 
 def test_ssgd_rounds_send_every_worker_the_same_point_with_no_delay():
-    master, worker, _ = build(TrialConfig.from_dict(dict(SMALL, algorithm="ssgd", num_workers=3,
-                                                         schedule="block-random")))
-    executor = LocalExecutor(master, worker)
+    executor = LocalExecutor(TrialConfig.from_dict(dict(SMALL, algorithm="ssgd", num_workers=3,
+                                                        schedule="block-random")))
+    master = executor.master
     for _ in range(4):
         points = [master.outstanding[i].point for i in range(3)]
         assert all(torch.equal(p, points[0]) for p in points)
@@ -93,8 +93,8 @@ def test_ssgd_rounds_send_every_worker_the_same_point_with_no_delay():
 
 
 def test_master_refuses_a_job_that_is_not_outstanding():
-    master, worker, _ = build(TrialConfig.from_dict(dict(SMALL, num_workers=2)))
-    LocalExecutor(master, worker)
+    executor = LocalExecutor(TrialConfig.from_dict(dict(SMALL, num_workers=2)))
+    master, worker = executor.master, executor.worker
     job = master.next_job()
     result = worker.compute(job)
     master.apply(job, result)
@@ -106,16 +106,16 @@ def test_master_refuses_a_job_that_is_not_outstanding():
                                                 ("nag-asgd", "block-random")])
 def test_master_state_restores_mid_run(algorithm, schedule):
     cfg = TrialConfig.from_dict(dict(SMALL, algorithm=algorithm, num_workers=3, schedule=schedule))
-    master, worker, steps = build(cfg)
-    executor = LocalExecutor(master, worker)
+    executor = LocalExecutor(cfg)
+    master, steps = executor.master, executor.steps_per_epoch
     executor.run_steps(steps // 2 + 1)  # mid-round for ssgd
     saved = master.state_dict()
     executor.run_steps(steps)
     uninterrupted = params_sha256(master.rule.params)
 
-    master2, worker2, _ = build(cfg)
-    master2.load_state_dict(saved)
-    executor2 = LocalExecutor(master2, worker2)
+    executor2 = LocalExecutor(cfg)
+    executor2.load_state_dict(saved)
+    master2 = executor2.master
     executor2.run_steps(steps)
     assert params_sha256(master2.rule.params) == uninterrupted
     assert torch.equal(master2.bn_stats, master.bn_stats)

@@ -77,7 +77,9 @@ def test_decay_applies_inside_a_run():
 @pytest.mark.parametrize("change,match", [
     (dict(optimizer="sgd"), r"config: unknown key 'optimizer'; allowed: model, model_options"),
     (dict(algorithm="adam"), r"algorithm: unknown name 'adam'; allowed: baseline, ssgd, asgd, nag-asgd"),
-    (dict(schedule="fifo"), r"schedule: unknown name 'fifo'; allowed: round-robin, block-random, gamma"),
+    (dict(schedule="fifo"), r"schedule: unknown name 'fifo'; allowed: round-robin, block-random, gamma, arrival"),
+    (dict(num_actors=0), r"num_actors: expected an integer >= 1, got 0"),
+    (dict(gpus_per_actor=-1), r"gpus_per_actor: expected a finite number >= 0.0, got -1"),
     (dict(model="vgg"), r"model: unknown name 'vgg'"),
     (dict(dataset="mnist"), r"dataset: unknown name 'mnist'"),
     (dict(num_workers=0), r"num_workers: expected an integer >= 1, got 0"),
@@ -104,8 +106,34 @@ def test_batch_larger_than_the_data_is_refused():
         run(dict(FAST, batch_size=5000))
 
 
+def test_arrival_order_needs_the_ray_executor():
+    with pytest.raises(ValueError, match=r"schedule: 'arrival' .* needs executor='ray'"):
+        run(dict(FAST, schedule="arrival"))
+
+
+def test_resume_from_a_checkpoint_finishes_identically():
+    config = dict(FAST, algorithm="dana", num_workers=3, schedule="gamma", epochs=3)
+    states = []
+    whole = run(config, checkpoint=states.append)
+    assert [s["epoch"] for s in states] == [1, 2, 3]
+    resumed = run(config, resume=states[0])
+    assert resumed["params_sha256"] == whole["params_sha256"]
+    timeless = lambda rows: [{k: v for k, v in r.items() if k != "gradients_per_s"} for r in rows]  # noqa: E731
+    assert timeless(resumed["history"]) == timeless(whole["history"])
+    assert resumed["mean_delay"] == whole["mean_delay"] and resumed["steps"] == whole["steps"]
+
+
+def test_cpu_threads_is_set_for_the_run_and_restored():
+    import torch
+
+    before = torch.get_num_threads()
+    seen = []
+    run(dict(FAST, epochs=1, cpu_threads=1), callback=lambda row: seen.append(torch.get_num_threads()))
+    assert seen == [1] and torch.get_num_threads() == before
+
+
 def test_unknown_executor():
-    with pytest.raises(ValueError, match=r"executor: unknown name 'mpi'; allowed: local"):
+    with pytest.raises(ValueError, match=r"executor: unknown name 'mpi'; allowed: local, ray"):
         run(FAST, executor="mpi")
 
 

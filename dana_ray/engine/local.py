@@ -6,17 +6,30 @@ is issued, since a job fixes its point and batch.
 
 from __future__ import annotations
 
-from dana_ray.engine.master import Master
-from dana_ray.engine.worker import GradientWorker
+import torch
+
+from dana_ray.config import TrialConfig
+from dana_ray.engine.build import build_master, build_worker
+from dana_ray.engine.executor import MasterLoop
 
 
-class LocalExecutor:
-    def __init__(self, master: Master, worker: GradientWorker) -> None:
-        self.master, self.worker = master, worker
-        master.start()
+class LocalExecutor(MasterLoop):
+    def __init__(self, cfg: TrialConfig) -> None:
+        if cfg.schedule == "arrival":
+            raise ValueError("schedule: 'arrival' is the real order gradients reach a server; it needs "
+                             "executor='ray' (allowed here: round-robin, block-random, gamma)")
+        self._threads = torch.get_num_threads()
+        if cfg.cpu_threads is not None:
+            torch.set_num_threads(cfg.cpu_threads)
+        self.worker = build_worker(cfg)
+        self.steps_per_epoch = self.worker.steps_per_epoch
+        self.num_classes = self.worker.data.num_classes
+        params, bn_stats = self.worker.model.initial_state()
+        self.num_params = params.numel()
+        self.master = build_master(cfg, params, bn_stats, self.worker.model.bn_momentum, self.steps_per_epoch)
+        self.master.start()
 
     def run_steps(self, steps: int) -> None:
-        """Apply up to ``steps`` gradients; stops early if the trial diverges."""
         for _ in range(steps):
             if self.master.diverged:
                 return
@@ -25,3 +38,6 @@ class LocalExecutor:
 
     def evaluate(self) -> tuple[float, float]:
         return self.worker.evaluate(self.master.rule.params, self.master.bn_stats)
+
+    def close(self) -> None:
+        torch.set_num_threads(self._threads)

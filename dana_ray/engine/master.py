@@ -36,7 +36,8 @@ class GradientResult:
 
 
 class Master:
-    def __init__(self, rule: UpdateRule, schedule: Schedule, bn_stats: Tensor, bn_momentum: float) -> None:
+    def __init__(self, rule: UpdateRule, schedule: Schedule | None, bn_stats: Tensor, bn_momentum: float) -> None:
+        """``schedule=None``: no fixed order; the executor applies gradients as they arrive (``apply`` only)."""
         self.rule, self.schedule = rule, schedule
         self.bn_stats = bn_stats.clone()
         self.bn_momentum = bn_momentum
@@ -60,6 +61,8 @@ class Master:
 
     def next_job(self) -> Job:
         """The outstanding job whose gradient the master applies next."""
+        if self.schedule is None and not self.rule.synchronous:
+            raise ValueError("schedule: none is set (arrival order), so the executor picks the next job")
         worker = self.step % self.num_workers if self.rule.synchronous else next(self.schedule)
         return self.outstanding[worker]
 
@@ -117,7 +120,7 @@ class Master:
     def state_dict(self) -> dict:
         return {
             "rule": self.rule.state_dict(),
-            "schedule": self.schedule.state_dict(),
+            "schedule": self.schedule.state_dict() if self.schedule is not None else None,
             "bn_stats": self.bn_stats.clone(),
             "batches_issued": list(self.batches_issued),
             "outstanding": [(j.worker, j.batch, j.point.clone(), j.sent_version) for j in self.outstanding.values()],
@@ -128,7 +131,8 @@ class Master:
 
     def load_state_dict(self, state: dict) -> None:
         self.rule.load_state_dict(state["rule"])
-        self.schedule.load_state_dict(state["schedule"])
+        if self.schedule is not None:
+            self.schedule.load_state_dict(state["schedule"])
         self.bn_stats.copy_(state["bn_stats"])
         self.batches_issued = list(state["batches_issued"])
         self.outstanding = {w: Job(w, b, p.to(self.rule.params), s) for w, b, p, s in state["outstanding"]}

@@ -17,6 +17,7 @@ class GradientWorker:
         self.model, self.data = model, data
         self.batch_size, self.seed, self.weight_decay = batch_size, seed, weight_decay
         self.eval_batch_size = eval_batch_size
+        self.steps_per_epoch = len(data.train) // batch_size  # gradients per epoch, whatever N
         self._streams: dict[int, WorkerStream] = {}
 
     def stream(self, worker: int) -> WorkerStream:

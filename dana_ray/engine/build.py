@@ -1,0 +1,50 @@
+"""Build a trial's parts from its config: the gradient worker (data + model replica) and the master.
+
+Every executor builds through these two functions, so a model is initialised, a data set split and a
+schedule seeded the same way wherever they run.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dana_ray.algorithms import make_algorithm
+from dana_ray.config import TrialConfig
+from dana_ray.data import load_dataset
+from dana_ray.engine.flat import FlatModel
+from dana_ray.engine.master import Master
+from dana_ray.engine.worker import GradientWorker
+from dana_ray.lr_schedule import step_decay
+from dana_ray.models import make_model
+from dana_ray.schedules import make_schedule
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' asked for, but torch sees no CUDA device; use 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+def build_worker(cfg: TrialConfig, device: torch.device | str | None = None) -> GradientWorker:
+    """Load the data and build the seeded model replica on ``device`` (default: ``cfg.device`` resolved)."""
+    data = load_dataset(cfg.dataset, cfg.data_dir, **cfg.dataset_options)
+    if cfg.batch_size > len(data.train):
+        raise ValueError(f"batch_size: {cfg.batch_size} is larger than the {cfg.dataset} training set "
+                         f"({len(data.train)} examples)")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        module = make_model(cfg.model, data.num_classes, data.in_channels, **cfg.model_options)
+    model = FlatModel(module, device if device is not None else resolve_device(cfg.device))
+    return GradientWorker(model, data, cfg.batch_size, cfg.seed, cfg.weight_decay, cfg.eval_batch_size)
+
+
+def build_master(cfg: TrialConfig, params: torch.Tensor, bn_stats: torch.Tensor, bn_momentum: float,
+                 steps_per_epoch: int) -> Master:
+    """The rule (starting at ``params``), the schedule and the master's BatchNorm statistics."""
+    lr = step_decay(cfg.lr, steps_per_epoch, cfg.lr_decay_epochs, cfg.lr_decay_factor, cfg.warmup_epochs)
+    rule = make_algorithm(cfg.algorithm, params, cfg.num_workers, lr, cfg.momentum)
+    schedule = (None if cfg.schedule == "arrival"
+                else make_schedule(cfg.schedule, cfg.num_workers, cfg.seed, **cfg.schedule_options))
+    return Master(rule, schedule, bn_stats, bn_momentum)

@@ -1,0 +1,79 @@
+"""What ``dana_ray.trial.run`` drives: an executor runs a trial one epoch at a time.
+
+``MasterLoop`` is the part shared by every executor that holds the ``Master`` in its own process (the local
+executor, and the Ray executor's ``ParameterServer`` actor): an epoch is ``run_steps`` (executor-specific:
+where gradients are computed), then the master's metrics, then ``evaluate``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from typing import Any
+
+import torch
+
+from dana_ray.engine.master import Master
+
+
+def params_sha256(params: torch.Tensor) -> str:
+    """SHA-256 of the parameters as float32 bytes (the identity of a run's outcome)."""
+    return hashlib.sha256(params.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+class Executor:
+    """The interface: ``steps_per_epoch``, ``num_classes``, ``num_params`` and these calls."""
+
+    steps_per_epoch: int
+    num_classes: int
+    num_params: int
+
+    def run_epoch(self, steps: int) -> dict[str, Any]:
+        """Apply ``steps`` gradients (fewer if the run diverges), then evaluate; returns the epoch's row."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict) -> None:
+        raise NotImplementedError
+
+    def params_sha256(self) -> str:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the executor holds (threads setting, actors)."""
+
+
+class MasterLoop(Executor):
+    master: Master
+
+    def run_steps(self, steps: int) -> None:
+        raise NotImplementedError
+
+    def evaluate(self) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def run_epoch(self, steps: int) -> dict[str, Any]:
+        started = time.perf_counter()
+        self.run_steps(steps)
+        elapsed = time.perf_counter() - started
+        metrics = self.master.take_metrics()
+        if self.master.diverged:
+            test_error, test_loss = 100.0 * (1 - 1 / self.num_classes), math.nan
+            metrics["train_loss"] = math.nan
+        else:
+            test_error, test_loss = self.evaluate()
+        return dict(metrics, step=self.master.step, test_error=test_error, test_loss=test_loss,
+                    lr=self.master.rule.lr_at(self.master.step), diverged=self.master.diverged,
+                    gradients_per_s=metrics["gradients"] / elapsed if elapsed > 0 else math.nan)
+
+    def state_dict(self) -> dict:
+        return self.master.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.master.load_state_dict(state)
+
+    def params_sha256(self) -> str:
+        return params_sha256(self.master.rule.params)
