@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import os
+import secrets
 
 import pytest
 
 from fakedata import make_fake_cifar, make_fake_imagefolder
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Token authentication on, as on clusters, with a throwaway token for this test session (nothing is written to
+# ~/.ray). Set before anything imports Ray, which reads them once; Ray's processes inherit them.
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
 
 @pytest.fixture
@@ -30,3 +35,15 @@ def fake_cifar100(tmp_path, cifar_checksums_off):
 @pytest.fixture
 def fake_imagenet(tmp_path):
     return make_fake_imagefolder(str(tmp_path / "imagenet"))
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for the whole test session: 2 CPUs, no dashboard, a small object store."""
+    import ray
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
+             log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

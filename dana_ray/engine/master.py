@@ -45,6 +45,7 @@ class Master:
         self.outstanding: dict[int, Job] = {}
         self.version = 0  # parameter updates so far: one per gradient, or one per round for a synchronous rule
         self.diverged = False
+        self._scratch = torch.empty_like(rule.params)
         self._reset_metrics()
 
     @property
@@ -75,7 +76,8 @@ class Master:
             return []
         params = self.rule.params
         delay = self.version - job.sent_version
-        gap = float(torch.linalg.vector_norm(job.point.to(params) - params)) / math.sqrt(params.numel())
+        torch.sub(job.point.to(params), params, out=self._scratch)  # no allocation per step
+        gap = float(torch.linalg.vector_norm(self._scratch)) / math.sqrt(params.numel())
         self.rule.apply(job.worker, result.grad.to(params))
         if self.bn_stats.numel():
             self.bn_stats.lerp_(result.bn_stats.to(self.bn_stats), self.bn_momentum)

@@ -1,0 +1,254 @@
+"""The Ray executor: a ``ParameterServer`` actor and a pool of ``Worker`` actors run a trial across machines.
+
+* ``Worker`` (P actors, ``num_actors``): a model replica and the data, on a GPU where ``gpus_per_actor`` > 0.
+  It computes the gradient of whichever logical worker a job names (that worker's own batch stream), so
+  N logical workers run on any P: 32 workers on 1, 4 or 32 actors.
+* ``ParameterServer`` (one per trial): the ``Master`` (rule, schedule, BatchNorm statistics, step, jobs). It
+  sends every issued job straight to the least-loaded actor and applies results in the order the schedule
+  names, waiting for that worker's gradient even if others arrive first; with ``schedule="arrival"`` it
+  applies whichever gradient arrives first.
+* Parameters and gradients travel as flat float32 numpy buffers through the object store, server to actor
+  and back (the server ``ray.put``s a point once and passes the reference; numpy arrives zero-copy). The
+  driver only calls ``run_epoch`` once per epoch; nothing per step passes through it.
+* A ``Worker`` that dies is replaced (up to ``max_actor_restarts`` times per trial) and the jobs it held are
+  sent again. A job is fully determined by (seed, worker, batch, point), so the master applies each job
+  exactly once whatever happened to the actor, and the run's numbers do not change.
+
+With a seeded schedule the numbers equal the local executor's for any P, given the same ``cpu_threads``
+(CPU kernels may sum in a different order with another thread count).
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+import warnings
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from dana_ray.config import TrialConfig
+from dana_ray.engine.build import build_master, build_worker, resolve_device
+from dana_ray.engine.executor import Executor, MasterLoop
+from dana_ray.engine.master import GradientResult, Job
+
+
+#: Points up to this size travel inside the task itself, like Ray's own small arguments (its 100 KiB
+#: ``max_direct_call_object_size``): cheaper than an object-store round trip for small models.
+INLINE_BYTES = 100 * 1024
+
+
+def as_tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor over ``array``'s memory, without a copy; object-store arrays are read-only, which is fine for
+    everything the engine does with a received point or gradient (it only reads them)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
+class Worker:
+    """A gradient actor: one model replica serving any logical worker's jobs."""
+
+    def __init__(self, config: dict, index: int) -> None:
+        cfg = TrialConfig.from_dict(config)
+        torch.set_num_threads(cfg.cpu_threads or max(1, round(cfg.cpus_per_actor)))
+        self.index, self.device = index, resolve_device(cfg.device)
+        self.worker = build_worker(cfg, self.device)
+
+    def ready(self) -> str:
+        return socket.gethostname()
+
+    def describe(self) -> dict[str, Any]:
+        """The model's initial state and the data's shape, for the server to build the master from."""
+        params, bn_stats = self.worker.model.initial_state()
+        return {"params": params.cpu().numpy(), "bn_stats": bn_stats.cpu().numpy(),
+                "bn_momentum": self.worker.model.bn_momentum, "num_classes": self.worker.data.num_classes,
+                "steps_per_epoch": self.worker.steps_per_epoch}
+
+    def compute(self, worker: int, batch: int, point: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        job = Job(worker, batch, as_tensor(point).to(self.device), sent_version=-1)
+        result = self.worker.compute(job)
+        return result.grad.cpu().numpy(), result.bn_stats.cpu().numpy(), result.loss
+
+    def evaluate(self, params: np.ndarray, bn_stats: np.ndarray) -> tuple[float, float]:
+        return self.worker.evaluate(as_tensor(params).to(self.device), as_tensor(bn_stats).to(self.device))
+
+
+RemoteWorker = ray.remote(Worker)
+
+
+class ParameterServer(MasterLoop):
+    """The master of one trial and the owner of its Worker actors."""
+
+    def __init__(self, config: dict, name: str, num_actors: int, worker_class: Any = None) -> None:
+        """``worker_class``: the remote class of the gradient actors (default ``Worker``; benchmarks pass a
+        stub with the same methods to time the server alone)."""
+        self.cfg = TrialConfig.from_dict(config)
+        self.name, self.num_actors = name, num_actors
+        self.worker_class = worker_class or RemoteWorker
+        self.restarts = 0
+
+    def start(self) -> dict[str, Any]:
+        """Start the actors, build the master from actor 0's model, issue the first jobs."""
+        self.actors = [self._spawn(k) for k in range(self.num_actors)]
+        for k, actor in enumerate(self.actors):
+            try:
+                ray.get(actor.ready.remote())
+            except ray.exceptions.RayActorError as error:
+                raise RuntimeError(f"{self.name}/Worker-{k} could not start: {_cause(error)}") from None
+        info = ray.get(self.actors[0].describe.remote())
+        self.steps_per_epoch, self.num_classes = info["steps_per_epoch"], info["num_classes"]
+        self.num_params = len(info["params"])
+        self.master = build_master(self.cfg, torch.tensor(info["params"]), torch.tensor(info["bn_stats"]),
+                                   info["bn_momentum"], self.steps_per_epoch)
+        self.inflight: dict[int, tuple[ray.ObjectRef, int]] = {}  # logical worker -> (result, actor slot)
+        self.load = [0] * self.num_actors
+        for job in self.master.start():
+            self._dispatch(job)
+        return {"steps_per_epoch": self.steps_per_epoch, "num_classes": self.num_classes,
+                "num_params": self.num_params, "num_actors": self.num_actors}
+
+    # -- the loop ---------------------------------------------------------------------------------------------
+
+    def run_steps(self, steps: int) -> None:
+        arrival = self.master.schedule is None and not self.master.rule.synchronous
+        for _ in range(steps):
+            if self.master.diverged:
+                return
+            job = self._first_arrived() if arrival else self.master.next_job()
+            result = self._result(job)
+            for new_job in self.master.apply(job, result):
+                self._dispatch(new_job)
+
+    def run_epoch(self, steps: int) -> dict[str, Any]:
+        return dict(super().run_epoch(steps), actor_restarts=self.restarts)
+
+    def evaluate(self) -> tuple[float, float]:
+        params = ray.put(self.master.rule.params.cpu().numpy())
+        bn_stats = ray.put(self.master.bn_stats.cpu().numpy())
+        while True:
+            slot = self._least_loaded()
+            try:
+                return ray.get(self.actors[slot].evaluate.remote(params, bn_stats))
+            except ray.exceptions.RayActorError as error:
+                self._replace(slot, error)
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the master; the jobs in flight are dropped and the restored outstanding jobs sent out."""
+        self.master.load_state_dict(state)
+        self.inflight.clear()
+        self.load = [0] * self.num_actors
+        for worker in sorted(self.master.outstanding):
+            self._dispatch(self.master.outstanding[worker])
+
+    def close(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+
+    # -- jobs and actors --------------------------------------------------------------------------------------
+
+    def _dispatch(self, job: Job, slot: int | None = None) -> None:
+        slot = self._least_loaded() if slot is None else slot
+        point = job.point.cpu().numpy()
+        if point.nbytes > INLINE_BYTES:
+            point = ray.put(point)  # one copy into the object store; the actor maps it without copying
+        self.inflight[job.worker] = (self.actors[slot].compute.remote(job.worker, job.batch, point), slot)
+        self.load[slot] += 1
+
+    def _least_loaded(self) -> int:
+        return min(range(self.num_actors), key=lambda k: (self.load[k], k))
+
+    def _first_arrived(self) -> Job:
+        workers = {ref: worker for worker, (ref, _) in self.inflight.items()}
+        ready, _ = ray.wait(list(workers), num_returns=1)
+        return self.master.outstanding[workers[ready[0]]]
+
+    def _result(self, job: Job) -> GradientResult:
+        while True:
+            ref, slot = self.inflight[job.worker]
+            try:
+                grad, bn_stats, loss = ray.get(ref)
+            except ray.exceptions.RayActorError as error:
+                self._replace(slot, error)
+                continue
+            del self.inflight[job.worker]
+            self.load[slot] -= 1
+            return GradientResult(as_tensor(grad), as_tensor(bn_stats), loss)
+
+    def _spawn(self, slot: int) -> ray.actor.ActorHandle:
+        name = f"{self.name}/Worker-{slot}" + (f".{self.restarts}" if self.restarts else "")
+        return self.worker_class.options(name=name, num_cpus=self.cfg.cpus_per_actor,
+                                         num_gpus=self.cfg.gpus_per_actor).remote(self.cfg.to_dict(), slot)
+
+    def _replace(self, slot: int, error: Exception) -> None:
+        """Replace the dead actor in ``slot`` and send its jobs again (to the new actor)."""
+        if self.restarts >= self.cfg.max_actor_restarts:
+            raise RuntimeError(f"{self.name}/Worker-{slot} died and max_actor_restarts="
+                               f"{self.cfg.max_actor_restarts} replacements are used up: {_cause(error)}")
+        self.restarts += 1
+        ray.kill(self.actors[slot])
+        self.actors[slot] = self._spawn(slot)
+        for worker, (_, held_by) in list(self.inflight.items()):
+            if held_by == slot:
+                self.load[slot] -= 1
+                self._dispatch(self.master.outstanding[worker], slot)
+
+
+def _cause(error: Exception) -> str:
+    text = str(error)
+    return text.strip().splitlines()[-1] if text.strip() else type(error).__name__
+
+
+RemoteParameterServer = ray.remote(ParameterServer)
+
+
+def default_num_actors(cfg: TrialConfig) -> int:
+    """min(N, the actors of this size that the cluster's free resources hold now), at least 1."""
+    free = ray.available_resources()
+    if cfg.gpus_per_actor > 0:
+        capacity = int(free.get("GPU", 0) // cfg.gpus_per_actor)
+    elif cfg.cpus_per_actor > 0:
+        capacity = int(max(free.get("CPU", 0) - cfg.server_cpus, 0) // cfg.cpus_per_actor)
+    else:
+        capacity = cfg.num_workers
+    return max(1, min(cfg.num_workers, capacity))
+
+
+class RayExecutor(Executor):
+    """The driver's handle on one trial's ParameterServer; one remote call per epoch."""
+
+    def __init__(self, cfg: TrialConfig, name: str | None = None, worker_class: Any = None) -> None:
+        if not ray.is_initialized():
+            ray.init()  # joins the cluster in RAY_ADDRESS (ray job submit) or on this machine, else starts one
+        self.name = name or f"trial-{uuid.uuid4().hex[:8]}"
+        self.num_actors = cfg.num_actors or default_num_actors(cfg)
+        self.server = RemoteParameterServer.options(name=f"{self.name}/ParameterServer",
+                                                    num_cpus=cfg.server_cpus).remote(cfg.to_dict(), self.name,
+                                                                                     self.num_actors, worker_class)
+        try:
+            info = ray.get(self.server.start.remote())
+        except Exception:
+            ray.kill(self.server)
+            raise
+        self.steps_per_epoch, self.num_classes = info["steps_per_epoch"], info["num_classes"]
+        self.num_params = info["num_params"]
+
+    def run_epoch(self, steps: int) -> dict[str, Any]:
+        return ray.get(self.server.run_epoch.remote(steps))
+
+    def state_dict(self) -> dict:
+        return ray.get(self.server.state_dict.remote())
+
+    def load_state_dict(self, state: dict) -> None:
+        ray.get(self.server.load_state_dict.remote(state))
+
+    def params_sha256(self) -> str:
+        return ray.get(self.server.params_sha256.remote())
+
+    def close(self) -> None:
+        try:
+            ray.get(self.server.close.remote())
+        finally:
+            ray.kill(self.server)

@@ -1,0 +1,139 @@
+"""The Ray executor: same numbers as the local executor, faults, restore, arrival order, names, bad data.
+
+All tests share one Ray instance (the ``ray_session`` fixture: 2 CPUs, no dashboard). Actors ask for a
+quarter CPU each so a server and 4 actors fit.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from dana_ray.trial import run
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+# cpu_threads=1 everywhere: CPU kernels may sum in another order with another thread count.
+BASE = dict(model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=32, epochs=1, lr=0.05,
+            lr_decay_epochs=[], cpu_threads=1, cpus_per_actor=0.25, server_cpus=0.25)
+
+
+@pytest.fixture(scope="module")
+def local_dana4():
+    return run(dict(BASE, algorithm="dana", num_workers=4))
+
+
+@pytest.mark.parametrize("num_actors", [1, 4])
+def test_ray_equals_local_for_any_number_of_actors(local_dana4, num_actors):
+    result = run(dict(BASE, algorithm="dana", num_workers=4, num_actors=num_actors), executor="ray")
+    assert result["params_sha256"] == local_dana4["params_sha256"]
+    assert result["test_error"] == local_dana4["test_error"]
+    assert result["mean_delay"] == local_dana4["mean_delay"]
+
+
+@pytest.mark.parametrize("algorithm,schedule", [("ssgd", "round-robin"), ("nag-asgd", "gamma"),
+                                                ("multi-asgd", "block-random")])
+def test_ray_equals_local_for_other_rules_and_schedules(algorithm, schedule):
+    config = dict(BASE, algorithm=algorithm, num_workers=3, schedule=schedule)
+    assert run(config, executor="ray")["params_sha256"] == run(config)["params_sha256"]
+
+
+def test_a_killed_worker_actor_is_replaced_and_nothing_changes(local_dana4):
+    import ray
+
+    name = "fault-test"
+    killed = []
+
+    def kill_worker_0(row):
+        if row["epoch"] == 1:
+            actor = ray.get_actor(f"{name}/Worker-0")
+            ray.kill(actor)
+            killed.append(actor)
+
+    config = dict(BASE, algorithm="dana", num_workers=4, num_actors=2, epochs=2)
+    rows = []
+    faulty = run(config, executor="ray", name=name, callback=lambda r: (rows.append(r), kill_worker_0(r)))
+    assert killed and rows[-1]["actor_restarts"] == 1
+    assert faulty["params_sha256"] == run(config)["params_sha256"]
+    assert faulty["steps"] == 2 * (1437 // 32)
+
+
+class CrashOnce:
+    """A Worker whose process exits in the middle of one chosen job, the first time only (a marker file)."""
+
+    def __init__(self, marker, worker, batch):
+        self.marker, self.worker, self.batch = marker, worker, batch
+
+    def remote_class(self):
+        import ray
+
+        from dana_ray.engine.ray_executor import Worker
+
+        marker, crash_worker, crash_batch = self.marker, self.worker, self.batch
+
+        class Crashing(Worker):
+            def compute(self, worker, batch, point):
+                if (worker, batch) == (crash_worker, crash_batch) and not os.path.exists(marker):
+                    open(marker, "w").close()
+                    os._exit(1)
+                return super().compute(worker, batch, point)
+
+        return ray.remote(Crashing)
+
+
+def test_an_actor_dying_mid_job_loses_and_doubles_nothing(tmp_path, local_dana4):
+    from dana_ray.config import TrialConfig
+    from dana_ray.engine.ray_executor import RayExecutor
+
+    cfg = TrialConfig.from_dict(dict(BASE, algorithm="dana", num_workers=4, num_actors=2))
+    crash = CrashOnce(str(tmp_path / "crashed"), worker=2, batch=5)
+    executor = RayExecutor(cfg, "crash-test", worker_class=crash.remote_class())
+    try:
+        row = executor.run_epoch(executor.steps_per_epoch)
+        sha = executor.params_sha256()
+    finally:
+        executor.close()
+    assert os.path.exists(crash.marker) and row["actor_restarts"] == 1
+    assert row["step"] == 1437 // 32 and row["gradients"] == 1437 // 32
+    assert sha == local_dana4["params_sha256"]
+
+
+def test_restored_server_state_finishes_identically():
+    config = dict(BASE, algorithm="dana", num_workers=4, num_actors=2, epochs=2, schedule="gamma")
+    states = []
+    whole = run(config, executor="ray", checkpoint=states.append)
+    resumed = run(config, executor="ray", resume=states[0])
+    assert resumed["params_sha256"] == whole["params_sha256"] == run(config)["params_sha256"]
+
+
+def test_arrival_order_applies_whatever_arrives_first():
+    rows = []
+    result = run(dict(BASE, algorithm="dana", num_workers=4, num_actors=2, schedule="arrival"), executor="ray",
+                 callback=rows.append)
+    assert result["steps"] == 1437 // 32 and not result["diverged"]
+    assert result["mean_delay"] > 0 and rows[0]["max_delay"] >= 1
+
+
+def test_actors_are_named_per_trial():
+    import ray
+
+    seen = []
+
+    def names(row):
+        seen.extend(a["name"] for a in ray.util.list_named_actors(all_namespaces=True))
+
+    run(dict(BASE, num_workers=2, num_actors=2), executor="ray", name="named", callback=names)
+    assert {"named/ParameterServer", "named/Worker-0", "named/Worker-1"} <= set(seen)
+
+
+def test_divergence_is_reported_not_raised():
+    result = run(dict(BASE, algorithm="asgd", num_workers=2, num_actors=1, lr=1e6, epochs=2), executor="ray")
+    assert result["diverged"] and result["test_error"] == pytest.approx(90.0)
+
+
+def test_missing_data_names_the_host_and_path(tmp_path):
+    with pytest.raises(RuntimeError, match=r"Worker-0 could not start: .*data_dir: cifar10 needs the directory "
+                                           r".*cifar-10-batches-py.* \(on host .*\)"):
+        run(dict(BASE, model="resnet20", model_options={}, dataset="cifar10", data_dir=str(tmp_path), num_actors=1),
+            executor="ray")
