@@ -4,6 +4,7 @@ Also a command line for a single trial or a small comparison on a laptop::
 
     python -m dana_ray.trial                                   # DANA, 1 worker, embedded digits
     python -m dana_ray.trial --algorithm asgd dana --num-workers 1 4 16
+    python -m dana_ray.trial --executor ray --num-workers 8 --num-actors 2
 """
 
 from __future__ import annotations
@@ -105,6 +106,11 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("lr", "lr_decay_factor", "warmup_epochs", "momentum", "weight_decay"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     p.add_argument("--lr-decay-epochs", nargs="*", type=float, default=list(d.lr_decay_epochs))
+    for name in ("cpus_per_actor", "gpus_per_actor", "server_cpus"):
+        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
+    for name in ("num_actors", "cpu_threads"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    p.add_argument("--executor", choices=EXECUTORS, default="local")
     p.add_argument("--json", action="store_true", help="print each result as one JSON line")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     return p
@@ -131,7 +137,8 @@ def format_results(results: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    fixed = {k: v for k, v in vars(args).items() if k not in ("algorithm", "num_workers", "seed", "json", "quiet")}
+    fixed = {k: v for k, v in vars(args).items()
+             if k not in ("algorithm", "num_workers", "seed", "json", "quiet", "executor")}
     grid = [dict(fixed, algorithm=a, num_workers=n, seed=s)
             for a in args.algorithm for n in args.num_workers for s in args.seed
             if not (a == "baseline" and n != 1)]
@@ -147,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{label} epoch {r['epoch']:3d}  test error {r['test_error']:6.2f}%  train loss {r['train_loss']:.4f}"
             f"  mean delay {r['mean_delay']:5.1f}  gap {r['mean_gap']:.2e}  {r['gradients_per_s']:.0f} grad/s",
             flush=True))
-        result = run(cfg, callback=show)
+        result = run(cfg, args.executor, callback=show)
         rows.append(result)
         if args.json:
             print(json.dumps({k: v for k, v in result.items() if k != "history"}), flush=True)

@@ -137,3 +137,12 @@ def test_missing_data_names_the_host_and_path(tmp_path):
                                            r".*cifar-10-batches-py.* \(on host .*\)"):
         run(dict(BASE, model="resnet20", model_options={}, dataset="cifar10", data_dir=str(tmp_path), num_actors=1),
             executor="ray")
+
+
+def test_cli_runs_on_ray(capsys):
+    from dana_ray.trial import main
+
+    code = main(["--executor", "ray", "--num-workers", "2", "--num-actors", "1", "--epochs", "1", "--quiet",
+                 "--cpus-per-actor", "0.25", "--server-cpus", "0.25", "--cpu-threads", "1", "--lr-decay-epochs"])
+    assert code == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["dana", "2"]
