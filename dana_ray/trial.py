@@ -27,28 +27,30 @@ EXECUTORS = ("local", "ray")
 Callback = Callable[[dict[str, Any]], None]
 
 
-def make_executor(name: str, cfg: TrialConfig, run_name: str | None = None) -> Executor:
+def make_executor(name: str, cfg: TrialConfig, run_name: str | None = None, placement_group: Any = None) -> Executor:
     check_name("executor", name, EXECUTORS)
     if name == "local":
         return LocalExecutor(cfg)
     from dana_ray.engine.ray_executor import RayExecutor  # Ray is imported only when asked for
 
-    return RayExecutor(cfg, run_name)
+    return RayExecutor(cfg, run_name, placement_group=placement_group)
 
 
 def run(config: dict[str, Any] | TrialConfig, executor: str = "local", callback: Callback | None = None, *,
-        checkpoint: Callback | None = None, resume: dict | None = None, name: str | None = None) -> dict:
+        checkpoint: Callback | None = None, resume: dict | None = None, name: str | None = None,
+        placement_group: Any = None) -> dict:
     """Train one configuration and return its final metrics (see the README for every key).
 
     ``callback`` receives one dict per epoch: epoch, step, test_error, test_loss, train_loss, mean_delay,
     max_delay, mean_gap, lr, gradients, gradients_per_s, diverged. ``checkpoint``, called after it, receives
     the trial's whole state ``{"epoch", "history", "master"}``; passing such a state back as ``resume``
-    continues the run exactly where it stopped. ``name`` prefixes the Ray actors' names.
+    continues the run exactly where it stopped. ``name`` prefixes the Ray actors' names; ``placement_group``
+    (Ray executor) is the trial's reservation: bundle 1 for the server, 2 + k for actor k.
     """
     cfg = TrialConfig.from_dict(config)
     check_name("executor", executor, EXECUTORS)
     started = time.perf_counter()
-    engine = make_executor(executor, cfg, name)
+    engine = make_executor(executor, cfg, name, placement_group)
     try:
         history: list[dict[str, Any]] = []
         if resume is not None:

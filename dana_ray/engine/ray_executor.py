@@ -82,12 +82,15 @@ RemoteWorker = ray.remote(Worker)
 class ParameterServer(MasterLoop):
     """The master of one trial and the owner of its Worker actors."""
 
-    def __init__(self, config: dict, name: str, num_actors: int, worker_class: Any = None) -> None:
+    def __init__(self, config: dict, name: str, num_actors: int, worker_class: Any = None,
+                 placement_group: Any = None) -> None:
         """``worker_class``: the remote class of the gradient actors (default ``Worker``; benchmarks pass a
-        stub with the same methods to time the server alone)."""
+        stub with the same methods to time the server alone). ``placement_group``: the trial's reservation
+        (bundle 0 the trial, 1 this server, 2 + k actor slot k), or None outside Tune."""
         self.cfg = TrialConfig.from_dict(config)
         self.name, self.num_actors = name, num_actors
         self.worker_class = worker_class or RemoteWorker
+        self.placement_group = placement_group
         self.restarts = 0
 
     def start(self) -> dict[str, Any]:
@@ -179,8 +182,8 @@ class ParameterServer(MasterLoop):
 
     def _spawn(self, slot: int) -> ray.actor.ActorHandle:
         name = f"{self.name}/Worker-{slot}" + (f".{self.restarts}" if self.restarts else "")
-        return self.worker_class.options(name=name, num_cpus=self.cfg.cpus_per_actor,
-                                         num_gpus=self.cfg.gpus_per_actor).remote(self.cfg.to_dict(), slot)
+        return self.worker_class.options(name=name, num_cpus=self.cfg.cpus_per_actor, num_gpus=self.cfg.gpus_per_actor,
+                                         **_in_bundle(self.placement_group, 2 + slot)).remote(self.cfg.to_dict(), slot)
 
     def _replace(self, slot: int, error: Exception) -> None:
         """Replace the dead actor in ``slot`` and send its jobs again (to the new actor)."""
@@ -204,6 +207,16 @@ def _cause(error: Exception) -> str:
 RemoteParameterServer = ray.remote(ParameterServer)
 
 
+def _in_bundle(placement_group: Any, index: int) -> dict[str, Any]:
+    """Actor options that pin it to one bundle of the trial's placement group (none outside one): bundles of
+    equal size would otherwise let the server take a worker's bundle and leave that worker waiting forever."""
+    if placement_group is None:
+        return {}
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    return {"scheduling_strategy": PlacementGroupSchedulingStrategy(placement_group, index)}
+
+
 def default_num_actors(cfg: TrialConfig) -> int:
     """min(N, the actors of this size that the cluster's free resources hold now), at least 1."""
     free = ray.available_resources()
@@ -219,14 +232,15 @@ def default_num_actors(cfg: TrialConfig) -> int:
 class RayExecutor(Executor):
     """The driver's handle on one trial's ParameterServer; one remote call per epoch."""
 
-    def __init__(self, cfg: TrialConfig, name: str | None = None, worker_class: Any = None) -> None:
+    def __init__(self, cfg: TrialConfig, name: str | None = None, worker_class: Any = None,
+                 placement_group: Any = None) -> None:
         if not ray.is_initialized():
             ray.init()  # joins the cluster in RAY_ADDRESS (ray job submit) or on this machine, else starts one
         self.name = name or f"trial-{uuid.uuid4().hex[:8]}"
         self.num_actors = cfg.num_actors or default_num_actors(cfg)
-        self.server = RemoteParameterServer.options(name=f"{self.name}/ParameterServer",
-                                                    num_cpus=cfg.server_cpus).remote(cfg.to_dict(), self.name,
-                                                                                     self.num_actors, worker_class)
+        self.server = RemoteParameterServer.options(
+            name=f"{self.name}/ParameterServer", num_cpus=cfg.server_cpus, **_in_bundle(placement_group, 1),
+        ).remote(cfg.to_dict(), self.name, self.num_actors, worker_class, placement_group)
         try:
             info = ray.get(self.server.start.remote())
         except Exception:

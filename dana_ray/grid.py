@@ -1,0 +1,171 @@
+"""Experiment grids: the YAML files in ``tune_configs/``, checked and expanded into trial configs.
+
+A grid file::
+
+    description: ResNet-20 on CIFAR-10, round robin (the paper's Table 3)
+    paper_table: 3                 # optional: the report puts the paper's numbers beside ours
+    trial:                         # fixed TrialConfig keys shared by every trial
+      model: resnet20
+      dataset: cifar10
+      data_dir: ~/data/cifar       # --data-dir overrides it
+      epochs: 160
+      ...
+    grid:                          # the axes; their product is the list of trials
+      algorithm: [baseline, asgd, nag-asgd, multi-asgd, dana]
+      num_workers: [4, 8, 16, 32]
+      schedule: [round-robin]
+      seed: [0, 1, 2]              # an explicit list, so every cell gets the same seeds
+    tune:                          # optional
+      max_concurrent_trials: 4     # default: as many as the cluster holds
+      max_failures: 2              # a failed trial resumes from its last epoch's checkpoint this often
+      trial_cpus: 0.25             # CPUs for the Tune trial process itself (it only waits on the server)
+
+The ``baseline`` algorithm has one worker by definition: it runs once per schedule and seed with
+``num_workers: 1``, whatever the ``num_workers`` axis says. A trial of N workers gets min(N, num_actors)
+actors: ``trial.num_actors`` is a cap (unset: one actor per logical worker).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from dana_ray.checks import check_integer, check_number, check_options
+from dana_ray.config import TrialConfig
+
+AXES = ("algorithm", "num_workers", "schedule", "seed")
+SECTIONS = ("description", "paper_table", "trial", "grid", "tune")
+TUNE_OPTIONS = ("max_concurrent_trials", "max_failures", "trial_cpus", "checkpoint_every")
+REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tune_configs")
+
+
+class GridError(ValueError):
+    """A bad grid file; the message names the file and the field."""
+
+
+@dataclass
+class Grid:
+    name: str
+    path: str
+    description: str
+    paper_table: int | None
+    trial: dict[str, Any]
+    axes: dict[str, list]
+    tune: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.axes["seed"])
+
+    def cells(self) -> list[tuple[str, int]]:
+        """(algorithm, num_workers) pairs in grid order; the baseline only once, with one worker."""
+        out: list[tuple[str, int]] = []
+        for algorithm, workers in itertools.product(self.axes["algorithm"], self.axes["num_workers"]):
+            cell = (algorithm, 1 if algorithm == "baseline" else workers)
+            if cell not in out:
+                out.append(cell)
+        return out
+
+    def trials(self) -> list[dict[str, Any]]:
+        """Every trial's full config: cells x schedules x seeds."""
+        return [trial_config(self.trial, algorithm, workers, schedule, seed)
+                for algorithm, workers in self.cells() for schedule in self.axes["schedule"]
+                for seed in self.axes["seed"]]
+
+    def smoke_test(self) -> "Grid":
+        """One epoch, the first seed: a quick check that every cell starts, trains and reports."""
+        return Grid(self.name, self.path, self.description, self.paper_table, dict(self.trial, epochs=1),
+                    dict(self.axes, seed=self.axes["seed"][:1]), self.tune)
+
+
+def trial_config(fixed: dict[str, Any], algorithm: str, num_workers: int, schedule: str, seed: int) -> dict[str, Any]:
+    """One trial's config: the fixed keys, the axes, and min(N, the num_actors cap) actors."""
+    config = dict(fixed, algorithm=algorithm, num_workers=num_workers, schedule=schedule, seed=seed)
+    config["num_actors"] = min(num_workers, fixed.get("num_actors") or num_workers)
+    return config
+
+
+def trial_from_tune(config: dict[str, Any]) -> dict[str, Any]:
+    """The trial config that a Tune trial's config stands for: its grid-searched ``cell`` ("dana N=16"),
+    ``schedule`` and ``seed``, and the grid's fixed keys in ``_fixed`` (see ``dana_ray.sweep``)."""
+    algorithm, workers = parse_cell(config["cell"])
+    return trial_config(config["_fixed"], algorithm, workers, config["schedule"], config["seed"])
+
+
+def cell_label(algorithm: str, num_workers: int) -> str:
+    return f"{algorithm} N={num_workers}"
+
+
+def parse_cell(label: str) -> tuple[str, int]:
+    algorithm, workers = label.rsplit(" N=", 1)
+    return algorithm, int(workers)
+
+
+def resolve(name_or_path: str) -> str:
+    """A grid's file: a path, or a name in ./tune_configs or in the repository's tune_configs."""
+    if os.path.isfile(name_or_path):
+        return name_or_path
+    for folder in (os.path.join(os.getcwd(), "tune_configs"), REPO_CONFIGS):
+        candidate = os.path.join(folder, name_or_path if name_or_path.endswith(".yaml") else name_or_path + ".yaml")
+        if os.path.isfile(candidate):
+            return candidate
+    known = sorted(f[:-5] for f in os.listdir(REPO_CONFIGS) if f.endswith(".yaml")) if os.path.isdir(REPO_CONFIGS) else []
+    raise GridError(f"{name_or_path}: no such grid file; known names: {', '.join(known) or 'none'}")
+
+
+def load_grid(name_or_path: str, data_dir: str | None = None, smoke_test: bool = False) -> Grid:
+    """Read, check and return a grid; every trial is validated (data directories included) before return."""
+    path = resolve(name_or_path)
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+    except yaml.YAMLError as error:
+        raise GridError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+    try:
+        grid = _parse(path, raw, data_dir)
+        if smoke_test:
+            grid = grid.smoke_test()
+        for config in grid.trials():
+            TrialConfig.from_dict(config)
+    except ValueError as error:
+        raise GridError(f"{path}: {error}") from None
+    return grid
+
+
+def _parse(path: str, raw: Any, data_dir: str | None) -> Grid:
+    if not isinstance(raw, dict):
+        raise ValueError("expected a mapping with the sections " + ", ".join(SECTIONS))
+    check_options("section", os.path.basename(path), raw, SECTIONS)
+    for section in ("trial", "grid"):
+        if not isinstance(raw.get(section), dict):
+            raise ValueError(f"{section}: expected a mapping, got {raw.get(section)!r}")
+    trial = dict(raw["trial"])
+    bad = sorted(set(trial) & set(AXES))
+    if bad:
+        raise ValueError(f"trial.{bad[0]}: is a grid axis; put it under grid")
+    if data_dir is not None:
+        trial["data_dir"] = data_dir
+    if trial.get("data_dir"):
+        trial["data_dir"] = os.path.expanduser(str(trial["data_dir"]))
+    axes = raw["grid"]
+    check_options("grid", os.path.basename(path), axes, AXES)
+    for axis in AXES:
+        values = axes.get(axis)
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"grid.{axis}: expected a non-empty list, got {values!r}")
+    tune = dict(raw.get("tune") or {})
+    check_options("tune", os.path.basename(path), tune, TUNE_OPTIONS)
+    if tune.get("max_concurrent_trials") is not None:
+        check_integer("tune.max_concurrent_trials", tune["max_concurrent_trials"], minimum=1)
+    check_integer("tune.max_failures", tune.setdefault("max_failures", 2), minimum=0)
+    check_integer("tune.checkpoint_every", tune.setdefault("checkpoint_every", 1), minimum=1)
+    check_number("tune.trial_cpus", tune.setdefault("trial_cpus", 0.25), low=0.0)
+    paper_table = raw.get("paper_table")
+    if paper_table is not None:
+        check_integer("paper_table", paper_table, minimum=1)
+    name = os.path.splitext(os.path.basename(path))[0]
+    return Grid(name, path, str(raw.get("description", name)), paper_table, trial, dict(axes), tune)

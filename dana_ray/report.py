@@ -1,0 +1,252 @@
+"""Summarise a Tune experiment into the paper's tables: ``python -m dana_ray.report EXPERIMENT_DIR``.
+
+Reads the experiment directory's files (no Ray cluster needed): each trial's config (``params.json``) and
+reported epochs (``result.json``). ``summarize`` is a pure function from a frame of trials to the table:
+rows workers x algorithm (per model, data set and schedule), columns mean, std and n over seeds, with the
+paper's published mean/std beside them where the paper has that cell (Tables 3-8). A diverged run counts
+at chance-level error and flags its cell; a cell with fewer finished runs than the grid has seeds is
+flagged ``incomplete``.
+
+Writes ``summary.csv``, ``summary.tex``, ``summary.md`` and two plots: test error vs workers per algorithm
+(the paper's points hollow), and test-error curves per epoch at the largest N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from importlib import resources
+
+import pandas as pd
+
+from dana_ray.algorithms import ALGORITHMS
+from dana_ray.grid import trial_from_tune
+
+PAPER_ALGORITHM = {"baseline": "Baseline", "ssgd": "SSGD", "asgd": "ASGD", "nag-asgd": "NAG-ASGD",
+                   "multi-asgd": "Multi-ASGD", "dana": "DANA"}
+PAPER_MODEL = {"resnet20": "resnet20", "wrn-16-4": "wrn", "wrn": "wrn"}
+GROUP = ["model", "dataset", "schedule"]
+FORMATS = ("markdown", "csv", "latex")
+
+
+# -- loading ---------------------------------------------------------------------------------------------------
+
+def load_experiment(path: str) -> pd.DataFrame:
+    """One row per trial: its axes, final metrics and per-epoch test errors (``curve``)."""
+    rows = []
+    for folder in sorted(os.listdir(path)):
+        params_file = os.path.join(path, folder, "params.json")
+        if not os.path.isfile(params_file):
+            continue
+        with open(params_file) as f:
+            params = json.load(f)
+        config = trial_from_tune(params) if "cell" in params else params
+        results = _read_results(os.path.join(path, folder, "result.json"))
+        last = results[-1] if results else {}
+        epochs = config.get("epochs", 20)
+        diverged = bool(last.get("diverged", False))
+        rows.append({
+            "trial": folder, "model": config.get("model", "cnn"), "dataset": config.get("dataset", "digits"),
+            "schedule": config["schedule"], "num_workers": config["num_workers"], "algorithm": config["algorithm"],
+            "seed": config["seed"], "epochs_planned": epochs, "epochs_done": last.get("epoch", 0),
+            "test_error": last.get("test_error", math.nan), "diverged": diverged,
+            "finished": diverged or last.get("epoch", 0) >= epochs,
+            "mean_delay": last.get("mean_delay", math.nan), "params_sha256": last.get("params_sha256", ""),
+            "curve": [r["test_error"] for r in results],
+        })
+    if not rows:
+        raise ValueError(f"experiment: no trials under {path!r} (expected Tune trial folders with params.json)")
+    return pd.DataFrame(rows)
+
+
+def _read_results(path: str) -> list[dict]:
+    if not os.path.isfile(path):
+        return []
+    rows = []
+    with open(path) as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short when the driver or trial was killed
+                continue
+    # A trial restored from a checkpoint reports some epochs again: keep the last report of each epoch.
+    by_epoch = {r["epoch"]: r for r in rows if "epoch" in r}
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def paper_tables() -> pd.DataFrame:
+    with resources.files("dana_ray").joinpath("paper_tables.csv").open() as f:
+        return pd.read_csv(f)
+
+
+# -- the pure part ---------------------------------------------------------------------------------------------
+
+def summarize(trials: pd.DataFrame, seeds: int | None = None, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Mean/std/n of the final test error per (model, dataset, schedule, num_workers, algorithm).
+
+    ``seeds``: how many runs a complete cell has (default: the number of distinct seeds in ``trials``).
+    Only finished runs (all epochs, or diverged) count; diverged runs count at their chance-level error.
+    ``paper`` (columns as ``paper_tables.csv``) adds ``paper_mean``/``paper_std`` where the cell exists.
+    """
+    seeds = seeds if seeds is not None else trials["seed"].nunique()
+    done = trials[trials["finished"]]
+    keys = GROUP + ["num_workers", "algorithm"]
+    table = (done.groupby(keys, sort=False)
+             .agg(mean=("test_error", "mean"), std=("test_error", "std"), n=("test_error", "size"),
+                  diverged=("diverged", "sum"))
+             .reset_index())
+    missing = trials.drop_duplicates(keys)[keys].merge(table[keys], how="left", indicator=True)
+    missing = missing[missing["_merge"] == "left_only"].drop(columns="_merge")
+    table = pd.concat([table, missing.assign(mean=math.nan, std=math.nan, n=0, diverged=0)], ignore_index=True)
+    table["n"] = table["n"].astype(int)
+    table["diverged"] = table["diverged"].astype(int)
+    table["flags"] = [", ".join(f for f, on in (("diverged", d > 0), ("incomplete", n < seeds)) if on)
+                      for d, n in zip(table["diverged"], table["n"])]
+    if paper is not None:
+        published = paper.assign(
+            algorithm=paper["algorithm"].map({v: k for k, v in PAPER_ALGORITHM.items()}),
+            num_workers=paper["workers"],
+        )[["model", "dataset", "schedule", "num_workers", "algorithm", "test_error_mean", "test_error_std", "table"]]
+        published = published.rename(columns={"model": "paper_model", "test_error_mean": "paper_mean",
+                                              "test_error_std": "paper_std", "table": "paper_table"})
+        table["paper_model"] = table["model"].map(PAPER_MODEL)
+        table = table.merge(published, how="left", on=["paper_model", "dataset", "schedule", "num_workers", "algorithm"])
+        table = table.drop(columns="paper_model")
+    table = table.sort_values(GROUP + ["num_workers", "algorithm"],
+                              key=lambda c: c.map(_ORDER) if c.name == "algorithm" else c)
+    return table.reset_index(drop=True)
+
+
+# -- output ----------------------------------------------------------------------------------------------------
+
+def _cells(row: pd.Series) -> list[str]:
+    fmt = lambda v: "" if pd.isna(v) else f"{v:.2f}"  # noqa: E731
+    cells = [str(row["num_workers"]), row["algorithm"], fmt(row["mean"]), fmt(row["std"]), str(row["n"])]
+    if "paper_mean" in row:
+        cells += [fmt(row["paper_mean"]), fmt(row["paper_std"])]
+    return cells + [row["flags"]]
+
+
+def render(trials: pd.DataFrame, fmt: str = "markdown") -> str:
+    """The summary (with the paper's numbers) as markdown, CSV or LaTeX text."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format: unknown name {fmt!r}; allowed: {', '.join(FORMATS)}")
+    table = summarize(trials, paper=paper_tables())
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    header = ["workers", "algorithm", "test error %", "std", "n", "paper", "paper std", "flags"]
+    blocks = []
+    for (model, dataset, schedule), part in table.groupby(GROUP, sort=False):
+        rows = [_cells(r) for _, r in part.iterrows()]
+        if fmt == "markdown":
+            lines = [f"### {model} on {dataset}, {schedule}", "", "| " + " | ".join(header) + " |",
+                     "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(r) + " |" for r in rows]
+        else:
+            lines = [f"% {model} on {dataset}, {schedule}", r"\begin{tabular}{rlrrrrrl}", r"\hline",
+                     " & ".join(header).replace("%", r"\%") + r" \\", r"\hline"]
+            lines += [" & ".join(c.replace("_", r"\_") for c in r) + r" \\" for r in rows]
+            lines += [r"\hline", r"\end{tabular}"]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+def write_report(trials: pd.DataFrame, out: str) -> list[str]:
+    """Write the tables and the two plots into ``out``; returns the files written."""
+    os.makedirs(out, exist_ok=True)
+    files = []
+    for fmt, name in (("csv", "summary.csv"), ("latex", "summary.tex"), ("markdown", "summary.md")):
+        path = os.path.join(out, name)
+        with open(path, "w") as f:
+            f.write(render(trials, fmt))
+        files.append(path)
+    files += plot_error_vs_workers(trials, os.path.join(out, "error_vs_workers.png"))
+    files += plot_curves(trials, os.path.join(out, "curves_largest_n.png"))
+    return files
+
+
+_ORDER = {name: k for k, name in enumerate(ALGORITHMS)}
+
+
+def _color(algorithm: str) -> str:
+    """The same colour for an algorithm in every plot."""
+    return f"C{_ORDER.get(algorithm, len(_ORDER)) % 10}"
+
+
+def _figure(groups: int):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, groups, figsize=(6 * groups, 4.5), squeeze=False)
+    return plt, fig, axes[0]
+
+
+def plot_error_vs_workers(trials: pd.DataFrame, path: str) -> list[str]:
+    table = summarize(trials, paper=paper_tables())
+    groups = list(table.groupby(GROUP, sort=False))
+    plt, fig, axes = _figure(len(groups))
+    for ax, ((model, dataset, schedule), part) in zip(axes, groups):
+        for algorithm, rows in part.groupby("algorithm", sort=False):
+            color = _color(algorithm)
+            ax.errorbar(rows["num_workers"], rows["mean"], yerr=rows["std"].fillna(0), marker="o", color=color,
+                        label=algorithm, capsize=3)
+            if "paper_mean" in rows and rows["paper_mean"].notna().any():
+                ax.plot(rows["num_workers"], rows["paper_mean"], marker="o", markerfacecolor="none", linestyle="--",
+                        color=color, label=f"{algorithm} (paper)")
+        ax.set(xscale="log", xlabel="workers N", ylabel="test error %", title=f"{model}, {dataset}, {schedule}")
+        ax.set_xticks(sorted(part["num_workers"].unique()), labels=[str(n) for n in sorted(part["num_workers"].unique())])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
+
+
+def plot_curves(trials: pd.DataFrame, path: str) -> list[str]:
+    groups = list(trials.groupby(GROUP, sort=False))
+    plt, fig, axes = _figure(len(groups))
+    for ax, ((model, dataset, schedule), part) in zip(axes, groups):
+        largest = part["num_workers"].max()
+        shown = part[(part["num_workers"] == largest) | (part["algorithm"] == "baseline")]
+        for algorithm, rows in sorted(shown.groupby("algorithm", sort=False), key=lambda g: _ORDER[g[0]]):
+            curves = [c for c in rows["curve"] if c]
+            if not curves:
+                continue
+            length = min(len(c) for c in curves)
+            mean = [sum(c[e] for c in curves) / len(curves) for e in range(length)]
+            n = rows["num_workers"].iloc[0]
+            ax.plot(range(1, length + 1), mean, label=f"{algorithm} (N={n})", color=_color(algorithm),
+                    linestyle="--" if algorithm == "baseline" else "-")
+        ax.set(xlabel="epoch", ylabel="test error %", title=f"{model}, {dataset}, {schedule}: N = {largest}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dana_ray.report", description=__doc__.split("\n\n")[0])
+    p.add_argument("experiment", help="a Tune experiment directory (what python -m dana_ray.sweep printed)")
+    p.add_argument("--format", choices=FORMATS, default="markdown", help="what to print")
+    p.add_argument("--out", help="where to write tables and plots (default: EXPERIMENT/report)")
+    args = p.parse_args(argv)
+    try:
+        trials = load_experiment(args.experiment)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}")
+        return 2
+    print(render(trials, args.format), end="")
+    for path in write_report(trials, args.out or os.path.join(args.experiment, "report")):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,95 @@
+"""Grid files: expansion, the paper tables' cells, validation before anything starts."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from dana_ray.grid import GridError, REPO_CONFIGS, cell_label, load_grid, parse_cell, trial_from_tune
+from dana_ray.report import PAPER_ALGORITHM, PAPER_MODEL, paper_tables
+from dana_ray.sweep import main
+
+
+def test_quickstart_grid():
+    grid = load_grid("quickstart")
+    trials = grid.trials()
+    assert len(trials) == 3 + 4 * 4 * 3  # the baseline once per seed, 4 rules x 4 worker counts x 3 seeds
+    baseline = [t for t in trials if t["algorithm"] == "baseline"]
+    assert [t["num_workers"] for t in baseline] == [1, 1, 1] and [t["seed"] for t in baseline] == [0, 1, 2]
+    assert {t["algorithm"] for t in trials} == {"baseline", "asgd", "nag-asgd", "multi-asgd", "dana"}
+    assert {t["num_actors"] for t in trials} == {1}
+
+
+def test_num_actors_is_a_cap(tmp_path):
+    grid = load_grid("table3", data_dir=str(tmp_path))
+    actors = {(t["algorithm"], t["num_workers"]): t["num_actors"] for t in grid.trials()}
+    assert actors[("dana", 4)] == 4 and actors[("dana", 32)] == 32 and actors[("baseline", 1)] == 1
+
+
+@pytest.mark.parametrize("table", [3, 4, 5, 6, 7, 8])
+def test_every_paper_cell_is_in_its_grid(table, tmp_path):
+    grid = load_grid(f"table{table}", data_dir=str(tmp_path))
+    paper = paper_tables()
+    paper = paper[paper["table"] == table]
+    ours = {(PAPER_ALGORITHM[a], n) for a, n in grid.cells()}
+    assert set(zip(paper["algorithm"], paper["workers"])) <= ours
+    trial = grid.trials()[0]
+    assert {PAPER_MODEL[trial["model"]]} == set(paper["model"]) and {trial["dataset"]} == set(paper["dataset"])
+    assert set(grid.axes["schedule"]) == set(paper["schedule"])
+    assert grid.paper_table == table and grid.seeds == [0, 1, 2]
+
+
+def test_table2_is_imagenet_resnet50(tmp_path):
+    trial = load_grid("table2", data_dir=str(tmp_path)).trials()[0]
+    assert (trial["model"], trial["dataset"], trial["epochs"]) == ("resnet50", "imagenet", 90)
+
+
+def test_smoke_test_is_one_epoch_one_seed():
+    grid = load_grid("quickstart", smoke_test=True)
+    assert {t["epochs"] for t in grid.trials()} == {1} and len(grid.trials()) == 17
+
+
+def test_tune_config_round_trip():
+    assert parse_cell(cell_label("nag-asgd", 16)) == ("nag-asgd", 16)
+    fixed = {"model": "cnn", "num_actors": 4}
+    assert trial_from_tune({"cell": "dana N=16", "schedule": "gamma", "seed": 2, "_fixed": fixed}) == dict(
+        model="cnn", algorithm="dana", num_workers=16, schedule="gamma", seed=2, num_actors=4)
+
+
+BAD = {
+    "unknown section": ("trial: {}\ngrid: {}\nextra: 1\n", r"section: unknown option 'extra'"),
+    "axis in trial": ("trial: {seed: 1}\ngrid: {}\n", r"trial.seed: is a grid axis; put it under grid"),
+    "missing axis": ("trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin]}\n",
+                     r"grid.seed: expected a non-empty list, got None"),
+    "unknown axis": ("trial: {}\ngrid: {lr: [0.1]}\n", r"grid: unknown option 'lr' for 'bad.yaml'; allowed: algorithm"),
+    "unknown algorithm": ("trial: {}\ngrid: {algorithm: [adam], num_workers: [2], schedule: [round-robin], seed: [0]}\n",
+                          r"algorithm: unknown name 'adam'; allowed: baseline, ssgd"),
+    "bad trial key": ("trial: {optimizer: sgd}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], seed: [0]}\n",
+                      r"config: unknown key 'optimizer'"),
+    "missing data": ("trial: {dataset: cifar10, data_dir: /nonexistent}\n"
+                     "grid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], seed: [0]}\n",
+                     r"data_dir: '/nonexistent' does not exist"),
+    "not yaml": ("trial: [\n", r"not valid YAML"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_grid_exits_2_naming_file_and_field(case, tmp_path, capsys):
+    text, match = BAD[case]
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(GridError, match=match):
+        load_grid(str(path))
+    assert main([str(path), "--storage", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: ") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "results").exists()  # nothing launched
+
+
+def test_unknown_grid_name_lists_the_known_ones():
+    with pytest.raises(GridError, match=r"table99: no such grid file; known names: quickstart, table2, table3"):
+        load_grid("table99")
+
+
+def test_repo_configs_folder_exists():
+    assert pd.Series(sorted(__import__("os").listdir(REPO_CONFIGS))).str.endswith(".yaml").all()

@@ -1,0 +1,123 @@
+"""The report: the pure summary on a hand-made frame, the paper's numbers beside ours, the files."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pandas as pd
+import pytest
+
+from dana_ray.report import load_experiment, main, paper_tables, render, summarize
+
+
+def trial(algorithm, workers, seed, error, diverged=False, finished=True, model="resnet20", dataset="cifar10",
+          schedule="round-robin"):
+    return dict(model=model, dataset=dataset, schedule=schedule, num_workers=workers, algorithm=algorithm,
+                seed=seed, test_error=error, diverged=diverged, finished=finished, curve=[error])
+
+
+def frame():
+    return pd.DataFrame([
+        trial("baseline", 1, 0, 8.0), trial("baseline", 1, 1, 9.0), trial("baseline", 1, 2, 10.0),
+        trial("dana", 4, 0, 8.5), trial("dana", 4, 1, 8.7), trial("dana", 4, 2, 8.9),
+        trial("asgd", 4, 0, 90.0, diverged=True), trial("asgd", 4, 1, 11.0), trial("asgd", 4, 2, 12.0),
+        trial("nag-asgd", 4, 0, 9.0), trial("nag-asgd", 4, 1, 50.0, finished=False),  # seed 2 never ran
+    ])
+
+
+def test_summary_statistics_and_flags():
+    table = summarize(frame()).set_index(["num_workers", "algorithm"])
+    assert table.loc[(1, "baseline"), "mean"] == pytest.approx(9.0)
+    assert table.loc[(1, "baseline"), "std"] == pytest.approx(1.0)
+    assert table.loc[(1, "baseline"), "n"] == 3 and table.loc[(1, "baseline"), "flags"] == ""
+    # a diverged run counts, at its (chance-level) error, and flags the cell
+    assert table.loc[(4, "asgd"), "mean"] == pytest.approx((90 + 11 + 12) / 3)
+    assert table.loc[(4, "asgd"), "flags"] == "diverged" and table.loc[(4, "asgd"), "diverged"] == 1
+    # unfinished runs do not count; fewer runs than seeds is flagged
+    assert table.loc[(4, "nag-asgd"), "n"] == 1 and table.loc[(4, "nag-asgd"), "mean"] == 9.0
+    assert table.loc[(4, "nag-asgd"), "flags"] == "incomplete"
+
+
+def test_rows_are_workers_then_algorithms_in_registry_order():
+    table = summarize(frame())
+    assert list(zip(table["num_workers"], table["algorithm"])) == [
+        (1, "baseline"), (4, "asgd"), (4, "nag-asgd"), (4, "dana")]
+
+
+def test_a_cell_with_no_finished_run_is_listed_and_flagged():
+    df = pd.DataFrame([trial("dana", 8, 0, math.nan, finished=False), trial("baseline", 1, 0, 8.0)])
+    row = summarize(df).set_index("algorithm").loc["dana"]
+    assert row["n"] == 0 and math.isnan(row["mean"]) and row["flags"] == "incomplete"
+
+
+def test_paper_numbers_beside_ours():
+    table = summarize(frame(), paper=paper_tables()).set_index(["num_workers", "algorithm"])
+    assert table.loc[(4, "dana"), "paper_mean"] == 8.44 and table.loc[(4, "dana"), "paper_std"] == 0.15
+    assert table.loc[(1, "baseline"), "paper_mean"] == 8.37 and table.loc[(4, "dana"), "paper_table"] == 3
+    digits = summarize(pd.DataFrame([trial("dana", 4, 0, 5.0, model="cnn", dataset="digits")]), paper=paper_tables())
+    assert math.isnan(digits.loc[0, "paper_mean"])
+
+
+def test_wrn_names_match_the_papers():
+    df = pd.DataFrame([trial("dana", 8, 0, 5.0, model="wrn-16-4", dataset="cifar100", schedule="block-random")])
+    assert summarize(df, paper=paper_tables()).loc[0, "paper_mean"] == 23.93
+
+
+def test_render_formats():
+    md = render(frame(), "markdown")
+    assert "### resnet20 on cifar10, round-robin" in md and "| 4 | dana | 8.70 | 0.20 | 3 | 8.44 | 0.15 |  |" in md
+    csv = render(frame(), "csv")
+    assert csv.splitlines()[0].startswith("model,dataset,schedule,num_workers,algorithm,mean,std,n")
+    tex = render(frame(), "latex")
+    assert r"\begin{tabular}" in tex and r"4 & dana & 8.70 & 0.20 & 3 & 8.44 & 0.15 &  \\" in tex
+    with pytest.raises(ValueError, match="format: unknown name 'html'; allowed: markdown, csv, latex"):
+        render(frame(), "html")
+
+
+def write_experiment(root, trials):
+    """The files Tune writes per trial: params.json (the trial's config) and result.json (one line/report)."""
+    for k, (params, results) in enumerate(trials):
+        folder = root / f"trial_{k}"
+        folder.mkdir(parents=True)
+        (folder / "params.json").write_text(json.dumps(params))
+        (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in results))
+    (root / "experiment_state.json").write_text("{}")  # not a trial folder: ignored
+    return str(root)
+
+
+def epochs(errors, diverged_at=None):
+    return [{"epoch": e + 1, "test_error": err, "diverged": diverged_at == e + 1, "mean_delay": 3.0,
+             "params_sha256": f"sha{e}"} for e, err in enumerate(errors)]
+
+
+def test_load_a_saved_experiment_and_write_the_report(tmp_path, capsys):
+    fixed = {"model": "cnn", "dataset": "digits", "epochs": 3}
+    path = write_experiment(tmp_path / "exp", [
+        ({"cell": "baseline N=1", "schedule": "round-robin", "seed": 0, "_fixed": fixed}, epochs([20, 10, 5])),
+        ({"cell": "dana N=4", "schedule": "round-robin", "seed": 0, "_fixed": fixed}, epochs([30, 12, 6])),
+        ({"cell": "asgd N=4", "schedule": "round-robin", "seed": 0, "_fixed": fixed}, epochs([90], diverged_at=1)),
+        ({"cell": "asgd N=4", "schedule": "round-robin", "seed": 1, "_fixed": fixed}, epochs([40])),  # interrupted
+        # a trial restored from its checkpoint reported epoch 2 twice: the last report counts
+        ({"cell": "dana N=4", "schedule": "round-robin", "seed": 1, "_fixed": fixed},
+         epochs([30, 13]) + epochs([30, 11, 7])[1:]),
+    ])
+    trials = load_experiment(path).set_index(["algorithm", "seed"])
+    assert trials.loc[("dana", 0), "test_error"] == 6 and trials.loc[("dana", 0), "finished"]
+    assert trials.loc[("asgd", 0), "diverged"] and trials.loc[("asgd", 0), "finished"]
+    assert not trials.loc[("asgd", 1), "finished"] and trials.loc[("asgd", 1), "epochs_done"] == 1
+    assert trials.loc[("dana", 1), "curve"] == [30, 11, 7]
+
+    out = tmp_path / "out"
+    assert main([path, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| 4 | dana | 6.50 | 0.71 | 2 |" in printed and "| 4 | asgd | 90.00 |  | 1 |  |  | diverged, incomplete |" in printed
+    for name in ("summary.csv", "summary.tex", "summary.md", "error_vs_workers.png", "curves_largest_n.png"):
+        assert os.path.getsize(out / name) > 0, name
+    assert (out / "error_vs_workers.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_of_a_missing_directory_exits_2(tmp_path, capsys):
+    assert main([str(tmp_path / "nothing")]) == 2
+    assert capsys.readouterr().out.startswith("error:")

@@ -1,0 +1,137 @@
+"""A real Tune run of a tiny grid: trials equal trial.run, a failed trial resumes, --resume, the report."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from dana_ray.grid import load_grid
+from dana_ray.report import load_experiment
+from dana_ray.sweep import main, make_tuner
+from dana_ray.trial import run
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+TINY = """
+description: tiny test grid
+trial:
+  model: cnn
+  model_options: {channels: 4}
+  dataset: digits
+  batch_size: 64
+  epochs: 2
+  lr: 0.05
+  lr_decay_epochs: []
+  cpu_threads: 1
+  num_actors: 1
+  cpus_per_actor: 0.25
+  server_cpus: 0.25
+grid:
+  algorithm: [baseline, dana]
+  num_workers: [2]
+  schedule: [round-robin]
+  seed: [0, 1]
+tune:
+  trial_cpus: 0.25
+  max_failures: 1
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_grid(tmp_path_factory):
+    path = tmp_path_factory.mktemp("grid") / "tiny.yaml"
+    path.write_text(TINY)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def experiment(tiny_grid, tmp_path_factory):
+    storage = tmp_path_factory.mktemp("results")
+    assert main([tiny_grid, "--storage", str(storage), "--name", "tiny", "--no-report"]) == 0
+    return str(storage / "tiny")
+
+
+def test_every_trial_ran_every_epoch(experiment):
+    trials = load_experiment(experiment)
+    assert sorted(zip(trials["algorithm"], trials["num_workers"], trials["seed"])) == [
+        ("baseline", 1, 0), ("baseline", 1, 1), ("dana", 2, 0), ("dana", 2, 1)]
+    assert trials["finished"].all() and (trials["epochs_done"] == 2).all()
+    folder = next(f for f in os.listdir(experiment) if f.startswith("dana_N2_round-robin_s0"))
+    results = [json.loads(line) for line in open(os.path.join(experiment, folder, "result.json"))]
+    assert [r["epoch"] for r in results] == [1, 2]
+    assert list(results[0])[:2] == ["test_error", "epoch"]  # the console table's first metric columns
+
+
+def test_a_tune_trial_is_exactly_trial_run(experiment):
+    grid = load_grid_from_experiment(experiment)
+    trials = load_experiment(experiment).set_index(["algorithm", "seed"])
+    config = next(c for c in grid.trials() if c["algorithm"] == "dana" and c["seed"] == 1)
+    assert trials.loc[("dana", 1), "params_sha256"] == run(config)["params_sha256"]
+
+
+def load_grid_from_experiment(experiment):
+    params = json.load(open(os.path.join(experiment, sorted(
+        f for f in os.listdir(experiment) if os.path.isdir(os.path.join(experiment, f)) and "_s" in f)[0], "params.json")))
+    grid = load_grid("quickstart")
+    grid.trial, grid.axes = params["_fixed"], {"algorithm": ["baseline", "dana"], "num_workers": [2],
+                                               "schedule": ["round-robin"], "seed": [0, 1]}
+    return grid
+
+
+def test_a_failed_trial_resumes_from_its_last_epoch(tiny_grid, tmp_path):
+    """Kill a trial's ParameterServer after its first epoch: Tune restarts the trial from the epoch-1
+    checkpoint, and it finishes with the same parameters as an undisturbed run."""
+    import ray
+    from ray import tune
+
+    killed = []
+
+    class KillServerAfterEpoch1(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if result["epoch"] == 1 and not killed:
+                killed.append(trial.trial_id)
+                ray.kill(ray.get_actor(f"resume/{trial}/ParameterServer"))  # str(trial): its name
+
+    grid = load_grid(tiny_grid)
+    grid.axes = dict(grid.axes, algorithm=["dana"], seed=[0])
+    grid.trial = dict(grid.trial, epochs=3)
+    results = make_tuner(grid, str(tmp_path), "resume", callbacks=[KillServerAfterEpoch1()]).fit()
+    assert killed and not results.errors
+    result = results[0]
+    assert result.metrics["epoch"] == 3
+    assert result.metrics["params_sha256"] == run(grid.trials()[0])["params_sha256"]
+    reported = [json.loads(line)["epoch"] for line in open(os.path.join(result.path, "result.json"))]
+    assert reported[0] == 1 and reported[-1] == 3 and 1 not in reported[1:]  # resumed after epoch 1, not from 0
+
+
+def test_resume_continues_an_interrupted_experiment_without_redoing_finished_trials(tiny_grid, tmp_path):
+    """An experiment left with one trial errored (its server killed, no retries): --resume finishes that trial
+    and leaves the finished ones alone."""
+    import ray
+    from ray import tune
+
+    killed = []
+
+    class KillOneServer(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if result["epoch"] == 1 and not killed and str(trial).startswith("dana"):
+                killed.append(str(trial))
+                ray.kill(ray.get_actor(f"interrupted/{trial}/ParameterServer"))
+
+    grid = load_grid(tiny_grid)
+    grid.tune = dict(grid.tune, max_failures=0)
+    storage, path = str(tmp_path), os.path.join(str(tmp_path), "interrupted")
+    results = make_tuner(grid, storage, "interrupted", callbacks=[KillOneServer()]).fit()
+    assert len(results.errors) == 1
+    before = load_experiment(path)
+    done = set(before.loc[before["finished"], "trial"])
+    assert len(done) == 3 and killed[0] not in done
+    lines = {t: open(os.path.join(path, t, "result.json")).read() for t in done}
+
+    assert main([tiny_grid, "--resume", "--storage", storage, "--name", "interrupted", "--no-report"]) == 0
+    after = load_experiment(path)
+    assert len(after) == 4 and after["finished"].all()
+    for t in done:  # finished trials were not run again
+        assert open(os.path.join(path, t, "result.json")).read() == lines[t]
