@@ -185,6 +185,16 @@ def _figure(groups: int):
     return plt, fig, axes[0]
 
 
+def _save(plt, fig, axes, path: str) -> list[str]:
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
+
+
 def plot_error_vs_workers(trials: pd.DataFrame, path: str) -> list[str]:
     table = summarize(trials, paper=paper_tables())
     groups = list(table.groupby(GROUP, sort=False))
@@ -199,12 +209,7 @@ def plot_error_vs_workers(trials: pd.DataFrame, path: str) -> list[str]:
                         color=color, label=f"{algorithm} (paper)")
         ax.set(xscale="log", xlabel="workers N", ylabel="test error %", title=f"{model}, {dataset}, {schedule}")
         ax.set_xticks(sorted(part["num_workers"].unique()), labels=[str(n) for n in sorted(part["num_workers"].unique())])
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return _save(plt, fig, axes, path)
 
 
 def plot_curves(trials: pd.DataFrame, path: str) -> list[str]:
@@ -223,12 +228,7 @@ def plot_curves(trials: pd.DataFrame, path: str) -> list[str]:
             ax.plot(range(1, length + 1), mean, label=f"{algorithm} (N={n})", color=_color(algorithm),
                     linestyle="--" if algorithm == "baseline" else "-")
         ax.set(xlabel="epoch", ylabel="test error %", title=f"{model}, {dataset}, {schedule}: N = {largest}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return _save(plt, fig, axes, path)
 
 
 def main(argv: list[str] | None = None) -> int:
