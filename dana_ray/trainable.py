@@ -1,7 +1,8 @@
 """The Tune trainable: one trial of a grid, run on the Ray executor, reporting every epoch.
 
-Each epoch it reports the epoch's metrics (test error first, so Tune's console table shows it) with a
-checkpoint holding the trial's whole state; a trial that fails and is restarted by Tune
+Each epoch it reports the epoch's metrics (test error first, so Tune's console table shows it); every
+``checkpoint_every``-th epoch and the last, with the params' SHA-256 and a checkpoint holding the trial's
+whole state; a trial that fails and is restarted by Tune
 (``FailureConfig.max_failures``) resumes from its last checkpoint and finishes with the same numbers.
 """
 
@@ -17,7 +18,7 @@ from ray import tune
 from dana_ray.config import TrialConfig
 from dana_ray.engine.executor import params_sha256
 from dana_ray.grid import trial_from_tune
-from dana_ray.trial import run
+from dana_ray.trial import checkpoint_due, run
 
 STATE_FILE = "trial_state.pt"
 #: Reported every epoch, in this order (Tune's console shows the first few).
@@ -46,18 +47,23 @@ def train_trial(config: dict[str, Any]) -> None:
     name = f"{context.get_experiment_name()}/{context.get_trial_name()}"
     last: dict[str, Any] = {}
 
-    def report(state: dict) -> None:
-        metrics = {k: last[k] for k in REPORTED if k in last}
-        metrics["params_sha256"] = params_sha256(state["master"]["rule"]["params"])
-        if state["epoch"] % every and state["epoch"] != cfg.epochs and not last.get("diverged"):
-            tune.report(metrics)
-            return
+    def metrics() -> dict[str, Any]:
+        return {k: last[k] for k in REPORTED if k in last}
+
+    def on_epoch(row: dict[str, Any]) -> None:
+        last.clear()
+        last.update(row)
+        if not checkpoint_due(row, cfg.epochs, every):  # else report_with_state reports it
+            tune.report(metrics())
+
+    def report_with_state(state: dict) -> None:
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state, os.path.join(folder, STATE_FILE))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            tune.report(dict(metrics(), params_sha256=params_sha256(state["master"]["rule"]["params"])),
+                        checkpoint=tune.Checkpoint.from_directory(folder))
 
-    run(cfg, executor="ray", callback=last.update, checkpoint=report, resume=resume, name=name,
-        placement_group=_current_placement_group())
+    run(cfg, executor="ray", callback=on_epoch, checkpoint=report_with_state, resume=resume, name=name,
+        placement_group=_current_placement_group(), checkpoint_every=every)
 
 
 def _current_placement_group():

@@ -38,12 +38,13 @@ def make_executor(name: str, cfg: TrialConfig, run_name: str | None = None, plac
 
 def run(config: dict[str, Any] | TrialConfig, executor: str = "local", callback: Callback | None = None, *,
         checkpoint: Callback | None = None, resume: dict | None = None, name: str | None = None,
-        placement_group: Any = None) -> dict:
+        placement_group: Any = None, checkpoint_every: int = 1) -> dict:
     """Train one configuration and return its final metrics (see the README for every key).
 
     ``callback`` receives one dict per epoch: epoch, step, test_error, test_loss, train_loss, mean_delay,
-    max_delay, mean_gap, lr, gradients, gradients_per_s, diverged. ``checkpoint``, called after it, receives
-    the trial's whole state ``{"epoch", "history", "master"}``; passing such a state back as ``resume``
+    max_delay, mean_gap, lr, gradients, gradients_per_s, diverged. ``checkpoint``, called after it on every
+    ``checkpoint_every``-th epoch, the last one and a diverged one (see ``checkpoint_due``), receives the
+    trial's whole state ``{"epoch", "history", "master"}``; passing such a state back as ``resume``
     continues the run exactly where it stopped. ``name`` prefixes the Ray actors' names; ``placement_group``
     (Ray executor) is the trial's reservation: bundle 1 for the server, 2 + k for actor k.
     """
@@ -63,12 +64,17 @@ def run(config: dict[str, Any] | TrialConfig, executor: str = "local", callback:
             history.append(row)
             if callback is not None:
                 callback(row)
-            if checkpoint is not None:
+            if checkpoint is not None and checkpoint_due(row, cfg.epochs, checkpoint_every):
                 checkpoint({"epoch": epoch, "history": list(history), "master": engine.state_dict()})
         sha = engine.params_sha256()
     finally:
         engine.close()
     return summarize(cfg, history, sha, time.perf_counter() - started, engine.num_params)
+
+
+def checkpoint_due(row: dict[str, Any], epochs: int, every: int) -> bool:
+    """Whether ``run`` hands the state to its ``checkpoint`` callback after this epoch's ``row``."""
+    return row["epoch"] % every == 0 or row["epoch"] == epochs or bool(row["diverged"])
 
 
 def summarize(cfg: TrialConfig, history: list[dict[str, Any]], sha: str, wall: float, num_params: int) -> dict:

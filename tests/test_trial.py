@@ -123,6 +123,12 @@ def test_resume_from_a_checkpoint_finishes_identically():
     assert resumed["mean_delay"] == whole["mean_delay"] and resumed["steps"] == whole["steps"]
 
 
+def test_checkpoint_every_k_epochs_and_the_last():
+    states = []
+    run(dict(FAST, epochs=5), checkpoint=states.append, checkpoint_every=2)
+    assert [s["epoch"] for s in states] == [2, 4, 5]
+
+
 def test_cpu_threads_is_set_for_the_run_and_restored():
     import torch
 
