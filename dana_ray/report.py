@@ -22,6 +22,7 @@ from importlib import resources
 import pandas as pd
 
 from dana_ray.algorithms import ALGORITHMS
+from dana_ray.config import TrialConfig
 from dana_ray.grid import trial_from_tune
 
 PAPER_ALGORITHM = {"baseline": "Baseline", "ssgd": "SSGD", "asgd": "ASGD", "nag-asgd": "NAG-ASGD",
@@ -29,6 +30,7 @@ PAPER_ALGORITHM = {"baseline": "Baseline", "ssgd": "SSGD", "asgd": "ASGD", "nag-
 PAPER_MODEL = {"resnet20": "resnet20", "wrn-16-4": "wrn", "wrn": "wrn"}
 GROUP = ["model", "dataset", "schedule"]
 FORMATS = ("markdown", "csv", "latex")
+DEFAULTS = TrialConfig()  # what a trial config that omits a key means
 
 
 # -- loading ---------------------------------------------------------------------------------------------------
@@ -45,10 +47,11 @@ def load_experiment(path: str) -> pd.DataFrame:
         config = trial_from_tune(params) if "cell" in params else params
         results = _read_results(os.path.join(path, folder, "result.json"))
         last = results[-1] if results else {}
-        epochs = config.get("epochs", 20)
+        epochs = config.get("epochs", DEFAULTS.epochs)
         diverged = bool(last.get("diverged", False))
         rows.append({
-            "trial": folder, "model": config.get("model", "cnn"), "dataset": config.get("dataset", "digits"),
+            "trial": folder, "model": config.get("model", DEFAULTS.model),
+            "dataset": config.get("dataset", DEFAULTS.dataset),
             "schedule": config["schedule"], "num_workers": config["num_workers"], "algorithm": config["algorithm"],
             "seed": config["seed"], "epochs_planned": epochs, "epochs_done": last.get("epoch", 0),
             "test_error": last.get("test_error", math.nan), "diverged": diverged,

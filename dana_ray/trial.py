@@ -20,7 +20,7 @@ import torch
 from dana_ray.algorithms import ALGORITHMS
 from dana_ray.checks import check_name
 from dana_ray.config import TrialConfig
-from dana_ray.engine import Executor, LocalExecutor, params_sha256  # noqa: F401  (params_sha256: re-export)
+from dana_ray.engine import Executor, LocalExecutor
 
 EXECUTORS = ("local", "ray")
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from dana_ray.grid import load_grid
+from dana_ray.grid import load_grid, trial_from_tune
 from dana_ray.report import load_experiment
 from dana_ray.sweep import main, make_tuner
 from dana_ray.trial import run
@@ -65,19 +65,10 @@ def test_every_trial_ran_every_epoch(experiment):
 
 
 def test_a_tune_trial_is_exactly_trial_run(experiment):
-    grid = load_grid_from_experiment(experiment)
     trials = load_experiment(experiment).set_index(["algorithm", "seed"])
-    config = next(c for c in grid.trials() if c["algorithm"] == "dana" and c["seed"] == 1)
-    assert trials.loc[("dana", 1), "params_sha256"] == run(config)["params_sha256"]
-
-
-def load_grid_from_experiment(experiment):
-    params = json.load(open(os.path.join(experiment, sorted(
-        f for f in os.listdir(experiment) if os.path.isdir(os.path.join(experiment, f)) and "_s" in f)[0], "params.json")))
-    grid = load_grid("quickstart")
-    grid.trial, grid.axes = params["_fixed"], {"algorithm": ["baseline", "dana"], "num_workers": [2],
-                                               "schedule": ["round-robin"], "seed": [0, 1]}
-    return grid
+    folder = trials.loc[("dana", 1), "trial"]
+    params = json.load(open(os.path.join(experiment, folder, "params.json")))
+    assert trials.loc[("dana", 1), "params_sha256"] == run(trial_from_tune(params))["params_sha256"]
 
 
 def test_a_failed_trial_resumes_from_its_last_epoch(tiny_grid, tmp_path):
