@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
 
@@ -165,7 +166,8 @@ def load_cifar(name: str, data_dir: str) -> DataSet:
     from torchvision import datasets
 
     cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[name]
-    _require_dir(data_dir, name, cls.base_folder)
+    check_data_dir(name, data_dir)
+    data_dir = os.path.expanduser(data_dir)
     try:
         splits = [cls(data_dir, train=train, download=False) for train in (True, False)]
     except RuntimeError as error:  # torchvision: "Dataset not found or corrupted"
@@ -181,8 +183,8 @@ def load_cifar(name: str, data_dir: str) -> DataSet:
 def load_imagenet(data_dir: str, image_size: int = 224) -> DataSet:
     from torchvision import transforms as T
 
-    for split in ("train", "val"):
-        _require_dir(data_dir, "imagenet", split)
+    check_data_dir("imagenet", data_dir)
+    data_dir = os.path.expanduser(data_dir)
     normalize = T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     train = FolderImages(os.path.join(data_dir, "train"), T.Compose([
         T.RandomResizedCrop(image_size), T.RandomHorizontalFlip(), T.ToTensor(), normalize]))
@@ -193,11 +195,18 @@ def load_imagenet(data_dir: str, image_size: int = 224) -> DataSet:
     return DataSet(train, test, num_classes=len(train.folder.classes), in_channels=3)
 
 
-def _require_dir(data_dir: str | None, name: str, sub: str) -> None:
-    path = os.path.join(data_dir or "", sub)
-    if not data_dir or not os.path.isdir(path):
-        raise ValueError(f"data_dir: {name} needs the directory {path!r}, which does not exist "
-                         f"(on host {os.uname().nodename}); data sets are never downloaded")
+#: The directories each data set reads under ``data_dir`` (torchvision's CIFAR layout; ImageFolder splits).
+DATA_SUBDIRS = {"cifar10": ("cifar-10-batches-py",), "cifar100": ("cifar-100-python",), "imagenet": ("train", "val")}
+
+
+def check_data_dir(name: str, data_dir: str | None) -> None:
+    """Raise a ValueError naming this host and the path if ``data_dir`` (``~`` expanded here, on the node that
+    reads it) lacks a directory data set ``name`` reads; data sets are never downloaded."""
+    for sub in DATA_SUBDIRS.get(name, ()):
+        path = os.path.join(os.path.expanduser(data_dir or ""), sub)
+        if not data_dir or not os.path.isdir(path):
+            raise ValueError(f"data_dir: {name} needs the directory {path!r}, which does not exist "
+                             f"(on host {socket.gethostname()}); data sets are never downloaded")
 
 
 #: name -> (loader(data_dir, **options), allowed options, needs data_dir)

@@ -149,8 +149,8 @@ def _parse(path: str, raw: Any, data_dir: str | None) -> Grid:
         raise ValueError(f"trial.{bad[0]}: is a grid axis; put it under grid")
     if data_dir is not None:
         trial["data_dir"] = data_dir
-    if trial.get("data_dir"):
-        trial["data_dir"] = os.path.expanduser(str(trial["data_dir"]))
+    if trial.get("data_dir") and not str(trial["data_dir"]).startswith("~"):
+        trial["data_dir"] = os.path.abspath(str(trial["data_dir"]))  # "~" is expanded on each node
     axes = raw["grid"]
     check_options("grid", os.path.basename(path), axes, AXES)
     for axis in AXES:

@@ -2,7 +2,8 @@
 
 CONFIG is a grid file or a name in ``tune_configs/`` (``table3``, ...); without one it runs ``quickstart``
 (the embedded digits, every asynchronous rule and the baseline, 1/4/8/16 workers, 3 seeds) and prints the
-report. Every trial is validated before anything starts (exit code 2 on a bad grid). With a Ray cluster
+report. Every trial is validated before anything starts, and every live node of the cluster is checked for
+the data directory the trials read (exit code 2, naming the file, field, node and path). With a Ray cluster
 running (``ray up``, ``ray job submit``), the sweep joins it; otherwise it starts Ray on this machine.
 
 Each trial is a Tune trial on the Ray executor: a placement group reserves its own process, its
@@ -20,6 +21,7 @@ import sys
 import time
 from typing import Any
 
+from dana_ray.config import TrialConfig
 from dana_ray.grid import Grid, GridError, cell_label, load_grid, parse_cell
 
 DEFAULT_STORAGE = os.path.expanduser("~/ray_results")
@@ -80,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=DEFAULT_STORAGE, help="where experiments are written (shared path or URI on a cluster)")
     p.add_argument("--name", help="experiment name (default: <grid>-<date>-<time>)")
     p.add_argument("--data-dir", help="overrides the grid's trial.data_dir")
+    p.add_argument("--skip-data-check", action="store_true",
+                   help="do not check that every live node has the data directory before starting")
     p.add_argument("--no-report", action="store_true", help="do not print the report at the end")
     return p
 
@@ -98,6 +102,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if not ray.is_initialized():
         ray.init()  # joins RAY_ADDRESS or a cluster on this machine; else starts Ray here
+    if not args.skip_data_check:
+        from dana_ray.preflight import missing_data
+
+        configs = [TrialConfig.from_dict(t) for t in grid.trials()]
+        problems = missing_data({(c.dataset, c.data_dir) for c in configs})
+        if problems:
+            print("\n".join(f"error: {args.config}: {p}" for p in problems), file=sys.stderr)
+            return 2
     if args.resume:
         path = os.path.join(storage, args.name) if args.name else latest_experiment(storage, grid.name)
         if path is None or not tune.Tuner.can_restore(path):

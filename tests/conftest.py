@@ -14,6 +14,12 @@ os.environ["RAY_AUTH_MODE"] = "token"
 os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``ray_cli`` end with ``ray stop``, which stops every Ray process on the machine: run them
+    before anything starts the session's shared instance (``ray_session``)."""
+    items.sort(key=lambda item: item.get_closest_marker("ray_cli") is None)
+
+
 @pytest.fixture
 def cifar_checksums_off(monkeypatch):
     """Fake CIFAR files cannot match the real MD5 sums: check only that the files exist."""

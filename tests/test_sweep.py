@@ -126,3 +126,14 @@ def test_resume_continues_an_interrupted_experiment_without_redoing_finished_tri
     assert len(after) == 4 and after["finished"].all()
     for t in done:  # finished trials were not run again
         assert open(os.path.join(path, t, "result.json")).read() == lines[t]
+
+
+def test_missing_data_on_a_node_stops_the_sweep_naming_node_and_path(tmp_path, capsys):
+    grid = tmp_path / "cifar.yaml"
+    grid.write_text(TINY.replace("dataset: digits", f"dataset: cifar10\n  data_dir: {tmp_path / 'nowhere'}")
+                    .replace("model: cnn", "model: resnet20").replace("  model_options: {channels: 4}\n", ""))
+    assert main([str(grid), "--storage", str(tmp_path / "results"), "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {grid}: data_dir: cifar10 needs the directory '{tmp_path}/nowhere/cifar-10-batches-py'" in err
+    assert "(on host " in err and "[node " in err
+    assert not (tmp_path / "results").exists()  # nothing launched
