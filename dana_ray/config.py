@@ -7,11 +7,12 @@ field and the allowed values in its one-line error.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from dana_ray.algorithms import ALGORITHMS
+import torch
+
+from dana_ray.algorithms import ALGORITHMS, make_algorithm
 from dana_ray.checks import check_integer, check_name, check_number, check_options, is_number
 from dana_ray.data import DATASETS
 from dana_ray.models import MODELS
@@ -32,6 +33,7 @@ class TrialConfig:
     dataset_options: dict = field(default_factory=dict)
     # how
     algorithm: str = "dana"                # a name in dana_ray.algorithms.ALGORITHMS
+    algorithm_options: dict = field(default_factory=dict)  # the rule's own options, e.g. {"dc_lambda": 0.04}
     num_workers: int = 1                   # N logical workers
     schedule: str = "round-robin"          # a name in SCHEDULES, or "arrival" (Ray executor only)
     schedule_options: dict = field(default_factory=dict)
@@ -84,12 +86,13 @@ class TrialConfig:
         check_name("algorithm", self.algorithm, ALGORITHMS)
         check_name("schedule", self.schedule, SCHEDULE_NAMES)
         check_name("device", self.device, DEVICES)
-        for name in ("model_options", "dataset_options", "schedule_options"):
+        for name in ("model_options", "dataset_options", "schedule_options", "algorithm_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name}: expected a mapping, got {getattr(self, name)!r}")
         check_options("model_options", self.model, self.model_options, MODELS[self.model][1])
         check_options("dataset_options", self.dataset, self.dataset_options, DATASETS[self.dataset][1])
         check_options("schedule_options", self.schedule, self.schedule_options, SCHEDULE_OPTIONS.get(self.schedule, ()))
+        check_options("algorithm_options", self.algorithm, self.algorithm_options, ALGORITHMS[self.algorithm].options)
         for name in ("num_workers", "batch_size", "epochs", "eval_batch_size"):
             check_integer(name, getattr(self, name), minimum=1)
         check_integer("seed", self.seed, minimum=0)
@@ -105,11 +108,13 @@ class TrialConfig:
         for name in ("lr", "lr_decay_factor", "warmup_epochs", "weight_decay"):
             check_number(name, getattr(self, name), low=0.0)
         check_number("momentum", self.momentum, low=0.0, below=1.0)
+        # the rule checks its own options' values (a 1-element rule costs nothing)
+        make_algorithm(self.algorithm, torch.zeros(1), self.num_workers, self.lr, self.momentum, **self.algorithm_options)
         if not all(is_number(e) and e > 0 for e in self.lr_decay_epochs):
             raise ValueError(f"lr_decay_epochs: expected a list of epochs > 0, got {list(self.lr_decay_epochs)!r}")
         if DATASETS[self.dataset][2]:
             if not self.data_dir:
                 raise ValueError(f"data_dir: dataset {self.dataset!r} needs a data directory (none given)")
-            if not os.path.isdir(self.data_dir):
-                raise ValueError(f"data_dir: {self.data_dir!r} does not exist (dataset {self.dataset!r})")
+            # Whether it exists is a question for each node that reads it (data.check_data_dir); a cluster's
+            # driver may not see the workers' data.
 

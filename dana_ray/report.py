@@ -7,8 +7,9 @@ paper's published mean/std beside them where the paper has that cell (Tables 3-8
 at chance-level error and flags its cell; a cell with fewer finished runs than the grid has seeds is
 flagged ``incomplete``.
 
-Writes ``summary.csv``, ``summary.tex``, ``summary.md`` and two plots: test error vs workers per algorithm
-(the paper's points hollow), and test-error curves per epoch at the largest N.
+Writes ``summary.csv``, ``summary.tex``, ``summary.md``, ``delays.csv`` (``delay_table``: the distribution of
+delays per cell) and three plots: test error vs workers per algorithm (the paper's points hollow),
+test-error curves per epoch at the largest N, and a histogram of delays per rule at the largest N.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def load_experiment(path: str) -> pd.DataFrame:
             "finished": diverged or last.get("epoch", 0) >= epochs,
             "mean_delay": last.get("mean_delay", math.nan), "params_sha256": last.get("params_sha256", ""),
             "curve": [r["test_error"] for r in results],
+            "delay_histogram": _add_histograms(r.get("delay_histogram") or [] for r in results),
         })
     if not rows:
         raise ValueError(f"experiment: no trials under {path!r} (expected Tune trial folders with params.json)")
@@ -77,6 +79,15 @@ def _read_results(path: str) -> list[dict]:
     # A trial restored from a checkpoint reports some epochs again: keep the last report of each epoch.
     by_epoch = {r["epoch"]: r for r in rows if "epoch" in r}
     return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def _add_histograms(histograms) -> list[int]:
+    total: list[int] = []
+    for h in histograms:
+        total.extend([0] * (len(h) - len(total)))
+        for delay, count in enumerate(h):
+            total[delay] += count
+    return total
 
 
 def paper_tables() -> pd.DataFrame:
@@ -120,6 +131,30 @@ def summarize(trials: pd.DataFrame, seeds: int | None = None, paper: pd.DataFram
     table = table.sort_values(GROUP + ["num_workers", "algorithm"],
                               key=lambda c: c.map(_ORDER) if c.name == "algorithm" else c)
     return table.reset_index(drop=True)
+
+
+def delay_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, dataset, schedule, num_workers, algorithm), over all seeds and epochs: the number of
+    gradients applied and their delay's mean, median, 90th/99th percentile and maximum (in parameter
+    versions: how many updates the master made between sending a point and applying its gradient)."""
+    rows = []
+    keys = GROUP + ["num_workers", "algorithm"]
+    for key, part in trials.groupby(keys, sort=False):
+        histogram = _add_histograms(part["delay_histogram"])
+        total = sum(histogram)
+        if not total:
+            continue
+        cumulative, quantiles = 0, {}
+        for delay, count in enumerate(histogram):
+            cumulative += count
+            for q in (0.5, 0.9, 0.99):
+                if q not in quantiles and cumulative >= q * total:
+                    quantiles[q] = delay
+        rows.append(dict(zip(keys, key), gradients=total,
+                         mean=sum(d * c for d, c in enumerate(histogram)) / total, p50=quantiles[0.5],
+                         p90=quantiles[0.9], p99=quantiles[0.99], max=max(d for d, c in enumerate(histogram) if c)))
+    table = pd.DataFrame(rows, columns=keys + ["gradients", "mean", "p50", "p90", "p99", "max"])
+    return table.sort_values(keys, key=lambda c: c.map(_ORDER) if c.name == "algorithm" else c).reset_index(drop=True)
 
 
 # -- output ----------------------------------------------------------------------------------------------------
@@ -167,6 +202,12 @@ def write_report(trials: pd.DataFrame, out: str) -> list[str]:
         files.append(path)
     files += plot_error_vs_workers(trials, os.path.join(out, "error_vs_workers.png"))
     files += plot_curves(trials, os.path.join(out, "curves_largest_n.png"))
+    delays = delay_table(trials)
+    if len(delays):
+        path = os.path.join(out, "delays.csv")
+        delays.to_csv(path, index=False)
+        files.append(path)
+        files += plot_delays(trials, os.path.join(out, "delays_largest_n.png"))
     return files
 
 
@@ -234,6 +275,26 @@ def plot_curves(trials: pd.DataFrame, path: str) -> list[str]:
     return _save(plt, fig, axes, path)
 
 
+def plot_delays(trials: pd.DataFrame, path: str) -> list[str]:
+    """One panel per rule: the distribution of delays at the largest N, one line per schedule (and model,
+    data set, where several), as the fraction of gradients applied with each delay."""
+    algorithms = sorted({a for a in trials["algorithm"] if a != "baseline"}, key=lambda a: _ORDER.get(a, 99))
+    plt, fig, axes = _figure(max(len(algorithms), 1))
+    for ax, algorithm in zip(axes, algorithms):
+        for k, (group, part) in enumerate(trials[trials["algorithm"] == algorithm].groupby(GROUP, sort=False)):
+            largest = part[part["num_workers"] == part["num_workers"].max()]
+            histogram = _add_histograms(largest["delay_histogram"])
+            total = sum(histogram)
+            if total:
+                label = f"{group[2]}, N={largest['num_workers'].iloc[0]}" + (
+                    f" ({group[0]}, {group[1]})" if trials.groupby(GROUP[:2]).ngroups > 1 else "")
+                ax.step(range(len(histogram)), [c / total for c in histogram], where="mid", color=f"C{k % 10}",
+                        label=label)
+        ax.set(xlabel="delay (master updates between send and apply)", ylabel="fraction of gradients",
+               title=algorithm)
+    return _save(plt, fig, axes, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dana_ray.report", description=__doc__.split("\n\n")[0])
     p.add_argument("experiment", help="a Tune experiment directory (what python -m dana_ray.sweep printed)")
@@ -246,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}")
         return 2
     print(render(trials, args.format), end="")
+    delays = delay_table(trials)
+    if len(delays) and args.format == "markdown":
+        print("\n### Delays (all seeds and epochs)\n\n| " + " | ".join(delays.columns) + " |\n|"
+              + "---|" * len(delays.columns))
+        for _, row in delays.iterrows():
+            print("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row) + " |")
     for path in write_report(trials, args.out or os.path.join(args.experiment, "report")):
         print(f"wrote {path}")
     return 0

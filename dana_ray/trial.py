@@ -118,10 +118,23 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     for name in ("num_actors", "cpu_threads"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    for name in ("model_options", "dataset_options", "schedule_options", "algorithm_options"):
+        p.add_argument("--" + name.replace("_", "-"), type=_json_mapping, default={}, metavar="JSON",
+                       help='a JSON mapping, e.g. \'{"slow_fraction": 0.25, "slow_factor": 2}\'')
     p.add_argument("--executor", choices=EXECUTORS, default="local")
     p.add_argument("--json", action="store_true", help="print each result as one JSON line")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     return p
+
+
+def _json_mapping(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON mapping, got {text!r}")
+    return value
 
 
 def format_results(results: list[dict]) -> str:

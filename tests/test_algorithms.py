@@ -12,6 +12,36 @@ def workers_for(name: str, n: int) -> int:
     return 1 if name == "baseline" else n
 
 
+class Driver:
+    """A rule with its worker side, if it has one: what an executor does with worker i's gradient."""
+
+    def __init__(self, rule):
+        self.rule = rule
+        self.side = rule.worker_side(rule.momentum) if rule.worker_side else None
+        self.batches = [0] * rule.num_workers  # batches each worker has computed
+
+    def push(self, worker, grad):
+        if self.side is not None:
+            grad = self.side.update(worker, self.batches[worker], grad)
+        self.batches[worker] += 1
+        self.rule.apply(worker, grad)
+
+    def state_dict(self):
+        side = self.side.state_dict(dict(enumerate(self.batches))) if self.side else None
+        return self.rule.state_dict(), side, list(self.batches)
+
+    def load_state_dict(self, state):
+        rule, side, batches = state
+        self.rule.load_state_dict(rule)
+        if self.side is not None:
+            self.side.load_state_dict(side)
+        self.batches = list(batches)
+
+
+def drive(name, params, num_workers, lr, momentum=0.9):
+    return Driver(make_algorithm(name, params, num_workers, lr=lr, momentum=momentum))
+
+
 # -- (a) two steps by hand, on 3 elements -------------------------------------------------------------------
 
 # params [1, 2, 3], lr 0.1, momentum 0.5; worker 0 sends [1, 0, -1], then worker 1 sends [2, 2, 2]
@@ -28,16 +58,26 @@ HAND = {
     "dana": ([0.7, 1.8, 2.9], [0.55, 1.7, 2.85]),
     # one round: mean g = [1.5,1,.5]; v = mean; θ = [.85,1.9,2.95]
     "ssgd": ([0.85, 1.9, 2.95], [0.85, 1.9, 2.95]),
+    # workers: v0 = [1,0,-1], u0 = g0 + .5v0 = [1.5,0,-1.5]; v1 = [2,2,2], u1 = [3,3,3];
+    # master: θ = [1,2,3] - .1u0 - .1u1 = [.55,1.7,2.85] = what dana sends
+    "dana-slim": ([0.55, 1.7, 2.85], [0.55, 1.7, 2.85]),
+    # λ = .04; step 1: worker 0's point is θ0, no correction: v = [1,0,-1], θ = [.9,2,3.1];
+    # step 2: worker 1's point θ0, θ - θ0 = [-.1,0,.1], g⊙g = [4,4,4]: g_dc = g + .16[-.1,0,.1] = [1.984,2,2.016];
+    # v = .5v + g_dc = [2.484,2,1.516]; θ = [.6516,1.8,2.9484]
+    "dc-asgd": ([0.6516, 1.8, 2.9484], [0.6516, 1.8, 2.9484]),
+    # as dana with g_dc: v0 = [1,0,-1], v1 = [1.984,2,2.016]; θ = [.9,2,3.1] - .1v1 = [.7016,1.8,2.8984];
+    # sent θ - .05(v0 + v1) = θ - .05[2.984,2,1.016]
+    "dana-dc": ([0.7016, 1.8, 2.8984], [0.5524, 1.7, 2.8476]),
 }
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_two_steps_by_hand(name):
     n = workers_for(name, 2)
-    rule = make_algorithm(name, torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), n, lr=0.1, momentum=0.5)
-    second = 0 if n == 1 else 1
-    rule.apply(0, torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64))
-    rule.apply(second, torch.tensor([2.0, 2.0, 2.0], dtype=torch.float64))
+    driver = drive(name, torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), n, lr=0.1, momentum=0.5)
+    rule, second = driver.rule, 0 if n == 1 else 1
+    driver.push(0, torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64))
+    driver.push(second, torch.tensor([2.0, 2.0, 2.0], dtype=torch.float64))
     want_params, want_sent = HAND[name]
     torch.testing.assert_close(rule.params, torch.tensor(want_params, dtype=torch.float64))
     torch.testing.assert_close(rule.params_for(0), torch.tensor(want_sent, dtype=torch.float64))
@@ -83,7 +123,8 @@ def sgd_trajectory(x0, steps, lr, momentum, nesterov):
 
 
 @pytest.mark.parametrize("name,nesterov", [("baseline", False), ("asgd", False), ("multi-asgd", False),
-                                           ("ssgd", False), ("nag-asgd", True), ("dana", True)])
+                                           ("ssgd", False), ("dc-asgd", False), ("nag-asgd", True), ("dana", True),
+                                           ("dana-slim", True)])
 def test_one_worker_equals_torch_sgd(name, nesterov):
     """With N = 1 every rule is momentum SGD. For the look-ahead rules the *sent* point x_t = θ_t - ηγv_t
     follows Nesterov: x_{t+1} = θ_t - ηv_{t+1} - ηγv_{t+1} = x_t + ηγv_t - η(1+γ)(γv_t + g)
@@ -91,9 +132,10 @@ def test_one_worker_equals_torch_sgd(name, nesterov):
     x0 = torch.linspace(-1, 1, 5, dtype=torch.float64)
     want = sgd_trajectory(x0, 50, lr=0.05, momentum=0.9, nesterov=nesterov)
     grad, _, _ = noisy_quadratic()
-    rule = make_algorithm(name, x0, 1, lr=0.05, momentum=0.9)
+    driver = drive(name, x0, 1, lr=0.05, momentum=0.9)
+    rule = driver.rule
     for t in range(50):
-        rule.apply(0, grad(rule.params_for(0)))
+        driver.push(0, grad(rule.params_for(0)))
         got = rule.params_for(0) if nesterov else rule.params
         torch.testing.assert_close(got, want[t], rtol=1e-12, atol=1e-12)
 
@@ -127,10 +169,11 @@ def run_delayed(name, lr, num_workers=4, steps=2000):
     worker the new θ once a round is complete); returns the final loss relative to the initial one."""
     grad, loss, optimum = noisy_quadratic(dim=10, seed=3)
     x0 = torch.full((10,), 3.0, dtype=torch.float64)
-    rule = make_algorithm(name, x0, num_workers, lr=lr, momentum=0.9)
+    driver = drive(name, x0, num_workers, lr=lr)
+    rule = driver.rule
     sent = {i: rule.params_for(i) for i in range(num_workers)}
     for worker, _ in zip(make_schedule("round-robin", num_workers, seed=0), range(steps)):
-        rule.apply(worker, grad(sent[worker]))
+        driver.push(worker, grad(sent[worker]))
         if not rule.synchronous:
             sent[worker] = rule.params_for(worker)
         elif rule.step % num_workers == 0:
@@ -172,18 +215,20 @@ def test_state_dict_restores_exactly(name):
     schedule = lambda: (k % n for k in range(20))  # noqa: E731
     lr = lambda step: 0.1 * 0.5 ** (step // 6)  # noqa: E731
 
-    a = make_algorithm(name, torch.ones(7), n, lr=lr, momentum=0.9)
+    driver_a = drive(name, torch.ones(7), n, lr=lr)
     order = list(schedule())
     for k in range(10):
-        a.apply(order[k], grads[k])
-    saved = a.state_dict()
+        driver_a.push(order[k], grads[k])
+    saved_all = driver_a.state_dict()
+    saved = saved_all[0]
     for k in range(10, 20):
-        a.apply(order[k], grads[k])
+        driver_a.push(order[k], grads[k])
 
-    b = make_algorithm(name, torch.zeros(7), n, lr=lr, momentum=0.9)
-    b.load_state_dict(saved)
+    driver_b = drive(name, torch.zeros(7), n, lr=lr)
+    driver_b.load_state_dict(saved_all)
     for k in range(10, 20):
-        b.apply(order[k], grads[k])
+        driver_b.push(order[k], grads[k])
+    a, b = driver_a.rule, driver_b.rule
     assert b.step == a.step == 20
     assert torch.equal(a.params, b.params)
     assert all(torch.equal(a.params_for(i), b.params_for(i)) for i in range(n))
@@ -258,3 +303,73 @@ def test_ssgd_refuses_a_second_gradient_in_one_round():
     rule.apply(1, torch.ones(3))
     with pytest.raises(ValueError, match=r"worker 1 already sent one this round \(still missing: \[0, 2\]\)"):
         rule.apply(1, torch.ones(3))
+
+
+# -- the later rules: dana-slim, delay compensation ---------------------------------------------------------
+
+def test_dana_slim_sends_exactly_what_dana_sends():
+    """Under a constant η, DANA-Slim's master parameters are DANA's look-ahead θ - ηγΣv_j at every step, so
+    the two rules send every worker the same points (float64, 8 workers, a random arrival order)."""
+    grad, _, _ = noisy_quadratic(dim=6, seed=5)
+    x0 = torch.linspace(-2, 2, 6, dtype=torch.float64)
+    dana, slim = drive("dana", x0, 8, lr=0.02), drive("dana-slim", x0, 8, lr=0.02)
+    sent = {i: dana.rule.params_for(i) for i in range(8)}
+    for worker, _ in zip(make_schedule("gamma", 8, seed=1), range(400)):
+        g = grad(sent[worker])
+        dana.push(worker, g)
+        slim.push(worker, g)
+        sent[worker] = dana.rule.params_for(worker)
+        torch.testing.assert_close(slim.rule.params_for(worker), sent[worker], rtol=1e-12, atol=1e-12)
+    look_ahead = dana.rule.params - 0.02 * 0.9 * dana.rule.velocity.sum(0)
+    torch.testing.assert_close(slim.rule.params, look_ahead, rtol=1e-12, atol=1e-12)
+
+
+def test_delay_compensation_is_zhengs_formula():
+    """dc-asgd with momentum 0 is Zheng et al.'s DC-ASGD-c: θ <- θ - η(g + λ g⊙g⊙(θ - x_i))."""
+    gen = torch.Generator().manual_seed(2)
+    theta = torch.randn(5, generator=gen, dtype=torch.float64)
+    rule = make_algorithm("dc-asgd", theta, 2, lr=0.1, momentum=0.0, dc_lambda=0.5)
+    x0 = rule.params_for(0)
+    rule.apply(1, torch.randn(5, generator=gen, dtype=torch.float64))  # θ moves on
+    g, before = torch.randn(5, generator=gen, dtype=torch.float64), rule.params.clone()
+    rule.apply(0, g)
+    torch.testing.assert_close(rule.params, before - 0.1 * (g + 0.5 * g * g * (before - x0)))
+
+
+@pytest.mark.parametrize("compensated,plain", [("dc-asgd", "asgd"), ("dana-dc", "dana")])
+def test_zero_compensation_is_the_plain_rule(compensated, plain):
+    grad, _, _ = noisy_quadratic(dim=4, seed=6)
+    ones = torch.ones(4, dtype=torch.float64)
+    a = make_algorithm(compensated, ones, 4, lr=0.05, dc_lambda=0.0)
+    b = make_algorithm(plain, ones, 4, lr=0.05)
+    for worker, _ in zip(make_schedule("block-random", 4, seed=0), range(100)):
+        g = grad(b.params_for(worker))
+        a.params_for(worker)
+        a.apply(worker, g)
+        b.apply(worker, g)
+    assert torch.equal(a.params, b.params)
+
+
+def test_worker_momentum_recomputes_a_job_from_the_momentum_before_it():
+    from dana_ray.algorithms import WorkerMomentum
+
+    side = WorkerMomentum(0.5)
+    first = side.update(3, 0, torch.ones(2))
+    second = side.update(3, 1, torch.full((2,), 2.0))
+    assert torch.equal(first, torch.full((2,), 1.5)) and torch.equal(second, torch.full((2,), 3.25))  # v = 2.5
+    assert torch.equal(side.update(3, 1, torch.full((2,), 2.0)), second)  # batch 1 again: same update
+    state = side.state_dict({3: 1})  # about to compute batch 1 (again): the momentum before it
+    assert state[3][0] == 1 and torch.equal(state[3][1], torch.ones(2))
+    assert torch.equal(side.state_dict({3: 2})[3][1], torch.full((2,), 2.5))
+    with pytest.raises(ValueError, match=r"batch: worker 3's momentum is at batch 2; got batch 5"):
+        side.update(3, 5, torch.ones(2))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(name="dana", dc_lambda=0.1), r"algorithm_options: unknown option 'dc_lambda' for 'dana'; allowed: none"),
+    (dict(name="dc-asgd", lam=0.1), r"algorithm_options: unknown option 'lam' for 'dc-asgd'; allowed: dc_lambda"),
+    (dict(name="dana-dc", dc_lambda=-1), r"dc_lambda: expected a finite number >= 0.0, got -1"),
+])
+def test_bad_algorithm_options_name_the_option(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_algorithm(**dict(params=torch.zeros(3), num_workers=2, lr=0.1) | kwargs)

@@ -107,6 +107,31 @@ def test_restored_server_state_finishes_identically():
     assert resumed["params_sha256"] == whole["params_sha256"] == run(config)["params_sha256"]
 
 
+def test_dana_slim_momenta_stay_with_their_actor_and_restore():
+    """Worker-side momenta: logical worker i stays on actor i % P; a checkpoint gathers them from the actors
+    (as of each worker's outstanding job, computed or not) and a restored run on Ray finishes like local."""
+    config = dict(BASE, algorithm="dana-slim", num_workers=5, num_actors=2, epochs=2, schedule="gamma")
+    states = []
+    whole = run(config, executor="ray", checkpoint=states.append)
+    assert sorted(states[0]["master"]["worker_side"]) == [0, 1, 2, 3, 4]
+    local = run(config)
+    resumed = run(config, executor="ray", resume=states[0])
+    assert resumed["params_sha256"] == whole["params_sha256"] == local["params_sha256"]
+
+
+def test_a_dead_actor_holding_worker_side_state_fails_the_trial_clearly():
+    import ray
+
+    name = "slim-fault"
+
+    def kill_worker_0(row):
+        ray.kill(ray.get_actor(f"{name}/Worker-0"))
+
+    with pytest.raises(ray.exceptions.RayTaskError, match=r"died holding the worker-side state of rule 'dana-slim'"):
+        run(dict(BASE, algorithm="dana-slim", num_workers=2, num_actors=2, epochs=2), executor="ray", name=name,
+            callback=kill_worker_0)
+
+
 def test_arrival_order_applies_whatever_arrives_first():
     rows = []
     result = run(dict(BASE, algorithm="dana", num_workers=4, num_actors=2, schedule="arrival"), executor="ray",

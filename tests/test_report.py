@@ -9,13 +9,14 @@ import os
 import pandas as pd
 import pytest
 
-from dana_ray.report import load_experiment, main, paper_tables, render, summarize
+from dana_ray.report import delay_table, load_experiment, main, paper_tables, render, summarize
 
 
 def trial(algorithm, workers, seed, error, diverged=False, finished=True, model="resnet20", dataset="cifar10",
-          schedule="round-robin"):
+          schedule="round-robin", delays=()):
     return dict(model=model, dataset=dataset, schedule=schedule, num_workers=workers, algorithm=algorithm,
-                seed=seed, test_error=error, diverged=diverged, finished=finished, curve=[error])
+                seed=seed, test_error=error, diverged=diverged, finished=finished, curve=[error],
+                delay_histogram=list(delays))
 
 
 def frame():
@@ -89,7 +90,7 @@ def write_experiment(root, trials):
 
 def epochs(errors, diverged_at=None):
     return [{"epoch": e + 1, "test_error": err, "diverged": diverged_at == e + 1, "mean_delay": 3.0,
-             "params_sha256": f"sha{e}"} for e, err in enumerate(errors)]
+             "delay_histogram": [0, 0, 0, 4], "params_sha256": f"sha{e}"} for e, err in enumerate(errors)]
 
 
 def test_load_a_saved_experiment_and_write_the_report(tmp_path, capsys):
@@ -113,9 +114,25 @@ def test_load_a_saved_experiment_and_write_the_report(tmp_path, capsys):
     assert main([path, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| 4 | dana | 6.50 | 0.71 | 2 |" in printed and "| 4 | asgd | 90.00 |  | 1 |  |  | diverged, incomplete |" in printed
-    for name in ("summary.csv", "summary.tex", "summary.md", "error_vs_workers.png", "curves_largest_n.png"):
+    assert "| cnn | digits | round-robin | 4 | dana | 24 | 3.00 | 3 | 3 | 3 | 3 |" in printed  # 6 epochs x 4
+    for name in ("summary.csv", "summary.tex", "summary.md", "error_vs_workers.png", "curves_largest_n.png",
+                 "delays.csv", "delays_largest_n.png"):
         assert os.path.getsize(out / name) > 0, name
     assert (out / "error_vs_workers.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_delay_table_from_histograms_over_seeds():
+    trials = pd.DataFrame([
+        trial("dana", 4, 0, 8.0, delays=[1, 0, 0, 7]),        # delays: 0 once, 3 seven times
+        trial("dana", 4, 1, 8.0, delays=[0, 0, 1, 1, 0, 0]),  # 2 once, 3 once
+        trial("asgd", 4, 0, 9.0, delays=[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1] + [0] * 5),
+    ])
+    table = delay_table(trials).set_index("algorithm")
+    dana = table.loc["dana"]
+    assert dana["gradients"] == 10 and dana["mean"] == pytest.approx((2 + 3 * 8) / 10)
+    assert (dana["p50"], dana["p90"], dana["p99"], dana["max"]) == (3, 3, 3, 3)
+    assert table.loc["asgd", "max"] == 10 and table.loc["asgd", "p50"] == 10
+    assert list(table.index) == ["asgd", "dana"]  # registry order
 
 
 def test_report_of_a_missing_directory_exits_2(tmp_path, capsys):

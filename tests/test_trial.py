@@ -94,11 +94,16 @@ def test_decay_applies_inside_a_run():
     (dict(model_options={"depth": 2}), r"model_options: unknown option 'depth' for 'cnn'; allowed: channels"),
     (dict(device="tpu"), r"device: unknown name 'tpu'; allowed: auto, cpu, cuda"),
     (dict(dataset="cifar10"), r"data_dir: dataset 'cifar10' needs a data directory"),
-    (dict(dataset="cifar10", data_dir="/nonexistent/cifar"), r"data_dir: '/nonexistent/cifar' does not exist"),
 ])
 def test_bad_config_is_refused_naming_the_field(change, match):
     with pytest.raises(ValueError, match=match):
         TrialConfig.from_dict(dict(FAST, **change))
+
+
+def test_missing_data_is_refused_naming_host_and_path():
+    with pytest.raises(ValueError, match=r"data_dir: cifar10 needs the directory '/nonexistent/cifar/cifar-10-batches-py', "
+                                         r"which does not exist \(on host "):
+        run(dict(FAST, model="resnet20", model_options={}, dataset="cifar10", data_dir="/nonexistent/cifar"))
 
 
 def test_batch_larger_than_the_data_is_refused():
@@ -121,6 +126,26 @@ def test_resume_from_a_checkpoint_finishes_identically():
     timeless = lambda rows: [{k: v for k, v in r.items() if k != "gradients_per_s"} for r in rows]  # noqa: E731
     assert timeless(resumed["history"]) == timeless(whole["history"])
     assert resumed["mean_delay"] == whole["mean_delay"] and resumed["steps"] == whole["steps"]
+
+
+@pytest.mark.parametrize("algorithm", ["dana-slim", "dana-dc"])
+def test_resume_restores_worker_side_and_compensation_state(algorithm):
+    """dana-slim's momenta live with the workers and dana-dc keeps every sent point: both are saved."""
+    config = dict(FAST, algorithm=algorithm, num_workers=4, schedule="gamma", epochs=2)
+    states = []
+    whole = run(config, checkpoint=states.append)
+    assert ("worker_side" in states[0]["master"]) == (algorithm == "dana-slim")
+    assert run(config, resume=states[0])["params_sha256"] == whole["params_sha256"]
+
+
+def test_dana_slim_trains_like_dana_under_a_constant_lr():
+    """Same points sent, same batches: the two runs differ only by rounding and by what is evaluated (DANA's
+    θ, DANA-Slim's look-ahead), so their training losses agree closely."""
+    config = dict(FAST, num_workers=4, epochs=2, lr_decay_epochs=[])
+    dana, slim = run(dict(config, algorithm="dana")), run(dict(config, algorithm="dana-slim"))
+    for a, b in zip(dana["history"], slim["history"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)
+    assert abs(dana["test_error"] - slim["test_error"]) < 2.0
 
 
 def test_checkpoint_every_k_epochs_and_the_last():

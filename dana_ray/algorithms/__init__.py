@@ -11,21 +11,25 @@ from __future__ import annotations
 from torch import Tensor
 
 from dana_ray.algorithms.base import LearningRate, UpdateRule
+from dana_ray.algorithms.delay_compensation import DANADC, DCASGD
 from dana_ray.algorithms.momentum import ASGD, DANA, NAGASGD, Baseline, MultiASGD
+from dana_ray.algorithms.slim import DANASlim, WorkerMomentum
 from dana_ray.algorithms.ssgd import SSGD
-from dana_ray.checks import check_name
+from dana_ray.checks import check_name, check_options
 
 #: Every rule by the exact name configs, the CLI and the sweep use.
 ALGORITHMS: dict[str, type[UpdateRule]] = {
-    rule.name: rule for rule in (Baseline, SSGD, ASGD, NAGASGD, MultiASGD, DANA)
+    rule.name: rule for rule in (Baseline, SSGD, ASGD, NAGASGD, MultiASGD, DANA, DANASlim, DANADC, DCASGD)
 }
 
 
 def make_algorithm(name: str, params: Tensor, num_workers: int, lr: LearningRate,
-                   momentum: float = 0.9) -> UpdateRule:
-    """Build the rule registered as ``name`` with master parameters starting at ``params``."""
+                   momentum: float = 0.9, **options) -> UpdateRule:
+    """Build the rule registered as ``name`` with master parameters starting at ``params``; ``options`` are
+    the rule's own keyword arguments (``ALGORITHMS[name].options``, e.g. ``dc_lambda``)."""
     check_name("algorithm", name, ALGORITHMS)
-    return ALGORITHMS[name](params, num_workers, lr, momentum)
+    check_options("algorithm_options", name, options, ALGORITHMS[name].options)
+    return ALGORITHMS[name](params, num_workers, lr, momentum, **options)
 
 
-__all__ = ["ALGORITHMS", "LearningRate", "UpdateRule", "make_algorithm"]
+__all__ = ["ALGORITHMS", "LearningRate", "UpdateRule", "WorkerMomentum", "make_algorithm"]

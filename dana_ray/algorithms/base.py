@@ -22,7 +22,7 @@ worker computes ``g = ∇L(x) + λ x`` at the point ``x`` it was sent, so rules 
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Union
+from typing import Any, Callable, ClassVar, Union
 
 import torch
 from torch import Tensor
@@ -44,6 +44,12 @@ class UpdateRule:
     #: True when the rule combines one gradient from every worker before it moves θ (SSGD). Executors then
     #: hand every worker the same θ each round instead of following an arrival schedule.
     synchronous: ClassVar[bool] = False
+    #: Names of the extra keyword arguments the rule takes (``algorithm_options`` in a trial config).
+    options: ClassVar[tuple[str, ...]] = ()
+    #: State the rule keeps on the worker side, per logical worker (a class built with ``momentum``; see
+    #: ``WorkerMomentum``), or None. Workers then send ``worker_side.update(...)`` instead of the gradient,
+    #: and executors keep each logical worker's state with the replica that computes its gradients.
+    worker_side: ClassVar[Any] = None
     _tensor_state: ClassVar[tuple[str, ...]] = ("params",)
 
     def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float) -> None:

@@ -70,10 +70,22 @@ class MasterLoop(Executor):
                     gradients_per_s=metrics["gradients"] / elapsed if elapsed > 0 else math.nan)
 
     def state_dict(self) -> dict:
-        return self.master.state_dict()
+        state = self.master.state_dict()
+        if self.master.rule.worker_side is not None:
+            state["worker_side"] = self.worker_side_state(self.master.next_batches())
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.master.load_state_dict(state)
+        if self.master.rule.worker_side is not None:
+            self.load_worker_side_state(state["worker_side"])
+
+    def worker_side_state(self, next_batches: dict[int, int]) -> dict:
+        """Every logical worker's worker-side state, as of the batch of its outstanding job."""
+        raise NotImplementedError
+
+    def load_worker_side_state(self, state: dict) -> None:
+        raise NotImplementedError
 
     def params_sha256(self) -> str:
         return params_sha256(self.master.rule.params)

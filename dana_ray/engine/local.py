@@ -36,6 +36,12 @@ class LocalExecutor(MasterLoop):
             job = self.master.next_job()
             self.master.apply(job, self.worker.compute(job))
 
+    def worker_side_state(self, next_batches: dict[int, int]) -> dict:
+        return self.worker.worker_side_state(next_batches)
+
+    def load_worker_side_state(self, state: dict) -> None:
+        self.worker.load_worker_side_state(state)
+
     def evaluate(self) -> tuple[float, float]:
         return self.worker.evaluate(self.master.rule.params, self.master.bn_stats)
 

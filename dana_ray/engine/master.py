@@ -30,7 +30,7 @@ class Job:
 
 @dataclass
 class GradientResult:
-    grad: Tensor      # ∇L + λ·point, flat
+    grad: Tensor      # ∇L + λ·point, flat (for a rule with a worker side: its update of that gradient)
     bn_stats: Tensor  # the batch's BatchNorm statistics, flat (empty without BatchNorm)
     loss: float       # mean training loss of the batch at the point
 
@@ -91,6 +91,10 @@ class Master:
         self.version += 1
         return [self._issue(i) for i in range(self.num_workers)]
 
+    def next_batches(self) -> dict[int, int]:
+        """Logical worker -> the batch of its outstanding job (where its worker-side state must stand)."""
+        return {w: job.batch for w, job in self.outstanding.items()}
+
     def _issue(self, worker: int) -> Job:
         job = Job(worker, self.batches_issued[worker], self.rule.params_for(worker), self.version)
         self.batches_issued[worker] += 1
@@ -100,22 +104,28 @@ class Master:
     # -- metrics ---------------------------------------------------------------------------------------------
 
     def _reset_metrics(self) -> None:
-        self.metrics = {"count": 0, "delay_sum": 0, "delay_max": 0, "gap_sum": 0.0, "loss_sum": 0.0}
+        self.metrics = {"count": 0, "delay_sum": 0, "delay_max": 0, "gap_sum": 0.0, "loss_sum": 0.0,
+                        "delay_counts": []}
 
     def _record(self, delay: int, gap: float, loss: float) -> None:
         m = self.metrics
         m["count"] += 1
         m["delay_sum"] += delay
         m["delay_max"] = max(m["delay_max"], delay)
+        counts = m["delay_counts"]
+        counts.extend([0] * (delay + 1 - len(counts)))
+        counts[delay] += 1
         m["gap_sum"] += gap
         m["loss_sum"] += loss
 
     def take_metrics(self) -> dict:
-        """Means over the gradients applied since the last call (mean/max delay, mean gap, train loss)."""
+        """Over the gradients applied since the last call: mean/max delay, the delay histogram
+        (``delay_histogram[d]``: how many had delay d), mean gap, train loss."""
         m, n = self.metrics, max(self.metrics["count"], 1)
         self._reset_metrics()
         return {"gradients": m["count"], "mean_delay": m["delay_sum"] / n, "max_delay": m["delay_max"],
-                "mean_gap": m["gap_sum"] / n, "train_loss": m["loss_sum"] / n if m["count"] else math.nan}
+                "delay_histogram": list(m["delay_counts"]), "mean_gap": m["gap_sum"] / n,
+                "train_loss": m["loss_sum"] / n if m["count"] else math.nan}
 
     # -- checkpoints -----------------------------------------------------------------------------------------
 
@@ -128,7 +138,7 @@ class Master:
             "outstanding": [(j.worker, j.batch, j.point.clone(), j.sent_version) for j in self.outstanding.values()],
             "version": self.version,
             "diverged": self.diverged,
-            "metrics": dict(self.metrics),
+            "metrics": dict(self.metrics, delay_counts=list(self.metrics["delay_counts"])),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -140,4 +150,4 @@ class Master:
         self.outstanding = {w: Job(w, b, p.to(self.rule.params), s) for w, b, p, s in state["outstanding"]}
         self.version = int(state["version"])
         self.diverged = bool(state["diverged"])
-        self.metrics = dict(state["metrics"])
+        self.metrics = dict(state["metrics"], delay_counts=list(state["metrics"].get("delay_counts", [])))

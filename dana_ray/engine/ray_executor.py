@@ -75,6 +75,12 @@ class Worker:
     def evaluate(self, params: np.ndarray, bn_stats: np.ndarray) -> tuple[float, float]:
         return self.worker.evaluate(as_tensor(params).to(self.device), as_tensor(bn_stats).to(self.device))
 
+    def worker_side_state(self, next_batches: dict[int, int]) -> dict[int, tuple[int, np.ndarray]]:
+        return {w: (b, v.cpu().numpy()) for w, (b, v) in self.worker.worker_side_state(next_batches).items()}
+
+    def load_worker_side_state(self, state: dict[int, tuple[int, np.ndarray]]) -> None:
+        self.worker.load_worker_side_state({w: (b, as_tensor(v)) for w, (b, v) in state.items()})
+
 
 RemoteWorker = ray.remote(Worker)
 
@@ -106,6 +112,9 @@ class ParameterServer(MasterLoop):
         self.num_params = len(info["params"])
         self.master = build_master(self.cfg, torch.tensor(info["params"]), torch.tensor(info["bn_stats"]),
                                    info["bn_momentum"], self.steps_per_epoch)
+        # A rule with worker-side state (dana-slim) keeps logical worker i on actor slot i % P, which holds
+        # its state; otherwise each job goes to the least-loaded actor.
+        self.sticky = self.master.rule.worker_side is not None
         self.inflight: dict[int, tuple[ray.ObjectRef, int]] = {}  # logical worker -> (result, actor slot)
         self.load = [0] * self.num_actors
         for job in self.master.start():
@@ -139,12 +148,25 @@ class ParameterServer(MasterLoop):
                 self._replace(slot, error)
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore the master; the jobs in flight are dropped and the restored outstanding jobs sent out."""
-        self.master.load_state_dict(state)
+        """Restore the master (and the actors' worker-side state); the jobs in flight are dropped and the
+        restored outstanding jobs sent out."""
+        super().load_state_dict(state)
         self.inflight.clear()
         self.load = [0] * self.num_actors
         for worker in sorted(self.master.outstanding):
             self._dispatch(self.master.outstanding[worker])
+
+    def worker_side_state(self, next_batches: dict[int, int]) -> dict:
+        """Merged from every actor; each call runs after the jobs already sent to that actor."""
+        state: dict = {}
+        for part in ray.get([actor.worker_side_state.remote(next_batches) for actor in self.actors]):
+            state.update({w: (b, torch.from_numpy(v.copy())) for w, (b, v) in part.items()})
+        return state
+
+    def load_worker_side_state(self, state: dict) -> None:
+        ray.get([actor.load_worker_side_state.remote(
+            {w: (b, v.cpu().numpy()) for w, (b, v) in state.items() if w % self.num_actors == slot})
+            for slot, actor in enumerate(self.actors)])
 
     def close(self) -> None:
         for actor in self.actors:
@@ -153,7 +175,8 @@ class ParameterServer(MasterLoop):
     # -- jobs and actors --------------------------------------------------------------------------------------
 
     def _dispatch(self, job: Job, slot: int | None = None) -> None:
-        slot = self._least_loaded() if slot is None else slot
+        if slot is None:
+            slot = job.worker % self.num_actors if self.sticky else self._least_loaded()
         point = job.point.cpu().numpy()
         if point.nbytes > INLINE_BYTES:
             point = ray.put(point)  # one copy into the object store; the actor maps it without copying
@@ -187,6 +210,10 @@ class ParameterServer(MasterLoop):
 
     def _replace(self, slot: int, error: Exception) -> None:
         """Replace the dead actor in ``slot`` and send its jobs again (to the new actor)."""
+        if self.sticky:
+            raise RuntimeError(f"{self.name}/Worker-{slot} died holding the worker-side state of rule "
+                               f"{self.cfg.algorithm!r} (its logical workers' momenta), which cannot be "
+                               f"rebuilt; resume the trial from its last checkpoint: {_cause(error)}")
         if self.restarts >= self.cfg.max_actor_restarts:
             raise RuntimeError(f"{self.name}/Worker-{slot} died and max_actor_restarts="
                                f"{self.cfg.max_actor_restarts} replacements are used up: {_cause(error)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from dana_ray.algorithms import WorkerMomentum
 from dana_ray.data import DataSet, WorkerStream, eval_batches
 from dana_ray.engine.flat import FlatModel
 from dana_ray.engine.master import GradientResult, Job
@@ -13,8 +14,10 @@ class GradientWorker:
     """One model replica and the data; serves every logical worker (their streams differ, not the model)."""
 
     def __init__(self, model: FlatModel, data: DataSet, batch_size: int, seed: int, weight_decay: float,
-                 eval_batch_size: int = 1000) -> None:
-        self.model, self.data = model, data
+                 eval_batch_size: int = 1000, worker_side: WorkerMomentum | None = None) -> None:
+        """``worker_side``: the rule's per-logical-worker state (dana-slim's momenta), or None; with it, a job's
+        result carries ``worker_side.update(...)`` of the gradient, what such a rule's workers send."""
+        self.model, self.data, self.worker_side = model, data, worker_side
         self.batch_size, self.seed, self.weight_decay = batch_size, seed, weight_decay
         self.eval_batch_size = eval_batch_size
         self.steps_per_epoch = len(data.train) // batch_size  # gradients per epoch, whatever N
@@ -28,7 +31,17 @@ class GradientWorker:
     def compute(self, job: Job) -> GradientResult:
         x, y = self.stream(job.worker).batch(job.batch)
         grad, bn_stats, loss = self.model.gradient(job.point, x, y, self.weight_decay)
+        if self.worker_side is not None:
+            grad = self.worker_side.update(job.worker, job.batch, grad)
         return GradientResult(grad, bn_stats, loss)
+
+    def worker_side_state(self, next_batch: dict[int, int]) -> dict:
+        """The worker-side state of the logical workers held here, as of their next batch (worker -> batch)."""
+        return self.worker_side.state_dict(next_batch) if self.worker_side is not None else {}
+
+    def load_worker_side_state(self, state: dict) -> None:
+        if self.worker_side is not None:
+            self.worker_side.load_state_dict({w: (b, v.to(self.model.device)) for w, (b, v) in state.items()})
 
     def evaluate(self, params: Tensor, bn_stats: Tensor) -> tuple[float, float]:
         """``(test error %, test loss)`` at the given master state."""
