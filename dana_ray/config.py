@@ -51,6 +51,9 @@ class TrialConfig:
     # where
     device: str = "auto"                   # auto: cuda when available, else cpu
     eval_batch_size: int = 1000
+    vmap_jobs: int = 1                     # up to this many ready gradient jobs a model replica computes
+                                           # together with torch.func.vmap (1: one by one); same numbers
+                                           # up to float rounding
     cpu_threads: int | None = None         # torch intra-op threads (None: torch's default locally, and
                                            # round(cpus_per_actor) on actors); CPU results depend on it
     # the Ray executor
@@ -93,7 +96,7 @@ class TrialConfig:
         check_options("dataset_options", self.dataset, self.dataset_options, DATASETS[self.dataset][1])
         check_options("schedule_options", self.schedule, self.schedule_options, SCHEDULE_OPTIONS.get(self.schedule, ()))
         check_options("algorithm_options", self.algorithm, self.algorithm_options, ALGORITHMS[self.algorithm].options)
-        for name in ("num_workers", "batch_size", "epochs", "eval_batch_size"):
+        for name in ("num_workers", "batch_size", "epochs", "eval_batch_size", "vmap_jobs"):
             check_integer(name, getattr(self, name), minimum=1)
         check_integer("seed", self.seed, minimum=0)
         check_integer("max_actor_restarts", self.max_actor_restarts, minimum=0)

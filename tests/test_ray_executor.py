@@ -132,6 +132,17 @@ def test_a_dead_actor_holding_worker_side_state_fails_the_trial_clearly():
             callback=kill_worker_0)
 
 
+@pytest.mark.parametrize("algorithm", ["dana", "dana-slim"])
+def test_vmap_jobs_on_ray_follows_one_by_one(local_dana4, algorithm):
+    """Jobs sent in groups of up to 3 per call (vmap on the actor): float rounding apart, the run is the
+    one-by-one run (each job's result depends only on the job)."""
+    config = dict(BASE, algorithm=algorithm, num_workers=4, num_actors=2)
+    reference = local_dana4 if algorithm == "dana" else run(config)
+    batched = run(dict(config, vmap_jobs=3), executor="ray")
+    assert batched["steps"] == reference["steps"] and batched["mean_delay"] == reference["mean_delay"]
+    assert batched["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-3)
+
+
 def test_arrival_order_applies_whatever_arrives_first():
     rows = []
     result = run(dict(BASE, algorithm="dana", num_workers=4, num_actors=2, schedule="arrival"), executor="ray",

@@ -5,7 +5,8 @@ momentum buffers and a step counter. Two calls drive it (cf. optax's init/update
 ``Optimizer.state_dict``):
 
 * ``apply(i, g)``: the master applies the gradient ``g`` that logical worker ``i`` computed;
-* ``params_for(i)``: the point the master sends worker ``i`` now (a fresh tensor, safe to keep).
+* ``params_for(i)``: the point the master sends worker ``i`` now (a fresh tensor, safe to keep; or
+  written into a recycled buffer, ``params_for(i, out=buffer)``).
 
 "The master's θ" and "what worker i receives" are different things for the look-ahead rules, and the API
 keeps them apart. All state is allocated at construction; ``state_dict()`` returns plain tensors and ints and
@@ -36,7 +37,7 @@ class UpdateRule:
     """Base class: validation, the learning-rate schedule, the step counter and (de)serialisation.
 
     Subclasses set ``name``, list their extra tensors in ``_tensor_state``, allocate them in ``__init__``
-    and implement ``_apply(worker, grad, lr)`` (and ``_params_for(worker)`` where they send something other
+    and implement ``_apply(worker, grad, lr)`` (and ``_params_for(worker, out)`` where they send something other
     than θ).
     """
 
@@ -79,10 +80,16 @@ class UpdateRule:
         self._apply(worker, grad, self.lr_at(self.step))
         self.step += 1
 
-    def params_for(self, worker: int) -> Tensor:
-        """The point the master sends worker ``worker`` now: a new tensor, unaffected by later updates."""
+    def params_for(self, worker: int, out: Tensor | None = None) -> Tensor:
+        """The point the master sends worker ``worker`` now: a new tensor, unaffected by later updates; or,
+        with ``out`` (a buffer shaped like θ that the caller no longer needs, e.g. an applied job's point),
+        written into ``out`` and returned, without allocating."""
         self._check_worker(worker)
-        return self._params_for(worker)
+        if out is not None and (out.shape != self.params.shape or out.dtype != self.params.dtype
+                                or out.device != self.params.device):
+            raise ValueError(f"out: expected a {self.params.dtype} tensor of shape {tuple(self.params.shape)} on "
+                             f"{self.params.device}, got {out.dtype} {tuple(out.shape)} on {out.device}")
+        return self._params_for(worker, out)
 
     def lr_at(self, step: int) -> float:
         """η at ``step`` (gradients applied so far), from the constant or the schedule."""
@@ -97,8 +104,8 @@ class UpdateRule:
     def _apply(self, worker: int, grad: Tensor, lr: float) -> None:
         raise NotImplementedError
 
-    def _params_for(self, worker: int) -> Tensor:
-        return self.params.clone()
+    def _params_for(self, worker: int, out: Tensor | None) -> Tensor:
+        return self.params.clone() if out is None else out.copy_(self.params)
 
     def _zeros(self, *leading: int) -> Tensor:
         """A zero buffer shaped ``(*leading, d)`` on θ's device and dtype."""

@@ -24,20 +24,22 @@ x_{t+1} = θ_t - ηv_{t+1} - ηγv_{t+1} = x_t + ηγv_t - η(1+γ)(γv_t + g) =
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from dana_ray.algorithms.base import LearningRate, UpdateRule
 
 
 def momentum_update_(params: Tensor, velocity: Tensor, grad: Tensor, *, lr: float, momentum: float) -> None:
-    """In place: ``v <- γ v + g;  θ <- θ - η v``."""
-    velocity.mul_(momentum).add_(grad)
+    """In place: ``v <- γ v + g;  θ <- θ - η v``: two fused passes (``g + γv`` written over v; then θ)."""
+    torch.add(grad, velocity, alpha=momentum, out=velocity)
     params.add_(velocity, alpha=-lr)
 
 
-def look_ahead(params: Tensor, velocity: Tensor, *, lr: float, momentum: float) -> Tensor:
-    """A new tensor ``θ - η γ v``: where θ would move if the momentum ``v`` alone drove the next step."""
-    return params.add(velocity, alpha=-lr * momentum)
+def look_ahead(params: Tensor, velocity: Tensor, *, lr: float, momentum: float, out: Tensor | None = None) -> Tensor:
+    """``θ - η γ v`` (a new tensor, or written into ``out``): where θ would move if the momentum ``v`` alone
+    drove the next step. One fused pass."""
+    return torch.add(params, velocity, alpha=-lr * momentum, out=out)
 
 
 class ASGD(UpdateRule):
@@ -89,8 +91,8 @@ class NAGASGD(ASGD):
 
     name = "nag-asgd"
 
-    def _params_for(self, worker: int) -> Tensor:
-        return look_ahead(self.params, self.velocity, lr=self.lr_at(self.step), momentum=self.momentum)
+    def _params_for(self, worker: int, out: Tensor | None) -> Tensor:
+        return look_ahead(self.params, self.velocity, lr=self.lr_at(self.step), momentum=self.momentum, out=out)
 
 
 class MultiASGD(UpdateRule):
@@ -147,5 +149,5 @@ class DANA(MultiASGD):
         momentum_update_(self.params, velocity, grad, lr=lr, momentum=self.momentum)
         self.velocity_sum.add_(velocity)
 
-    def _params_for(self, worker: int) -> Tensor:
-        return look_ahead(self.params, self.velocity_sum, lr=self.lr_at(self.step), momentum=self.momentum)
+    def _params_for(self, worker: int, out: Tensor | None) -> Tensor:
+        return look_ahead(self.params, self.velocity_sum, lr=self.lr_at(self.step), momentum=self.momentum, out=out)

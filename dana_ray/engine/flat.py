@@ -23,11 +23,12 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 
 class FlatModel:
-    def __init__(self, module: nn.Module, device: torch.device | str = "cpu") -> None:
-        self.module = module.to(device)
+    def __init__(self, module: nn.Module, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        """``dtype``: of the flat buffers and the module (float32 in training; tests use float64)."""
+        self.module = module.to(device=device, dtype=dtype)
         self.device = torch.device(device)
         params = list(self.module.parameters())
-        self.params = torch.cat([p.detach().reshape(-1) for p in params]).float()
+        self.params = torch.cat([p.detach().reshape(-1) for p in params])
         self.grads = torch.zeros_like(self.params)
         _alias(params, self.params, self.grads)
 
@@ -41,6 +42,11 @@ class FlatModel:
         _alias(buffers, self.bn_stats)
         for m in norms:
             m.momentum = 1.0  # after a forward pass in train mode the buffers hold the batch's own statistics
+        # for gradients(): the same tensors by name, in the flat buffers' order
+        self._param_names = [name for name, _ in self.module.named_parameters()]
+        self._param_shapes = [p.shape for _, p in self.module.named_parameters()]
+        by_module = {m: name for name, m in self.module.named_modules()}
+        self._stat_names = [f"{by_module[m]}.{key}" for m in norms for key in ("running_mean", "running_var")]
 
     @property
     def num_params(self) -> int:
@@ -61,6 +67,35 @@ class FlatModel:
         grad = self.grads.add(self.params, alpha=weight_decay) if weight_decay else self.grads.clone()
         return grad, self.bn_stats.clone(), float(loss.detach())
 
+    def gradients(self, points: Tensor, x: Tensor, y: Tensor, weight_decay: float) -> tuple[Tensor, Tensor, Tensor]:
+        """``gradient`` for B points at once, each with its own batch, computed together with
+        ``torch.func.vmap`` over ``functional_call`` (one batched forward and backward instead of B):
+        ``points`` [B, d], ``x`` [B, b, ...], ``y`` [B, b] -> (grads [B, d], BatchNorm statistics [B, s],
+        losses [B]). Each point gets its own BatchNorm buffers, so its batch statistics are its own; the
+        numbers equal B calls of ``gradient`` up to float rounding (kernels may sum in another order)."""
+        from torch.func import functional_call, grad_and_value, vmap
+
+        count = points.shape[0]
+        buffers = {name: b.unsqueeze(0).expand(count, *b.shape).clone() for name, b in self.module.named_buffers()}
+
+        def loss_and_stats(params: dict, bufs: dict, xb: Tensor, yb: Tensor):
+            loss = F.cross_entropy(functional_call(self.module, (params, bufs), (xb,)), yb)
+            stats = torch.cat([bufs[n].reshape(-1) for n in self._stat_names]) if self._stat_names else xb.new_zeros(0)
+            return loss, stats
+
+        def one(point: Tensor, bufs: dict, xb: Tensor, yb: Tensor):
+            params = dict(zip(self._param_names, _views(point, self._param_shapes)))
+            grads, (loss, stats) = grad_and_value(loss_and_stats, has_aux=True)(params, bufs, xb, yb)
+            return torch.cat([grads[n].reshape(-1) for n in self._param_names]), stats, loss
+
+        self.module.train()
+        points = points.to(self.device)
+        grads, stats, losses = vmap(one, randomness="different")(
+            points, buffers, x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
+        if weight_decay:
+            grads.add_(points, alpha=weight_decay)
+        return grads, stats, losses.detach()
+
     @torch.no_grad()
     def evaluate(self, params: Tensor, bn_stats: Tensor, batches: Iterable[tuple[Tensor, Tensor]]) -> tuple[float, float]:
         """``(error %, mean loss)`` of the model at ``params`` with BatchNorm statistics ``bn_stats``."""
@@ -75,6 +110,15 @@ class FlatModel:
             loss += float(F.cross_entropy(logits, y, reduction="sum"))
             count += len(y)
         return 100.0 * wrong / count, loss / count
+
+
+def _views(flat: Tensor, shapes: list) -> list[Tensor]:
+    out, offset = [], 0
+    for shape in shapes:
+        n = shape.numel()
+        out.append(flat[offset:offset + n].view(shape))
+        offset += n
+    return out
 
 
 def _alias(tensors: list[Tensor], flat: Tensor, flat_grad: Tensor | None = None) -> None:

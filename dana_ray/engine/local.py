@@ -11,6 +11,7 @@ import torch
 from dana_ray.config import TrialConfig
 from dana_ray.engine.build import build_master, build_worker
 from dana_ray.engine.executor import MasterLoop
+from dana_ray.engine.master import GradientResult, Job
 
 
 class LocalExecutor(MasterLoop):
@@ -28,13 +29,32 @@ class LocalExecutor(MasterLoop):
         self.num_params = params.numel()
         self.master = build_master(cfg, params, bn_stats, self.worker.model.bn_momentum, self.steps_per_epoch)
         self.master.start()
+        self.vmap_jobs = cfg.vmap_jobs
+        self._computed: dict[tuple[int, int], GradientResult] = {}  # (worker, batch) -> result, ahead of use
 
     def run_steps(self, steps: int) -> None:
         for _ in range(steps):
             if self.master.diverged:
                 return
             job = self.master.next_job()
-            self.master.apply(job, self.worker.compute(job))
+            self.master.apply(job, self._result(job))
+
+    def _result(self, job: Job) -> GradientResult:
+        """The job's result; with ``vmap_jobs`` > 1, computed together with other outstanding jobs not yet
+        computed (a job's result depends only on the job, so computing it early changes nothing)."""
+        if self.vmap_jobs == 1:
+            return self.worker.compute(job)
+        if (job.worker, job.batch) not in self._computed:
+            others = [j for w, j in sorted(self.master.outstanding.items())
+                      if j is not job and (w, j.batch) not in self._computed]
+            group = [job, *others[:self.vmap_jobs - 1]]
+            for done, result in zip(group, self.worker.compute_many(group)):
+                self._computed[done.worker, done.batch] = result
+        return self._computed.pop((job.worker, job.batch))
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self._computed.clear()
 
     def worker_side_state(self, next_batches: dict[int, int]) -> dict:
         return self.worker.worker_side_state(next_batches)

@@ -46,6 +46,7 @@ class Master:
         self.version = 0  # parameter updates so far: one per gradient, or one per round for a synchronous rule
         self.diverged = False
         self._scratch = torch.empty_like(rule.params)
+        self._free_points: list[Tensor] = []  # applied jobs' point buffers, reused for the next points
         self._reset_metrics()
 
     @property
@@ -68,7 +69,10 @@ class Master:
         return self.outstanding[worker]
 
     def apply(self, job: Job, result: GradientResult) -> list[Job]:
-        """Apply ``job``'s gradient; returns the jobs this issues. A non-finite loss marks the trial diverged."""
+        """Apply ``job``'s gradient; returns the jobs this issues. A non-finite loss marks the trial diverged.
+
+        ``job.point``'s buffer is reused for a later job's point: executors must be done with it (sent or
+        computed) by the time they pass the job here."""
         if self.outstanding.get(job.worker) is not job:
             raise ValueError(f"job: worker {job.worker}'s job (batch {job.batch}) is not outstanding")
         if not math.isfinite(result.loss):
@@ -82,6 +86,7 @@ class Master:
         if self.bn_stats.numel():
             self.bn_stats.lerp_(result.bn_stats.to(self.bn_stats), self.bn_momentum)
         del self.outstanding[job.worker]
+        self._free_points.append(job.point)  # the job is done: its buffer takes a later point (no allocation)
         self._record(delay, gap, result.loss)
         if not self.rule.synchronous:
             self.version += 1
@@ -96,7 +101,8 @@ class Master:
         return {w: job.batch for w, job in self.outstanding.items()}
 
     def _issue(self, worker: int) -> Job:
-        job = Job(worker, self.batches_issued[worker], self.rule.params_for(worker), self.version)
+        buffer = self._free_points.pop() if self._free_points else None
+        job = Job(worker, self.batches_issued[worker], self.rule.params_for(worker, out=buffer), self.version)
         self.batches_issued[worker] += 1
         self.outstanding[worker] = job
         return job

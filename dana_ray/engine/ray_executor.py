@@ -72,6 +72,12 @@ class Worker:
         result = self.worker.compute(job)
         return result.grad.cpu().numpy(), result.bn_stats.cpu().numpy(), result.loss
 
+    def compute_many(self, workers: list[int], batches: list[int], *points: np.ndarray) -> tuple:
+        """Several jobs computed together (vmap); called with ``num_returns=len(workers)``, so each job's
+        result is its own object."""
+        jobs = [Job(w, b, as_tensor(p).to(self.device), sent_version=-1) for w, b, p in zip(workers, batches, points)]
+        return tuple((r.grad.cpu().numpy(), r.bn_stats.cpu().numpy(), r.loss) for r in self.worker.compute_many(jobs))
+
     def evaluate(self, params: np.ndarray, bn_stats: np.ndarray) -> tuple[float, float]:
         return self.worker.evaluate(as_tensor(params).to(self.device), as_tensor(bn_stats).to(self.device))
 
@@ -116,6 +122,7 @@ class ParameterServer(MasterLoop):
         # its state; otherwise each job goes to the least-loaded actor.
         self.sticky = self.master.rule.worker_side is not None
         self.inflight: dict[int, tuple[ray.ObjectRef, int]] = {}  # logical worker -> (result, actor slot)
+        self.pending: list[Job] = []  # issued, waiting to be sent together (vmap_jobs > 1)
         self.load = [0] * self.num_actors
         for job in self.master.start():
             self._dispatch(job)
@@ -130,6 +137,8 @@ class ParameterServer(MasterLoop):
             if self.master.diverged:
                 return
             job = self._first_arrived() if arrival else self.master.next_job()
+            if job.worker not in self.inflight:
+                self._flush()  # the job needed now is still waiting for companions: send them all
             result = self._result(job)
             for new_job in self.master.apply(job, result):
                 self._dispatch(new_job)
@@ -152,6 +161,7 @@ class ParameterServer(MasterLoop):
         restored outstanding jobs sent out."""
         super().load_state_dict(state)
         self.inflight.clear()
+        self.pending.clear()
         self.load = [0] * self.num_actors
         for worker in sorted(self.master.outstanding):
             self._dispatch(self.master.outstanding[worker])
@@ -175,18 +185,47 @@ class ParameterServer(MasterLoop):
     # -- jobs and actors --------------------------------------------------------------------------------------
 
     def _dispatch(self, job: Job, slot: int | None = None) -> None:
-        if slot is None:
-            slot = job.worker % self.num_actors if self.sticky else self._least_loaded()
-        point = job.point.cpu().numpy()
-        if point.nbytes > INLINE_BYTES:
-            point = ray.put(point)  # one copy into the object store; the actor maps it without copying
-        self.inflight[job.worker] = (self.actors[slot].compute.remote(job.worker, job.batch, point), slot)
-        self.load[slot] += 1
+        """Send ``job`` to an actor now (to ``slot`` if given), or, with ``vmap_jobs`` > 1, hold it until
+        that many are waiting (or the master needs it) and send them as one call."""
+        if slot is None and self.cfg.vmap_jobs > 1:
+            self.pending.append(job)
+            if len(self.pending) >= self.cfg.vmap_jobs:
+                self._flush()
+            return
+        self._send([job], self._slot_for(job) if slot is None else slot)
+
+    def _flush(self) -> None:
+        groups: dict[int, list[Job]] = {}
+        for job in self.pending:
+            groups.setdefault(self._slot_for(job) if self.sticky else -1, []).append(job)
+        self.pending = []
+        for slot, jobs in groups.items():
+            self._send(jobs, self._least_loaded() if slot == -1 else slot)
+
+    def _slot_for(self, job: Job) -> int:
+        return job.worker % self.num_actors if self.sticky else self._least_loaded()
+
+    def _send(self, jobs: list[Job], slot: int) -> None:
+        points = []
+        for job in jobs:
+            point = job.point.cpu().numpy()
+            # one copy into the object store (the actor maps it without copying); small points go inline
+            points.append(ray.put(point) if point.nbytes > INLINE_BYTES else point)
+        actor = self.actors[slot]
+        if len(jobs) == 1:
+            refs = [actor.compute.remote(jobs[0].worker, jobs[0].batch, points[0])]
+        else:
+            refs = actor.compute_many.options(num_returns=len(jobs)).remote(
+                [j.worker for j in jobs], [j.batch for j in jobs], *points)
+        for job, ref in zip(jobs, refs):
+            self.inflight[job.worker] = (ref, slot)
+        self.load[slot] += len(jobs)
 
     def _least_loaded(self) -> int:
         return min(range(self.num_actors), key=lambda k: (self.load[k], k))
 
     def _first_arrived(self) -> Job:
+        self._flush()
         workers = {ref: worker for worker, (ref, _) in self.inflight.items()}
         ready, _ = ray.wait(list(workers), num_returns=1)
         return self.master.outstanding[workers[ready[0]]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from dana_ray.algorithms import WorkerMomentum
@@ -34,6 +35,22 @@ class GradientWorker:
         if self.worker_side is not None:
             grad = self.worker_side.update(job.worker, job.batch, grad)
         return GradientResult(grad, bn_stats, loss)
+
+    def compute_many(self, jobs: list[Job]) -> list[GradientResult]:
+        """Several jobs' results; more than one are computed together (``FlatModel.gradients``, vmap)."""
+        if len(jobs) == 1:
+            return [self.compute(jobs[0])]
+        batches = [self.stream(job.worker).batch(job.batch) for job in jobs]
+        points = torch.stack([job.point for job in jobs])
+        grads, stats, losses = self.model.gradients(points, torch.stack([x for x, _ in batches]),
+                                                    torch.stack([y for _, y in batches]), self.weight_decay)
+        results = []
+        for k, job in enumerate(jobs):
+            grad = grads[k]
+            if self.worker_side is not None:
+                grad = self.worker_side.update(job.worker, job.batch, grad)
+            results.append(GradientResult(grad, stats[k], float(losses[k])))
+        return results
 
     def worker_side_state(self, next_batch: dict[int, int]) -> dict:
         """The worker-side state of the logical workers held here, as of their next batch (worker -> batch)."""

@@ -1,0 +1,140 @@
+"""Server update cost of every rule against a memory-bandwidth reference, measured in the same run.
+
+    python benchmarks/server_update.py [--sizes 0.27 2.7 25.6] [--workers 1 8 64] [--device cpu|cuda]
+
+For each rule, d (millions of float32: ResNet-20, WRN-16-4, ResNet-50) and N, times one server update:
+``rule.apply(i, g)`` followed by ``rule.params_for(i, out=...)`` into worker i's recycled point buffer (what
+the ParameterServer's master does per gradient),
+cycling i over the N workers. The reference is a plain fused multiply-add ``a <- a + s*b`` over d floats
+(3 vectors moved) timed in the same run, scaled to the number of d-vectors the rule's equations read and
+write once each (``TRAFFIC`` below, from each rule's docstring): a perfectly fused kernel would take that
+long. The reference is re-measured next to every cost (shared machines drift). Printed: cost / reference,
+and cost(N=64) / cost(N=1) (flat in N means O(d) per update; at small d, N = 1 keeps its state in cache
+while 64 workers' momenta do not). A cell whose state would not fit in 60% of memory prints nan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+
+import torch
+
+from dana_ray.algorithms import ALGORITHMS, make_algorithm
+
+#: d-vectors each rule's update reads + writes, counting each state vector once (the fused minimum):
+#: apply's inputs and outputs, then params_for's (reads what it combines, writes the point it sends).
+TRAFFIC = {
+    "baseline": 3 + 2 + 2,      # apply: read g, v, θ; write v, θ.  params_for: copy θ (read, write)
+    "asgd": 3 + 2 + 2,
+    "nag-asgd": 3 + 2 + 3,      # params_for: read θ, v; write θ - ηγv
+    "multi-asgd": 3 + 2 + 2,    # v_i in place of v
+    "dana": 4 + 3 + 3,          # apply: read g, v_i, θ, Σ; write v_i, θ, Σ.  params_for: read θ, Σ; write x
+    "dana-slim": 2 + 1 + 2,     # apply: read u, θ; write θ.  params_for: copy
+    "dana-dc": 5 + 3 + 3 + 1,   # dana + read the sent point x_i; params_for also writes x_i
+    "dc-asgd": 4 + 2 + 2 + 1,   # asgd + read x_i; params_for also writes x_i
+    "ssgd": 2 + 1 + 2,          # per gradient: read g, Σg; write Σg (the round's step is 1/N of the cost)
+}
+
+
+#: d-vectors of state each rule allocates with N workers (for the memory check).
+STATE_VECTORS = {
+    "baseline": lambda n: 2, "asgd": lambda n: 2, "nag-asgd": lambda n: 2, "multi-asgd": lambda n: 1 + n,
+    "dana": lambda n: 2 + n, "dana-slim": lambda n: 1, "dana-dc": lambda n: 3 + 2 * n,
+    "dc-asgd": lambda n: 3 + n, "ssgd": lambda n: 3,
+}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_per_call(fn, device: torch.device, min_time: float = 0.2, min_calls: int = 5) -> float:
+    """Median-of-3 seconds per call, each batch of calls lasting at least ``min_time``."""
+    fn()
+    _sync(device)
+    calls, started = 0, time.perf_counter()
+    while calls < min_calls or time.perf_counter() - started < min_time:
+        fn()
+        calls += 1
+    _sync(device)
+    estimates = []
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        _sync(device)
+        estimates.append((time.perf_counter() - started) / calls)
+    return sorted(estimates)[1]
+
+
+def fma_seconds(d: int, device: torch.device) -> float:
+    """``a <- a + s*b`` in place: reads 2 vectors, writes 1 (in place, as the rules' updates are: writing a
+    separate output would also read it into cache first, making the reference slower than it should be)."""
+    a, b = torch.randn(d, device=device), torch.randn(d, device=device)
+    return time_per_call(lambda: a.add_(b, alpha=1e-6), device)
+
+
+def update_seconds(name: str, d: int, n: int, device: torch.device) -> float:
+    n = 1 if name == "baseline" else n
+    rule = make_algorithm(name, torch.zeros(d, device=device), n, lr=0.01, momentum=0.9)
+    grads = [torch.randn(d, device=device) * 1e-3 for _ in range(2)]
+    points = [rule.params_for(i) for i in range(n)]  # the outstanding jobs' points, recycled as the Master does
+    state = {"k": 0}
+
+    def one_update():
+        k = state["k"]
+        worker = k % n
+        rule.apply(worker, grads[k % 2])
+        rule.params_for(worker, out=points[worker])
+        state["k"] = k + 1
+
+    return time_per_call(one_update, device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", nargs="+", type=float, default=[0.27, 2.7, 25.6], help="d in millions")
+    p.add_argument("--workers", nargs="+", type=int, default=[1, 8, 64])
+    p.add_argument("--rules", nargs="+", default=list(ALGORITHMS))
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    print(f"device {device} ({where}); cost = apply + params_for per gradient; "
+          f"reference = in-place fused multiply-add moving the same number of vectors")
+    header = f"{'rule':<11} {'d (M)':>6} " + " ".join(f"{'N=' + str(n) + ' x ref':>10}" for n in args.workers)
+    header += f" {'N=' + str(args.workers[-1]) + '/N=' + str(args.workers[0]):>11}"
+    print(header)
+    budget = 0.6 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if device.type == "cpu" else \
+        0.6 * torch.cuda.get_device_properties(device).total_memory
+    for size in args.sizes:
+        d = int(size * 1e6)
+        vectors = []
+        for name in args.rules:
+            costs, ratios = [], []
+            for n in args.workers:
+                needed = 4 * d * (STATE_VECTORS[name](n) + n + 6)  # state, N outstanding points, scratch
+                if needed > budget:
+                    costs.append(math.nan), ratios.append(math.nan)
+                    continue
+                per_vector = fma_seconds(d, device) / 3  # measured next to each cost: the machine drifts
+                vectors.append(per_vector)
+                costs.append(update_seconds(name, d, n, device))
+                ratios.append(costs[-1] / (TRAFFIC[name] * per_vector))
+            print(f"{name:<11} {size:>6} " + " ".join(f"{r:>10.2f}" for r in ratios)
+                  + f" {costs[-1] / costs[0]:>11.2f}", flush=True)
+        per_vector = sorted(vectors)[len(vectors) // 2]
+        print(f"{'(reference':<11} {size:>6} one vector moved in {per_vector * 1e6:.1f} us = "
+              f"{4 * d / per_vector / 1e9:.1f} GB/s, median)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
