@@ -30,6 +30,7 @@ def test_ray_equals_local_for_any_number_of_actors(local_dana4, num_actors):
     assert result["params_sha256"] == local_dana4["params_sha256"]
     assert result["test_error"] == local_dana4["test_error"]
     assert result["mean_delay"] == local_dana4["mean_delay"]
+    assert 0.0 <= result["history"][-1]["server_busy"] <= 1.0
 
 
 @pytest.mark.parametrize("algorithm,schedule", [("ssgd", "round-robin"), ("nag-asgd", "gamma"),

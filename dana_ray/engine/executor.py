@@ -58,7 +58,7 @@ class MasterLoop(Executor):
     def run_epoch(self, steps: int) -> dict[str, Any]:
         started = time.perf_counter()
         self.run_steps(steps)
-        elapsed = time.perf_counter() - started
+        elapsed = self.step_seconds = time.perf_counter() - started
         metrics = self.master.take_metrics()
         if self.master.diverged:
             test_error, test_loss = 100.0 * (1 - 1 / self.num_classes), math.nan

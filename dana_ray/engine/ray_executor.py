@@ -20,7 +20,9 @@ With a seeded schedule the numbers equal the local executor's for any P, given t
 
 from __future__ import annotations
 
+import math
 import socket
+import time
 import uuid
 import warnings
 from typing import Any
@@ -56,6 +58,23 @@ class Worker:
         torch.set_num_threads(cfg.cpu_threads or max(1, round(cfg.cpus_per_actor)))
         self.index, self.device = index, resolve_device(cfg.device)
         self.worker = build_worker(cfg, self.device)
+        self._pinned: dict[tuple[int, int], torch.Tensor] = {}  # (slot, size) -> page-locked host buffer
+
+    def _to_host(self, tensors: list[torch.Tensor]) -> list[np.ndarray]:
+        """Results as numpy arrays for the object store. On the CPU: views, no copy. On a GPU: one DMA each
+        into a reused page-locked host buffer (a pageable destination would add the driver's staging copy);
+        Ray then copies each buffer into the object store when the call returns, before the buffers are
+        reused by the next call."""
+        if self.device.type != "cuda":
+            return [t.numpy() for t in tensors]
+        out = []
+        for slot, t in enumerate(tensors):
+            key = (slot, t.numel())
+            if key not in self._pinned:
+                self._pinned[key] = torch.empty(t.numel(), dtype=t.dtype, pin_memory=True)
+            out.append(self._pinned[key].copy_(t.reshape(-1)).numpy())
+        torch.cuda.current_stream(self.device).synchronize()
+        return out
 
     def ready(self) -> str:
         return socket.gethostname()
@@ -70,13 +89,16 @@ class Worker:
     def compute(self, worker: int, batch: int, point: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         job = Job(worker, batch, as_tensor(point).to(self.device), sent_version=-1)
         result = self.worker.compute(job)
-        return result.grad.cpu().numpy(), result.bn_stats.cpu().numpy(), result.loss
+        grad, bn_stats = self._to_host([result.grad, result.bn_stats])
+        return grad, bn_stats, result.loss
 
     def compute_many(self, workers: list[int], batches: list[int], *points: np.ndarray) -> tuple:
         """Several jobs computed together (vmap); called with ``num_returns=len(workers)``, so each job's
         result is its own object."""
         jobs = [Job(w, b, as_tensor(p).to(self.device), sent_version=-1) for w, b, p in zip(workers, batches, points)]
-        return tuple((r.grad.cpu().numpy(), r.bn_stats.cpu().numpy(), r.loss) for r in self.worker.compute_many(jobs))
+        results = self.worker.compute_many(jobs)
+        host = self._to_host([t for r in results for t in (r.grad, r.bn_stats)])
+        return tuple((host[2 * k], host[2 * k + 1], r.loss) for k, r in enumerate(results))
 
     def evaluate(self, params: np.ndarray, bn_stats: np.ndarray) -> tuple[float, float]:
         return self.worker.evaluate(as_tensor(params).to(self.device), as_tensor(bn_stats).to(self.device))
@@ -104,6 +126,7 @@ class ParameterServer(MasterLoop):
         self.worker_class = worker_class or RemoteWorker
         self.placement_group = placement_group
         self.restarts = 0
+        self.waiting_s = 0.0
 
     def start(self) -> dict[str, Any]:
         """Start the actors, build the master from actor 0's model, issue the first jobs."""
@@ -132,6 +155,7 @@ class ParameterServer(MasterLoop):
     # -- the loop ---------------------------------------------------------------------------------------------
 
     def run_steps(self, steps: int) -> None:
+        """Apply ``steps`` gradients; ``self.waiting_s`` accumulates the time spent blocked on results."""
         arrival = self.master.schedule is None and not self.master.rule.synchronous
         for _ in range(steps):
             if self.master.diverged:
@@ -144,7 +168,14 @@ class ParameterServer(MasterLoop):
                 self._dispatch(new_job)
 
     def run_epoch(self, steps: int) -> dict[str, Any]:
-        return dict(super().run_epoch(steps), actor_restarts=self.restarts)
+        """The epoch's row, plus ``actor_restarts`` and ``server_busy``: the fraction of the epoch's step
+        time the server spent working (applying, issuing, sending) rather than waiting for gradients; near
+        1, the server is the bottleneck and more actors will not help."""
+        self.waiting_s = 0.0
+        row = super().run_epoch(steps)
+        stepping = self.step_seconds
+        busy = 1.0 - self.waiting_s / stepping if stepping > 0 else math.nan
+        return dict(row, actor_restarts=self.restarts, server_busy=busy)
 
     def evaluate(self) -> tuple[float, float]:
         params = ray.put(self.master.rule.params.cpu().numpy())
@@ -227,14 +258,18 @@ class ParameterServer(MasterLoop):
     def _first_arrived(self) -> Job:
         self._flush()
         workers = {ref: worker for worker, (ref, _) in self.inflight.items()}
+        started = time.perf_counter()
         ready, _ = ray.wait(list(workers), num_returns=1)
+        self.waiting_s += time.perf_counter() - started
         return self.master.outstanding[workers[ready[0]]]
 
     def _result(self, job: Job) -> GradientResult:
         while True:
             ref, slot = self.inflight[job.worker]
             try:
+                started = time.perf_counter()
                 grad, bn_stats, loss = ray.get(ref)
+                self.waiting_s += time.perf_counter() - started
             except ray.exceptions.RayActorError as error:
                 self._replace(slot, error)
                 continue

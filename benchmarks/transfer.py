@@ -1,0 +1,113 @@
+"""Bytes copied per server update on the Ray path, against the minimum (one send, one receive of d floats).
+
+    python benchmarks/transfer.py [--sizes 0.27 2.7 25.6]
+
+Runs the Ray executor's own transfer code (``ParameterServer._send`` puts a point, ``Worker.compute``
+receives it and returns a gradient through ``Worker._to_host``, the server reads it with ``as_tensor``)
+with the model replaced by its transfer steps (load the point into the replica's parameter buffer, hand back
+a gradient buffer), and checks at every hop whether memory is shared or copied:
+
+  server: job point -> numpy                  view (shares memory)        0
+  server: ray.put(point)                      copy into the object store  4d bytes
+  actor:  received point -> torch             view of the store's buffer  0
+  actor:  load into the replica's parameters  copy                        4d bytes
+  actor:  gradient -> numpy (CPU)             view                        0
+  actor:  return: Ray writes it to the store  copy                        4d bytes
+  server: ray.get(gradient) -> torch          view of the store's buffer  0
+
+Printed per d: bytes copied per update as counted (and checked) above over the minimum 2 x 4d, and the
+measured time per update over the time of one 4d-byte memcpy (the effective number of copies, Ray's
+per-call overhead included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import ray
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from dana_ray.engine.ray_executor import Worker, as_tensor  # noqa: E402
+
+
+class TransferOnly(Worker):
+    """The Worker actor's compute path with the model's arithmetic left out."""
+
+    def __init__(self, d: int) -> None:  # noqa: D107 (no model: only the buffers a replica holds)
+        self.device, self._pinned = torch.device("cpu"), {}
+        self.params, self.grad, self.bn_stats = torch.zeros(d), torch.full((d,), 1e-3), torch.zeros(64)
+        self.seen: dict[str, bool] = {}
+
+    def compute(self, worker: int, batch: int, point: np.ndarray):
+        received = as_tensor(point)
+        self.seen["point arrives as a view of the object store"] = not point.flags.writeable and \
+            received.data_ptr() == point.ctypes.data
+        self.params.copy_(received)  # FlatModel.gradient: the replica's parameters <- the point
+        self.seen["load copies"] = self.params.data_ptr() != received.data_ptr()
+        grad, bn_stats = self._to_host([self.grad, self.bn_stats])
+        self.seen["gradient leaves as a view of the replica's buffer"] = grad.ctypes.data == self.grad.data_ptr()
+        return grad, bn_stats, 0.0
+
+    def checks(self) -> dict[str, bool]:
+        return self.seen
+
+
+def seconds_per_call(fn, repeats: int) -> float:
+    fn()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - started) / repeats
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", nargs="+", type=float, default=[0.27, 2.7, 25.6], help="d in millions")
+    p.add_argument("--repeats", type=int, default=20)
+    args = p.parse_args(argv)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=max(1 << 30, int(12 * 4 * max(args.sizes) * 1e6)))
+    try:
+        print(f"{'d (M)':>6} {'copied / minimum':>17} {'time / memcpy(4d)':>18}  checks")
+        for size in args.sizes:
+            d = int(size * 1e6)
+            actor = ray.remote(TransferOnly).options(num_cpus=1).remote(d)
+            point = torch.randn(d)
+
+            copies: dict[str, bool] = {}
+
+            def one_update():
+                array = point.numpy()                      # what ParameterServer._send does
+                copies["point -> numpy"] = not np.shares_memory(array, point.numpy())
+                stored = ray.put(array)
+                copies["ray.put"] = not np.shares_memory(ray.get(stored), array)
+                grad, _, _ = ray.get(actor.compute.remote(0, 0, stored))
+                received = as_tensor(grad)                 # what ParameterServer._result does
+                # a read-only array is the object store's memory: the actor's buffer was copied there
+                copies["gradient -> object store"] = not grad.flags.writeable
+                copies["ray.get -> torch"] = received.data_ptr() != grad.ctypes.data
+                return received
+
+            per_update = seconds_per_call(one_update, args.repeats)
+            src, dst = np.random.rand(d).astype(np.float32), np.empty(d, dtype=np.float32)
+            memcpy = seconds_per_call(lambda: np.copyto(dst, src), args.repeats)
+            seen = ray.get(actor.checks.remote())
+            copied = sum(copies.values()) + seen.pop("load copies")  # hops that copied 4d bytes
+            views = all(seen.values())
+            print(f"{size:>6} {copied / 2:>17.2f} {per_update / memcpy:>18.1f}  "
+                  + (f"{copied} copies: " + ", ".join([k for k, v in copies.items() if v] + ["replica load"])
+                     if views else f"FAILED: {seen}"), flush=True)
+            ray.kill(actor)
+    finally:
+        ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,38 @@
+"""Every benchmark runs end to end at a tiny size and prints its table (the real runs are in the README)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def bench(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", script), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+def test_server_update_benchmark():
+    out = bench("server_update.py", "--sizes", "0.01", "--workers", "1", "4", "--rules", "dana", "dana-slim")
+    rows = [line.split() for line in out.splitlines() if line.startswith(("dana ", "dana-slim "))]
+    assert len(rows) == 2 and all(float(v) > 0 for row in rows for v in row[2:])
+
+
+def test_simulate_benchmark():
+    out = bench("simulate.py", "--model", "cnn", "--batch-size", "8", "--workers", "2")
+    n, one, batched, ratio, diff = out.splitlines()[-1].split()
+    assert n == "2" and float(ratio) > 0 and float(diff) < 1e-3
+
+
+@pytest.mark.parametrize("script,args,expect", [
+    ("transfer.py", ["--sizes", "0.01", "--repeats", "2"], "3 copies: ray.put, gradient -> object store, replica load"),
+    ("scaling.py", ["--actors", "1", "--model", "cnn", "--epochs", "1", "--num-workers", "2"], "server busy"),
+])
+def test_ray_benchmarks(script, args, expect):
+    assert expect in bench(script, *args)
