@@ -5,8 +5,8 @@
 For each rule, d (millions of float32: ResNet-20, WRN-16-4, ResNet-50) and N, times one server update:
 ``rule.apply(i, g)`` followed by ``rule.params_for(i, out=...)`` into worker i's recycled point buffer (what
 the ParameterServer's master does per gradient),
-cycling i over the N workers. The reference is a plain fused multiply-add ``a <- a + s*b`` over d floats
-(3 vectors moved) timed in the same run, scaled to the number of d-vectors the rule's equations read and
+cycling i over the N workers. The reference is plain fused multiply-adds ``a <- a + s*b`` over d floats
+(3 vectors moved each) timed in the same run, moving as many d-vectors as the rule's equations read and
 write once each (``TRAFFIC`` below, from each rule's docstring): a perfectly fused kernel would take that
 long. The reference is re-measured next to every cost (shared machines drift). Printed: cost / reference,
 and cost(N=64) / cost(N=1) (flat in N means O(d) per update; at small d, N = 1 keeps its state in cache
@@ -71,11 +71,19 @@ def time_per_call(fn, device: torch.device, min_time: float = 0.2, min_calls: in
     return sorted(estimates)[1]
 
 
-def fma_seconds(d: int, device: torch.device) -> float:
-    """``a <- a + s*b`` in place: reads 2 vectors, writes 1 (in place, as the rules' updates are: writing a
-    separate output would also read it into cache first, making the reference slower than it should be)."""
-    a, b = torch.randn(d, device=device), torch.randn(d, device=device)
-    return time_per_call(lambda: a.add_(b, alpha=1e-6), device)
+def reference_seconds(d: int, vectors: int, device: torch.device) -> float:
+    """Seconds for a plain fused multiply-add to move ``vectors`` d-float vectors: ``a_j <- a_j + s*b_j`` in
+    place (2 read, 1 written, as the rules' in-place updates) over k = ceil(vectors / 3) distinct pairs, so
+    its working set is as large as a rule's (a cache-resident reference would flatter nothing), scaled by
+    vectors / 3k."""
+    k = -(-vectors // 3)
+    pairs = [(torch.randn(d, device=device), torch.randn(d, device=device)) for _ in range(k)]
+
+    def fmas():
+        for a, b in pairs:
+            a.add_(b, alpha=1e-6)
+
+    return time_per_call(fmas, device) * vectors / (3 * k)
 
 
 def update_seconds(name: str, d: int, n: int, device: torch.device) -> float:
@@ -124,10 +132,10 @@ def main(argv: list[str] | None = None) -> int:
                 if needed > budget:
                     costs.append(math.nan), ratios.append(math.nan)
                     continue
-                per_vector = fma_seconds(d, device) / 3  # measured next to each cost: the machine drifts
-                vectors.append(per_vector)
+                reference = reference_seconds(d, TRAFFIC[name], device)  # next to each cost: machines drift
+                vectors.append(reference / TRAFFIC[name])
                 costs.append(update_seconds(name, d, n, device))
-                ratios.append(costs[-1] / (TRAFFIC[name] * per_vector))
+                ratios.append(costs[-1] / reference)
             print(f"{name:<11} {size:>6} " + " ".join(f"{r:>10.2f}" for r in ratios)
                   + f" {costs[-1] / costs[0]:>11.2f}", flush=True)
         per_vector = sorted(vectors)[len(vectors) // 2]
