@@ -23,7 +23,7 @@ from dana_ray.trial import checkpoint_due, run
 STATE_FILE = "trial_state.pt"
 #: Reported every epoch, in this order (Tune's console shows the first few).
 REPORTED = ("test_error", "epoch", "train_loss", "mean_delay", "max_delay", "mean_gap", "test_loss", "step", "lr",
-            "gradients", "gradients_per_s", "diverged", "actor_restarts")
+            "gradients", "gradients_per_s", "diverged", "actor_restarts", "server_busy", "delay_histogram")
 
 
 def trial_resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:

@@ -62,6 +62,10 @@ def test_every_trial_ran_every_epoch(experiment):
     results = [json.loads(line) for line in open(os.path.join(experiment, folder, "result.json"))]
     assert [r["epoch"] for r in results] == [1, 2]
     assert list(results[0])[:2] == ["test_error", "epoch"]  # the console table's first metric columns
+    # every gradient applied is in the epoch's delay histogram (N = 2, round robin: delays 0 then 1)
+    assert sum(results[1]["delay_histogram"]) == results[1]["gradients"] and results[1]["delay_histogram"][1] > 0
+    assert 0.0 <= results[1]["server_busy"] <= 1.0
+    assert trials.set_index(["algorithm", "seed"]).loc[("dana", 0), "delay_histogram"][1] > 0
 
 
 def test_a_tune_trial_is_exactly_trial_run(experiment):
