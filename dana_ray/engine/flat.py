@@ -113,6 +113,7 @@ class FlatModel:
 
 
 def _views(flat: Tensor, shapes: list) -> list[Tensor]:
+    """Consecutive views of ``flat`` with the given shapes."""
     out, offset = [], 0
     for shape in shapes:
         n = shape.numel()
@@ -123,10 +124,9 @@ def _views(flat: Tensor, shapes: list) -> list[Tensor]:
 
 def _alias(tensors: list[Tensor], flat: Tensor, flat_grad: Tensor | None = None) -> None:
     """Make each tensor (and its grad) a view into ``flat`` (and ``flat_grad``), in order."""
-    offset = 0
-    for t in tensors:
-        n = t.numel()
-        t.data = flat[offset:offset + n].view_as(t)
-        if flat_grad is not None:
-            t.grad = flat_grad[offset:offset + n].view_as(t)
-        offset += n
+    shapes = [t.shape for t in tensors]
+    for t, view in zip(tensors, _views(flat, shapes)):
+        t.data = view
+    if flat_grad is not None:
+        for t, view in zip(tensors, _views(flat_grad, shapes)):
+            t.grad = view

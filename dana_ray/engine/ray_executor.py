@@ -206,7 +206,7 @@ class ParameterServer(MasterLoop):
 
     def load_worker_side_state(self, state: dict) -> None:
         ray.get([actor.load_worker_side_state.remote(
-            {w: (b, v.cpu().numpy()) for w, (b, v) in state.items() if w % self.num_actors == slot})
+            {w: (b, v.cpu().numpy()) for w, (b, v) in state.items() if self._home_slot(w) == slot})
             for slot, actor in enumerate(self.actors)])
 
     def close(self) -> None:
@@ -234,7 +234,11 @@ class ParameterServer(MasterLoop):
             self._send(jobs, self._least_loaded() if slot == -1 else slot)
 
     def _slot_for(self, job: Job) -> int:
-        return job.worker % self.num_actors if self.sticky else self._least_loaded()
+        return self._home_slot(job.worker) if self.sticky else self._least_loaded()
+
+    def _home_slot(self, worker: int) -> int:
+        """The actor slot that holds logical worker ``worker``'s worker-side state (sticky rules)."""
+        return worker % self.num_actors
 
     def _send(self, jobs: list[Job], slot: int) -> None:
         points = []
