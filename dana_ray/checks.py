@@ -25,6 +25,11 @@ def check_options(field: str, owner: str, options: dict, allowed: Iterable[str])
                          f"allowed: {', '.join(allowed) or 'none'}")
 
 
+def check_bool(field: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{field}: expected true or false, got {value!r}")
+
+
 def check_integer(field: str, value: object, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{field}: expected an integer >= {minimum}, got {value!r}")

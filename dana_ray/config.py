@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from dana_ray.algorithms import ALGORITHMS, make_algorithm
-from dana_ray.checks import check_integer, check_name, check_number, check_options, is_number
+from dana_ray.checks import check_bool, check_integer, check_name, check_number, check_options, is_number
 from dana_ray.data import DATASETS
 from dana_ray.models import MODELS
 from dana_ray.schedules import SCHEDULE_OPTIONS, SCHEDULES
@@ -54,6 +54,8 @@ class TrialConfig:
     vmap_jobs: int = 1                     # up to this many ready gradient jobs a model replica computes
                                            # together with torch.func.vmap (1: one by one); same numbers
                                            # up to float rounding
+    fused_updates: bool = False            # each server update as one compiled pass (torch.compile); equal to
+                                           # the eager update up to float rounding; see algorithms/fused.py
     cpu_threads: int | None = None         # torch intra-op threads (None: torch's default locally, and
                                            # round(cpus_per_actor) on actors); CPU results depend on it
     # the Ray executor
@@ -99,6 +101,7 @@ class TrialConfig:
         for name in ("num_workers", "batch_size", "epochs", "eval_batch_size", "vmap_jobs"):
             check_integer(name, getattr(self, name), minimum=1)
         check_integer("seed", self.seed, minimum=0)
+        check_bool("fused_updates", self.fused_updates)
         check_integer("max_actor_restarts", self.max_actor_restarts, minimum=0)
         for name in ("cpu_threads", "num_actors"):
             if getattr(self, name) is not None:

@@ -116,11 +116,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-decay-epochs", nargs="*", type=float, default=list(d.lr_decay_epochs))
     for name in ("cpus_per_actor", "gpus_per_actor", "server_cpus"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
-    for name in ("num_actors", "cpu_threads"):
+    for name in ("num_actors", "cpu_threads", "vmap_jobs"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
     for name in ("model_options", "dataset_options", "schedule_options", "algorithm_options"):
         p.add_argument("--" + name.replace("_", "-"), type=_json_mapping, default={}, metavar="JSON",
                        help='a JSON mapping, e.g. \'{"slow_fraction": 0.25, "slow_factor": 2}\'')
+    p.add_argument("--fused-updates", action="store_true", help="compile each server update into one pass")
     p.add_argument("--executor", choices=EXECUTORS, default="local")
     p.add_argument("--json", action="store_true", help="print each result as one JSON line")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")

@@ -89,6 +89,7 @@ def test_decay_applies_inside_a_run():
     (dict(lr=float("nan")), r"lr: expected a finite number >= 0.0, got nan"),
     (dict(epochs=1.5), r"epochs: expected an integer >= 1, got 1.5"),
     (dict(seed=-1), r"seed: expected an integer >= 0, got -1"),
+    (dict(fused_updates="yes"), r"fused_updates: expected true or false, got 'yes'"),
     (dict(lr_decay_epochs=[10, -1]), r"lr_decay_epochs: expected a list of epochs > 0"),
     (dict(schedule_options={"shape": 2}), r"schedule_options: unknown option 'shape' for 'round-robin'; allowed: none"),
     (dict(model_options={"depth": 2}), r"model_options: unknown option 'depth' for 'cnn'; allowed: channels"),

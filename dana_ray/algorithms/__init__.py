@@ -24,12 +24,13 @@ ALGORITHMS: dict[str, type[UpdateRule]] = {
 
 
 def make_algorithm(name: str, params: Tensor, num_workers: int, lr: LearningRate,
-                   momentum: float = 0.9, **options) -> UpdateRule:
+                   momentum: float = 0.9, *, fused: bool = False, **options) -> UpdateRule:
     """Build the rule registered as ``name`` with master parameters starting at ``params``; ``options`` are
-    the rule's own keyword arguments (``ALGORITHMS[name].options``, e.g. ``dc_lambda``)."""
+    the rule's own keyword arguments (``ALGORITHMS[name].options``, e.g. ``dc_lambda``). ``fused``: run each
+    update as one compiled pass (``dana_ray.algorithms.fused``)."""
     check_name("algorithm", name, ALGORITHMS)
     check_options("algorithm_options", name, options, ALGORITHMS[name].options)
-    return ALGORITHMS[name](params, num_workers, lr, momentum, **options)
+    return ALGORITHMS[name](params, num_workers, lr, momentum, fused=fused, **options)
 
 
 __all__ = ["ALGORITHMS", "LearningRate", "UpdateRule", "WorkerMomentum", "make_algorithm"]

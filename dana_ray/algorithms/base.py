@@ -28,7 +28,7 @@ from typing import Any, Callable, ClassVar, Union
 import torch
 from torch import Tensor
 
-from dana_ray.checks import check_integer, check_number
+from dana_ray.checks import check_bool, check_integer, check_number
 
 LearningRate = Union[float, Callable[[int], float]]
 
@@ -51,9 +51,13 @@ class UpdateRule:
     #: ``WorkerMomentum``), or None. Workers then send ``worker_side.update(...)`` instead of the gradient,
     #: and executors keep each logical worker's state with the replica that computes its gradients.
     worker_side: ClassVar[Any] = None
+    #: True when ``fused=True`` runs the update as one compiled pass (``fused.py``); False for rules whose
+    #: per-gradient update is one eager pass already (they ignore ``fused``).
+    fusable: ClassVar[bool] = False
     _tensor_state: ClassVar[tuple[str, ...]] = ("params",)
 
-    def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float) -> None:
+    def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float, *,
+                 fused: bool = False) -> None:
         if not isinstance(params, Tensor) or params.dim() != 1 or not params.is_floating_point():
             raise ValueError(
                 f"params: expected a 1-D floating-point tensor, got "
@@ -63,10 +67,12 @@ class UpdateRule:
         if not callable(lr):
             check_number("lr", lr, low=0.0)
         check_number("momentum", momentum, low=0.0, below=1.0)
+        check_bool("fused", fused)
         self.params: Tensor = params.detach().clone()
         self.num_workers: int = num_workers
         self.momentum: float = float(momentum)
         self.step: int = 0
+        self.fused: bool = fused  # see ``fusable``
         self._lr = lr
 
     # -- the two calls -------------------------------------------------------------------------------------

@@ -43,7 +43,10 @@ class _DelayCompensated:
         check_number("dc_lambda", dc_lambda, low=0.0)
         self.dc_lambda = float(dc_lambda)
         self.sent = self._zeros(self.num_workers).add_(self.params)  # until sent anything, x_i = θ_0
-        self._compensated = self._zeros()
+        if self._fused_step is not None:
+            self._fused_step.set_dc_lambda(dc_lambda)
+        else:
+            self._compensated = self._zeros()
 
     def _params_for(self, worker: int, out: Tensor | None) -> Tensor:
         point = super()._params_for(worker, out)
@@ -51,6 +54,10 @@ class _DelayCompensated:
         return point
 
     def _apply(self, worker: int, grad: Tensor, lr: float) -> None:
+        if self._fused_step is not None:  # compensation and the base rule's update in one pass
+            self._fused_step(self._velocity_of(worker), grad, lr, sent=self.sent[worker],
+                             velocity_sum=getattr(self, "velocity_sum", None))  # DANA's Σ_j v_j, if any
+            return
         # g + λ (g⊙(θ - x))⊙g in three fused passes over a preallocated buffer (no allocation per step)
         compensated = torch.sub(self.params, self.sent[worker], out=self._compensated).mul_(grad)
         torch.addcmul(grad, compensated, grad, value=self.dc_lambda, out=compensated)
@@ -72,8 +79,8 @@ class DCASGD(_DelayCompensated, ASGD):
     _tensor_state = ("params", "velocity", "sent")
 
     def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float = 0.9,
-                 dc_lambda: float = DEFAULT_DC_LAMBDA) -> None:
-        super().__init__(params, num_workers, lr, momentum)
+                 dc_lambda: float = DEFAULT_DC_LAMBDA, *, fused: bool = False) -> None:
+        super().__init__(params, num_workers, lr, momentum, fused=fused)
         self._init_compensation(dc_lambda)
 
 
@@ -92,7 +99,7 @@ class DANADC(_DelayCompensated, DANA):
     _tensor_state = ("params", "velocity", "velocity_sum", "sent")
 
     def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float = 0.9,
-                 dc_lambda: float = DEFAULT_DC_LAMBDA) -> None:
-        super().__init__(params, num_workers, lr, momentum)
+                 dc_lambda: float = DEFAULT_DC_LAMBDA, *, fused: bool = False) -> None:
+        super().__init__(params, num_workers, lr, momentum, fused=fused)
         self._init_compensation(dc_lambda)
 

@@ -24,10 +24,13 @@ x_{t+1} = θ_t - ηv_{t+1} - ηγv_{t+1} = x_t + ηγv_t - η(1+γ)(γv_t + g) =
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
 from dana_ray.algorithms.base import LearningRate, UpdateRule
+from dana_ray.algorithms.fused import FusedMomentumStep
 
 
 def momentum_update_(params: Tensor, velocity: Tensor, grad: Tensor, *, lr: float, momentum: float) -> None:
@@ -56,14 +59,26 @@ class ASGD(UpdateRule):
     """
 
     name = "asgd"
+    fusable = True
+    #: One momentum buffer per worker (Multi-ASGD, DANA) instead of one shared buffer.
+    per_worker_momentum: ClassVar[bool] = False
     _tensor_state = ("params", "velocity")
 
-    def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float = 0.9) -> None:
-        super().__init__(params, num_workers, lr, momentum)
-        self.velocity = self._zeros()
+    def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float = 0.9, *,
+                 fused: bool = False) -> None:
+        super().__init__(params, num_workers, lr, momentum, fused=fused)
+        self.velocity = self._zeros(num_workers) if self.per_worker_momentum else self._zeros()
+        self._fused_step = FusedMomentumStep(self.params, momentum) if fused else None
+
+    def _velocity_of(self, worker: int) -> Tensor:
+        """The momentum buffer worker ``worker``'s gradient goes through."""
+        return self.velocity[worker] if self.per_worker_momentum else self.velocity
 
     def _apply(self, worker: int, grad: Tensor, lr: float) -> None:
-        momentum_update_(self.params, self.velocity, grad, lr=lr, momentum=self.momentum)
+        if self._fused_step is not None:
+            self._fused_step(self._velocity_of(worker), grad, lr)
+        else:
+            momentum_update_(self.params, self._velocity_of(worker), grad, lr=lr, momentum=self.momentum)
 
 
 class Baseline(ASGD):
@@ -74,10 +89,11 @@ class Baseline(ASGD):
 
     name = "baseline"
 
-    def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float = 0.9) -> None:
+    def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float = 0.9, *,
+                 fused: bool = False) -> None:
         if num_workers != 1:
             raise ValueError(f"num_workers: 'baseline' is the single-worker baseline and needs 1, got {num_workers!r}")
-        super().__init__(params, num_workers, lr, momentum)
+        super().__init__(params, num_workers, lr, momentum, fused=fused)
 
 
 class NAGASGD(ASGD):
@@ -95,7 +111,7 @@ class NAGASGD(ASGD):
         return look_ahead(self.params, self.velocity, lr=self.lr_at(self.step), momentum=self.momentum, out=out)
 
 
-class MultiASGD(UpdateRule):
+class MultiASGD(ASGD):
     r"""Asynchronous SGD with one momentum buffer per worker (the paper's Multi-ASGD).
 
     On worker i's gradient g:
@@ -108,14 +124,7 @@ class MultiASGD(UpdateRule):
     """
 
     name = "multi-asgd"
-    _tensor_state = ("params", "velocity")
-
-    def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float = 0.9) -> None:
-        super().__init__(params, num_workers, lr, momentum)
-        self.velocity = self._zeros(num_workers)
-
-    def _apply(self, worker: int, grad: Tensor, lr: float) -> None:
-        momentum_update_(self.params, self.velocity[worker], grad, lr=lr, momentum=self.momentum)
+    per_worker_momentum = True
 
 
 class DANA(MultiASGD):
@@ -139,12 +148,16 @@ class DANA(MultiASGD):
     name = "dana"
     _tensor_state = ("params", "velocity", "velocity_sum")
 
-    def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float = 0.9) -> None:
-        super().__init__(params, num_workers, lr, momentum)
+    def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float = 0.9, *,
+                 fused: bool = False) -> None:
+        super().__init__(params, num_workers, lr, momentum, fused=fused)
         self.velocity_sum = self._zeros()
 
     def _apply(self, worker: int, grad: Tensor, lr: float) -> None:
         velocity = self.velocity[worker]
+        if self._fused_step is not None:
+            self._fused_step(velocity, grad, lr, velocity_sum=self.velocity_sum)
+            return
         self.velocity_sum.sub_(velocity)
         momentum_update_(self.params, velocity, grad, lr=lr, momentum=self.momentum)
         self.velocity_sum.add_(velocity)

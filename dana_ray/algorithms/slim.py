@@ -95,8 +95,9 @@ class DANASlim(UpdateRule):
     name = "dana-slim"
     worker_side = WorkerMomentum
 
-    def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float = 0.9) -> None:
-        super().__init__(params, num_workers, lr, momentum)
+    def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float = 0.9, *,
+                 fused: bool = False) -> None:
+        super().__init__(params, num_workers, lr, momentum, fused=fused)
 
     def _apply(self, worker: int, update: Tensor, lr: float) -> None:
         self.params.add_(update, alpha=-lr)

@@ -28,8 +28,9 @@ class SSGD(UpdateRule):
     synchronous = True
     _tensor_state = ("params", "velocity", "grad_sum", "contributed")
 
-    def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float = 0.9) -> None:
-        super().__init__(params, num_workers, lr, momentum)
+    def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float = 0.9, *,
+                 fused: bool = False) -> None:
+        super().__init__(params, num_workers, lr, momentum, fused=fused)
         self.velocity = self._zeros()
         self.grad_sum = self._zeros()
         self.contributed = self._zeros(num_workers)[:, 0].bool()

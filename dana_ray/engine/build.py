@@ -46,7 +46,8 @@ def build_master(cfg: TrialConfig, params: torch.Tensor, bn_stats: torch.Tensor,
                  steps_per_epoch: int) -> Master:
     """The rule (starting at ``params``), the schedule and the master's BatchNorm statistics."""
     lr = step_decay(cfg.lr, steps_per_epoch, cfg.lr_decay_epochs, cfg.lr_decay_factor, cfg.warmup_epochs)
-    rule = make_algorithm(cfg.algorithm, params, cfg.num_workers, lr, cfg.momentum, **cfg.algorithm_options)
+    rule = make_algorithm(cfg.algorithm, params, cfg.num_workers, lr, cfg.momentum, fused=cfg.fused_updates,
+                          **cfg.algorithm_options)
     schedule = (None if cfg.schedule == "arrival"
                 else make_schedule(cfg.schedule, cfg.num_workers, cfg.seed, **cfg.schedule_options))
     return Master(rule, schedule, bn_stats, bn_momentum)
