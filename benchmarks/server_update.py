@@ -39,8 +39,17 @@ TRAFFIC = {
     "dana-slim": 2 + 1 + 2,     # apply: read u, θ; write θ.  params_for: copy
     "dana-dc": 5 + 3 + 3 + 1,   # dana + read the sent point x_i; params_for also writes x_i
     "dc-asgd": 4 + 2 + 2 + 1,   # asgd + read x_i; params_for also writes x_i
-    "ssgd": 2 + 1 + 2,          # per gradient: read g, Σg; write Σg (the round's step is 1/N of the cost)
+    "ssgd": 2 + 1 + 2,          # per gradient: read g, Σg; write Σg; params_for: copy θ
 }
+
+#: d-vectors moved once per round of N gradients, on top of ``TRAFFIC`` (SSGD's step: read Σg, v, θ; write
+#: v, θ and Σg zeroed), so a gradient's share is this / N.
+ROUND_TRAFFIC = {"ssgd": 6}
+
+
+def traffic(name: str, n: int) -> float:
+    """d-vectors one gradient's update moves (the fused minimum) with N workers."""
+    return TRAFFIC[name] + ROUND_TRAFFIC.get(name, 0) / (1 if name == "baseline" else n)
 
 
 #: d-vectors of state each rule allocates with N workers (for the memory check).
@@ -76,7 +85,7 @@ def seconds_per_call(fn, calls: int, device: torch.device) -> float:
     return (time.perf_counter() - started) / calls
 
 
-def interleaved_ratio(fn, reference, device: torch.device, rounds: int = 5, min_time: float = 0.1) -> float:
+def interleaved_ratio(fn, reference, device: torch.device, rounds: int = 5, min_time: float = 0.05) -> float:
     """Median over ``rounds`` of (seconds per call of ``fn``) / (seconds per call of ``reference``), each round
     timing a batch of each back to back, so that a shared machine's drift moves both sides of a ratio."""
     fn_calls, ref_calls = calls_lasting(fn, device, min_time), calls_lasting(reference, device, min_time)
@@ -85,12 +94,12 @@ def interleaved_ratio(fn, reference, device: torch.device, rounds: int = 5, min_
     return ratios[rounds // 2]
 
 
-def reference_fmas(d: int, vectors: int, device: torch.device):
+def reference_fmas(d: int, vectors: float, device: torch.device):
     """A plain fused multiply-add moving ``vectors`` d-float vectors, and its seconds-per-call scale: the
     call does ``a_j <- a_j + s*b_j`` in place (2 read, 1 written, as the rules' in-place updates) over
     k = ceil(vectors / 3) distinct pairs, so its working set is as large as a rule's shared state (a
     cache-resident reference would flatter nothing), and moves 3k vectors: scale = vectors / 3k."""
-    k = -(-vectors // 3)
+    k = math.ceil(vectors / 3)
     pairs = [(torch.randn(d, device=device), torch.randn(d, device=device)) for _ in range(k)]
 
     def fmas():
@@ -127,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eager-only", action="store_true", help="skip the fused=True rows (no torch.compile)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = p.parse_args(argv)
+    started = time.perf_counter()
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -152,10 +162,10 @@ def main(argv: list[str] | None = None) -> int:
                 if needed > budget:
                     ratios.append(math.nan)
                     continue
-                reference, scale = reference_fmas(d, TRAFFIC[name], device)
+                reference, scale = reference_fmas(d, traffic(name, n), device)
                 ratios.append(interleaved_ratio(one_update(name, d, n, device, fused), reference, device) / scale)
                 calls = calls_lasting(reference, device, 0.05)
-                vector_seconds.append(seconds_per_call(reference, calls, device) * scale / TRAFFIC[name])
+                vector_seconds.append(seconds_per_call(reference, calls, device) * scale / traffic(name, n))
             label = name + (" fused" if fused else "")
             # flatness as a ratio of ratios: each cost is relative to a reference timed alongside it
             print(f"{label:<17} {size:>6} " + " ".join(f"{r:>10.2f}" for r in ratios)
@@ -163,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         per_vector = sorted(vector_seconds)[len(vector_seconds) // 2]
         print(f"{'(reference':<17} {size:>6} one vector moved in {per_vector * 1e6:.1f} us = "
               f"{4 * d / per_vector / 1e9:.1f} GB/s, median)")
+    print(f"(whole run: {time.perf_counter() - started:.0f} s)")
     return 0
 
 

@@ -9,8 +9,9 @@ momentum buffers and a step counter. Two calls drive it (cf. optax's init/update
   written into a recycled buffer, ``params_for(i, out=buffer)``).
 
 "The master's θ" and "what worker i receives" are different things for the look-ahead rules, and the API
-keeps them apart. All state is allocated at construction; ``state_dict()`` returns plain tensors and ints and
-``load_state_dict()`` restores them exactly.
+keeps them apart. ``fused=True`` runs a fusable rule's ``apply`` as one compiled pass (``fused.py``): the
+same math and state, equal up to float rounding. All state is allocated at construction; ``state_dict()``
+returns plain tensors and ints and ``load_state_dict()`` restores them exactly.
 
 Conventions shared by every rule (PyTorch's form of momentum, not Sutskever's):
 

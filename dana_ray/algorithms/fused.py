@@ -86,9 +86,10 @@ def compiled_momentum_step(velocity_sum: bool, sent: bool) -> Callable[..., None
 
 
 class FusedMomentumStep:
-    """A rule's handle on the compiled step: it holds θ and the (η, γ, λ) tensor, and sets η each call.
+    """A rule's handle on the compiled step: it holds the rule's θ and the (η, γ, λ) tensor.
 
-    ``step(velocity, grad, lr, velocity_sum=None, sent=None)`` runs :func:`momentum_step_` on the rule's θ.
+    Calling it with ``(velocity, grad, lr, velocity_sum=None, sent=None)`` writes η into the tensor and runs
+    the matching compiled variant of :func:`momentum_step_` on θ.
     """
 
     def __init__(self, params: Tensor, momentum: float, dc_lambda: float = 0.0) -> None:
@@ -101,6 +102,5 @@ class FusedMomentumStep:
     def __call__(self, velocity: Tensor, grad: Tensor, lr: float, velocity_sum: Tensor | None = None,
                  sent: Tensor | None = None) -> None:
         self.scalars[LR] = lr
-        extra = [t for t in (velocity_sum, sent) if t is not None]
-        compiled_momentum_step(velocity_sum is not None, sent is not None)(self.params, velocity, grad, self.scalars,
-                                                                            *extra)
+        kernel = compiled_momentum_step(velocity_sum is not None, sent is not None)
+        kernel(self.params, velocity, grad, self.scalars, *[t for t in (velocity_sum, sent) if t is not None])
