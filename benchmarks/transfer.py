@@ -3,21 +3,23 @@
     python benchmarks/transfer.py [--sizes 0.27 2.7 25.6]
 
 Runs the Ray executor's own transfer code (``ParameterServer._send`` puts a point, ``Worker.compute``
-receives it and returns a gradient through ``Worker._to_host``, the server reads it with ``as_tensor``)
-with the model replaced by its transfer steps (load the point into the replica's parameter buffer, hand back
-a gradient buffer), and checks at every hop whether memory is shared or copied:
+receives it, the replica computes at it with ``FlatModel.load_point`` and returns a gradient through
+``Worker._to_host``, the server reads it with ``as_tensor``) with the model's arithmetic left out (the
+replica is a FlatModel over one d-float parameter), and checks at every hop whether memory is shared or
+copied:
 
   server: job point -> numpy                  view (shares memory)        0
   server: ray.put(point)                      copy into the object store  4d bytes
   actor:  received point -> torch             view of the store's buffer  0
-  actor:  load into the replica's parameters  copy                        4d bytes
+  actor:  the replica computes at the point   its parameters are views    0
   actor:  gradient -> numpy (CPU)             view                        0
   actor:  return: Ray writes it to the store  copy                        4d bytes
   server: ray.get(gradient) -> torch          view of the store's buffer  0
 
 Printed per d: bytes copied per update as counted (and checked) above over the minimum 2 x 4d, and the
 measured time per update over the time of one 4d-byte memcpy (the effective number of copies, Ray's
-per-call overhead included).
+per-call overhead included). On a GPU the actor adds the host-to-device copy of the point (the receive
+proper) and the device-to-host copy of the gradient into a pinned buffer.
 """
 
 from __future__ import annotations
@@ -30,26 +32,38 @@ import time
 import numpy as np
 import ray
 import torch
+from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from dana_ray.engine.flat import FlatModel  # noqa: E402
 from dana_ray.engine.ray_executor import Worker, as_tensor  # noqa: E402
+
+
+class OneVector(nn.Module):
+    """A model whose parameters are one d-float vector (so the replica's buffers have ResNet sizes)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(d))
 
 
 class TransferOnly(Worker):
     """The Worker actor's compute path with the model's arithmetic left out."""
 
-    def __init__(self, d: int) -> None:  # noqa: D107 (no model: only the buffers a replica holds)
+    def __init__(self, d: int) -> None:  # noqa: D107 (no data, no training: only the replica's buffers)
         self.device, self._pinned = torch.device("cpu"), {}
-        self.params, self.grad, self.bn_stats = torch.zeros(d), torch.full((d,), 1e-3), torch.zeros(64)
+        self.model = FlatModel(OneVector(d))
+        self.grad, self.bn_stats = torch.full((d,), 1e-3), torch.zeros(64)
         self.seen: dict[str, bool] = {}
 
     def compute(self, worker: int, batch: int, point: np.ndarray):
         received = as_tensor(point)
         self.seen["point arrives as a view of the object store"] = not point.flags.writeable and \
             received.data_ptr() == point.ctypes.data
-        self.params.copy_(received)  # FlatModel.gradient: the replica's parameters <- the point
-        self.seen["load copies"] = self.params.data_ptr() != received.data_ptr()
+        at = self.model.load_point(received)  # what FlatModel.gradient does first
+        self.seen["load copies"] = self.model.module.weight.data_ptr() != received.data_ptr() or \
+            at.data_ptr() != received.data_ptr()
         grad, bn_stats = self._to_host([self.grad, self.bn_stats])
         self.seen["gradient leaves as a view of the replica's buffer"] = grad.ctypes.data == self.grad.data_ptr()
         return grad, bn_stats, 0.0
@@ -98,10 +112,11 @@ def main(argv: list[str] | None = None) -> int:
             src, dst = np.random.rand(d).astype(np.float32), np.empty(d, dtype=np.float32)
             memcpy = seconds_per_call(lambda: np.copyto(dst, src), args.repeats)
             seen = ray.get(actor.checks.remote())
-            copied = sum(copies.values()) + seen.pop("load copies")  # hops that copied 4d bytes
+            copies["replica load"] = seen.pop("load copies")
+            copied = sum(copies.values())  # hops that copied 4d bytes
             views = all(seen.values())
             print(f"{size:>6} {copied / 2:>17.2f} {per_update / memcpy:>18.1f}  "
-                  + (f"{copied} copies: " + ", ".join([k for k, v in copies.items() if v] + ["replica load"])
+                  + (f"{copied} copies: " + ", ".join(k for k, v in copies.items() if v)
                      if views else f"FAILED: {seen}"), flush=True)
             ray.kill(actor)
     finally:

@@ -39,6 +39,29 @@ def test_flat_gradient_equals_autograd_on_a_plain_module():
     torch.testing.assert_close(bn_stats[4:8], var.detach())
 
 
+def test_a_point_is_computed_at_in_place_and_another_dtype_is_copied():
+    """The replica reads a received point where it lies (its parameters become views of it: no copy of d
+    floats); a point it cannot view (another dtype here, another device on a GPU) is copied into its own
+    buffer. Both give the same gradient."""
+    torch.manual_seed(0)
+    flat = FlatModel(make_model("cnn", 10, 1, channels=4))
+    own = flat.params.clone()
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    point = flat.params + 0.01 * torch.randn_like(flat.params)
+    in_place = flat.gradient(point, x, y, weight_decay=0.1)
+    first = next(flat.module.parameters())
+    assert first.data_ptr() == point.data_ptr() and torch.equal(flat.params, own)  # a view; nothing copied
+    copied = flat.gradient(point.double(), x, y, weight_decay=0.1)
+    assert first.data_ptr() == flat.params.data_ptr() and torch.equal(flat.params, point)
+    torch.testing.assert_close(copied[0], in_place[0], rtol=0, atol=0)
+    assert copied[2] == in_place[2]
+    flat.gradient(point, x, y, weight_decay=0.1)
+    point.add_(1.0)  # the caller writes its next point into the same buffer (as the Master does)
+    again = flat.gradient(point, x, y, weight_decay=0.1)[0]  # the views already point there: no stale copy
+    torch.testing.assert_close(again, flat.gradient(point.clone(), x, y, weight_decay=0.1)[0], rtol=0, atol=0)
+    assert not torch.equal(again, in_place[0])
+
+
 def test_baseline_equals_a_plain_pytorch_training_loop():
     """N = 1: the engine is momentum SGD with weight decay and ordinary BatchNorm running statistics."""
     executor = LocalExecutor(TrialConfig.from_dict(dict(SMALL, algorithm="baseline", weight_decay=5e-4, seed=4)))

@@ -1,8 +1,9 @@
 """A model whose parameters, gradients and BatchNorm statistics live in flat float32 buffers.
 
 The update rules see one flat vector; this adapter lets a ``torch.nn.Module`` compute at such a vector
-without per-layer copies: every parameter (and its ``.grad``) is a view into one flat buffer, so loading a
-point is one ``copy_`` and reading the gradient is one clone.
+without per-layer copies: every parameter is a view into a flat vector and its ``.grad`` a view into one flat
+gradient buffer. Computing at a point makes the parameters views of the point itself (no copy; a point
+from another device is copied once into the model's own buffer), and reading the gradient is one pass.
 
 BatchNorm (a choice the paper does not spell out): the master keeps ONE set of running statistics. A worker
 computes its batch's statistics in training mode (with the layers' momentum set to 1, so after the forward
@@ -28,9 +29,13 @@ class FlatModel:
         self.module = module.to(device=device, dtype=dtype)
         self.device = torch.device(device)
         params = list(self.module.parameters())
+        #: the model's own parameter buffer: the initial parameters, then where points from another device
+        #: or dtype are copied (``load_point``)
         self.params = torch.cat([p.detach().reshape(-1) for p in params])
         self.grads = torch.zeros_like(self.params)
         _alias(params, self.params, self.grads)
+        self._param_tensors = params
+        self._computing_at = self.params  # the flat vector the parameters are views of now
 
         norms = [m for m in self.module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
         momenta = {m.momentum for m in norms}
@@ -56,15 +61,29 @@ class FlatModel:
         """Copies of the module's initial parameters and BatchNorm statistics."""
         return self.params.clone(), self.bn_stats.clone()
 
+    def load_point(self, point: Tensor) -> Tensor:
+        """Make the module compute at ``point`` and return the flat vector it now computes at.
+
+        A contiguous point on the model's device with its dtype is used in place: the parameters become views
+        of it, and no d floats are copied (the module only reads its parameters; the caller must not write
+        the point while the model computes at it). Any other point is copied into ``self.params``."""
+        if (point.device != self.params.device or point.dtype != self.params.dtype or not point.is_contiguous()
+                or point.shape != self.params.shape):
+            point = self.params.copy_(point)
+        if point is not self._computing_at:
+            _alias(self._param_tensors, point)
+            self._computing_at = point
+        return point
+
     def gradient(self, point: Tensor, x: Tensor, y: Tensor, weight_decay: float) -> tuple[Tensor, Tensor, float]:
         """At ``point``: ``(∇L + λ·point, the batch's BatchNorm statistics, L)``; L is the mean cross-entropy."""
-        self.params.copy_(point)
+        point = self.load_point(point)
         self.grads.zero_()
         self.module.train()
         loss = F.cross_entropy(self.module(x.to(self.device, non_blocking=True)),
                                y.to(self.device, non_blocking=True))
         loss.backward()
-        grad = self.grads.add(self.params, alpha=weight_decay) if weight_decay else self.grads.clone()
+        grad = self.grads.add(point, alpha=weight_decay) if weight_decay else self.grads.clone()
         return grad, self.bn_stats.clone(), float(loss.detach())
 
     def gradients(self, points: Tensor, x: Tensor, y: Tensor, weight_decay: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -99,7 +118,7 @@ class FlatModel:
     @torch.no_grad()
     def evaluate(self, params: Tensor, bn_stats: Tensor, batches: Iterable[tuple[Tensor, Tensor]]) -> tuple[float, float]:
         """``(error %, mean loss)`` of the model at ``params`` with BatchNorm statistics ``bn_stats``."""
-        self.params.copy_(params)
+        self.load_point(params)
         self.bn_stats.copy_(bn_stats)
         self.module.eval()
         wrong, loss, count = 0, 0.0, 0
