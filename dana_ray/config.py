@@ -62,7 +62,8 @@ class TrialConfig:
     num_actors: int | None = None          # P gradient actors (None: min(N, what the cluster can place))
     cpus_per_actor: float = 1.0            # Ray CPUs reserved per gradient actor
     gpus_per_actor: float = 0.0            # Ray GPUs per gradient actor; fractions share a GPU
-    server_cpus: float = 1.0               # Ray CPUs reserved for the ParameterServer actor
+    server_cpus: float = 1.0               # Ray CPUs reserved for the ParameterServer actor; its update
+                                           # runs on round(server_cpus) torch threads (at least 1)
     max_actor_restarts: int = 3            # dead gradient actors replaced per trial before it fails
 
     @classmethod

@@ -155,6 +155,22 @@ def test_fused_updates_on_ray_equal_fused_updates_locally(local_dana4):
     assert local["train_loss"] == pytest.approx(eager["train_loss"], rel=1e-3)
 
 
+def test_the_server_updates_with_the_cpus_it_reserves():
+    """Ray starts an actor with one torch thread whatever its num_cpus; the server's memory-bound update
+    should use all of server_cpus (here the class is built in this process, without Ray)."""
+    import torch
+
+    from dana_ray.engine.ray_executor import ParameterServer
+
+    before = torch.get_num_threads()
+    try:
+        for server_cpus, threads in [(4, 4), (1.6, 2), (0.25, 1)]:
+            ParameterServer(dict(BASE, server_cpus=server_cpus), "threads-test", num_actors=1)
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_arrival_order_applies_whatever_arrives_first():
     rows = []
     result = run(dict(BASE, algorithm="dana", num_workers=4, num_actors=2, schedule="arrival"), executor="ray",

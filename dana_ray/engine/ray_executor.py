@@ -122,6 +122,9 @@ class ParameterServer(MasterLoop):
         stub with the same methods to time the server alone). ``placement_group``: the trial's reservation
         (bundle 0 the trial, 1 this server, 2 + k actor slot k), or None outside Tune."""
         self.cfg = TrialConfig.from_dict(config)
+        # The update is memory-bound: use every core reserved for the server (Ray starts actors with one
+        # torch thread whatever num_cpus).
+        torch.set_num_threads(max(1, round(self.cfg.server_cpus)))
         self.name, self.num_actors = name, num_actors
         self.worker_class = worker_class or RemoteWorker
         self.placement_group = placement_group
