@@ -144,7 +144,7 @@ def test_vmap_jobs_on_ray_follows_one_by_one(local_dana4, algorithm):
     assert batched["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-3)
 
 
-def test_fused_updates_on_ray_equal_fused_updates_locally(local_dana4):
+def test_fused_updates_on_ray_equal_fused_updates_locally():
     """The server actor compiles its one-pass update and runs it exactly as the driver does (same sha). The
     run is the eager run up to float rounding."""
     config = dict(BASE, algorithm="dana-dc", num_workers=4, num_actors=2, fused_updates=True)
