@@ -11,8 +11,8 @@ compiled in as constants, and a learning-rate schedule would then recompile ever
 
 Costs, measured on the 2-core CI machine:
 
-* The first call in a process compiles: about 15 s with a cold cache, about a second once Inductor's
-  on-disk cache has the kernel.
+* The first call in a process compiles: 11-16 s with a cold cache, about 3 s once Inductor's on-disk
+  cache has the kernel.
 * On CPU, Inductor needs a C++ compiler.
 * Results equal the eager rules' up to float rounding (the loop may contract multiply-adds differently),
   not bitwise. A fused run is reproducible, but it is not the eager run.
