@@ -27,6 +27,7 @@ import time
 import torch
 
 from dana_ray.algorithms import ALGORITHMS, make_algorithm
+from dana_ray.engine.master import Master
 
 #: d-vectors each rule's update reads + writes, counting each state vector once (the fused minimum):
 #: apply's inputs and outputs, then params_for's (reads what it combines, writes the point it sends).
@@ -127,6 +128,14 @@ def one_update(name: str, d: int, n: int, device: torch.device, fused: bool = Fa
     return update
 
 
+def master_gap(d: int, device: torch.device, fused: bool):
+    """A call doing the Master's other d-sized work per gradient: the gap ``||x - θ||`` of the point the
+    gradient was computed at (two eager passes over a scratch vector, or one compiled pass when fused)."""
+    rule = make_algorithm("dana", torch.zeros(d, device=device), 1, lr=0.01, fused=fused)
+    master, point = Master(rule, None, torch.zeros(0, device=device), 0.1), torch.randn(d, device=device)
+    return lambda: master.gap(point)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", nargs="+", type=float, default=[0.27, 2.7, 25.6], help="d in millions")
@@ -173,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
         per_vector = sorted(vector_seconds)[len(vector_seconds) // 2]
         print(f"{'(reference':<17} {size:>6} one vector moved in {per_vector * 1e6:.1f} us = "
               f"{4 * d / per_vector / 1e9:.1f} GB/s, median)")
+        reference, scale = reference_fmas(d, 2, device)  # the gap reads x and θ
+        gaps = [interleaved_ratio(master_gap(d, device, fused), reference, device) / scale
+                for fused in ([False] if args.eager_only else [False, True])]
+        print(f"{'(master gap':<17} {size:>6} Master.gap per gradient over a 2-vector reference: eager {gaps[0]:.2f}"
+              + (f", fused {gaps[1]:.2f})" if len(gaps) > 1 else ")"), flush=True)
     print(f"(whole run: {time.perf_counter() - started:.0f} s)")
     return 0
 

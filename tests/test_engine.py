@@ -115,6 +115,19 @@ def test_ssgd_rounds_send_every_worker_the_same_point_with_no_delay():
     assert metrics["max_delay"] == 0 and metrics["mean_gap"] == 0
 
 
+def test_fused_master_measures_the_same_gaps_in_one_pass():
+    """With fused updates the master computes each gradient's gap ||x - θ|| with a compiled one-pass
+    kernel instead of a scratch vector; the metric is the eager one up to float32 rounding."""
+    cfgs = [TrialConfig.from_dict(dict(SMALL, algorithm="dana", num_workers=4, fused_updates=fused, cpu_threads=1))
+            for fused in (False, True)]
+    eager, fused = LocalExecutor(cfgs[0]), LocalExecutor(cfgs[1])
+    assert fused.master._scratch is None and eager.master._distance is None
+    for executor in (eager, fused):
+        executor.run_steps(20)
+    gaps = [executor.master.take_metrics()["mean_gap"] for executor in (eager, fused)]
+    assert gaps[0] > 0 and gaps[1] == pytest.approx(gaps[0], rel=1e-4)
+
+
 def test_master_refuses_a_job_that_is_not_outstanding():
     executor = LocalExecutor(TrialConfig.from_dict(dict(SMALL, num_workers=2)))
     master, worker = executor.master, executor.worker

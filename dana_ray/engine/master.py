@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from dana_ray.algorithms import UpdateRule
+from dana_ray.algorithms.fused import compiled_distance
 from dana_ray.schedules import Schedule
 
 
@@ -45,7 +46,10 @@ class Master:
         self.outstanding: dict[int, Job] = {}
         self.version = 0  # parameter updates so far: one per gradient, or one per round for a synchronous rule
         self.diverged = False
-        self._scratch = torch.empty_like(rule.params)
+        # the gap of every applied gradient, ||x - θ||: one compiled pass with fused updates, else two eager
+        # passes through a scratch vector (no allocation per step either way)
+        self._distance = compiled_distance() if rule.fused else None
+        self._scratch = None if rule.fused else torch.empty_like(rule.params)
         self._free_points: list[Tensor] = []  # applied jobs' point buffers, reused for the next points
         self._reset_metrics()
 
@@ -80,8 +84,7 @@ class Master:
             return []
         params = self.rule.params
         delay = self.version - job.sent_version
-        torch.sub(job.point.to(params), params, out=self._scratch)  # no allocation per step
-        gap = float(torch.linalg.vector_norm(self._scratch)) / math.sqrt(params.numel())
+        gap = self.gap(job.point)
         self.rule.apply(job.worker, result.grad.to(params))
         if self.bn_stats.numel():
             self.bn_stats.lerp_(result.bn_stats.to(self.bn_stats), self.bn_momentum)
@@ -95,6 +98,15 @@ class Master:
             return []
         self.version += 1
         return [self._issue(i) for i in range(self.num_workers)]
+
+    def gap(self, point: Tensor) -> float:
+        """RMS distance ``||x - θ|| / sqrt(d)`` between a point and the master's parameters now."""
+        params = self.rule.params
+        if self._distance is not None:
+            return float(self._distance(point.to(params), params)) / math.sqrt(params.numel())
+        difference = torch.sub(point.to(params), params, out=self._scratch)
+        # a dot product: faster than vector_norm here (645 vs 899 us at d = 2.7M) and closer to float64
+        return math.sqrt(float(torch.dot(difference, difference)) / params.numel())
 
     def next_batches(self) -> dict[int, int]:
         """Logical worker -> the batch of its outstanding job (where its worker-side state must stand)."""
