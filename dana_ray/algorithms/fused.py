@@ -14,6 +14,9 @@ Costs, measured on the 2-core CI machine:
 * The first call in a process compiles: 11-16 s with a cold cache, about 3 s once Inductor's on-disk
   cache has the kernel.
 * On CPU, Inductor needs a C++ compiler.
+* Each variant compiles once per (d, dtype, device). A process that builds fused rules for more than 8 of
+  them (a notebook trying many models) meets Dynamo's recompile limit; its error names the setting to
+  raise, ``torch._dynamo.config.recompile_limit``.
 * Results equal the eager rules' up to float rounding (the loop may contract multiply-adds differently),
   not bitwise. A fused run is reproducible, but it is not the eager run.
 """
