@@ -1,9 +1,16 @@
-"""Input checks shared by every layer; each error names the field, the bad value and what is allowed."""
+"""Input checks shared by every layer; each error names the field, the bad value and what is allowed.
+
+Two forms: ``check_*(field, value, ...)`` raise at once, and the option checkers (``integer(...)``,
+``number(...)``, ``one_of(...)``, ...) return a ``check(field, value)`` that plug-ins attach to the options
+they declare (``dana_ray.registry.Option``), so every option value is checked before any work starts.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Any, Callable, Iterable
+
+Check = Callable[[str, Any], None]
 
 
 def is_number(value: object) -> bool:
@@ -11,15 +18,21 @@ def is_number(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
+def is_integer(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int)
+
+
 def check_name(field: str, value: object, allowed: Iterable[str]) -> None:
     allowed = list(allowed)
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"{field}: unknown name {value!r}; allowed: {', '.join(allowed)}")
 
 
 def check_options(field: str, owner: str, options: dict, allowed: Iterable[str]) -> None:
     allowed = list(allowed)
-    unknown = sorted(set(options) - set(allowed))
+    if not isinstance(options, dict):
+        raise ValueError(f"{field}: expected a mapping, got {options!r}")
+    unknown = sorted(set(options) - set(allowed), key=str)
     if unknown:
         raise ValueError(f"{field}: unknown option {unknown[0]!r} for {owner!r}; "
                          f"allowed: {', '.join(allowed) or 'none'}")
@@ -30,13 +43,56 @@ def check_bool(field: str, value: object) -> None:
         raise ValueError(f"{field}: expected true or false, got {value!r}")
 
 
-def check_integer(field: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{field}: expected an integer >= {minimum}, got {value!r}")
+def check_integer(field: str, value: object, minimum: int, maximum: int | None = None) -> None:
+    if not is_integer(value) or value < minimum or (maximum is not None and value > maximum):
+        bound = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{field}: expected an integer {bound}, got {value!r}")
 
 
-def check_number(field: str, value: object, low: float, below: float | None = None) -> None:
-    """A finite number >= low (and < below, where given)."""
-    if not is_number(value) or value < low or (below is not None and value >= below):
-        bound = f"in [{low}, {below})" if below is not None else f">= {low}"
+def check_number(field: str, value: object, low: float, below: float | None = None, above: bool = False) -> None:
+    """A finite number >= low (> low with ``above``), and < below where given."""
+    if not is_number(value) or value < low or (above and value == low) or (below is not None and value >= below):
+        first = f"> {low}" if above else f">= {low}"
+        bound = (f"in ({low}, {below})" if above else f"in [{low}, {below})") if below is not None else first
         raise ValueError(f"{field}: expected a finite number {bound}, got {value!r}")
+
+
+# -- option checkers: check(field, value) ----------------------------------------------------------------------
+
+def integer(minimum: int, maximum: int | None = None) -> Check:
+    return lambda field, value: check_integer(field, value, minimum, maximum)
+
+
+def number(low: float, below: float | None = None, above: bool = False) -> Check:
+    return lambda field, value: check_number(field, value, low, below, above)
+
+
+def fraction() -> Check:
+    """A number in [0, 1]."""
+    def check(field: str, value: object) -> None:
+        if not is_number(value) or not 0 <= value <= 1:
+            raise ValueError(f"{field}: expected a number in [0, 1], got {value!r}")
+    return check
+
+
+def boolean() -> Check:
+    return check_bool
+
+
+def one_of(*names: str) -> Check:
+    return lambda field, value: check_name(field, value, names)
+
+
+def numbers(low: float, above: bool = False) -> Check:
+    """A list of finite numbers, each >= low (> low with ``above``)."""
+    def check(field: str, value: object) -> None:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{field}: expected a list of numbers, got {value!r}")
+        for k, item in enumerate(value):
+            check_number(f"{field}[{k}]", item, low, above=above)
+    return check
+
+
+def optional(check: Check) -> Check:
+    """``check``, or None (the option left unset)."""
+    return lambda field, value: None if value is None else check(field, value)

@@ -1,7 +1,9 @@
 """One trial's settings: a frozen dataclass whose field names are the keys of configs, YAML grids and Tune.
 
-``TrialConfig.from_dict`` validates everything that can be checked without loading data, and names the
-field and the allowed values in its one-line error.
+``TrialConfig.from_dict`` imports the config's plug-ins, then validates everything that can be checked
+without loading data: every name against its registry, every option value against what its plug-in
+declares, the rule's worker count, the schedule (built), the model (built on the meta device). Its one-line
+error names the field and the allowed values.
 """
 
 from __future__ import annotations
@@ -13,14 +15,25 @@ from typing import Any
 import torch
 
 from dana_ray.algorithms import ALGORITHMS, make_algorithm
-from dana_ray.checks import check_bool, check_integer, check_name, check_number, check_options, is_number
+from dana_ray.checks import check_bool, check_integer, check_name, check_number, is_number
 from dana_ray.data import DATASETS
-from dana_ray.models import MODELS
-from dana_ray.schedules import SCHEDULE_OPTIONS, SCHEDULES
+from dana_ray.lr_schedule import WARMUP_STARTS
+from dana_ray.models import MODELS, check_model
+from dana_ray.plugins import load_plugins, normalize
+from dana_ray.registry import resolve_options
+from dana_ray.schedules import SCHEDULES, make_schedule
 
 DEVICES = ("auto", "cpu", "cuda")
 #: The schedules a config may name: the seeded ones, and ``arrival`` (real completion order; Ray executor).
-SCHEDULE_NAMES = (*SCHEDULES, "arrival")
+ARRIVAL = "arrival"
+#: Where weight decay is applied: "worker" (g = ∇L(x) + λx at the point x the worker was sent) or "master"
+#: (g + λθ at the master's θ when the gradient is applied, PyTorch's SGD at the master: the DANA authors'
+#: simulator).
+WEIGHT_DECAY_AT = ("worker", "master")
+
+
+def schedule_names() -> list[str]:
+    return [*SCHEDULES, ARRIVAL]
 
 
 @dataclass(frozen=True)
@@ -29,8 +42,9 @@ class TrialConfig:
     model: str = "cnn"                     # a name in dana_ray.models.MODELS
     model_options: dict = field(default_factory=dict)
     dataset: str = "digits"                # a name in dana_ray.data.DATASETS
-    data_dir: str | None = None            # where cifar10/cifar100/imagenet live (never downloaded)
+    data_dir: str | None = None            # where cifar10/cifar100/imagefolder/... live (never downloaded)
     dataset_options: dict = field(default_factory=dict)
+    plugins: tuple = ()                    # modules (or .py files) registering rules, data sets, models
     # how
     algorithm: str = "dana"                # a name in dana_ray.algorithms.ALGORITHMS
     algorithm_options: dict = field(default_factory=dict)  # the rule's own options, e.g. {"dc_lambda": 0.04}
@@ -45,9 +59,12 @@ class TrialConfig:
     lr: float = 0.05                       # η
     lr_decay_epochs: tuple = (10, 15)      # η is multiplied by lr_decay_factor at each of these epochs
     lr_decay_factor: float = 0.1
-    warmup_epochs: float = 0.0             # linear warm-up from η/warmup_steps to η
+    warmup_epochs: float = 0.0             # linear warm-up over these first epochs (0: none)
+    warmup_start: str = "lr/N"             # where it starts: "lr/N" (the DANA authors'; none when N = 1) or
+                                           # "lr/steps" (η·(t+1)/W, from almost zero); see lr_schedule.py
     momentum: float = 0.9                  # γ
-    weight_decay: float = 5e-4             # λ, added to the gradient at the worker's point
+    weight_decay: float = 5e-4             # λ
+    weight_decay_at: str = "worker"        # "worker": + λx at the worker's point; "master": + λθ when applied
     # where
     device: str = "auto"                   # auto: cuda when available, else cpu
     eval_batch_size: int = 1000
@@ -55,7 +72,7 @@ class TrialConfig:
                                            # together with torch.func.vmap (1: one by one); same numbers
                                            # up to float rounding
     fused_updates: bool = False            # each server update as one compiled pass (torch.compile); equal to
-                                           # the eager update up to float rounding; see algorithms/fused.py
+                                           # the eager update up to float rounding; see algorithms/ops.py
     cpu_threads: int | None = None         # torch intra-op threads (None: torch's default locally, and
                                            # round(cpus_per_actor) on actors); CPU results depend on it
     # the Ray executor
@@ -73,32 +90,43 @@ class TrialConfig:
         if not isinstance(config, dict):
             raise ValueError(f"config: expected a dict, got {type(config).__name__}")
         allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(config) - set(allowed))
+        unknown = sorted(set(config) - set(allowed), key=str)
         if unknown:
             raise ValueError(f"config: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
         values = dict(config)
-        if isinstance(values.get("lr_decay_epochs"), list):
-            values["lr_decay_epochs"] = tuple(values["lr_decay_epochs"])
+        for name, what in (("lr_decay_epochs", "a list of epochs > 0"), ("plugins", "a list of module names or .py files")):
+            if name in values:
+                if not isinstance(values[name], (list, tuple)):
+                    raise ValueError(f"{name}: expected {what}, got {values[name]!r}")
+                values[name] = tuple(values[name])
+        if values.get("plugins"):
+            values["plugins"] = tuple(normalize(p) if isinstance(p, str) else p for p in values["plugins"])
+            load_plugins(values["plugins"])
         cfg = cls(**values)
         cfg.validate()
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        values["lr_decay_epochs"], values["plugins"] = list(self.lr_decay_epochs), list(self.plugins)
+        return values
+
+    @property
+    def rule(self) -> type:
+        """The update rule's class."""
+        return ALGORITHMS[self.algorithm]
 
     def validate(self) -> None:
         check_name("model", self.model, MODELS)
         check_name("dataset", self.dataset, DATASETS)
         check_name("algorithm", self.algorithm, ALGORITHMS)
-        check_name("schedule", self.schedule, SCHEDULE_NAMES)
+        check_name("schedule", self.schedule, schedule_names())
         check_name("device", self.device, DEVICES)
+        check_name("warmup_start", self.warmup_start, WARMUP_STARTS)
+        check_name("weight_decay_at", self.weight_decay_at, WEIGHT_DECAY_AT)
         for name in ("model_options", "dataset_options", "schedule_options", "algorithm_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name}: expected a mapping, got {getattr(self, name)!r}")
-        check_options("model_options", self.model, self.model_options, MODELS[self.model][1])
-        check_options("dataset_options", self.dataset, self.dataset_options, DATASETS[self.dataset][1])
-        check_options("schedule_options", self.schedule, self.schedule_options, SCHEDULE_OPTIONS.get(self.schedule, ()))
-        check_options("algorithm_options", self.algorithm, self.algorithm_options, ALGORITHMS[self.algorithm].options)
         for name in ("num_workers", "batch_size", "epochs", "eval_batch_size", "vmap_jobs"):
             check_integer(name, getattr(self, name), minimum=1)
         check_integer("seed", self.seed, minimum=0)
@@ -109,19 +137,36 @@ class TrialConfig:
                 check_integer(name, getattr(self, name), minimum=1)
         for name in ("cpus_per_actor", "gpus_per_actor", "server_cpus"):
             check_number(name, getattr(self, name), low=0.0)
-        if self.algorithm == "baseline" and self.num_workers != 1:
-            raise ValueError(f"num_workers: algorithm 'baseline' is the single-worker baseline and needs 1, "
-                             f"got {self.num_workers}")
         for name in ("lr", "lr_decay_factor", "warmup_epochs", "weight_decay"):
             check_number(name, getattr(self, name), low=0.0)
         check_number("momentum", self.momentum, low=0.0, below=1.0)
-        # the rule checks its own options' values (a 1-element rule costs nothing)
-        make_algorithm(self.algorithm, torch.zeros(1), self.num_workers, self.lr, self.momentum, **self.algorithm_options)
         if not all(is_number(e) and e > 0 for e in self.lr_decay_epochs):
             raise ValueError(f"lr_decay_epochs: expected a list of epochs > 0, got {list(self.lr_decay_epochs)!r}")
-        if DATASETS[self.dataset][2]:
-            if not self.data_dir:
-                raise ValueError(f"data_dir: dataset {self.dataset!r} needs a data directory (none given)")
-            # Whether it exists is a question for each node that reads it (data.check_data_dir); a cluster's
-            # driver may not see the workers' data.
+        self.rule.check_num_workers(self.num_workers)
+        # the rule checks its options' values; a 1-element rule costs nothing
+        make_algorithm(self.algorithm, torch.zeros(1), self.num_workers, self.lr, self.momentum,
+                       **self.algorithm_options)
+        if self.schedule != ARRIVAL:  # built: checks its options against N (time_factors' length, ...)
+            make_schedule(self.schedule, self.num_workers, self.seed, **self.schedule_options)
+        elif self.schedule_options:
+            raise ValueError(f"schedule_options: 'arrival' takes none, got {self.schedule_options!r}")
+        _check_model_once(self.model, self.model_options)
+        spec = DATASETS[self.dataset]
+        resolve_options("dataset_options", self.dataset, self.dataset_options, spec.options)
+        if spec.needs_data_dir and not self.data_dir:
+            raise ValueError(f"data_dir: dataset {self.dataset!r} needs a data directory (none given)")
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise ValueError(f"data_dir: expected a path, got {self.data_dir!r}")
+        # Whether the data is there is a question for each node that reads it (data.check_dataset, run on
+        # every node by the sweep before launch); a cluster's driver may not see the workers' data.
 
+
+_models_checked: set[tuple[str, str]] = set()
+
+
+def _check_model_once(name: str, options: dict) -> None:
+    """``models.check_model`` once per (model, options) in this process (a grid has many trials of one)."""
+    key = (name, repr(sorted(options.items(), key=str)))
+    if key not in _models_checked:
+        check_model(name, options, num_classes=10, in_channels=3)
+        _models_checked.add(key)

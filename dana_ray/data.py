@@ -9,9 +9,19 @@
   ``cifar-10-batches-py/`` or ``cifar-100-python/``; never downloaded here). Standard augmentation: random
   crop with 4 pixels of zero padding, horizontal flip, per-channel normalisation. Held in memory as uint8 and
   augmented in batches with a seeded generator, which is both fast and exactly reproducible.
-* ``imagenet``: torchvision ``ImageFolder`` over ``data_dir/train`` and ``data_dir/val`` (one folder per class,
-  as ImageNet's ILSVRC-2012 tree is usually laid out); RandomResizedCrop + flip for training, resize +
-  center crop for testing; option ``image_size`` (default 224).
+* ``imagefolder``: any torchvision ``ImageFolder`` tree, ``data_dir/train/<class>/*`` and
+  ``data_dir/val/<class>/*``, with a choice of augmentation (``none``; ``cifar``: pad-crop + flip;
+  ``imagenet``: random-resized-crop + flip) at ``image_size``, normalised with ``mean``/``std``.
+* ``imagenet``: ``imagefolder`` with ImageNet's choices (RandomResizedCrop + flip for training, resize +
+  center crop for testing, 224 px, ImageNet's statistics).
+* ``arrays``: in-memory arrays from ``data_dir/data.npz`` (``x_train``, ``y_train``, ``x_test``, ``y_test``);
+  ``array_dataset`` builds the same from arrays in a plug-in.
+
+A data set of one's own is one function, registered with its options::
+
+    @register_dataset("my-data", options={"size": Option(1000, integer(1))}, needs_data_dir=False)
+    def my_data(data_dir, size=1000) -> DataSet:
+        return array_dataset(x_train, y_train, x_test, y_test)
 
 A worker's stream: batch k of logical worker i is fixed by (seed, i, k) alone. The worker's passes over the
 training set are seeded permutations keyed by (seed, i, pass), and batch k's augmentation draws from a
@@ -23,16 +33,19 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pickle
 import socket
-from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dana_ray.checks import check_name, check_options
+from dana_ray.checks import boolean, integer, numbers, one_of, optional
+from dana_ray.registry import Option, Registry, resolve_options
 
 _STREAM_TAG = 11
 _AUGMENT_TAG = 12
@@ -45,7 +58,7 @@ class ImageSet(Protocol):
     def __len__(self) -> int: ...
 
     def batch(self, indices: np.ndarray, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-        """Images (float32, NCHW, normalised) and int64 labels; augmented iff ``generator`` is given."""
+        """Inputs (float32, normalised) and int64 labels; augmented iff ``generator`` is given."""
         ...
 
 
@@ -58,17 +71,26 @@ class DataSet:
 
 
 class TensorImages:
-    """Images held in memory as uint8 NCHW, augmented per batch with a seeded generator."""
+    """Examples held in memory, augmented per batch with a seeded generator.
 
-    def __init__(self, images: Tensor, labels: Tensor, mean: tuple[float, ...], std: tuple[float, ...],
+    ``images``: uint8 NCHW images (divided by ``max_value``), or any float array of examples (used as they
+    are, e.g. feature vectors [N, F]); then normalised per channel with ``mean``/``std``. Crop and flip need
+    images (NCHW).
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, mean: Sequence[float], std: Sequence[float],
                  max_value: float = 255.0, crop_padding: int = 0, flip: bool = False) -> None:
-        if images.dtype != torch.uint8 or images.dim() != 4 or len(images) != len(labels):
-            raise ValueError(f"images: expected uint8 NCHW with one label each, got {images.dtype} "
+        if len(images) != len(labels) or images.dim() < 2 or not (images.dtype == torch.uint8 or images.is_floating_point()):
+            raise ValueError(f"images: expected uint8 or float examples with one label each, got {images.dtype} "
                              f"{tuple(images.shape)} and {len(labels)} labels")
+        if (crop_padding or flip) and images.dim() != 4:
+            raise ValueError(f"images: crop and flip need NCHW images, got shape {tuple(images.shape)}")
         self.images, self.labels = images, labels.long()
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-        self.max_value, self.crop_padding, self.flip = max_value, crop_padding, flip
+        shape = (1, -1) + (1,) * (images.dim() - 2)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(shape)
+        self.std = torch.tensor(std, dtype=torch.float32).view(shape)
+        self.max_value = max_value if images.dtype == torch.uint8 else 1.0
+        self.crop_padding, self.flip = crop_padding, flip
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -81,6 +103,8 @@ class TensorImages:
         return (x - self.mean) / self.std, self.labels[index]
 
     def _augment(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        if self.images.dim() != 4:
+            return x
         n, _, h, w = x.shape
         if self.crop_padding:
             p = self.crop_padding
@@ -96,28 +120,110 @@ class TensorImages:
         return x
 
 
-class FolderImages:
-    """A torchvision ``ImageFolder``; per-sample transforms seeded from the batch's generator."""
+# -- image folders ---------------------------------------------------------------------------------------------
 
-    def __init__(self, root: str, transform: Callable) -> None:
+AUGMENTATIONS = ("none", "cifar", "imagenet")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class FolderTransform:
+    """How a folder image becomes a tensor: the random part (``draw``: parameters from the global torch
+    generator, in image order) kept apart from the work (``render``: decode-independent, any thread), so a
+    batch's images can be decoded and transformed in parallel with exactly the draws of doing them in turn.
+
+    ``augmentation`` "imagenet" draws exactly what torchvision's RandomResizedCrop then RandomHorizontalFlip
+    draw; "cifar" what RandomCrop(padding) then RandomHorizontalFlip draw (after a resize to ``image_size``);
+    "none" and the test transform draw nothing.
+    """
+
+    augmentation: str
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    train: bool
+
+    def draw(self, width: int, height: int) -> tuple:
+        if not self.train or self.augmentation == "none":
+            return ()
+        from torchvision import transforms as T
+
+        if self.augmentation == "imagenet":
+            crop = T.RandomResizedCrop.get_params(_shaped(width, height), (0.08, 1.0), (3 / 4, 4 / 3))
+        else:
+            side = self.image_size + 2 * self._padding()
+            crop = T.RandomCrop.get_params(_shaped(side, side), (self.image_size, self.image_size))
+        return crop + (bool(torch.rand(1) < 0.5),)
+
+    def render(self, image: Any, params: tuple) -> Tensor:
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as TF
+
+        size = self.image_size
+        if self.train and self.augmentation == "imagenet":
+            top, left, height, width, flip = params
+            image = TF.resized_crop(image, top, left, height, width, [size, size], InterpolationMode.BILINEAR,
+                                    antialias=True)
+        else:
+            resize = size if not (self.augmentation == "imagenet") else round(size * 256 / 224)
+            image = TF.center_crop(TF.resize(image, resize, antialias=True), [size, size])
+            flip = False
+            if self.train and self.augmentation == "cifar":
+                top, left, _, _, flip = params
+                image = TF.crop(TF.pad(image, self._padding()), top, left, size, size)
+        if flip:
+            image = TF.hflip(image)
+        return TF.normalize(TF.to_tensor(image), self.mean, self.std)
+
+    def _padding(self) -> int:
+        return max(1, round(self.image_size / 8))  # CIFAR's 4 pixels at 32 px
+
+
+def _shaped(width: int, height: int) -> Tensor:
+    """A tensor of an image's shape that holds no pixels (what torchvision's ``get_params`` reads)."""
+    return torch.empty(1).expand(3, height, width)
+
+
+class FolderImages:
+    """A torchvision ``ImageFolder`` split. A batch is decoded and transformed on ``threads`` threads (PIL's
+    decoding and resizing release the GIL); its random draws are made in image order from a generator seeded
+    by the batch's own generator, so the batch is the same for any number of threads."""
+
+    def __init__(self, root: str, transform: FolderTransform, threads: int = 1) -> None:
         from torchvision.datasets import ImageFolder
 
         self.folder = ImageFolder(root)
         self.transform = transform
+        self.threads = max(1, int(threads))
+        self._pool: ThreadPoolExecutor | None = None
 
     def __len__(self) -> int:
         return len(self.folder)
 
+    def __getstate__(self) -> dict:
+        return dict(self.__dict__, _pool=None)
+
+    def set_threads(self, threads: int) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self.threads, self._pool = max(1, int(threads)), None
+
+    def _map(self, fn: Callable, items: Sequence) -> list:
+        if self.threads == 1 or len(items) == 1:
+            return [fn(item) for item in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="decode")
+        return list(self._pool.map(fn, items))
+
     def batch(self, indices: np.ndarray, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-        images, labels = [], []
+        samples = [self.folder.samples[int(i)] for i in indices]
+        images = self._map(lambda sample: self.folder.loader(sample[0]), samples)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if generator is not None else 0
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)  # torchvision's random transforms draw from the global generator
-            for i in indices:
-                image, label = self.folder[int(i)]
-                images.append(self.transform(image))
-                labels.append(label)
-        return torch.stack(images), torch.tensor(labels, dtype=torch.long)
+            torch.manual_seed(seed)  # the draws come from the global generator, as torchvision's do
+            params = [self.transform.draw(*image.size) for image in images]
+        tensors = self._map(lambda pair: self.transform.render(*pair), list(zip(images, params)))
+        return torch.stack(tensors), torch.tensor([label for _, label in samples], dtype=torch.long)
 
 
 # -- loaders ---------------------------------------------------------------------------------------------------
@@ -156,74 +262,211 @@ def load_digits() -> DataSet:
     return DataSet(make(train), make(test), num_classes=10, in_channels=1)
 
 
-_CIFAR_STATS = {
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+_CIFAR = {  # name -> (torchvision class name, folder, files, label key, mean, std)
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"],
+                "labels", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ("CIFAR100", "cifar-100-python", ["train", "test"], "fine_labels",
+                 (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
 
 
 def load_cifar(name: str, data_dir: str) -> DataSet:
     from torchvision import datasets
 
-    cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[name]
-    check_data_dir(name, data_dir)
+    cls_name, folder, _, _, mean, std = _CIFAR[name]
+    cls = getattr(datasets, cls_name)
+    check_folders(name, data_dir, (folder,))
     data_dir = os.path.expanduser(data_dir)
     try:
         splits = [cls(data_dir, train=train, download=False) for train in (True, False)]
     except RuntimeError as error:  # torchvision: "Dataset not found or corrupted"
         raise ValueError(f"data_dir: {name} under {data_dir!r} is incomplete or corrupted ({error}); expected "
                          f"torchvision's layout {os.path.join(data_dir, cls.base_folder)}/") from error
-    mean, std = _CIFAR_STATS[name]
     train, test = (TensorImages(torch.from_numpy(s.data).permute(0, 3, 1, 2).contiguous(),
                                 torch.tensor(s.targets), mean, std, crop_padding=4 * aug, flip=bool(aug))
                    for s, aug in zip(splits, (1, 0)))
     return DataSet(train, test, num_classes=len(splits[0].classes), in_channels=3)
 
 
-def load_imagenet(data_dir: str, image_size: int = 224) -> DataSet:
-    from torchvision import transforms as T
+def check_cifar(name: str, data_dir: str) -> None:
+    """Every file of torchvision's layout is there and unpickles into rows of 3x32x32 bytes with labels."""
+    _, folder, files, label_key, _, _ = _CIFAR[name]
+    check_folders(name, data_dir, (folder,))
+    for file in files:
+        path = os.path.join(os.path.expanduser(data_dir), folder, file)
+        try:
+            with open(path, "rb") as f:
+                entry = pickle.load(f, encoding="latin1")
+            rows, labels = np.asarray(entry["data"]), entry[label_key]
+            ok = rows.ndim == 2 and rows.shape[1] == 3 * 32 * 32 and len(labels) == len(rows)
+        except Exception as error:  # any unreadable file is the same problem for the user
+            raise ValueError(f"data_dir: {name} file {path!r} is unreadable ({type(error).__name__}: "
+                             f"{' '.join(str(error).split())}) (on host {socket.gethostname()})") from None
+        if not ok:
+            raise ValueError(f"data_dir: {name} file {path!r} does not hold rows of 3x32x32 bytes with their "
+                             f"labels (on host {socket.gethostname()})")
 
-    check_data_dir("imagenet", data_dir)
+
+def load_imagefolder(data_dir: str, augmentation: str = "imagenet", image_size: int = 224,
+                     mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                     threads: int = 1, name: str = "imagefolder") -> DataSet:
+    check_folders(name, data_dir, ("train", "val"))
     data_dir = os.path.expanduser(data_dir)
-    normalize = T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    train = FolderImages(os.path.join(data_dir, "train"), T.Compose([
-        T.RandomResizedCrop(image_size), T.RandomHorizontalFlip(), T.ToTensor(), normalize]))
-    test = FolderImages(os.path.join(data_dir, "val"), T.Compose([
-        T.Resize(round(image_size * 256 / 224)), T.CenterCrop(image_size), T.ToTensor(), normalize]))
+    mean, std = tuple(mean), tuple(std)
+    train, test = (FolderImages(os.path.join(data_dir, split), FolderTransform(augmentation, image_size, mean, std,
+                                                                               train=split == "train"), threads)
+                   for split in ("train", "val"))
     if train.folder.classes != test.folder.classes:
         raise ValueError(f"data_dir: {data_dir!r} has different class folders in train/ and val/")
     return DataSet(train, test, num_classes=len(train.folder.classes), in_channels=3)
 
 
-#: The directories each data set reads under ``data_dir`` (torchvision's CIFAR layout; ImageFolder splits).
-DATA_SUBDIRS = {"cifar10": ("cifar-10-batches-py",), "cifar100": ("cifar-100-python",), "imagenet": ("train", "val")}
+def check_imagefolder(data_dir: str, name: str = "imagefolder") -> None:
+    """train/ and val/ hold the same class folders, and each class folder of train/ holds an image file."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    check_folders(name, data_dir, ("train", "val"))
+    root = os.path.expanduser(data_dir)
+    classes = {}
+    for split in ("train", "val"):
+        classes[split] = sorted(e.name for e in os.scandir(os.path.join(root, split)) if e.is_dir())
+        if not classes[split]:
+            raise ValueError(f"data_dir: {name} needs class folders in {os.path.join(root, split)!r}, found none "
+                             f"(on host {socket.gethostname()})")
+    if classes["train"] != classes["val"]:
+        raise ValueError(f"data_dir: {name} under {root!r} has different class folders in train/ and val/")
+    for cls in classes["train"]:
+        folder = os.path.join(root, "train", cls)
+        if not any(e.name.lower().endswith(IMG_EXTENSIONS) for e in os.scandir(folder)):
+            raise ValueError(f"data_dir: {name} class folder {folder!r} holds no image file "
+                             f"(on host {socket.gethostname()})")
 
 
-def check_data_dir(name: str, data_dir: str | None) -> None:
+ARRAYS_FILE = "data.npz"
+
+
+def array_dataset(x_train: Any, y_train: Any, x_test: Any, y_test: Any, num_classes: int | None = None,
+                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                  crop_padding: int = 0, flip: bool = False) -> DataSet:
+    """A data set held in memory from arrays: images (uint8 NCHW, scaled to [0, 1]) or float examples
+    ([N, F] features, or NCHW), and integer labels. Normalised per channel (or feature) with ``mean``/``std``,
+    by default the training split's own; ``crop_padding``/``flip`` augment images like CIFAR's."""
+    x_train, x_test = torch.as_tensor(np.asarray(x_train)), torch.as_tensor(np.asarray(x_test))
+    y_train, y_test = torch.as_tensor(np.asarray(y_train)).long(), torch.as_tensor(np.asarray(y_test)).long()
+    if x_train.dtype != torch.uint8:
+        x_train, x_test = x_train.float(), x_test.float()
+    if x_train.dim() < 2 or x_train.shape[1:] != x_test.shape[1:]:
+        raise ValueError(f"arrays: train and test examples need the same shape, got {tuple(x_train.shape)} and "
+                         f"{tuple(x_test.shape)}")
+    scale = 255.0 if x_train.dtype == torch.uint8 else 1.0
+    dims = [0] + list(range(2, x_train.dim()))
+    if mean is None:
+        mean = (x_train.float() / scale).mean(dims).tolist()
+    if std is None:
+        std = [max(s, 1e-8) for s in (x_train.float() / scale).std(dims).tolist()]
+    classes = num_classes or int(max(int(y_train.max()), int(y_test.max())) + 1)
+    make = lambda x, y, aug: TensorImages(x, y, mean, std, crop_padding=crop_padding * aug,  # noqa: E731
+                                          flip=flip and aug)
+    return DataSet(make(x_train, y_train, True), make(x_test, y_test, False), num_classes=classes,
+                   in_channels=int(x_train.shape[1]))
+
+
+def load_arrays(data_dir: str, crop_padding: int = 0, flip: bool = False) -> DataSet:
+    check_arrays(data_dir)
+    with np.load(os.path.join(os.path.expanduser(data_dir), ARRAYS_FILE)) as arrays:
+        return array_dataset(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
+                             crop_padding=crop_padding, flip=flip)
+
+
+def check_arrays(data_dir: str) -> None:
+    path = os.path.join(os.path.expanduser(data_dir or ""), ARRAYS_FILE)
+    if not data_dir or not os.path.isfile(path):
+        raise ValueError(f"data_dir: arrays needs the file {path!r}, which does not exist "
+                         f"(on host {socket.gethostname()}); data sets are never downloaded")
+    try:
+        with np.load(path) as arrays:
+            missing = sorted({"x_train", "y_train", "x_test", "y_test"} - set(arrays.files))
+    except Exception as error:
+        raise ValueError(f"data_dir: arrays file {path!r} is unreadable ({type(error).__name__}) "
+                         f"(on host {socket.gethostname()})") from None
+    if missing:
+        raise ValueError(f"data_dir: arrays file {path!r} lacks {', '.join(missing)}")
+
+
+def check_folders(name: str, data_dir: str | None, folders: Sequence[str]) -> None:
     """Raise a ValueError naming this host and the path if ``data_dir`` (``~`` expanded here, on the node that
-    reads it) lacks a directory data set ``name`` reads; data sets are never downloaded."""
-    for sub in DATA_SUBDIRS.get(name, ()):
+    reads it) lacks one of ``folders``; data sets are never downloaded."""
+    for sub in folders:
         path = os.path.join(os.path.expanduser(data_dir or ""), sub)
         if not data_dir or not os.path.isdir(path):
             raise ValueError(f"data_dir: {name} needs the directory {path!r}, which does not exist "
                              f"(on host {socket.gethostname()}); data sets are never downloaded")
 
 
-#: name -> (loader(data_dir, **options), allowed options, needs data_dir)
-DATASETS: dict[str, tuple[Callable[..., DataSet], tuple[str, ...], bool]] = {
-    "digits": (lambda data_dir: load_digits(), (), False),
-    "cifar10": (lambda data_dir: load_cifar("cifar10", data_dir), (), True),
-    "cifar100": (lambda data_dir: load_cifar("cifar100", data_dir), (), True),
-    "imagenet": (load_imagenet, ("image_size",), True),
+# -- the registry ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    fn: Callable[..., DataSet]          # fn(data_dir, **options) -> DataSet
+    options: dict[str, Option] = field(default_factory=dict)
+    needs_data_dir: bool = False
+    #: check(data_dir, **options): raise a ValueError (naming the host and path) if the data under
+    #: ``data_dir`` cannot be read; run on every node before a sweep launches. None: nothing to check.
+    check: Callable[..., None] | None = None
+
+
+#: Every data set by the exact name configs use.
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def register_dataset(name: str, options: dict[str, Option] | None = None, needs_data_dir: bool = False,
+                     check: Callable[..., None] | None = None) -> Callable:
+    """Decorator: register ``fn(data_dir, **options) -> DataSet`` as data set ``name``; ``check(data_dir,
+    **options)`` verifies the files before anything launches."""
+    def register(fn: Callable[..., DataSet]) -> Callable[..., DataSet]:
+        DATASETS.register(name, DatasetSpec(fn, dict(options or {}), needs_data_dir, check))
+        return fn
+    return register
+
+
+_THREADS = Option(None, optional(integer(1)), "decode threads per batch (default: the actor's cpus)")
+_FOLDER_OPTIONS = {
+    "augmentation": Option("imagenet", one_of(*AUGMENTATIONS), "none | cifar (pad-crop + flip) | imagenet"),
+    "image_size": Option(224, integer(1), "side of the square images the model sees"),
+    "mean": Option(IMAGENET_MEAN, numbers(0.0), "per-channel mean for normalisation"),
+    "std": Option(IMAGENET_STD, numbers(0.0, above=True), "per-channel std for normalisation"),
+    "threads": _THREADS,
 }
+
+register_dataset("digits")(lambda data_dir: load_digits())
+for _name in _CIFAR:
+    register_dataset(_name, needs_data_dir=True, check=lambda data_dir, _n=_name: check_cifar(_n, data_dir))(
+        lambda data_dir, _n=_name: load_cifar(_n, data_dir))
+register_dataset("imagefolder", options=_FOLDER_OPTIONS, needs_data_dir=True,
+                 check=lambda data_dir, **_: check_imagefolder(data_dir))(load_imagefolder)
+register_dataset("imagenet", options={"image_size": _FOLDER_OPTIONS["image_size"], "threads": _THREADS},
+                 needs_data_dir=True, check=lambda data_dir, **_: check_imagefolder(data_dir, "imagenet"))(
+    lambda data_dir, image_size=224, threads=None: load_imagefolder(data_dir, "imagenet", image_size,
+                                                                    threads=threads, name="imagenet"))
+register_dataset("arrays", options={"crop_padding": Option(0, integer(0), "pixels of zero padding for random crops"),
+                                   "flip": Option(False, boolean(), "random horizontal flips")},
+                 needs_data_dir=True, check=lambda data_dir, **_: check_arrays(data_dir))(load_arrays)
 
 
 def load_dataset(name: str, data_dir: str | None = None, **options) -> DataSet:
     """Load the data set registered as ``name`` (from ``data_dir`` where it needs one)."""
-    check_name("dataset", name, DATASETS)
-    loader, allowed, _ = DATASETS[name]
-    check_options("dataset_options", name, options, allowed)
-    return loader(data_dir, **options)
+    spec = DATASETS[name]
+    values = resolve_options("dataset_options", name, options, spec.options)
+    if "threads" in values and values["threads"] is None:
+        values["threads"] = 1
+    return spec.fn(data_dir, **values)
+
+
+def check_dataset(name: str, data_dir: str | None, **options) -> None:
+    """The data set's own check of its files under ``data_dir`` (on the node that runs this)."""
+    spec = DATASETS[name]
+    if spec.check is not None:
+        spec.check(data_dir, **resolve_options("dataset_options", name, options, spec.options))
 
 
 # -- each logical worker's stream of batches -------------------------------------------------------------------

@@ -20,9 +20,11 @@ A grid file::
       max_failures: 2              # a failed trial resumes from its last epoch's checkpoint this often
       trial_cpus: 0.25             # CPUs for the Tune trial process itself (it only waits on the server)
 
-The ``baseline`` algorithm has one worker by definition: it runs once per schedule and seed with
+A single-worker rule (``baseline``: its ``max_workers`` is 1) runs once per schedule and seed with
 ``num_workers: 1``, whatever the ``num_workers`` axis says. A trial of N workers gets min(N, num_actors)
-actors: ``trial.num_actors`` is a cap (unset: one actor per logical worker).
+actors: ``trial.num_actors`` is a cap (unset: one actor per logical worker). ``trial.plugins`` names modules
+(or .py files, relative to the working directory) that register rules, data sets and models; they are
+imported before the grid is checked.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ from typing import Any
 
 import yaml
 
-from dana_ray.checks import check_integer, check_number, check_options
-from dana_ray.config import TrialConfig
+from dana_ray.algorithms import ALGORITHMS
+from dana_ray.checks import check_integer, check_name, check_number, check_options
+from dana_ray.config import TrialConfig, schedule_names
+from dana_ray.plugins import load_plugins, normalize
 
 AXES = ("algorithm", "num_workers", "schedule", "seed")
 SECTIONS = ("description", "paper_table", "trial", "grid", "tune")
@@ -62,10 +66,10 @@ class Grid:
         return list(self.axes["seed"])
 
     def cells(self) -> list[tuple[str, int]]:
-        """(algorithm, num_workers) pairs in grid order; the baseline only once, with one worker."""
+        """(algorithm, num_workers) pairs in grid order; a single-worker rule only once, with one worker."""
         out: list[tuple[str, int]] = []
         for algorithm, workers in itertools.product(self.axes["algorithm"], self.axes["num_workers"]):
-            cell = (algorithm, 1 if algorithm == "baseline" else workers)
+            cell = (algorithm, 1 if ALGORITHMS[algorithm].max_workers == 1 else workers)
             if cell not in out:
                 out.append(cell)
         return out
@@ -151,12 +155,27 @@ def _parse(path: str, raw: Any, data_dir: str | None) -> Grid:
         trial["data_dir"] = data_dir
     if trial.get("data_dir") and not str(trial["data_dir"]).startswith("~"):
         trial["data_dir"] = os.path.abspath(str(trial["data_dir"]))  # "~" is expanded on each node
+    if trial.get("plugins") is not None:
+        if not isinstance(trial["plugins"], list):
+            raise ValueError(f"trial.plugins: expected a list of module names or .py files, got {trial['plugins']!r}")
+        trial["plugins"] = [normalize(p) if isinstance(p, str) else p for p in trial["plugins"]]
+        load_plugins(trial["plugins"])
     axes = raw["grid"]
     check_options("grid", os.path.basename(path), axes, AXES)
     for axis in AXES:
         values = axes.get(axis)
         if not isinstance(values, list) or not values:
             raise ValueError(f"grid.{axis}: expected a non-empty list, got {values!r}")
+        for value in values:
+            if axis == "algorithm":
+                check_name("grid.algorithm", value, ALGORITHMS)
+            elif axis == "schedule":
+                check_name("grid.schedule", value, schedule_names())
+            else:
+                check_integer(f"grid.{axis}", value, minimum=0 if axis == "seed" else 1)
+        repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+        if repeated:
+            raise ValueError(f"grid.{axis}: {repeated[0]!r} is listed twice; every value once")
     tune = dict(raw.get("tune") or {})
     check_options("tune", os.path.basename(path), tune, TUNE_OPTIONS)
     if tune.get("max_concurrent_trials") is not None:

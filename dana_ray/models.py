@@ -11,18 +11,42 @@
 * ``cnn``: a small network with BatchNorm for the embedded 8x8 digits: quick on a laptop CPU, and it
   exercises the same BatchNorm path as the large models.
 
-Every builder takes ``num_classes`` and ``in_channels`` plus its own options.
+Every builder takes ``num_classes`` and ``in_channels`` plus its own options, declared with their defaults and
+checks when it is registered. A model of one's own is one function::
+
+    @register_model("my-net", options={"width": Option(64, integer(1))})
+    def my_net(num_classes: int, in_channels: int, width: int = 64) -> nn.Module: ...
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dana_ray.checks import check_name, check_options
+from dana_ray.checks import integer, number
+from dana_ray.registry import Option, Registry, resolve_options
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    fn: Callable[..., nn.Module]  # fn(num_classes, in_channels, **options) -> module
+    options: dict[str, Option]
+
+
+#: Every model by the exact name configs use.
+MODELS: Registry[ModelSpec] = Registry("model")
+
+
+def register_model(name: str, options: dict[str, Option] | None = None) -> Callable:
+    """Decorator: register ``fn(num_classes, in_channels, **options) -> nn.Module`` as model ``name``."""
+    def register(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        MODELS.register(name, ModelSpec(fn, dict(options or {})))
+        return fn
+    return register
 
 
 # -- ResNet-20 (CIFAR) -------------------------------------------------------------------------------------
@@ -147,6 +171,35 @@ class SmallCNN(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
 
 
+def _wrn_depth(field: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 10 or (value - 4) % 6:
+        raise ValueError(f"{field}: expected an integer 6n+4 >= 10 (10, 16, 22, 28, ...), got {value!r}")
+
+
+_DROPOUT = Option(0.0, number(0.0, below=1.0), "dropout between a block's convolutions")
+
+
+@register_model("cnn", options={"channels": Option(32, integer(1), "channels of the first convolution")})
+def _cnn(num_classes: int, in_channels: int, channels: int = 32) -> nn.Module:
+    return SmallCNN(num_classes, in_channels, channels)
+
+
+@register_model("resnet20")
+def _resnet20(num_classes: int, in_channels: int) -> nn.Module:
+    return CifarResNet(3, num_classes, in_channels)
+
+
+@register_model("wrn", options={"depth": Option(16, _wrn_depth), "width": Option(4, integer(1)), "dropout": _DROPOUT})
+def _wrn(num_classes: int, in_channels: int, depth: int = 16, width: int = 4, dropout: float = 0.0) -> nn.Module:
+    return WideResNet(depth, width, dropout, num_classes, in_channels)
+
+
+@register_model("wrn-16-4", options={"dropout": _DROPOUT})
+def _wrn_16_4(num_classes: int, in_channels: int, dropout: float = 0.0) -> nn.Module:
+    return WideResNet(16, 4, dropout, num_classes, in_channels)
+
+
+@register_model("resnet50")
 def _resnet50(num_classes: int, in_channels: int) -> nn.Module:
     import torchvision
 
@@ -156,21 +209,14 @@ def _resnet50(num_classes: int, in_channels: int) -> nn.Module:
     return model
 
 
-#: name -> (builder(num_classes, in_channels, **options), allowed options)
-MODELS: dict[str, tuple[Callable[..., nn.Module], tuple[str, ...]]] = {
-    "cnn": (lambda num_classes, in_channels, **o: SmallCNN(num_classes, in_channels, **o), ("channels",)),
-    "resnet20": (lambda num_classes, in_channels: CifarResNet(3, num_classes, in_channels), ()),
-    "wrn": (lambda num_classes, in_channels, **o: WideResNet(num_classes=num_classes, in_channels=in_channels, **o),
-            ("depth", "width", "dropout")),
-    "wrn-16-4": (lambda num_classes, in_channels, **o: WideResNet(16, 4, num_classes=num_classes,
-                                                                  in_channels=in_channels, **o), ("dropout",)),
-    "resnet50": (_resnet50, ()),
-}
-
-
 def make_model(name: str, num_classes: int, in_channels: int = 3, **options) -> nn.Module:
     """Build the model registered as ``name`` (random initialisation from torch's global generator)."""
-    check_name("model", name, MODELS)
-    builder, allowed = MODELS[name]
-    check_options("model_options", name, options, allowed)
-    return builder(num_classes, in_channels, **options)
+    spec = MODELS[name]
+    return spec.fn(num_classes, in_channels, **resolve_options("model_options", name, options, spec.options))
+
+
+def check_model(name: str, options: dict, num_classes: int, in_channels: int) -> None:
+    """Build the model on the meta device (no memory, no initialisation cost): every error a builder raises
+    for these options is raised now, before any trial starts."""
+    with torch.device("meta"):
+        make_model(name, num_classes, in_channels, **options)

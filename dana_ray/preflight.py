@@ -1,22 +1,28 @@
-"""Checks a sweep runs on the Ray cluster before it launches anything: is the data on every node?
+"""Checks a sweep runs on the Ray cluster before it launches anything: can every node read the data?
 
 On a cluster the driver (the head node) may not see the data the GPU nodes read, so the check runs where
-the data is read: one zero-CPU task pinned to each live node calls ``data.check_data_dir`` there. Nodes that
-the autoscaler adds later are checked when their Worker actors load the data (a trial then fails at start
-with the same message, naming that node).
+the data is read: one zero-CPU task pinned to each live node runs the data set's own check there
+(``data.check_dataset``: the folders exist, and the files are what the loader expects: CIFAR's pickles
+unpickle into 3x32x32 rows, an image folder's train/ and val/ hold the same classes with images in them).
+Nodes that the autoscaler adds later are checked when their Worker actors load the data (a trial then
+fails at start with the same message, naming that node).
 """
 
 from __future__ import annotations
 
+import json
+
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from dana_ray.data import check_data_dir
+from dana_ray.data import check_dataset
+from dana_ray.plugins import load_plugins
 
 
-def _check_here(dataset: str, data_dir: str | None) -> str | None:
+def _check_here(plugins: list[str], dataset: str, data_dir: str | None, options: str) -> str | None:
     try:
-        check_data_dir(dataset, data_dir)
+        load_plugins(plugins)
+        check_dataset(dataset, data_dir, **json.loads(options))
     except ValueError as error:
         return str(error)
     return None
@@ -25,16 +31,21 @@ def _check_here(dataset: str, data_dir: str | None) -> str | None:
 _remote_check = ray.remote(num_cpus=0, max_retries=0)(_check_here)
 
 
-def missing_data(datasets: set[tuple[str, str | None]]) -> list[str]:
-    """One message per (node, data set) whose data directory is missing on that live node; [] if none.
+def data_key(dataset: str, data_dir: str | None, options: dict, plugins: tuple | list = ()) -> tuple:
+    """What one check covers: the data set, its directory, its options, and the plug-ins that register it."""
+    return dataset, data_dir, json.dumps(options, sort_keys=True), tuple(plugins)
 
-    ``datasets``: the (dataset, data_dir) pairs the sweep's trials read.
+
+def missing_data(datasets: set[tuple]) -> list[str]:
+    """One message per (node, data set) whose data cannot be read on that live node; [] if none.
+
+    ``datasets``: the ``data_key``s of the sweep's trials.
     """
     nodes = [n for n in ray.nodes() if n["Alive"]]
     checks = []
     for node in nodes:
         strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-        for dataset, data_dir in sorted(datasets, key=str):
-            ref = _remote_check.options(scheduling_strategy=strategy).remote(dataset, data_dir)
+        for dataset, data_dir, options, plugins in sorted(datasets, key=str):
+            ref = _remote_check.options(scheduling_strategy=strategy).remote(list(plugins), dataset, data_dir, options)
             checks.append((node["NodeManagerAddress"], ref))
     return [f"{message} [node {address}]" for address, ref in checks if (message := ray.get(ref))]

@@ -26,8 +26,6 @@ from dana_ray.algorithms import ALGORITHMS
 from dana_ray.config import TrialConfig
 from dana_ray.grid import trial_from_tune
 
-PAPER_ALGORITHM = {"baseline": "Baseline", "ssgd": "SSGD", "asgd": "ASGD", "nag-asgd": "NAG-ASGD",
-                   "multi-asgd": "Multi-ASGD", "dana": "DANA"}
 PAPER_MODEL = {"resnet20": "resnet20", "wrn-16-4": "wrn", "wrn": "wrn"}
 GROUP = ["model", "dataset", "schedule"]
 FORMATS = ("markdown", "csv", "latex")
@@ -95,6 +93,16 @@ def paper_tables() -> pd.DataFrame:
         return pd.read_csv(f)
 
 
+def paper_rows() -> dict[str, str]:
+    """Our rule name -> its row label in the paper's tables, as each rule declares (``paper_name``)."""
+    return {name: rule.paper_name for name, rule in ALGORITHMS.items() if rule.paper_name}
+
+
+def is_reference(algorithm: str) -> bool:
+    """A single-worker rule: the reference the other rules are measured against (the paper's baseline)."""
+    return algorithm in ALGORITHMS and ALGORITHMS[algorithm].max_workers == 1
+
+
 # -- the pure part ---------------------------------------------------------------------------------------------
 
 def summarize(trials: pd.DataFrame, seeds: int | None = None, paper: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -120,7 +128,7 @@ def summarize(trials: pd.DataFrame, seeds: int | None = None, paper: pd.DataFram
                       for d, n in zip(table["diverged"], table["n"])]
     if paper is not None:
         published = paper.assign(
-            algorithm=paper["algorithm"].map({v: k for k, v in PAPER_ALGORITHM.items()}),
+            algorithm=paper["algorithm"].map({v: k for k, v in paper_rows().items()}),
             num_workers=paper["workers"],
         )[["model", "dataset", "schedule", "num_workers", "algorithm", "test_error_mean", "test_error_std", "table"]]
         published = published.rename(columns={"model": "paper_model", "test_error_mean": "paper_mean",
@@ -261,7 +269,7 @@ def plot_curves(trials: pd.DataFrame, path: str) -> list[str]:
     plt, fig, axes = _figure(len(groups))
     for ax, ((model, dataset, schedule), part) in zip(axes, groups):
         largest = part["num_workers"].max()
-        shown = part[(part["num_workers"] == largest) | (part["algorithm"] == "baseline")]
+        shown = part[(part["num_workers"] == largest) | part["algorithm"].map(is_reference)]
         for algorithm, rows in sorted(shown.groupby("algorithm", sort=False), key=lambda g: _ORDER[g[0]]):
             curves = [c for c in rows["curve"] if c]
             if not curves:
@@ -270,7 +278,7 @@ def plot_curves(trials: pd.DataFrame, path: str) -> list[str]:
             mean = [sum(c[e] for c in curves) / len(curves) for e in range(length)]
             n = rows["num_workers"].iloc[0]
             ax.plot(range(1, length + 1), mean, label=f"{algorithm} (N={n})", color=_color(algorithm),
-                    linestyle="--" if algorithm == "baseline" else "-")
+                    linestyle="--" if is_reference(algorithm) else "-")
         ax.set(xlabel="epoch", ylabel="test error %", title=f"{model}, {dataset}, {schedule}: N = {largest}")
     return _save(plt, fig, axes, path)
 
@@ -278,7 +286,7 @@ def plot_curves(trials: pd.DataFrame, path: str) -> list[str]:
 def plot_delays(trials: pd.DataFrame, path: str) -> list[str]:
     """One panel per rule: the distribution of delays at the largest N, one line per schedule (and model,
     data set, where several), as the fraction of gradients applied with each delay."""
-    algorithms = sorted({a for a in trials["algorithm"] if a != "baseline"}, key=lambda a: _ORDER.get(a, 99))
+    algorithms = sorted({a for a in trials["algorithm"] if not is_reference(a)}, key=lambda a: _ORDER.get(a, 99))
     plt, fig, axes = _figure(max(len(algorithms), 1))
     for ax, algorithm in zip(axes, algorithms):
         for k, (group, part) in enumerate(trials[trials["algorithm"] == algorithm].groupby(GROUP, sort=False)):

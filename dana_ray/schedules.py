@@ -23,7 +23,8 @@ from typing import ClassVar, Iterator
 
 import numpy as np
 
-from dana_ray.checks import check_integer, check_name, check_options, is_number
+from dana_ray.checks import check_integer, fraction, is_number, number, numbers, optional
+from dana_ray.registry import Option, Registry, resolve_options
 
 _BLOCK_RANDOM_TAG = 1
 _GAMMA_TAG = 2
@@ -33,6 +34,8 @@ class Schedule(Iterator[int]):
     """Base class: an endless, seeded iterator of worker indices with resumable state."""
 
     name: ClassVar[str] = ""
+    #: The schedule's own options (``schedule_options`` in a trial config), with defaults and checks.
+    options: ClassVar[dict[str, Option]] = {}
 
     def __init__(self, num_workers: int, seed: int) -> None:
         check_integer("num_workers", num_workers, minimum=1)
@@ -98,6 +101,13 @@ class Gamma(Schedule):
     """
 
     name = "gamma"
+    options = {
+        "shape": Option(100.0, number(0.0, above=True), "gamma shape (10% spread at 100)"),
+        "scale": Option(1.28, number(0.0, above=True), "gamma scale (mean time = shape x scale)"),
+        "time_factors": Option(None, optional(numbers(0.0, above=True)), "one time multiplier per worker"),
+        "slow_fraction": Option(None, optional(fraction()), "share of slow workers"),
+        "slow_factor": Option(None, optional(number(0.0, above=True)), "how many times slower they are"),
+    }
 
     def __init__(self, num_workers: int, seed: int, shape: float = 100.0, scale: float = 1.28,
                  time_factors: list[float] | None = None, slow_fraction: float | None = None,
@@ -155,18 +165,13 @@ def _time_factors(num_workers: int, time_factors: list[float] | None, slow_fract
 
 
 #: Every schedule by the exact name configs use.
-SCHEDULES: dict[str, type[Schedule]] = {s.name: s for s in (RoundRobin, BlockRandom, Gamma)}
-
-#: The options each schedule takes (beyond num_workers and seed).
-SCHEDULE_OPTIONS: dict[str, tuple[str, ...]] = {
-    "round-robin": (),
-    "block-random": (),
-    "gamma": ("shape", "scale", "time_factors", "slow_fraction", "slow_factor"),
-}
+SCHEDULES: Registry[type[Schedule]] = Registry("schedule")
+for _schedule in (RoundRobin, BlockRandom, Gamma):
+    SCHEDULES.register(_schedule.name, _schedule)
 
 
 def make_schedule(name: str, num_workers: int, seed: int, **options) -> Schedule:
-    """Build the schedule registered as ``name``; ``options`` are schedule-specific (see SCHEDULE_OPTIONS)."""
-    check_name("schedule", name, SCHEDULES)
-    check_options("schedule_options", name, options, SCHEDULE_OPTIONS[name])
-    return SCHEDULES[name](num_workers, seed, **options)
+    """Build the schedule registered as ``name``; ``options`` are its own (``SCHEDULES[name].options``)."""
+    cls = SCHEDULES[name]
+    given = resolve_options("schedule_options", name, options, cls.options)
+    return cls(num_workers, seed, **{k: v for k, v in given.items() if k in options})

@@ -103,10 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     if not ray.is_initialized():
         ray.init()  # joins RAY_ADDRESS or a cluster on this machine; else starts Ray here
     if not args.skip_data_check:
-        from dana_ray.preflight import missing_data
+        from dana_ray.preflight import data_key, missing_data
 
         configs = [TrialConfig.from_dict(t) for t in grid.trials()]
-        problems = missing_data({(c.dataset, c.data_dir) for c in configs})
+        problems = missing_data({data_key(c.dataset, c.data_dir, c.dataset_options, c.plugins) for c in configs})
         if problems:
             print("\n".join(f"error: {args.config}: {p}" for p in problems), file=sys.stderr)
             return 2

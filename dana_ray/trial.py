@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
              if k not in ("algorithm", "num_workers", "seed", "json", "quiet", "executor")}
     grid = [dict(fixed, algorithm=a, num_workers=n, seed=s)
             for a in args.algorithm for n in args.num_workers for s in args.seed
-            if not (a == "baseline" and n != 1)]
+            if not (a in ALGORITHMS and ALGORITHMS[a].max_workers == 1 and n != 1)]
     try:
         configs = [TrialConfig.from_dict(c) for c in grid]
     except ValueError as error:

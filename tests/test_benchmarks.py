@@ -20,8 +20,8 @@ def bench(script: str, *args: str) -> str:
 
 def test_server_update_benchmark():
     out = bench("server_update.py", "--sizes", "0.01", "--workers", "1", "4", "--rules", "dana", "dana-slim")
-    rows = {line[:17].strip(): line[17:].split() for line in out.splitlines() if line.startswith("dana")}
-    assert set(rows) == {"dana", "dana fused", "dana-slim"}  # dana-slim's update is one pass already
+    rows = {line[:21].strip(): line[21:].split() for line in out.splitlines() if line.startswith("dana")}
+    assert set(rows) == {"dana", "dana fused", "dana-slim", "dana-slim fused"}
     assert all(float(v) > 0 for row in rows.values() for v in row)
 
 

@@ -70,7 +70,7 @@ def test_imagenet_imagefolder(fake_imagenet):
 
 
 def test_unknown_dataset_and_option():
-    with pytest.raises(ValueError, match="dataset: unknown name 'mnist'; allowed: digits, cifar10, cifar100, imagenet"):
+    with pytest.raises(ValueError, match="dataset: unknown name 'mnist'; allowed: digits, cifar10, cifar100, imagefolder"):
         load_dataset("mnist")
     with pytest.raises(ValueError, match="dataset_options: unknown option 'image_size' for 'digits'; allowed: none"):
         load_dataset("digits", image_size=8)

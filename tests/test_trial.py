@@ -36,12 +36,19 @@ def test_same_config_same_parameters(schedule):
     assert run(dict(config, seed=1))["params_sha256"] != first["params_sha256"]
 
 
-def test_with_one_worker_the_rules_collapse_to_two_bitwise_outcomes():
-    """N = 1: baseline, asgd, multi-asgd and ssgd are all momentum SGD; nag-asgd and dana are all Nesterov."""
-    sha = {name: run(dict(FAST, algorithm=name, num_workers=1, epochs=1))["params_sha256"]
-           for name in ("baseline", "asgd", "multi-asgd", "ssgd", "nag-asgd", "dana")}
-    assert sha["baseline"] == sha["asgd"] == sha["multi-asgd"] == sha["ssgd"]
-    assert sha["nag-asgd"] == sha["dana"] != sha["baseline"]
+def test_with_one_worker_the_rules_collapse_to_their_single_worker_forms():
+    """N = 1, bitwise: the rules that declare momentum SGD give one outcome, the Nesterov ones another, the
+    momentum-free ones (asgd, dc-asgd) a third; asgd-momentum is the baseline."""
+    from dana_ray.algorithms import ALGORITHMS, BUILTIN_ALGORITHMS
+
+    forms: dict = {}
+    for name in BUILTIN_ALGORITHMS:
+        form = ALGORITHMS[name].single_worker_form
+        if form is not None and not (form == "nesterov" and ALGORITHMS[name].worker_side):  # dana-slim evaluates x
+            sha = run(dict(FAST, algorithm=name, num_workers=1, epochs=1))["params_sha256"]
+            forms.setdefault(form, set()).add(sha)
+    assert {form: len(shas) for form, shas in forms.items()} == {"sgd": 1, "momentum": 1, "nesterov": 1}
+    assert len(set.union(*forms.values())) == 3
 
 
 def test_every_algorithm_learns_the_digits_with_one_worker():
@@ -49,7 +56,7 @@ def test_every_algorithm_learns_the_digits_with_one_worker():
 
     for name in ALGORITHMS:
         result = run(dict(FAST, model_options={}, lr=0.1, algorithm=name, num_workers=1, epochs=3))
-        assert result["test_error"] < 10, (name, result["test_error"])
+        assert result["test_error"] < 15, (name, result["test_error"])  # chance: 90
 
 
 def test_divergence_ends_the_run_at_chance_level():
@@ -61,9 +68,30 @@ def test_divergence_ends_the_run_at_chance_level():
     assert rows[-1]["diverged"] is True
 
 
-def test_lr_step_decay_and_warmup():
-    lr = step_decay(0.1, steps_per_epoch=10, decay_epochs=[2, 3], decay_factor=0.1, warmup_epochs=1)
+def test_lr_step_decay_and_warmup_from_almost_zero():
+    lr = step_decay(0.1, steps_per_epoch=10, decay_epochs=[2, 3], decay_factor=0.1, warmup_epochs=1,
+                    warmup_start="lr/steps")
     assert [round(lr(s), 6) for s in (0, 4, 9, 10, 19, 20, 29, 30)] == [0.01, 0.05, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001]
+
+
+def test_warmup_from_lr_over_n_is_the_authors_linspace():
+    """The DANA authors' simulator: ``np.linspace(lr / N, lr, steps_per_epoch * warmup_epochs)``, then lr; by
+    hand for N = 4 over 10 steps: .025 at step 0, .05 at step 3, .1 at step 9. With one worker, no warm-up."""
+    import numpy as np
+
+    lr = step_decay(0.1, steps_per_epoch=5, decay_epochs=[4], warmup_epochs=2, warmup_start="lr/N", num_workers=4)
+    assert [lr(s) for s in range(10)] == pytest.approx(np.linspace(0.1 / 4, 0.1, 10).tolist(), rel=1e-12)
+    assert (lr(0), lr(3), lr(9), lr(10), lr(19), lr(20)) == pytest.approx((0.025, 0.05, 0.1, 0.1, 0.1, 0.01))
+    one = step_decay(0.1, steps_per_epoch=5, warmup_epochs=2, warmup_start="lr/N", num_workers=1)
+    assert {one(s) for s in range(12)} == {0.1}
+
+
+def test_warmup_reaches_a_run():
+    rows = []
+    run(dict(FAST, algorithm="dana", num_workers=4, epochs=2, lr=0.04, warmup_epochs=1), callback=rows.append)
+    assert [r["lr"] for r in rows] == [0.04, 0.04]  # warmed up after the first epoch (lr: at the next step)
+    run(dict(FAST, algorithm="dana", num_workers=4, epochs=1, lr=0.04, warmup_epochs=2), callback=rows.append)
+    assert 0.01 < rows[-1]["lr"] < 0.04
 
 
 def test_decay_applies_inside_a_run():
@@ -76,14 +104,16 @@ def test_decay_applies_inside_a_run():
 
 @pytest.mark.parametrize("change,match", [
     (dict(optimizer="sgd"), r"config: unknown key 'optimizer'; allowed: model, model_options"),
-    (dict(algorithm="adam"), r"algorithm: unknown name 'adam'; allowed: baseline, ssgd, asgd, nag-asgd"),
+    (dict(algorithm="adam"), r"algorithm: unknown name 'adam'; allowed: baseline, ssgd, asgd, asgd-momentum"),
     (dict(schedule="fifo"), r"schedule: unknown name 'fifo'; allowed: round-robin, block-random, gamma, arrival"),
     (dict(num_actors=0), r"num_actors: expected an integer >= 1, got 0"),
     (dict(gpus_per_actor=-1), r"gpus_per_actor: expected a finite number >= 0.0, got -1"),
     (dict(model="vgg"), r"model: unknown name 'vgg'"),
     (dict(dataset="mnist"), r"dataset: unknown name 'mnist'"),
     (dict(num_workers=0), r"num_workers: expected an integer >= 1, got 0"),
-    (dict(algorithm="baseline", num_workers=4), r"num_workers: algorithm 'baseline' .* needs 1, got 4"),
+    (dict(algorithm="baseline", num_workers=4), r"num_workers: algorithm 'baseline' takes exactly 1 worker, got 4"),
+    (dict(warmup_start="zero"), r"warmup_start: unknown name 'zero'; allowed: lr/N, lr/steps"),
+    (dict(weight_decay_at="server"), r"weight_decay_at: unknown name 'server'; allowed: worker, master"),
     (dict(momentum=1.5), r"momentum: expected a finite number in \[0.0, 1.0\), got 1.5"),
     (dict(lr=-1), r"lr: expected a finite number >= 0.0, got -1"),
     (dict(lr=float("nan")), r"lr: expected a finite number >= 0.0, got nan"),
@@ -131,11 +161,12 @@ def test_resume_from_a_checkpoint_finishes_identically():
 
 @pytest.mark.parametrize("algorithm", ["dana-slim", "dana-dc"])
 def test_resume_restores_worker_side_and_compensation_state(algorithm):
-    """dana-slim's momenta live with the workers and dana-dc keeps every sent point: both are saved."""
+    """dana-slim's momenta live with the workers, and dana-dc's points with the master's outstanding jobs:
+    both are saved."""
     config = dict(FAST, algorithm=algorithm, num_workers=4, schedule="gamma", epochs=2)
     states = []
     whole = run(config, checkpoint=states.append)
-    assert ("worker_side" in states[0]["master"]) == (algorithm == "dana-slim")
+    assert bool(states[0]["master"]["worker_side"]) == (algorithm == "dana-slim")
     assert run(config, resume=states[0])["params_sha256"] == whole["params_sha256"]
 
 

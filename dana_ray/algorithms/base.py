@@ -1,25 +1,40 @@
-"""The contract every master-side update rule keeps, and the checks they share.
+"""The contract every master-side update rule keeps, and the registry that makes a rule usable by name.
 
 A rule owns the master's state for ONE flat parameter vector: the master's parameters ``params`` (θ), its
-momentum buffers and a step counter. Two calls drive it (cf. optax's init/update pair and PyTorch's
-``Optimizer.state_dict``):
+other state (momenta, running sums) and a step counter. Two calls drive it (cf. optax's init/update pair and
+PyTorch's ``Optimizer.state_dict``):
 
-* ``apply(i, g)``: the master applies the gradient ``g`` that logical worker ``i`` computed;
-* ``params_for(i)``: the point the master sends worker ``i`` now (a fresh tensor, safe to keep; or
-  written into a recycled buffer, ``params_for(i, out=buffer)``).
+* ``apply(i, g, point=x, delay=τ)``: the master applies the gradient ``g`` that logical worker ``i``
+  computed at the point ``x`` it was sent, ``τ`` master updates ago (the master passes both; a rule that
+  needs neither ignores them);
+* ``params_for(i)``: the point the master sends worker ``i`` now (a fresh tensor, safe to keep; or written
+  into a recycled buffer, ``params_for(i, out=buffer)``).
 
 "The master's θ" and "what worker i receives" are different things for the look-ahead rules, and the API
-keeps them apart. ``fused=True`` runs a fusable rule's ``apply`` as one compiled pass (``fused.py``): the
-same math and state, equal up to float rounding. All state is allocated at construction; ``state_dict()``
-returns plain tensors and ints and ``load_state_dict()`` restores them exactly.
+keeps them apart. All state is allocated at construction; ``state_dict()`` returns plain tensors and ints and
+``load_state_dict()`` restores them exactly.
 
 Conventions shared by every rule (PyTorch's form of momentum, not Sutskever's):
 
     v <- γ v + g;   θ <- θ - η_t v;   v starts at zero.
 
 η_t is the learning rate at step t, where t counts gradients applied so far (so a schedule written in
-epochs means the same amount of data whatever the number of workers). Weight decay is part of ``g``: the
-worker computes ``g = ∇L(x) + λ x`` at the point ``x`` it was sent, so rules never see λ.
+epochs means the same amount of data whatever the number of workers). Weight decay λ is applied in one of
+two places (the trial config's ``weight_decay_at``): by the worker, ``g = ∇L(x) + λx`` at the point it was
+sent (the rule never sees λ), or by the master, ``g + λθ`` at the master's θ when the gradient is applied
+(``weight_decay=λ`` here; the rule's update adds it with ``ops.momentum_``/``ops.descend_``, as
+``torch.optim.SGD(weight_decay=λ)`` at the master does).
+
+A new rule is one class: subclass :class:`UpdateRule`, declare what it is (the class attributes below), write
+its update once as a module-level function in the ``ops`` vocabulary, and register it::
+
+    @register_rule("my-rule")
+    class MyRule(UpdateRule):
+        single_worker_form = "sgd"                      # N = 1: plain SGD (a law the tests check)
+        def _apply(self, worker, grad, lr, point, delay):
+            self._kernel(my_update)(self.params, grad, lr=lr, weight_decay=self.weight_decay)
+
+``fused=True`` compiles the rule's update function into one pass (``ops.Kernel``).
 """
 
 from __future__ import annotations
@@ -29,62 +44,96 @@ from typing import Any, Callable, ClassVar, Union
 import torch
 from torch import Tensor
 
+from dana_ray.algorithms.ops import Kernel
 from dana_ray.checks import check_bool, check_integer, check_number
+from dana_ray.registry import Option, Registry, resolve_options
 
 LearningRate = Union[float, Callable[[int], float]]
 
+#: What a rule reduces to with one worker, for the laws the tests check on every registered rule:
+#: "sgd" (plain SGD, θ), "momentum" (momentum SGD, θ), "nesterov" (the points sent are Nesterov iterates).
+SINGLE_WORKER_FORMS = ("sgd", "momentum", "nesterov")
+
 
 class UpdateRule:
-    """Base class: validation, the learning-rate schedule, the step counter and (de)serialisation.
+    """Base class: validation, the learning-rate schedule, the step counter, (de)serialisation, the kernel.
 
-    Subclasses set ``name``, list their extra tensors in ``_tensor_state``, allocate them in ``__init__``
-    and implement ``_apply(worker, grad, lr)`` (and ``_params_for(worker, out)`` where they send something other
-    than θ).
+    Subclasses declare the class attributes, allocate their tensors in ``_allocate`` (listing them in
+    ``_tensor_state``) and implement ``_apply(worker, grad, lr, point, delay)`` (and ``_params_for(worker,
+    out)`` where they send something other than θ).
     """
 
+    #: The name configs use (set by ``register_rule``).
     name: ClassVar[str] = ""
+    #: The row label of this rule in the paper's tables (Tables 3-8), or None: the report puts the paper's
+    #: numbers beside ours only for rules that name their row.
+    paper_name: ClassVar[str | None] = None
+    #: How many workers the rule accepts (a single-worker baseline: max_workers = 1; grids then run it once
+    #: per schedule and seed with one worker, and the report measures the other rules against it).
+    min_workers: ClassVar[int] = 1
+    max_workers: ClassVar[int | None] = None
     #: True when the rule combines one gradient from every worker before it moves θ (SSGD). Executors then
     #: hand every worker the same θ each round instead of following an arrival schedule.
     synchronous: ClassVar[bool] = False
-    #: Names of the extra keyword arguments the rule takes (``algorithm_options`` in a trial config).
-    options: ClassVar[tuple[str, ...]] = ()
+    #: The rule's own options (``algorithm_options`` in a trial config), with defaults and checks.
+    options: ClassVar[dict[str, Option]] = {}
     #: State the rule keeps on the worker side, per logical worker (a class built with ``momentum``; see
     #: ``WorkerMomentum``), or None. Workers then send ``worker_side.update(...)`` instead of the gradient,
     #: and executors keep each logical worker's state with the replica that computes its gradients.
     worker_side: ClassVar[Any] = None
-    #: True when ``fused=True`` runs the update as one compiled pass (``fused.py``); False for rules whose
-    #: per-gradient update is one eager pass already (they ignore ``fused``).
-    fusable: ClassVar[bool] = False
+    #: With N = 1: one of SINGLE_WORKER_FORMS (checked by the tests against torch.optim.SGD), or None.
+    single_worker_form: ClassVar[str | None] = None
+    #: d-vectors the update's equations read and write once each per gradient, ``params_for`` included (the
+    #: memory-bandwidth reference of ``benchmarks/server_update.py``); None: the benchmark counts them.
+    vectors_per_update: ClassVar[int | None] = None
     _tensor_state: ClassVar[tuple[str, ...]] = ("params",)
 
-    def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float, *,
-                 fused: bool = False) -> None:
+    def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float = 0.9, *,
+                 weight_decay: float = 0.0, fused: bool = False, **options: Any) -> None:
         if not isinstance(params, Tensor) or params.dim() != 1 or not params.is_floating_point():
             raise ValueError(
                 f"params: expected a 1-D floating-point tensor, got "
                 f"{type(params).__name__}{tuple(params.shape) if isinstance(params, Tensor) else ''}"
             )
-        check_integer("num_workers", num_workers, minimum=1)
+        self.check_num_workers(num_workers)
         if not callable(lr):
             check_number("lr", lr, low=0.0)
         check_number("momentum", momentum, low=0.0, below=1.0)
+        check_number("weight_decay", weight_decay, low=0.0)
         check_bool("fused", fused)
+        #: the rule's own options, checked, with their defaults filled in
+        self.option_values: dict[str, Any] = resolve_options("algorithm_options", self.name, options,
+                                                             type(self).options)
         self.params: Tensor = params.detach().clone()
         self.num_workers: int = num_workers
         self.momentum: float = float(momentum)
+        self.weight_decay: float = float(weight_decay)  # master-side; 0 when the workers add it
         self.step: int = 0
-        self.fused: bool = fused  # see ``fusable``
+        self.fused: bool = fused
         self._lr = lr
+        self._kernels: dict[Callable, Kernel] = {}
+        self._allocate()
+
+    @classmethod
+    def check_num_workers(cls, num_workers: object) -> None:
+        """Refuse a number of workers this rule does not accept, naming the rule and the range."""
+        check_integer("num_workers", num_workers, minimum=1)
+        low, high = cls.min_workers, cls.max_workers
+        if num_workers < low or (high is not None and num_workers > high):
+            allowed = (f"exactly {low} worker" + "s" * (low != 1) if low == high
+                       else f"{low} to {high} workers" if high is not None else f"at least {low} workers")
+            raise ValueError(f"num_workers: algorithm {cls.name!r} takes {allowed}, got {num_workers}")
 
     # -- the two calls -------------------------------------------------------------------------------------
 
-    def apply(self, worker: int, grad: Tensor) -> None:
-        """Apply the gradient worker ``worker`` computed at the point it was last sent."""
+    def apply(self, worker: int, grad: Tensor, *, point: Tensor | None = None, delay: int = 0) -> None:
+        """Apply the gradient worker ``worker`` computed at ``point`` (the point it was last sent), ``delay``
+        master updates ago. Rules that use the point need it passed (the master always does)."""
         self._check_worker(worker)
         if not isinstance(grad, Tensor) or grad.dim() != 1 or grad.numel() != self.params.numel():
             shape = tuple(grad.shape) if isinstance(grad, Tensor) else type(grad).__name__
             raise ValueError(f"grad: expected a 1-D tensor of {self.params.numel()} elements, got {shape}")
-        self._apply(worker, grad, self.lr_at(self.step))
+        self._apply(worker, grad, self.lr_at(self.step), point, delay)
         self.step += 1
 
     def params_for(self, worker: int, out: Tensor | None = None) -> Tensor:
@@ -108,15 +157,35 @@ class UpdateRule:
 
     # -- for subclasses ------------------------------------------------------------------------------------
 
-    def _apply(self, worker: int, grad: Tensor, lr: float) -> None:
+    def _allocate(self) -> None:
+        """Allocate the rule's state (zeros), listed in ``_tensor_state``."""
+
+    def _apply(self, worker: int, grad: Tensor, lr: float, point: Tensor | None, delay: int) -> None:
         raise NotImplementedError
 
     def _params_for(self, worker: int, out: Tensor | None) -> Tensor:
         return self.params.clone() if out is None else out.copy_(self.params)
 
+    def _kernel(self, fn: Callable[..., None]) -> Kernel:
+        """``fn`` (the rule's update function) run eagerly, or compiled when ``fused``."""
+        kernel = self._kernels.get(fn)
+        if kernel is None:
+            kernel = self._kernels[fn] = Kernel(fn, self.fused, self.params)
+        return kernel
+
     def _zeros(self, *leading: int) -> Tensor:
         """A zero buffer shaped ``(*leading, d)`` on θ's device and dtype."""
         return torch.zeros(*leading, self.params.numel(), dtype=self.params.dtype, device=self.params.device)
+
+    def _scratch(self) -> Tensor | None:
+        """A work buffer for the eager update (None when fused: the compiled loop needs no temporaries)."""
+        return None if self.fused else self._zeros()
+
+    def _need_point(self, point: Tensor | None) -> Tensor:
+        if point is None:
+            raise ValueError(f"point: {self.name!r} uses the point each gradient was computed at; pass "
+                             f"apply(worker, grad, point=...)")
+        return point.to(self.params)
 
     # -- checkpoints ---------------------------------------------------------------------------------------
 
@@ -154,3 +223,19 @@ class UpdateRule:
         return (f"{type(self).__name__}(name={self.name!r}, d={self.params.numel()}, "
                 f"num_workers={self.num_workers}, momentum={self.momentum}, step={self.step})")
 
+
+#: Every rule by the exact name configs, the CLI and the sweep use, in registration order.
+ALGORITHMS: Registry[type[UpdateRule]] = Registry("algorithm")
+
+
+def register_rule(name: str) -> Callable[[type[UpdateRule]], type[UpdateRule]]:
+    """Class decorator: register an :class:`UpdateRule` subclass under ``name`` (its ``name`` is set)."""
+    def register(cls: type[UpdateRule]) -> type[UpdateRule]:
+        if not (isinstance(cls, type) and issubclass(cls, UpdateRule)):
+            raise ValueError(f"algorithm: register_rule({name!r}) decorates an UpdateRule subclass, got {cls!r}")
+        if cls.single_worker_form not in (None, *SINGLE_WORKER_FORMS):
+            raise ValueError(f"algorithm: {name!r}.single_worker_form must be one of "
+                             f"{', '.join(SINGLE_WORKER_FORMS)} or None, got {cls.single_worker_form!r}")
+        cls.name = name
+        return ALGORITHMS.register(name, cls)
+    return register

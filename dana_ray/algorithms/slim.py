@@ -28,7 +28,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dana_ray.algorithms.base import LearningRate, UpdateRule
+from dana_ray.algorithms.base import UpdateRule, register_rule
+from dana_ray.algorithms.momentum import sgd_update
 
 
 class WorkerMomentum:
@@ -83,21 +84,20 @@ class WorkerMomentum:
         self.last_batch = {w: b - 1 for w, (b, _) in state.items()}
 
 
+@register_rule("dana-slim")
 class DANASlim(UpdateRule):
     r"""DANA-Slim: the master does SGD without momentum on the updates workers send,
 
         x <- x - η_t u      (u = γ v_i + g, computed by worker i with its own momentum v_i <- γ v_i + g)
 
     and sends every worker x. Same points as :class:`DANA` under a constant η (module docstring); the
-    master's memory and work are those of plain SGD, O(d) whatever N.
+    master's memory and work are those of plain SGD, O(d) whatever N. With master-side weight decay the
+    master adds λx to the update it receives (the workers' momenta then carry no weight decay).
     """
 
-    name = "dana-slim"
     worker_side = WorkerMomentum
+    single_worker_form = "nesterov"
+    vectors_per_update = 2 + 1 + 2  # apply: read u, θ; write θ.  params_for: copy
 
-    def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float = 0.9, *,
-                 fused: bool = False) -> None:
-        super().__init__(params, num_workers, lr, momentum, fused=fused)
-
-    def _apply(self, worker: int, update: Tensor, lr: float) -> None:
-        self.params.add_(update, alpha=-lr)
+    def _apply(self, worker: int, update: Tensor, lr: float, point: Tensor | None, delay: int) -> None:
+        self._kernel(sgd_update)(self.params, update, lr=lr, weight_decay=self.weight_decay)

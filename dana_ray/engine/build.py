@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from dana_ray.algorithms import ALGORITHMS, make_algorithm
-from dana_ray.config import TrialConfig
+from dana_ray.algorithms import make_algorithm
+from dana_ray.config import ARRIVAL, TrialConfig
 from dana_ray.data import load_dataset
 from dana_ray.engine.flat import FlatModel
 from dana_ray.engine.master import Master
@@ -37,17 +37,20 @@ def build_worker(cfg: TrialConfig, device: torch.device | str | None = None) -> 
         torch.manual_seed(cfg.seed)
         module = make_model(cfg.model, data.num_classes, data.in_channels, **cfg.model_options)
     model = FlatModel(module, device if device is not None else resolve_device(cfg.device))
-    worker_side = ALGORITHMS[cfg.algorithm].worker_side
-    return GradientWorker(model, data, cfg.batch_size, cfg.seed, cfg.weight_decay, cfg.eval_batch_size,
+    worker_side = cfg.rule.worker_side
+    return GradientWorker(model, data, cfg.batch_size, cfg.seed,
+                          cfg.weight_decay if cfg.weight_decay_at == "worker" else 0.0, cfg.eval_batch_size,
                           worker_side=worker_side(cfg.momentum) if worker_side else None)
 
 
 def build_master(cfg: TrialConfig, params: torch.Tensor, bn_stats: torch.Tensor, bn_momentum: float,
                  steps_per_epoch: int) -> Master:
     """The rule (starting at ``params``), the schedule and the master's BatchNorm statistics."""
-    lr = step_decay(cfg.lr, steps_per_epoch, cfg.lr_decay_epochs, cfg.lr_decay_factor, cfg.warmup_epochs)
-    rule = make_algorithm(cfg.algorithm, params, cfg.num_workers, lr, cfg.momentum, fused=cfg.fused_updates,
-                          **cfg.algorithm_options)
-    schedule = (None if cfg.schedule == "arrival"
+    lr = step_decay(cfg.lr, steps_per_epoch, cfg.lr_decay_epochs, cfg.lr_decay_factor, cfg.warmup_epochs,
+                    cfg.warmup_start, cfg.num_workers)
+    rule = make_algorithm(cfg.algorithm, params, cfg.num_workers, lr, cfg.momentum,
+                          weight_decay=cfg.weight_decay if cfg.weight_decay_at == "master" else 0.0,
+                          fused=cfg.fused_updates, **cfg.algorithm_options)
+    schedule = (None if cfg.schedule == ARRIVAL
                 else make_schedule(cfg.schedule, cfg.num_workers, cfg.seed, **cfg.schedule_options))
-    return Master(rule, schedule, bn_stats, bn_momentum)
+    return Master(rule, schedule, bn_stats, bn_momentum, fused=cfg.fused_updates)

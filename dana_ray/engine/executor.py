@@ -70,18 +70,15 @@ class MasterLoop(Executor):
                     gradients_per_s=metrics["gradients"] / elapsed if elapsed > 0 else math.nan)
 
     def state_dict(self) -> dict:
-        state = self.master.state_dict()
-        if self.master.rule.worker_side is not None:
-            state["worker_side"] = self.worker_side_state(self.master.next_batches())
-        return state
+        """The master's state and every logical worker's worker-side state (empty for most rules)."""
+        return dict(self.master.state_dict(), worker_side=self.worker_side_state(self.master.next_batches()))
 
     def load_state_dict(self, state: dict) -> None:
         self.master.load_state_dict(state)
-        if self.master.rule.worker_side is not None:
-            self.load_worker_side_state(state["worker_side"])
+        self.load_worker_side_state(state.get("worker_side", {}))
 
     def worker_side_state(self, next_batches: dict[int, int]) -> dict:
-        """Every logical worker's worker-side state, as of the batch of its outstanding job."""
+        """Every logical worker's worker-side state, as of the batch of its outstanding job ({} if none)."""
         raise NotImplementedError
 
     def load_worker_side_state(self, state: dict) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from dana_ray.config import TrialConfig
+from dana_ray.config import ARRIVAL, TrialConfig
 from dana_ray.engine.build import build_master, build_worker
 from dana_ray.engine.executor import MasterLoop
 from dana_ray.engine.master import GradientResult, Job
@@ -16,7 +16,7 @@ from dana_ray.engine.master import GradientResult, Job
 
 class LocalExecutor(MasterLoop):
     def __init__(self, cfg: TrialConfig) -> None:
-        if cfg.schedule == "arrival":
+        if cfg.schedule == ARRIVAL:
             raise ValueError("schedule: 'arrival' is the real order gradients reach a server; it needs "
                              "executor='ray' (allowed here: round-robin, block-random, gamma)")
         self._threads = torch.get_num_threads()

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from dana_ray.algorithms import UpdateRule
-from dana_ray.algorithms.fused import compiled_distance
+from dana_ray.algorithms.ops import compiled_distance
 from dana_ray.schedules import Schedule
 
 
@@ -37,8 +37,10 @@ class GradientResult:
 
 
 class Master:
-    def __init__(self, rule: UpdateRule, schedule: Schedule | None, bn_stats: Tensor, bn_momentum: float) -> None:
-        """``schedule=None``: no fixed order; the executor applies gradients as they arrive (``apply`` only)."""
+    def __init__(self, rule: UpdateRule, schedule: Schedule | None, bn_stats: Tensor, bn_momentum: float,
+                 fused: bool = False) -> None:
+        """``schedule=None``: no fixed order; the executor applies gradients as they arrive (``apply`` only).
+        ``fused``: measure each gradient's gap in one compiled pass (else two eager passes)."""
         self.rule, self.schedule = rule, schedule
         self.bn_stats = bn_stats.clone()
         self.bn_momentum = bn_momentum
@@ -48,8 +50,8 @@ class Master:
         self.diverged = False
         # the gap of every applied gradient, ||x - θ||: one compiled pass with fused updates, else two eager
         # passes through a scratch vector (no allocation per step either way)
-        self._distance = compiled_distance() if rule.fused else None
-        self._scratch = None if rule.fused else torch.empty_like(rule.params)
+        self._distance = compiled_distance() if fused else None
+        self._scratch = None if fused else torch.empty_like(rule.params)
         self._free_points: list[Tensor] = []  # applied jobs' point buffers, reused for the next points
         self._reset_metrics()
 
@@ -85,7 +87,7 @@ class Master:
         params = self.rule.params
         delay = self.version - job.sent_version
         gap = self.gap(job.point)
-        self.rule.apply(job.worker, result.grad.to(params))
+        self.rule.apply(job.worker, result.grad.to(params), point=job.point, delay=delay)
         if self.bn_stats.numel():
             self.bn_stats.lerp_(result.bn_stats.to(self.bn_stats), self.bn_momentum)
         del self.outstanding[job.worker]

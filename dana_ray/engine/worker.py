@@ -11,6 +11,20 @@ from dana_ray.engine.flat import FlatModel
 from dana_ray.engine.master import GradientResult, Job
 
 
+class _NoWorkerSide:
+    """The worker side of a rule that keeps no state there: the gradient is what the worker sends."""
+
+    def update(self, worker: int, batch: int, grad: Tensor) -> Tensor:
+        return grad
+
+    def state_dict(self, next_batch: dict[int, int]) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            raise ValueError(f"worker_side: this rule keeps no worker-side state, got it for workers {sorted(state)}")
+
+
 class GradientWorker:
     """One model replica and the data; serves every logical worker (their streams differ, not the model)."""
 
@@ -18,7 +32,8 @@ class GradientWorker:
                  eval_batch_size: int = 1000, worker_side: WorkerMomentum | None = None) -> None:
         """``worker_side``: the rule's per-logical-worker state (dana-slim's momenta), or None; with it, a job's
         result carries ``worker_side.update(...)`` of the gradient, what such a rule's workers send."""
-        self.model, self.data, self.worker_side = model, data, worker_side
+        self.model, self.data = model, data
+        self.worker_side = worker_side if worker_side is not None else _NoWorkerSide()
         self.batch_size, self.seed, self.weight_decay = batch_size, seed, weight_decay
         self.eval_batch_size = eval_batch_size
         self.steps_per_epoch = len(data.train) // batch_size  # gradients per epoch, whatever N
@@ -32,9 +47,7 @@ class GradientWorker:
     def compute(self, job: Job) -> GradientResult:
         x, y = self.stream(job.worker).batch(job.batch)
         grad, bn_stats, loss = self.model.gradient(job.point, x, y, self.weight_decay)
-        if self.worker_side is not None:
-            grad = self.worker_side.update(job.worker, job.batch, grad)
-        return GradientResult(grad, bn_stats, loss)
+        return GradientResult(self.worker_side.update(job.worker, job.batch, grad), bn_stats, loss)
 
     def compute_many(self, jobs: list[Job]) -> list[GradientResult]:
         """Several jobs' results; more than one are computed together (``FlatModel.gradients``, vmap)."""
@@ -44,21 +57,15 @@ class GradientWorker:
         points = torch.stack([job.point for job in jobs])
         grads, stats, losses = self.model.gradients(points, torch.stack([x for x, _ in batches]),
                                                     torch.stack([y for _, y in batches]), self.weight_decay)
-        results = []
-        for k, job in enumerate(jobs):
-            grad = grads[k]
-            if self.worker_side is not None:
-                grad = self.worker_side.update(job.worker, job.batch, grad)
-            results.append(GradientResult(grad, stats[k], float(losses[k])))
-        return results
+        return [GradientResult(self.worker_side.update(job.worker, job.batch, grads[k]), stats[k], float(losses[k]))
+                for k, job in enumerate(jobs)]
 
     def worker_side_state(self, next_batch: dict[int, int]) -> dict:
         """The worker-side state of the logical workers held here, as of their next batch (worker -> batch)."""
-        return self.worker_side.state_dict(next_batch) if self.worker_side is not None else {}
+        return self.worker_side.state_dict(next_batch)
 
     def load_worker_side_state(self, state: dict) -> None:
-        if self.worker_side is not None:
-            self.worker_side.load_state_dict({w: (b, v.to(self.model.device)) for w, (b, v) in state.items()})
+        self.worker_side.load_state_dict({w: (b, v.to(self.model.device)) for w, (b, v) in state.items()})
 
     def evaluate(self, params: Tensor, bn_stats: Tensor) -> tuple[float, float]:
         """``(test error %, test loss)`` at the given master state."""

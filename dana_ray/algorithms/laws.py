@@ -1,0 +1,195 @@
+"""The laws every registered rule keeps, as functions a test suite calls: ours over the whole registry, and a
+plug-in author's over their own rule (``check_laws("my-rule")``), with no per-rule table anywhere.
+
+* **single-worker form**: with N = 1 a rule that declares ``single_worker_form`` is that form of
+  ``torch.optim.SGD`` ("sgd": no momentum; "momentum": momentum γ; "nesterov": the points it sends are
+  ``SGD(momentum=γ, nesterov=True)``'s iterates), in float64, on a noisy quadratic;
+* **state round trip**: ``state_dict()`` then ``load_state_dict()`` into a fresh rule continues bitwise;
+* **O(d) per update**: the elements an update reads and writes (``apply`` and ``params_for``, counted op by
+  op under a ``TorchDispatchMode``, views excluded) do not grow with N: the same with 2 and with 64 workers,
+  up to O(N) scalar bookkeeping.
+
+Each function drives the rule as the master does: worker i's gradient is computed at the point it was last
+sent and applied with that point and its delay; a rule with a worker side has it applied first.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from dana_ray.algorithms.base import ALGORITHMS, UpdateRule
+
+
+class Driver:
+    """A rule as the master drives it: points sent, delays, the worker side; SSGD's rounds."""
+
+    def __init__(self, rule: UpdateRule) -> None:
+        self.rule = rule
+        self.side = rule.worker_side(rule.momentum) if rule.worker_side else None
+        self.batches = [0] * rule.num_workers          # batches each worker has computed
+        self.sent = [rule.params_for(i) for i in range(rule.num_workers)]
+        self.sent_version = [0] * rule.num_workers
+        self.version = 0
+
+    def push(self, worker: int, grad: Tensor) -> None:
+        """Apply ``grad`` (computed by ``worker`` at ``self.sent[worker]``) and send the worker its next point."""
+        rule = self.rule
+        if self.side is not None:
+            grad = self.side.update(worker, self.batches[worker], grad)
+        self.batches[worker] += 1
+        rule.apply(worker, grad, point=self.sent[worker], delay=self.version - self.sent_version[worker])
+        if not rule.synchronous:
+            self.version += 1
+            self.sent[worker], self.sent_version[worker] = rule.params_for(worker), self.version
+        elif rule.step % rule.num_workers == 0:  # a round is complete: every worker gets the new θ
+            self.version += 1
+            self.sent = [rule.params_for(i) for i in range(rule.num_workers)]
+            self.sent_version = [self.version] * rule.num_workers
+
+    def state_dict(self):
+        side = self.side.state_dict(dict(enumerate(self.batches))) if self.side else None
+        return (self.rule.state_dict(), side, list(self.batches), [p.clone() for p in self.sent],
+                list(self.sent_version), self.version)
+
+    def load_state_dict(self, state) -> None:
+        rule, side, batches, sent, sent_version, version = state
+        self.rule.load_state_dict(rule)
+        if self.side is not None:
+            self.side.load_state_dict(side)
+        self.batches, self.sent = list(batches), [p.clone() for p in sent]
+        self.sent_version, self.version = list(sent_version), version
+
+
+def workers_for(name: str, n: int) -> int:
+    """``n``, within what the rule accepts."""
+    rule = ALGORITHMS[name]
+    n = max(n, rule.min_workers)
+    return min(n, rule.max_workers) if rule.max_workers is not None else n
+
+
+def noisy_quadratic(dim: int = 5, seed: int = 0, dtype: torch.dtype = torch.float64):
+    """f(x) = ½ xᵀAx - bᵀx with a fixed noise sequence: the t-th call's gradient is A x - b + ξ_t.
+    Returns (grad, loss, optimum)."""
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(dim, dim, generator=gen, dtype=torch.float64)
+    a = q @ q.T / dim + torch.eye(dim, dtype=torch.float64)
+    b = torch.randn(dim, generator=gen, dtype=torch.float64)
+    noise = torch.randn(10_000, dim, generator=gen, dtype=torch.float64) * 0.1
+    calls = iter(range(10_000))
+
+    def grad(x: Tensor) -> Tensor:
+        return (a @ x.double() - b + noise[next(calls)]).to(dtype)
+
+    def loss(x: Tensor) -> float:
+        x = x.double()
+        return float(0.5 * x @ a @ x - b @ x)
+
+    return grad, loss, torch.linalg.solve(a, b).to(dtype)
+
+
+# -- the laws --------------------------------------------------------------------------------------------------
+
+def single_worker_law(name: str, steps: int = 50) -> bool:
+    """With N = 1 the rule is its declared form of torch.optim.SGD (float64, to 1e-12). False when the rule
+    declares none (nothing to check)."""
+    form = ALGORITHMS[name].single_worker_form
+    if form is None:
+        return False
+    momentum = 0.0 if form == "sgd" else 0.9
+    x0 = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    grad, _, _ = noisy_quadratic()
+    x = x0.clone().requires_grad_(True)
+    opt = torch.optim.SGD([x], lr=0.05, momentum=momentum, nesterov=form == "nesterov")
+    want = []
+    for _ in range(steps):
+        opt.zero_grad()
+        x.grad = grad(x.detach())
+        opt.step()
+        want.append(x.detach().clone())
+    grad, _, _ = noisy_quadratic()
+    driver = Driver(ALGORITHMS[name](x0, 1, 0.05, 0.9))  # the rule gets γ = 0.9 whatever its form
+    for t in range(steps):
+        driver.push(0, grad(driver.sent[0]))
+        got = driver.rule.params_for(0) if form == "nesterov" else driver.rule.params
+        torch.testing.assert_close(got, want[t], rtol=1e-12, atol=1e-12,
+                                   msg=lambda m: f"{name}: step {t} is not SGD's ({form}): {m}")
+    return True
+
+
+def state_dict_law(name: str, workers: int = 3) -> None:
+    """Save mid-run, load into a rule built from other parameters, continue: bitwise the same run."""
+    n = workers_for(name, workers)
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(7, generator=gen) for _ in range(20)]
+    lr = lambda step: 0.1 * 0.5 ** (step // 6)  # noqa: E731
+    a = Driver(ALGORITHMS[name](torch.ones(7), n, lr, 0.9))
+    for k in range(10):
+        a.push(k % n, grads[k])
+    saved = a.state_dict()
+    assert all(isinstance(v, (int, str, Tensor)) for v in saved[0].values()), f"{name}: state_dict holds other types"
+    for k in range(10, 20):
+        a.push(k % n, grads[k])
+    b = Driver(ALGORITHMS[name](torch.zeros(7), n, lr, 0.9))
+    b.load_state_dict(saved)
+    for k in range(10, 20):
+        b.push(k % n, grads[k])
+    assert b.rule.step == a.rule.step == 20, name
+    assert torch.equal(a.rule.params, b.rule.params), f"{name}: a restored rule does not continue bitwise"
+    assert all(torch.equal(a.rule.params_for(i), b.rule.params_for(i)) for i in range(n)), name
+
+
+class _Traffic(TorchDispatchMode):
+    """Counts the elements every non-view op reads and writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elements = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if not func.is_view:
+            tensors = [t for t in tree_flatten((args, kwargs, out))[0] if isinstance(t, Tensor)]
+            self.elements += sum(t.numel() for t in tensors)
+        return out
+
+
+def update_traffic(name: str, d: int, workers: int, steps: int = 8) -> float:
+    """The elements (in d-vectors) one eager update moves on average, ``apply`` and ``params_for`` together,
+    over ``steps`` updates (a synchronous rule: two rounds, its once-a-round step shared by N gradients) of a
+    rule with ``workers`` workers in round-robin order, after a first round (one-time allocations such as a
+    worker side's first momentum are not the steady state)."""
+    n = workers_for(name, workers)
+    gen = torch.Generator().manual_seed(0)
+    driver = Driver(ALGORITHMS[name](torch.zeros(d), n, 0.01, 0.9))
+    steps = 2 * n if ALGORITHMS[name].synchronous else steps
+    grads = [torch.randn(d, generator=gen) * 1e-3 for _ in range(2)]
+    for k in range(n):
+        driver.push(k, grads[k % 2])
+    with _Traffic() as counter:
+        for k in range(steps):
+            driver.push(k % n, grads[k % 2])
+    return counter.elements / steps / d
+
+
+def linear_cost_law(name: str, d: int = 4096) -> None:
+    """An update moves as many elements with 64 workers as with 2 (O(d), not O(N·d)), up to O(N) scalars."""
+    few, many = update_traffic(name, d, 2), update_traffic(name, d, 64)
+    assert many * d <= few * d + 64 * 16, (
+        f"{name}: an update moves {many:.1f} d-vectors with 64 workers against {few:.1f} with 2: not O(d)")
+
+
+def check_laws(name: str) -> None:
+    """Every law, for the rule registered as ``name``."""
+    single_worker_law(name)
+    state_dict_law(name)
+    linear_cost_law(name)
+
+
+LAWS: dict[str, Callable[[str], object]] = {"single_worker": single_worker_law, "state_dict": state_dict_law,
+                                            "linear_cost": linear_cost_law}
