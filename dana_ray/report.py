@@ -7,9 +7,16 @@ paper's published mean/std beside them where the paper has that cell (Tables 3-8
 at chance-level error and flags its cell; a cell with fewer finished runs than the grid has seeds is
 flagged ``incomplete``.
 
-Writes ``summary.csv``, ``summary.tex``, ``summary.md``, ``delays.csv`` (``delay_table``: the distribution of
-delays per cell) and three plots: test error vs workers per algorithm (the paper's points hollow),
-test-error curves per epoch at the largest N, and a histogram of delays per rule at the largest N.
+The **shape** view (``shape_table``) reads our results the way the paper's tables should be read on another
+model and data set: not the errors, which differ (digits are not CIFAR), but each rule's degradation, its
+error minus the baseline's, beside the paper's degradation for the same rule and N, with its sign ("=" when
+within one standard deviation of the baseline, else "+" or "-") and its rank among the rules at that N. A
+group of ours is compared with its own paper table where there is one, else with the paper's table of the
+same schedule (round robin: Table 3, ResNet-20 on CIFAR-10; block random: Table 4).
+
+Writes ``summary.csv``, ``summary.tex``, ``summary.md``, ``shape.csv``, ``delays.csv`` (``delay_table``: the
+distribution of delays per cell) and three plots: test error vs workers per algorithm (the paper's points
+hollow), test-error curves per epoch at the largest N, and a histogram of delays per rule at the largest N.
 """
 
 from __future__ import annotations
@@ -141,6 +148,64 @@ def summarize(trials: pd.DataFrame, seeds: int | None = None, paper: pd.DataFram
     return table.reset_index(drop=True)
 
 
+def paper_table_for(part: pd.DataFrame, paper: pd.DataFrame, schedule: str) -> int | None:
+    """The paper table a group of our results is read against: its own (where the summary found its cells),
+    else the first table of the same schedule; None if the paper has no table of that schedule."""
+    if "paper_table" in part and part["paper_table"].notna().any():
+        return int(part["paper_table"].dropna().iloc[0])
+    tables = sorted(paper.loc[paper["schedule"] == schedule, "table"].unique())
+    return int(tables[0]) if tables else None
+
+
+def _sign(delta: float, *stds: float) -> str:
+    """"=" when ``delta`` is within the larger of the standard deviations, else its sign."""
+    if pd.isna(delta):
+        return ""
+    tolerance = max([0.0] + [s for s in stds if not pd.isna(s)])
+    return "=" if abs(delta) <= tolerance else "+" if delta > 0 else "-"
+
+
+def shape_table(summary: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Per group, rule and N (``summary``: ``summarize``'s output): our degradation (mean minus our reference
+    rule's mean), the paper's for the same rule and N (minus its Baseline row), each one's sign ("=" within
+    the larger standard deviation of the cell and of its baseline), whether the signs agree, and each rule's
+    rank by degradation at that N among the rules both have (1: least degraded)."""
+    rows = []
+    rules = paper_rows()
+    for (model, dataset, schedule), part in summary.groupby(GROUP, sort=False):
+        reference = part[part["algorithm"].map(is_reference) & part["mean"].notna()]
+        table = paper_table_for(part, paper, schedule)
+        if reference.empty or table is None:
+            continue
+        published = paper[paper["table"] == table]
+        paper_base = published[published["algorithm"] == rules.get(reference["algorithm"].iloc[0])]
+        if paper_base.empty:
+            continue
+        base_mean, base_std = reference["mean"].iloc[0], reference["std"].iloc[0]
+        for _, row in part[~part["algorithm"].map(is_reference)].iterrows():
+            cell = published[(published["algorithm"] == rules.get(row["algorithm"]))
+                             & (published["workers"] == row["num_workers"])]
+            ours = row["mean"] - base_mean
+            theirs = cell["test_error_mean"].iloc[0] - paper_base["test_error_mean"].iloc[0] if len(cell) else math.nan
+            rows.append({"model": model, "dataset": dataset, "schedule": schedule, "paper_table": table,
+                         "num_workers": row["num_workers"], "algorithm": row["algorithm"], "ours": ours,
+                         "paper": theirs, "ours_sign": _sign(ours, row["std"], base_std),
+                         "paper_sign": _sign(theirs, cell["test_error_std"].iloc[0] if len(cell) else math.nan,
+                                             paper_base["test_error_std"].iloc[0])})
+    columns = GROUP + ["paper_table", "num_workers", "algorithm", "ours", "paper", "ours_sign", "paper_sign",
+                       "signs_agree", "ours_rank", "paper_rank"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    shape = pd.DataFrame(rows)
+    both = shape["ours"].notna() & shape["paper"].notna()
+    shape["signs_agree"] = [bool(a == b) if ok else None
+                            for a, b, ok in zip(shape["ours_sign"], shape["paper_sign"], both)]
+    keys = GROUP + ["num_workers"]
+    for side in ("ours", "paper"):
+        shape[f"{side}_rank"] = shape[side].where(both).groupby([shape[k] for k in keys]).rank(method="min")
+    return shape[columns]
+
+
 def delay_table(trials: pd.DataFrame) -> pd.DataFrame:
     """Per (model, dataset, schedule, num_workers, algorithm), over all seeds and epochs: the number of
     gradients applied and their delay's mean, median, 90th/99th percentile and maximum (in parameter
@@ -179,9 +244,11 @@ def render(trials: pd.DataFrame, fmt: str = "markdown") -> str:
     """The summary (with the paper's numbers) as markdown, CSV or LaTeX text."""
     if fmt not in FORMATS:
         raise ValueError(f"format: unknown name {fmt!r}; allowed: {', '.join(FORMATS)}")
-    table = summarize(trials, paper=paper_tables())
+    paper = paper_tables()
+    table = summarize(trials, paper=paper)
     if fmt == "csv":
         return table.to_csv(index=False)
+    shape = shape_table(table, paper)
     header = ["workers", "algorithm", "test error %", "std", "n", "paper", "paper std", "flags"]
     blocks = []
     for (model, dataset, schedule), part in table.groupby(GROUP, sort=False):
@@ -196,7 +263,29 @@ def render(trials: pd.DataFrame, fmt: str = "markdown") -> str:
             lines += [" & ".join(c.replace("_", r"\_") for c in r) + r" \\" for r in rows]
             lines += [r"\hline", r"\end{tabular}"]
         blocks.append("\n".join(lines))
+        ours = shape[(shape["model"] == model) & (shape["dataset"] == dataset) & (shape["schedule"] == schedule)]
+        if fmt == "markdown" and len(ours):
+            blocks.append(_render_shape(ours))
     return "\n\n".join(blocks) + "\n"
+
+
+def _render_shape(shape: pd.DataFrame) -> str:
+    """The shape view of one group, as markdown."""
+    fmt = lambda v: "" if pd.isna(v) else f"{v:+.2f}"  # noqa: E731
+    rank = lambda v: "" if pd.isna(v) else str(int(v))  # noqa: E731
+    table = int(shape["paper_table"].iloc[0])
+    both = shape[shape["signs_agree"].notna()]
+    header = ["workers", "algorithm", "ours - baseline", "paper - baseline", "sign ours / paper", "agree",
+              "rank ours / paper"]
+    lines = [f"Shape against the paper's Table {table} (degradation from each side's own baseline; sign \"=\": "
+             f"within one std of the cell or its baseline): signs agree in {int(both['signs_agree'].sum())} of "
+             f"{len(both)} cells", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, r in shape.iterrows():
+        agree = "" if r["signs_agree"] is None or pd.isna(r["signs_agree"]) else "yes" if r["signs_agree"] else "no"
+        lines.append(f"| {r['num_workers']} | {r['algorithm']} | {fmt(r['ours'])} | {fmt(r['paper'])} | "
+                     f"{r['ours_sign']} / {r['paper_sign']} | {agree} | {rank(r['ours_rank'])} / {rank(r['paper_rank'])} |")
+    return "\n".join(lines)
 
 
 def write_report(trials: pd.DataFrame, out: str) -> list[str]:
@@ -207,6 +296,12 @@ def write_report(trials: pd.DataFrame, out: str) -> list[str]:
         path = os.path.join(out, name)
         with open(path, "w") as f:
             f.write(render(trials, fmt))
+        files.append(path)
+    paper = paper_tables()
+    shape = shape_table(summarize(trials, paper=paper), paper)
+    if len(shape):
+        path = os.path.join(out, "shape.csv")
+        shape.to_csv(path, index=False)
         files.append(path)
     files += plot_error_vs_workers(trials, os.path.join(out, "error_vs_workers.png"))
     files += plot_curves(trials, os.path.join(out, "curves_largest_n.png"))

@@ -115,7 +115,7 @@ def test_load_a_saved_experiment_and_write_the_report(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| 4 | dana | 6.50 | 0.71 | 2 |" in printed and "| 4 | asgd | 90.00 |  | 1 |  |  | diverged, incomplete |" in printed
     assert "| cnn | digits | round-robin | 4 | dana | 24 | 3.00 | 3 | 3 | 3 | 3 |" in printed  # 6 epochs x 4
-    for name in ("summary.csv", "summary.tex", "summary.md", "error_vs_workers.png", "curves_largest_n.png",
+    for name in ("summary.csv", "summary.tex", "summary.md", "shape.csv", "error_vs_workers.png", "curves_largest_n.png",
                  "delays.csv", "delays_largest_n.png"):
         assert os.path.getsize(out / name) > 0, name
     assert (out / "error_vs_workers.png").read_bytes()[:4] == b"\x89PNG"
@@ -138,3 +138,36 @@ def test_delay_table_from_histograms_over_seeds():
 def test_report_of_a_missing_directory_exits_2(tmp_path, capsys):
     assert main([str(tmp_path / "nothing")]) == 2
     assert capsys.readouterr().out.startswith("error:")
+
+
+def test_shape_compares_degradation_from_each_sides_baseline():
+    """A digits run has no paper cells of its own: it is read against the paper table of its schedule
+    (round robin: Table 3). Paper: baseline 8.37 ± .22; ASGD N=4 11.00 ± .17 (+2.63, "+"); DANA N=4
+    8.44 ± .15 (+.07, within .22: "="); NAG-ASGD N=16 83.27 (+74.90)."""
+    from dana_ray.report import shape_table
+
+    df = pd.DataFrame([trial("baseline", 1, s, e, model="cnn", dataset="digits") for s, e in enumerate((1.0, 1.2, 1.4))]
+                      + [trial("asgd", 4, s, e, model="cnn", dataset="digits") for s, e in enumerate((6.0, 6.2, 6.4))]
+                      + [trial("dana", 4, s, e, model="cnn", dataset="digits") for s, e in enumerate((1.1, 1.3, 1.5))]
+                      + [trial("nag-asgd", 16, s, e, model="cnn", dataset="digits") for s, e in enumerate((30, 40, 50))]
+                      + [trial("dana", 16, s, e, model="cnn", dataset="digits") for s, e in enumerate((3, 4, 5))])
+    shape = shape_table(summarize(df, paper=paper_tables()), paper_tables()).set_index(["num_workers", "algorithm"])
+    assert set(shape["paper_table"]) == {3}
+    asgd, dana4 = shape.loc[(4, "asgd")], shape.loc[(4, "dana")]
+    assert asgd["ours"] == pytest.approx(5.0) and asgd["paper"] == pytest.approx(2.63)
+    assert (asgd["ours_sign"], asgd["paper_sign"], asgd["signs_agree"]) == ("+", "+", True)
+    assert dana4["ours"] == pytest.approx(0.1) and dana4["paper"] == pytest.approx(0.07)
+    assert (dana4["ours_sign"], dana4["paper_sign"]) == ("=", "=")
+    assert (asgd["ours_rank"], asgd["paper_rank"], dana4["ours_rank"], dana4["paper_rank"]) == (2, 2, 1, 1)
+    assert shape.loc[(16, "nag-asgd"), "paper"] == pytest.approx(83.27 - 8.37)
+    assert (shape.loc[(16, "dana"), "ours_rank"], shape.loc[(16, "nag-asgd"), "ours_rank"]) == (1, 2)
+    printed = render(df)
+    assert "Shape against the paper's Table 3" in printed and "signs agree in 4 of 4 cells" in printed
+    assert "| 4 | asgd | +5.00 | +2.63 | + / + | yes | 2 / 2 |" in printed
+
+
+def test_no_shape_for_a_schedule_the_paper_has_no_table_of():
+    from dana_ray.report import shape_table
+
+    df = pd.DataFrame([trial("baseline", 1, 0, 1.0, schedule="gamma"), trial("dana", 4, 0, 2.0, schedule="gamma")])
+    assert shape_table(summarize(df, paper=paper_tables()), paper_tables()).empty
