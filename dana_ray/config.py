@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from dana_ray.algorithms import ALGORITHMS, make_algorithm
+from dana_ray.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, make_algorithm
 from dana_ray.checks import check_bool, check_integer, check_name, check_number, is_number
 from dana_ray.data import DATASETS
 from dana_ray.lr_schedule import WARMUP_STARTS
@@ -46,7 +46,7 @@ class TrialConfig:
     dataset_options: dict = field(default_factory=dict)
     plugins: tuple = ()                    # modules (or .py files) registering rules, data sets, models
     # how
-    algorithm: str = "dana"                # a name in dana_ray.algorithms.ALGORITHMS
+    algorithm: str = DEFAULT_ALGORITHM     # a name in dana_ray.algorithms.ALGORITHMS
     algorithm_options: dict = field(default_factory=dict)  # the rule's own options, e.g. {"dc_lambda": 0.04}
     num_workers: int = 1                   # N logical workers
     schedule: str = "round-robin"          # a name in SCHEDULES, or "arrival" (Ray executor only)

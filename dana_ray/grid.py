@@ -11,7 +11,7 @@ A grid file::
       epochs: 160
       ...
     grid:                          # the axes; their product is the list of trials
-      algorithm: [baseline, asgd, nag-asgd, multi-asgd, dana]
+      algorithm: [...]             # names in dana_ray.algorithms.ALGORITHMS
       num_workers: [4, 8, 16, 32]
       schedule: [round-robin]
       seed: [0, 1, 2]              # an explicit list, so every cell gets the same seeds
@@ -20,7 +20,7 @@ A grid file::
       max_failures: 2              # a failed trial resumes from its last epoch's checkpoint this often
       trial_cpus: 0.25             # CPUs for the Tune trial process itself (it only waits on the server)
 
-A single-worker rule (``baseline``: its ``max_workers`` is 1) runs once per schedule and seed with
+A single-worker rule (one whose ``max_workers`` is 1, the baseline) runs once per schedule and seed with
 ``num_workers: 1``, whatever the ``num_workers`` axis says. A trial of N workers gets min(N, num_actors)
 actors: ``trial.num_actors`` is a cap (unset: one actor per logical worker). ``trial.plugins`` names modules
 (or .py files, relative to the working directory) that register rules, data sets and models; they are
@@ -94,7 +94,7 @@ def trial_config(fixed: dict[str, Any], algorithm: str, num_workers: int, schedu
 
 
 def trial_from_tune(config: dict[str, Any]) -> dict[str, Any]:
-    """The trial config that a Tune trial's config stands for: its grid-searched ``cell`` ("dana N=16"),
+    """The trial config that a Tune trial's config stands for: its grid-searched ``cell`` ("<rule> N=16"),
     ``schedule`` and ``seed``, and the grid's fixed keys in ``_fixed`` (see ``dana_ray.sweep``)."""
     algorithm, workers = parse_cell(config["cell"])
     return trial_config(config["_fixed"], algorithm, workers, config["schedule"], config["seed"])

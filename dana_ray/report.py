@@ -144,7 +144,7 @@ def summarize(trials: pd.DataFrame, seeds: int | None = None, paper: pd.DataFram
         table = table.merge(published, how="left", on=["paper_model", "dataset", "schedule", "num_workers", "algorithm"])
         table = table.drop(columns="paper_model")
     table = table.sort_values(GROUP + ["num_workers", "algorithm"],
-                              key=lambda c: c.map(_ORDER) if c.name == "algorithm" else c)
+                              key=lambda c: c.map(_order) if c.name == "algorithm" else c)
     return table.reset_index(drop=True)
 
 
@@ -227,7 +227,7 @@ def delay_table(trials: pd.DataFrame) -> pd.DataFrame:
                          mean=sum(d * c for d, c in enumerate(histogram)) / total, p50=quantiles[0.5],
                          p90=quantiles[0.9], p99=quantiles[0.99], max=max(d for d, c in enumerate(histogram) if c)))
     table = pd.DataFrame(rows, columns=keys + ["gradients", "mean", "p50", "p90", "p99", "max"])
-    return table.sort_values(keys, key=lambda c: c.map(_ORDER) if c.name == "algorithm" else c).reset_index(drop=True)
+    return table.sort_values(keys, key=lambda c: c.map(_order) if c.name == "algorithm" else c).reset_index(drop=True)
 
 
 # -- output ----------------------------------------------------------------------------------------------------
@@ -314,12 +314,15 @@ def write_report(trials: pd.DataFrame, out: str) -> list[str]:
     return files
 
 
-_ORDER = {name: k for k, name in enumerate(ALGORITHMS)}
+def _order(algorithm: str) -> int:
+    """A rule's place in the registry (registration order; plug-ins after the built-in rules), unknown last."""
+    names = ALGORITHMS.names()
+    return names.index(algorithm) if algorithm in names else len(names)
 
 
 def _color(algorithm: str) -> str:
     """The same colour for an algorithm in every plot."""
-    return f"C{_ORDER.get(algorithm, len(_ORDER)) % 10}"
+    return f"C{_order(algorithm) % 10}"
 
 
 def _figure(groups: int):
@@ -365,7 +368,7 @@ def plot_curves(trials: pd.DataFrame, path: str) -> list[str]:
     for ax, ((model, dataset, schedule), part) in zip(axes, groups):
         largest = part["num_workers"].max()
         shown = part[(part["num_workers"] == largest) | part["algorithm"].map(is_reference)]
-        for algorithm, rows in sorted(shown.groupby("algorithm", sort=False), key=lambda g: _ORDER[g[0]]):
+        for algorithm, rows in sorted(shown.groupby("algorithm", sort=False), key=lambda g: _order(g[0])):
             curves = [c for c in rows["curve"] if c]
             if not curves:
                 continue
@@ -381,7 +384,7 @@ def plot_curves(trials: pd.DataFrame, path: str) -> list[str]:
 def plot_delays(trials: pd.DataFrame, path: str) -> list[str]:
     """One panel per rule: the distribution of delays at the largest N, one line per schedule (and model,
     data set, where several), as the fraction of gradients applied with each delay."""
-    algorithms = sorted({a for a in trials["algorithm"] if not is_reference(a)}, key=lambda a: _ORDER.get(a, 99))
+    algorithms = sorted({a for a in trials["algorithm"] if not is_reference(a)}, key=_order)
     plt, fig, axes = _figure(max(len(algorithms), 1))
     for ax, algorithm in zip(axes, algorithms):
         for k, (group, part) in enumerate(trials[trials["algorithm"] == algorithm].groupby(GROUP, sort=False)):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from typing import Any, Callable
 
@@ -19,8 +20,11 @@ import torch
 
 from dana_ray.algorithms import ALGORITHMS
 from dana_ray.checks import check_name
+from dana_ray.cli import EXIT_BAD_INPUT, OneLineParser, one_line
 from dana_ray.config import TrialConfig
-from dana_ray.engine import Executor, LocalExecutor
+from dana_ray.data import check_dataset
+from dana_ray.engine import Executor, LocalExecutor, resolve_device
+from dana_ray.plugins import load_plugins
 
 EXECUTORS = ("local", "ray")
 
@@ -101,8 +105,8 @@ def summarize(cfg: TrialConfig, history: list[dict[str, Any]], sha: str, wall: f
 # -- command line ----------------------------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dana_ray.trial", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = OneLineParser(prog="python -m dana_ray.trial", description=__doc__.split("\n\n")[0],
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = TrialConfig()
     p.add_argument("--algorithm", nargs="+", default=[d.algorithm], help="one or more rule names")
     p.add_argument("--num-workers", nargs="+", type=int, default=[d.num_workers], help="one or more N")
@@ -122,6 +126,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--" + name.replace("_", "-"), type=_json_mapping, default={}, metavar="JSON",
                        help='a JSON mapping, e.g. \'{"slow_fraction": 0.25, "slow_factor": 2}\'')
     p.add_argument("--fused-updates", action="store_true", help="compile each server update into one pass")
+    p.add_argument("--plugins", nargs="*", default=[], metavar="MODULE_OR_FILE",
+                   help="modules or .py files that register rules, data sets or models (imported first)")
+    p.add_argument("--warmup-start", default=d.warmup_start, help="lr/N or lr/steps")
+    p.add_argument("--weight-decay-at", default=d.weight_decay_at, help="worker or master")
     p.add_argument("--executor", choices=EXECUTORS, default="local")
     p.add_argument("--json", action="store_true", help="print each result as one JSON line")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
@@ -138,17 +146,24 @@ def _json_mapping(text: str) -> dict:
     return value
 
 
-def format_results(results: list[dict]) -> str:
-    """One line per run, then test error mean ± std over seeds per (algorithm, N)."""
-    lines = [f"{'algorithm':<11} {'N':>3} {'seed':>4} {'test error %':>12} {'diverged':>8} {'mean delay':>10}  params_sha256"]
+RUN_HEADER = (f"{'algorithm':<11} {'N':>3} {'seed':>4} {'test error %':>12} {'diverged':>8} {'mean delay':>10}"
+              f"  params_sha256")
+
+
+def format_run(result: dict) -> str:
+    """One finished run as one line of the results table (under ``RUN_HEADER``)."""
+    c = result["config"]
+    return (f"{c['algorithm']:<11} {c['num_workers']:>3} {c['seed']:>4} {result['test_error']:>12.2f} "
+            f"{str(result['diverged']):>8} {result['mean_delay']:>10.2f}  {result['params_sha256'][:16]}")
+
+
+def format_summary(results: list[dict]) -> str:
+    """Test error mean ± std over seeds per (algorithm, N)."""
     cells: dict[tuple[str, int], list[dict]] = {}
     for r in results:
-        c = r["config"]
-        cells.setdefault((c["algorithm"], c["num_workers"]), []).append(r)
-        lines.append(f"{c['algorithm']:<11} {c['num_workers']:>3} {c['seed']:>4} {r['test_error']:>12.2f} "
-                     f"{str(r['diverged']):>8} {r['mean_delay']:>10.2f}  {r['params_sha256'][:16]}")
-    lines += ["", f"{'algorithm':<11} {'N':>3} {'mean %':>8} {'std':>6} {'n':>3} {'diverged':>8}"]
-    order = list(ALGORITHMS)
+        cells.setdefault((r["config"]["algorithm"], r["config"]["num_workers"]), []).append(r)
+    lines = [f"{'algorithm':<11} {'N':>3} {'mean %':>8} {'std':>6} {'n':>3} {'diverged':>8}"]
+    order = ALGORITHMS.names()
     for (algorithm, n), runs in sorted(cells.items(), key=lambda kv: (kv[0][1], order.index(kv[0][0]))):
         errors = torch.tensor([r["test_error"] for r in runs], dtype=torch.float64)
         std = float(errors.std()) if len(runs) > 1 else math.nan
@@ -157,32 +172,62 @@ def format_results(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def format_results(results: list[dict]) -> str:
+    """One line per run, then test error mean ± std over seeds per (algorithm, N)."""
+    return "\n".join([RUN_HEADER, *map(format_run, results), "", format_summary(results)])
+
+
+def _checked_configs(args: argparse.Namespace) -> list[TrialConfig]:
+    """Every run's config, checked before the first starts: values, and for the local executor the device
+    and the data on this machine."""
+    load_plugins(args.plugins)
     fixed = {k: v for k, v in vars(args).items()
              if k not in ("algorithm", "num_workers", "seed", "json", "quiet", "executor")}
     grid = [dict(fixed, algorithm=a, num_workers=n, seed=s)
             for a in args.algorithm for n in args.num_workers for s in args.seed
             if not (a in ALGORITHMS and ALGORITHMS[a].max_workers == 1 and n != 1)]
+    configs = [TrialConfig.from_dict(c) for c in grid]
+    if args.executor == "local":
+        for cfg in configs:
+            resolve_device(cfg.device)
+        for key in {(c.dataset, c.data_dir, json.dumps(c.dataset_options, sort_keys=True)) for c in configs}:
+            check_dataset(key[0], key[1], **json.loads(key[2]))
+    return configs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one after another; each finished run is printed at once (a later failure loses nothing), then
+    the mean/std table. Bad input: one line on stderr, exit 2, nothing run. A run that fails: one line on
+    stderr, the others still run, exit 1."""
+    args = _parser().parse_args(argv)
     try:
-        configs = [TrialConfig.from_dict(c) for c in grid]
+        configs = _checked_configs(args)
     except ValueError as error:
-        print(f"error: {error}")
-        return 2
-    rows = []
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    rows, failed = [], 0
+    if not args.json:
+        print(RUN_HEADER, flush=True)
     for cfg in configs:
         label = f"{cfg.algorithm} N={cfg.num_workers} seed={cfg.seed}"
         show = None if args.quiet or args.json else (lambda r, label=label: print(
             f"{label} epoch {r['epoch']:3d}  test error {r['test_error']:6.2f}%  train loss {r['train_loss']:.4f}"
             f"  mean delay {r['mean_delay']:5.1f}  gap {r['mean_gap']:.2e}  {r['gradients_per_s']:.0f} grad/s",
             flush=True))
-        result = run(cfg, args.executor, callback=show)
+        try:
+            result = run(cfg, args.executor, callback=show)
+        except Exception as error:  # one line per failed run; the finished ones are already printed
+            print(f"error: {label}: {one_line(error)}", file=sys.stderr, flush=True)
+            failed += 1
+            continue
         rows.append(result)
         if args.json:
             print(json.dumps({k: v for k, v in result.items() if k != "history"}), flush=True)
-    if not args.json:
-        print(format_results(rows))
-    return 0
+        else:
+            print(format_run(result), flush=True)
+    if not args.json and rows:
+        print("\n" + format_summary(rows))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -58,3 +58,30 @@ def make_fake_imagefolder(root: str, classes: int = 3, per_class: int = 4, size:
 def _dump(path: str, obj: dict) -> None:
     with open(path, "wb") as f:
         pickle.dump(obj, f)
+
+
+def make_digits_imagefolder(root: str) -> str:
+    """The embedded digits as an ImageFolder tree of 8x8 PNGs, root/{train,val}/<digit>/<k>.png (the same
+    train/test split as the ``digits`` data set)."""
+    from PIL import Image
+
+    from dana_ray.data import load_digits
+
+    data = load_digits()
+    for split, part in (("train", data.train), ("val", data.test)):
+        for k, (image, label) in enumerate(zip(part.images, part.labels)):
+            folder = os.path.join(root, split, str(int(label)))
+            os.makedirs(folder, exist_ok=True)
+            Image.fromarray((image[0].numpy() * 15).astype(np.uint8)).save(os.path.join(folder, f"{k}.png"))
+    return root
+
+
+def make_arrays_npz(root: str) -> str:
+    """The embedded digits as float arrays in ``root/data.npz`` (the ``arrays`` data set's layout)."""
+    from dana_ray.data import load_digits
+
+    data = load_digits()
+    os.makedirs(root, exist_ok=True)
+    np.savez(os.path.join(root, "data.npz"), x_train=data.train.images.numpy() / 16.0,
+             y_train=data.train.labels.numpy(), x_test=data.test.images.numpy() / 16.0, y_test=data.test.labels.numpy())
+    return root

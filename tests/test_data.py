@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -67,6 +69,73 @@ def test_imagenet_imagefolder(fake_imagenet):
     assert torch.equal(x, x2) and torch.equal(y, y2)  # seeded transforms
     xt, _ = next(eval_batches(data.test, 5))
     assert xt.shape == (5, 3, 16, 16)
+
+
+def test_imagenet_augmentation_draws_what_torchvision_draws(fake_imagenet):
+    """The folder loader splits each transform into its random draws (in image order) and the work (on any
+    thread); the result equals torchvision's RandomResizedCrop + flip + normalise applied in turn."""
+    from torchvision import transforms as T
+
+    data = load_dataset("imagenet", fake_imagenet, image_size=16)
+    indices, generator = np.array([3, 0, 7, 5]), torch.Generator().manual_seed(11)
+    x, _ = data.train.batch(indices, torch.Generator().manual_seed(11))
+    reference = T.Compose([T.RandomResizedCrop(16), T.RandomHorizontalFlip(), T.ToTensor(),
+                           T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        expected = torch.stack([reference(data.train.folder[int(i)][0]) for i in indices])
+    assert torch.equal(x, expected)
+
+
+@pytest.mark.parametrize("augmentation", ["none", "cifar", "imagenet"])
+def test_imagefolder_augmentations_are_seeded_and_thread_independent(fake_imagenet, augmentation):
+    options = dict(augmentation=augmentation, image_size=12, mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])
+    one, two = (load_dataset("imagefolder", fake_imagenet, threads=t, **options) for t in (1, 2))
+    x1, y1 = WorkerStream(one.train, 4, seed=3, worker=1).batch(2)
+    x2, y2 = WorkerStream(two.train, 4, seed=3, worker=1).batch(2)
+    assert x1.shape == (4, 3, 12, 12) and torch.equal(x1, x2) and torch.equal(y1, y2)
+    x3, _ = WorkerStream(one.train, 4, seed=3, worker=1).batch(3)
+    assert (augmentation == "none") == torch.equal(one.train.batch(np.arange(4), torch.Generator().manual_seed(0))[0],
+                                                   one.train.batch(np.arange(4), torch.Generator().manual_seed(1))[0])
+    test, _ = next(eval_batches(one.test, 5))
+    assert test.shape == (5, 3, 12, 12)
+
+
+def test_arrays_from_an_npz_file(tmp_path):
+    from fakedata import make_arrays_npz
+
+    data = load_dataset("arrays", make_arrays_npz(str(tmp_path)))
+    assert (len(data.train), len(data.test), data.num_classes, data.in_channels) == (1437, 360, 10, 1)
+    x, _ = data.train.batch(np.arange(len(data.train)), None)
+    assert abs(float(x.mean())) < 1e-3 and float(x.std()) == pytest.approx(1.0, abs=1e-2)  # its own statistics
+
+
+def test_folder_and_array_checks_name_what_is_wrong(tmp_path, fake_imagenet):
+    import shutil
+
+    from dana_ray.data import check_dataset
+
+    check_dataset("imagefolder", fake_imagenet)
+    shutil.rmtree(os.path.join(fake_imagenet, "val", "n00000001"))
+    with pytest.raises(ValueError, match=r"data_dir: imagefolder under .* has different class folders in train/ and val/"):
+        check_dataset("imagefolder", fake_imagenet)
+    with pytest.raises(ValueError, match=r"data_dir: arrays needs the file '.*data.npz', which does not exist"):
+        check_dataset("arrays", str(tmp_path))
+    (tmp_path / "data.npz").write_bytes(b"not an npz")
+    with pytest.raises(ValueError, match=r"data_dir: arrays file '.*data.npz' is unreadable"):
+        check_dataset("arrays", str(tmp_path))
+
+
+def test_garbage_cifar_files_are_found_before_loading(tmp_path, cifar_checksums_off):
+    from fakedata import make_fake_cifar
+
+    from dana_ray.data import check_dataset
+
+    root = make_fake_cifar(str(tmp_path), "cifar10")
+    check_dataset("cifar10", root)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match=r"data_dir: cifar10 file '.*data_batch_3' is unreadable \(UnpicklingError"):
+        check_dataset("cifar10", root)
 
 
 def test_unknown_dataset_and_option():

@@ -19,6 +19,8 @@ from dana_ray.algorithms import delay_compensation as _delay_compensation  # noq
 from dana_ray.algorithms import gap_aware as _gap_aware  # noqa: F401
 from dana_ray.algorithms.slim import WorkerMomentum
 
+#: The rule a config that names none runs.
+DEFAULT_ALGORITHM = "dana"
 #: The rules that ship with dana_ray (plug-ins add to ``ALGORITHMS``, not to this).
 BUILTIN_ALGORITHMS: tuple[str, ...] = tuple(ALGORITHMS)
 
@@ -31,5 +33,5 @@ def make_algorithm(name: str, params: Tensor, num_workers: int, lr: LearningRate
     return ALGORITHMS[name](params, num_workers, lr, momentum, weight_decay=weight_decay, fused=fused, **options)
 
 
-__all__ = ["ALGORITHMS", "BUILTIN_ALGORITHMS", "LearningRate", "UpdateRule", "WorkerMomentum", "make_algorithm",
+__all__ = ["ALGORITHMS", "BUILTIN_ALGORITHMS", "DEFAULT_ALGORITHM", "LearningRate", "UpdateRule", "WorkerMomentum", "make_algorithm",
            "register_rule"]

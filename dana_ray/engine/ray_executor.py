@@ -144,7 +144,7 @@ class ParameterServer(MasterLoop):
         self.num_params = len(info["params"])
         self.master = build_master(self.cfg, torch.tensor(info["params"]), torch.tensor(info["bn_stats"]),
                                    info["bn_momentum"], self.steps_per_epoch)
-        # A rule with worker-side state (dana-slim) keeps logical worker i on actor slot i % P, which holds
+        # A rule with worker-side state keeps logical worker i on actor slot i % P, which holds
         # its state; otherwise each job goes to the least-loaded actor.
         self.sticky = self.master.rule.worker_side is not None
         self.inflight: dict[int, tuple[ray.ObjectRef, int]] = {}  # logical worker -> (result, actor slot)

@@ -30,7 +30,7 @@ class GradientWorker:
 
     def __init__(self, model: FlatModel, data: DataSet, batch_size: int, seed: int, weight_decay: float,
                  eval_batch_size: int = 1000, worker_side: WorkerMomentum | None = None) -> None:
-        """``worker_side``: the rule's per-logical-worker state (dana-slim's momenta), or None; with it, a job's
+        """``worker_side``: the rule's per-logical-worker state (e.g. momenta), or None; with it, a job's
         result carries ``worker_side.update(...)`` of the gradient, what such a rule's workers send."""
         self.model, self.data = model, data
         self.worker_side = worker_side if worker_side is not None else _NoWorkerSide()

@@ -1,0 +1,30 @@
+"""What the command lines share: bad input is one line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+EXIT_BAD_INPUT = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line, ``error: ...``, on stderr, with exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{self.prog}: {message} (see --help)")
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``error: message`` as one line on stderr and exit with code 2."""
+    print(f"error: {one_line(message)}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_INPUT)
+
+
+def one_line(error: BaseException | str) -> str:
+    """An error as one line: a remote error's last line (Ray wraps the actor's traceback), whitespace joined."""
+    text = str(error).strip()
+    if isinstance(error, BaseException) and "Traceback" in text:
+        text = text.splitlines()[-1]
+    return " ".join(text.split()) or type(error).__name__

@@ -1,0 +1,95 @@
+"""Plug-ins from files outside the package: the README's rule, data set, model and grid, run for real
+through the local executor, the Ray executor and a smoke sweep; and the engine naming no particular rule."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+import torch
+
+from dana_ray.trial import run
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FILES = ("my_rule.py", "my_data.py", "my_model.py", "my_grid.yaml")
+
+
+def readme_files() -> dict[str, str]:
+    """The README's code blocks that start with ``# my_<name>.<py|yaml>``, by file name."""
+    text = open(os.path.join(REPO, "README.md")).read()
+    blocks = re.findall(r"```(?:python|yaml)\n(# (my_\w+\.(?:py|yaml))\b.*?)```", text, re.S)
+    return {name: code for code, name in blocks}
+
+
+@pytest.fixture(scope="module")
+def plugin_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("plugins")
+    for name, code in readme_files().items():
+        (folder / name).write_text(code)
+    return folder
+
+
+def config(folder, **change):
+    return dict(plugins=[str(folder / f) for f in FILES[:3]], model="mlp", dataset="blobs",
+                algorithm="staleness-aware", num_workers=4, schedule="gamma", epochs=2, batch_size=32, lr=0.05,
+                lr_decay_epochs=[], cpu_threads=1, cpus_per_actor=0.25, server_cpus=0.25) | change
+
+
+def test_the_readme_holds_each_file_and_each_is_short():
+    files = readme_files()
+    assert set(files) == set(FILES)
+    assert all(len(files[f].splitlines()) <= 35 for f in FILES[:3])  # "one file" of about 30 lines
+
+
+def test_a_rule_data_set_and_model_of_ones_own_train_locally(plugin_dir):
+    result = run(config(plugin_dir))
+    assert not result["diverged"] and result["test_error"] < 30  # 4 classes: chance is 75
+    assert result["num_params"] == 16 * 64 + 64 + 2 * 64 + 64 * 64 + 64 + 2 * 64 + 64 * 4 + 4
+
+
+def test_the_plugin_rule_keeps_the_laws_and_sees_the_delay(plugin_dir):
+    from dana_ray.algorithms import make_algorithm
+    from dana_ray.algorithms.laws import check_laws
+    from dana_ray.plugins import load_plugins
+
+    load_plugins([str(plugin_dir / "my_rule.py")])
+    check_laws("staleness-aware")
+    rule = make_algorithm("staleness-aware", torch.zeros(2, dtype=torch.float64), 4, lr=0.1, momentum=0.0)
+    rule.apply(0, torch.ones(2, dtype=torch.float64), delay=4)  # damped by 1/4
+    torch.testing.assert_close(rule.params, torch.full((2,), -0.025, dtype=torch.float64))
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_plugins_reach_every_ray_actor_and_give_the_local_sha(plugin_dir):
+    cfg = config(plugin_dir, num_actors=2, epochs=1)
+    assert run(cfg, executor="ray")["params_sha256"] == run(cfg)["params_sha256"]
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_plugins_in_a_smoke_sweep(plugin_dir, tmp_path, monkeypatch):
+    """The README's grid, from the folder holding the files (its plugins: are relative paths)."""
+    from dana_ray.report import load_experiment
+    from dana_ray.sweep import main
+
+    monkeypatch.chdir(plugin_dir)
+    assert main(["my_grid.yaml", "--smoke-test", "--storage", str(tmp_path), "--name", "plug", "--no-report"]) == 0
+    trials = load_experiment(str(tmp_path / "plug"))
+    assert sorted(zip(trials["algorithm"], trials["num_workers"])) == [("baseline", 1), ("dana", 8),
+                                                                      ("staleness-aware", 8)]
+    assert trials["finished"].all() and set(trials["dataset"]) == {"blobs"}
+
+
+def test_no_engine_config_grid_or_report_module_names_a_particular_rule():
+    """The engine, config, grid and report ask the rule (its declared attributes), never its name."""
+    from dana_ray.algorithms import BUILTIN_ALGORITHMS
+
+    modules = [os.path.join("dana_ray", "engine", f) for f in os.listdir(os.path.join(REPO, "dana_ray", "engine"))
+               if f.endswith(".py")] + [os.path.join("dana_ray", f) for f in ("config.py", "grid.py", "report.py")]
+    for module in modules:
+        text = open(os.path.join(REPO, module)).read()
+        for name in BUILTIN_ALGORITHMS:
+            assert not re.search(rf"""["'`]{re.escape(name)}["'`]""", text), f"{module} names {name!r}"
+            if name != "baseline":  # also the English word for the single-worker reference
+                assert not re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text.replace("dana_ray", "")), \
+                    f"{module} mentions {name!r}"
