@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from dana_ray.config import TrialConfig
 from dana_ray.lr_schedule import step_decay
@@ -257,6 +258,52 @@ def test_cli_compares_algorithms_and_workers(capsys):
     assert rows[2][4:] == ["2", "0"]
 
 
-def test_cli_bad_value_exits_2(capsys):
+def test_cli_bad_value_exits_2_with_one_line_on_stderr(capsys):
     assert main(["--algorithm", "adam"]) == 2
-    assert "algorithm: unknown name 'adam'" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("error: algorithm: unknown name 'adam'")
+    assert len(captured.err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--device", "cuda"], "device: 'cuda' asked for, but torch sees no CUDA device"),
+    (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "data_dir: cifar10 needs the directory"),
+    (["--schedule", "gamma", "--schedule-options", '{"shape": -1}'], "schedule_options.shape: expected a finite number > 0.0"),
+    (["--num-workers", "eight"], "argument --num-workers: invalid int value: 'eight'"),
+    (["--schedule-options", "{not json"], "argument --schedule-options: not JSON"),
+])
+def test_cli_refuses_before_running_anything(argv, match, capsys):
+    if "cuda" in argv and torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert exit_code(argv + ["--epochs", "1"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1 and match in captured.err
+
+
+def exit_code(argv: list[str]) -> int:
+    """``main``'s exit code, whether it returns it or exits (argparse's errors exit)."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
+
+
+def test_cli_prints_each_finished_run_at_once_and_a_later_failure_loses_nothing(capsys, monkeypatch):
+    """The second run fails (here, its data vanishes after the checks): the first run's line is printed,
+    the failure is one line on stderr, the summary still comes, exit code 1."""
+    import dana_ray.trial as trial
+
+    real_run = trial.run
+
+    def flaky(cfg, *args, **kwargs):
+        if cfg.seed == 1:
+            raise ValueError("data_dir: gone")
+        return real_run(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(trial, "run", flaky)
+    assert main(["--seed", "0", "1", "2", "--epochs", "1", "--quiet"]) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert [line.split()[:3] for line in lines[1:3]] == [["dana", "1", "0"], ["dana", "1", "2"]]
+    assert captured.err == "error: dana N=1 seed=1: data_dir: gone\n"
+    assert "dana          1" in captured.out.split("\n\n")[1]  # the summary of the two finished runs
