@@ -52,8 +52,8 @@ def stub_worker_class(dim: int):
         def __init__(self, config: dict, index: int) -> None:
             self.grad = np.random.default_rng(index).standard_normal(dim).astype(np.float32) * 1e-3
 
-        def ready(self) -> str:
-            return "stub"
+        def ready(self) -> dict:
+            return {"node_id": ray.get_runtime_context().get_node_id(), "host": "stub"}
 
         def describe(self) -> dict:
             return {"params": np.zeros(dim, np.float32), "bn_stats": np.zeros(0, np.float32), "bn_momentum": 0.1,

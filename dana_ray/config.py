@@ -82,6 +82,9 @@ class TrialConfig:
     server_cpus: float = 1.0               # Ray CPUs reserved for the ParameterServer actor; its update
                                            # runs on round(server_cpus) torch threads (at least 1)
     max_actor_restarts: int = 3            # dead gradient actors replaced per trial before it fails
+    actor_start_timeout_s: float = 600.0   # a gradient actor (first or replacement) not running by then fails
+                                           # the trial with one message, rather than waiting forever for room
+                                           # (an autoscaler adding a GPU node takes minutes)
 
     @classmethod
     def from_dict(cls, config: dict[str, Any] | "TrialConfig") -> "TrialConfig":
@@ -137,6 +140,7 @@ class TrialConfig:
                 check_integer(name, getattr(self, name), minimum=1)
         for name in ("cpus_per_actor", "gpus_per_actor", "server_cpus"):
             check_number(name, getattr(self, name), low=0.0)
+        check_number("actor_start_timeout_s", self.actor_start_timeout_s, low=0.0, above=True)
         for name in ("lr", "lr_decay_factor", "warmup_epochs", "weight_decay"):
             check_number(name, getattr(self, name), low=0.0)
         check_number("momentum", self.momentum, low=0.0, below=1.0)

@@ -15,9 +15,10 @@ os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``ray_cli`` end with ``ray stop``, which stops every Ray process on the machine: run them
-    before anything starts the session's shared instance (``ray_session``)."""
-    items.sort(key=lambda item: item.get_closest_marker("ray_cli") is None)
+    """Tests marked ``ray_cli`` end with ``ray stop``, which stops every Ray process on the machine, and tests
+    marked ``multinode`` start clusters of their own: run both before anything starts the session's shared
+    instance (``ray_session``), the ``ray_cli`` ones first."""
+    items.sort(key=lambda item: (item.get_closest_marker("ray_cli") is None, item.get_closest_marker("multinode") is None))
 
 
 @pytest.fixture

@@ -33,6 +33,17 @@ def test_ray_equals_local_for_any_number_of_actors(local_dana4, num_actors):
     assert 0.0 <= result["history"][-1]["server_busy"] <= 1.0
 
 
+def test_points_over_100_kib_travel_through_the_object_store_and_change_nothing():
+    """Every paper model's point is over Ray's 100 KiB inline limit: it is ray.put once and passed by
+    reference (76,490 parameters here: 306 KB)."""
+    from dana_ray.engine.ray_executor import INLINE_BYTES
+
+    config = dict(BASE, model_options={"channels": 64}, algorithm="dana-dc", num_workers=3, num_actors=2)
+    on_ray = run(config, executor="ray")
+    assert on_ray["num_params"] * 4 > INLINE_BYTES
+    assert on_ray["params_sha256"] == run(config)["params_sha256"]
+
+
 @pytest.mark.parametrize("algorithm,schedule", [("ssgd", "round-robin"), ("nag-asgd", "gamma"),
                                                 ("multi-asgd", "block-random")])
 def test_ray_equals_local_for_other_rules_and_schedules(algorithm, schedule):

@@ -37,6 +37,8 @@ from dana_ray.engine.executor import Executor, MasterLoop
 from dana_ray.engine.master import GradientResult, Job
 
 
+#: The label every Ray node carries with its id (Ray's ``ray.util.placement_group.NODE_ID_LABEL_KEY``).
+NODE_ID_LABEL = "ray.io/node-id"
 #: Points up to this size travel inside the task itself, like Ray's own small arguments (its 100 KiB
 #: ``max_direct_call_object_size``): cheaper than an object-store round trip for small models.
 INLINE_BYTES = 100 * 1024
@@ -76,8 +78,9 @@ class Worker:
         torch.cuda.current_stream(self.device).synchronize()
         return out
 
-    def ready(self) -> str:
-        return socket.gethostname()
+    def ready(self) -> dict[str, str]:
+        """Where this actor runs: its node's id and host name."""
+        return {"node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname()}
 
     def describe(self) -> dict[str, Any]:
         """The model's initial state and the data's shape, for the server to build the master from."""
@@ -120,7 +123,8 @@ class ParameterServer(MasterLoop):
                  placement_group: Any = None) -> None:
         """``worker_class``: the remote class of the gradient actors (default ``Worker``; benchmarks pass a
         stub with the same methods to time the server alone). ``placement_group``: the trial's reservation
-        (bundle 0 the trial, 1 this server, 2 + k actor slot k), or None outside Tune."""
+        (``[trial process, this server, actor 0, ...]``; Tune leaves the trial process's bundle out when it is
+        empty), or None outside Tune."""
         self.cfg = TrialConfig.from_dict(config)
         # The update is memory-bound: use every core reserved for the server (Ray starts actors with one
         # torch thread whatever num_cpus).
@@ -130,15 +134,13 @@ class ParameterServer(MasterLoop):
         self.placement_group = placement_group
         self.restarts = 0
         self.waiting_s = 0.0
+        self.nodes: list[str | None] = [None] * num_actors  # the node each actor slot's actor runs on
+        self.lost_nodes: set[str] = set()  # nodes where an actor died: replacements prefer other nodes
 
     def start(self) -> dict[str, Any]:
         """Start the actors, build the master from actor 0's model, issue the first jobs."""
         self.actors = [self._spawn(k) for k in range(self.num_actors)]
-        for k, actor in enumerate(self.actors):
-            try:
-                ray.get(actor.ready.remote())
-            except ray.exceptions.RayActorError as error:
-                raise RuntimeError(f"{self.name}/Worker-{k} could not start: {_cause(error)}") from None
+        self._await_ready(range(self.num_actors), "to start the trial")
         info = ray.get(self.actors[0].describe.remote())
         self.steps_per_epoch, self.num_classes = info["steps_per_epoch"], info["num_classes"]
         self.num_params = len(info["params"])
@@ -285,12 +287,45 @@ class ParameterServer(MasterLoop):
             return GradientResult(as_tensor(grad), as_tensor(bn_stats), loss)
 
     def _spawn(self, slot: int) -> ray.actor.ActorHandle:
-        name = f"{self.name}/Worker-{slot}" + (f".{self.restarts}" if self.restarts else "")
+        name = self._actor_name(slot)
+        if self.placement_group is not None:  # its bundle decides (Ray re-places a lost node's bundles)
+            where = _in_bundle(self.placement_group, server_bundle(self.placement_group, self.num_actors) + 1 + slot)
+        elif self.lost_nodes:  # not where an actor died (its node may be dead, though not yet declared so)
+            where = {"label_selector": {NODE_ID_LABEL: f"!in({','.join(sorted(self.lost_nodes))})"},
+                     "fallback_strategy": [{"label_selector": {}}]}
+        else:
+            where = {}
         return self.worker_class.options(name=name, num_cpus=self.cfg.cpus_per_actor, num_gpus=self.cfg.gpus_per_actor,
-                                         **_in_bundle(self.placement_group, 2 + slot)).remote(self.cfg.to_dict(), slot)
+                                         **where).remote(self.cfg.to_dict(), slot)
+
+    def _actor_name(self, slot: int) -> str:
+        """``<trial>/Worker-k``, and ``.r`` for the r-th replacement of the trial (the dashboard's name)."""
+        return f"{self.name}/Worker-{slot}" + (f".{self.restarts}" if self.restarts else "")
+
+    def _await_ready(self, slots: Any, why: str) -> None:
+        """Wait until the actors in ``slots`` run, at most ``actor_start_timeout_s``; then fail with one message
+        (a cluster with no room would otherwise keep the trial waiting forever, silently)."""
+        refs = {self.actors[k].ready.remote(): k for k in slots}
+        ready, missing = ray.wait(list(refs), num_returns=len(refs), timeout=self.cfg.actor_start_timeout_s)
+        for ref in ready:
+            k = refs[ref]
+            try:
+                self.nodes[k] = ray.get(ref)["node_id"]
+            except ray.exceptions.RayActorError as error:
+                raise RuntimeError(f"{self._actor_name(k)} could not start: {_cause(error)}") from None
+        if missing:
+            k = refs[missing[0]]
+            for ref in missing:
+                ray.kill(self.actors[refs[ref]])
+            wants = f"{self.cfg.cpus_per_actor:g} CPU" + (f", {self.cfg.gpus_per_actor:g} GPU" if self.cfg.gpus_per_actor else "")
+            raise RuntimeError(
+                f"{self._actor_name(k)} was not running {self.cfg.actor_start_timeout_s:g} s after it was asked {why}: "
+                f"no live node has room for it ({wants}). The trial stops here; under Tune it resumes from its last "
+                f"checkpoint once the cluster has room (tune.max_failures)")
 
     def _replace(self, slot: int, error: Exception) -> None:
-        """Replace the dead actor in ``slot`` and send its jobs again (to the new actor)."""
+        """Replace the dead actor in ``slot`` (not on the node it died on, where another has room) and send its
+        jobs again (to the new actor)."""
         if self.sticky:
             raise RuntimeError(f"{self.name}/Worker-{slot} died holding the worker-side state of rule "
                                f"{self.cfg.algorithm!r} (its logical workers' momenta), which cannot be "
@@ -300,7 +335,11 @@ class ParameterServer(MasterLoop):
                                f"{self.cfg.max_actor_restarts} replacements are used up: {_cause(error)}")
         self.restarts += 1
         ray.kill(self.actors[slot])
+        lost = self.nodes[slot]
+        if lost is not None:
+            self.lost_nodes.add(lost)
         self.actors[slot] = self._spawn(slot)
+        self._await_ready([slot], f"to replace its predecessor, which died ({_cause(error)})")
         for worker, (_, held_by) in list(self.inflight.items()):
             if held_by == slot:
                 self.load[slot] -= 1
@@ -308,11 +347,18 @@ class ParameterServer(MasterLoop):
 
 
 def _cause(error: Exception) -> str:
-    text = str(error)
-    return text.strip().splitlines()[-1] if text.strip() else type(error).__name__
+    """An actor's error as one line (its last line: Ray wraps the remote traceback)."""
+    lines = str(error).strip().splitlines()
+    return " ".join(lines[-1].split()) if lines else type(error).__name__
 
 
 RemoteParameterServer = ray.remote(ParameterServer)
+
+
+def server_bundle(placement_group: Any, num_actors: int) -> int:
+    """The server's bundle in a trial's placement group ``[trial process, server, actor 0, ..., actor P-1]``:
+    1, or 0 when the trial process asked for no resources (Tune then leaves its empty bundle out)."""
+    return placement_group.bundle_count - num_actors - 1 if placement_group is not None else 0
 
 
 def _in_bundle(placement_group: Any, index: int) -> dict[str, Any]:
@@ -347,7 +393,7 @@ class RayExecutor(Executor):
         self.name = name or f"trial-{uuid.uuid4().hex[:8]}"
         self.num_actors = cfg.num_actors or default_num_actors(cfg)
         self.server = RemoteParameterServer.options(
-            name=f"{self.name}/ParameterServer", num_cpus=cfg.server_cpus, **_in_bundle(placement_group, 1),
+            name=f"{self.name}/ParameterServer", num_cpus=cfg.server_cpus, **_in_bundle(placement_group, server_bundle(placement_group, self.num_actors)),
         ).remote(cfg.to_dict(), self.name, self.num_actors, worker_class, placement_group)
         try:
             info = ray.get(self.server.start.remote())
