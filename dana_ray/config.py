@@ -24,6 +24,8 @@ from dana_ray.registry import resolve_options
 from dana_ray.schedules import SCHEDULES, make_schedule
 
 DEVICES = ("auto", "cpu", "cuda")
+#: The most logical workers a trial may have (a bound, so that a typo is refused rather than allocated).
+MAX_WORKERS = 65536
 #: The schedules a config may name: the seeded ones, and ``arrival`` (real completion order; Ray executor).
 ARRIVAL = "arrival"
 #: Where weight decay is applied: "worker" (g = ∇L(x) + λx at the point x the worker was sent) or "master"
@@ -132,6 +134,7 @@ class TrialConfig:
                 raise ValueError(f"{name}: expected a mapping, got {getattr(self, name)!r}")
         for name in ("num_workers", "batch_size", "epochs", "eval_batch_size", "vmap_jobs"):
             check_integer(name, getattr(self, name), minimum=1)
+        check_integer("num_workers", self.num_workers, minimum=1, maximum=MAX_WORKERS)
         check_integer("seed", self.seed, minimum=0)
         check_bool("fused_updates", self.fused_updates)
         check_integer("max_actor_restarts", self.max_actor_restarts, minimum=0)

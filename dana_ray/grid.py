@@ -37,13 +37,15 @@ from typing import Any
 import yaml
 
 from dana_ray.algorithms import ALGORITHMS
-from dana_ray.checks import check_integer, check_name, check_number, check_options
-from dana_ray.config import TrialConfig, schedule_names
+from dana_ray.checks import check_integer, check_name, check_number, check_options, is_integer
+from dana_ray.config import MAX_WORKERS, TrialConfig, schedule_names
 from dana_ray.plugins import load_plugins, normalize
 
 AXES = ("algorithm", "num_workers", "schedule", "seed")
 SECTIONS = ("description", "paper_table", "trial", "grid", "tune")
 TUNE_OPTIONS = ("max_concurrent_trials", "max_failures", "trial_cpus", "checkpoint_every")
+#: The grid a sweep ran, written into its experiment folder (a grid file: it can be run again as it is).
+GRID_FILE = "grid.yaml"
 REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tune_configs")
 
 
@@ -80,6 +82,25 @@ class Grid:
                 for algorithm, workers in self.cells() for schedule in self.axes["schedule"]
                 for seed in self.axes["seed"]]
 
+    def to_file(self, path: str) -> None:
+        """Write this grid as a grid file (every key resolved: data_dir and plugins absolute): a sweep writes
+        it into its experiment folder, where ``--resume`` and the report read what was asked for."""
+        raw = {"description": self.description, "paper_table": self.paper_table, "trial": dict(self.trial),
+               "grid": {axis: list(self.axes[axis]) for axis in AXES}, "tune": dict(self.tune)}
+        with open(path, "w") as f:
+            yaml.safe_dump({k: v for k, v in raw.items() if v is not None}, f, sort_keys=False)
+
+    def changes_from(self, other: "Grid") -> str | None:
+        """The first difference in what is trained between two grids (``grid.seed: [0, 1] -> [0, 1, 2]``), or
+        None; where the data lives (``trial.data_dir``) may differ."""
+        for axis in AXES:
+            if list(self.axes[axis]) != list(other.axes[axis]):
+                return f"grid.{axis}: {list(other.axes[axis])} -> {list(self.axes[axis])}"
+        for key in sorted(set(self.trial) | set(other.trial)):
+            if key != "data_dir" and self.trial.get(key) != other.trial.get(key):
+                return f"trial.{key}: {other.trial.get(key)!r} -> {self.trial.get(key)!r}"
+        return None
+
     def smoke_test(self) -> "Grid":
         """One epoch, the first seed: a quick check that every cell starts, trains and reports."""
         return Grid(self.name, self.path, self.description, self.paper_table, dict(self.trial, epochs=1),
@@ -89,7 +110,9 @@ class Grid:
 def trial_config(fixed: dict[str, Any], algorithm: str, num_workers: int, schedule: str, seed: int) -> dict[str, Any]:
     """One trial's config: the fixed keys, the axes, and min(N, the num_actors cap) actors."""
     config = dict(fixed, algorithm=algorithm, num_workers=num_workers, schedule=schedule, seed=seed)
-    config["num_actors"] = min(num_workers, fixed.get("num_actors") or num_workers)
+    cap = fixed.get("num_actors")
+    # a cap that is not a positive integer passes through as it is, for the config's check to name it
+    config["num_actors"] = min(num_workers, cap) if is_integer(cap) and cap >= 1 else cap if cap is not None else num_workers
     return config
 
 
@@ -171,8 +194,10 @@ def _parse(path: str, raw: Any, data_dir: str | None) -> Grid:
                 check_name("grid.algorithm", value, ALGORITHMS)
             elif axis == "schedule":
                 check_name("grid.schedule", value, schedule_names())
+            elif axis == "num_workers":
+                check_integer("grid.num_workers", value, minimum=1, maximum=MAX_WORKERS)
             else:
-                check_integer(f"grid.{axis}", value, minimum=0 if axis == "seed" else 1)
+                check_integer("grid.seed", value, minimum=0)
         repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
         if repeated:
             raise ValueError(f"grid.{axis}: {repeated[0]!r} is listed twice; every value once")

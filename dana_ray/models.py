@@ -219,4 +219,10 @@ def check_model(name: str, options: dict, num_classes: int, in_channels: int) ->
     """Build the model on the meta device (no memory, no initialisation cost): every error a builder raises
     for these options is raised now, before any trial starts."""
     with torch.device("meta"):
-        make_model(name, num_classes, in_channels, **options)
+        try:
+            make_model(name, num_classes, in_channels, **options)
+        except ValueError:
+            raise
+        except Exception as error:  # the builder's own failure, for these options
+            raise ValueError(f"model_options: model {name!r} cannot be built with {options!r} "
+                             f"({type(error).__name__}: {' '.join(str(error).split())})") from None

@@ -21,17 +21,18 @@ hollow), test-error curves per epoch at the largest N, and a histogram of delays
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
+import sys
 from importlib import resources
 
 import pandas as pd
 
 from dana_ray.algorithms import ALGORITHMS
+from dana_ray.cli import EXIT_BAD_INPUT, OneLineParser, one_line
 from dana_ray.config import TrialConfig
-from dana_ray.grid import trial_from_tune
+from dana_ray.grid import GRID_FILE, GridError, load_grid, trial_from_tune
 
 PAPER_MODEL = {"resnet20": "resnet20", "wrn-16-4": "wrn", "wrn": "wrn"}
 GROUP = ["model", "dataset", "schedule"]
@@ -42,7 +43,10 @@ DEFAULTS = TrialConfig()  # what a trial config that omits a key means
 # -- loading ---------------------------------------------------------------------------------------------------
 
 def load_experiment(path: str) -> pd.DataFrame:
-    """One row per trial: its axes, final metrics and per-epoch test errors (``curve``)."""
+    """One row per trial: its axes, final metrics and per-epoch test errors (``curve``). Where the experiment
+    folder holds the grid the sweep ran (``grid.yaml``), every trial it asked for has a row: one that never
+    ran or never reported is an unfinished row, so its cell is flagged ``incomplete`` (and a cell none of
+    whose trials ran is listed with n = 0)."""
     rows = []
     for folder in sorted(os.listdir(path)):
         params_file = os.path.join(path, folder, "params.json")
@@ -66,9 +70,32 @@ def load_experiment(path: str) -> pd.DataFrame:
             "curve": [r["test_error"] for r in results],
             "delay_histogram": _add_histograms(r.get("delay_histogram") or [] for r in results),
         })
+    found = {(r["algorithm"], r["num_workers"], r["schedule"], r["seed"]) for r in rows}
+    for config in _grid_trials(path):
+        key = (config["algorithm"], config["num_workers"], config["schedule"], config["seed"])
+        if key not in found:
+            found.add(key)
+            rows.append({"trial": None, "model": config.get("model", DEFAULTS.model),
+                         "dataset": config.get("dataset", DEFAULTS.dataset), "schedule": key[2],
+                         "num_workers": key[1], "algorithm": key[0], "seed": key[3],
+                         "epochs_planned": config.get("epochs", DEFAULTS.epochs), "epochs_done": 0,
+                         "test_error": math.nan, "diverged": False, "finished": False, "mean_delay": math.nan,
+                         "params_sha256": "", "curve": [], "delay_histogram": []})
     if not rows:
         raise ValueError(f"experiment: no trials under {path!r} (expected Tune trial folders with params.json)")
     return pd.DataFrame(rows)
+
+
+def _grid_trials(path: str) -> list[dict]:
+    """The trial configs of the grid stored in the experiment folder ([] without one, or if it cannot be
+    read here, e.g. a plug-in this machine lacks: then only the trials found are reported)."""
+    stored = os.path.join(path, GRID_FILE)
+    if not os.path.isfile(stored):
+        return []
+    try:
+        return load_grid(stored).trials()
+    except (GridError, ValueError):
+        return []
 
 
 def _read_results(path: str) -> list[dict]:
@@ -402,7 +429,7 @@ def plot_delays(trials: pd.DataFrame, path: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dana_ray.report", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m dana_ray.report", description=__doc__.split("\n\n")[0])
     p.add_argument("experiment", help="a Tune experiment directory (what python -m dana_ray.sweep printed)")
     p.add_argument("--format", choices=FORMATS, default="markdown", help="what to print")
     p.add_argument("--out", help="where to write tables and plots (default: EXPERIMENT/report)")
@@ -410,8 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         trials = load_experiment(args.experiment)
     except (OSError, ValueError) as error:
-        print(f"error: {error}")
-        return 2
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(render(trials, args.format), end="")
     delays = delay_table(trials)
     if len(delays) and args.format == "markdown":

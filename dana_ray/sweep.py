@@ -21,8 +21,9 @@ import sys
 import time
 from typing import Any
 
+from dana_ray.cli import EXIT_BAD_INPUT, OneLineParser, one_line
 from dana_ray.config import TrialConfig
-from dana_ray.grid import Grid, GridError, cell_label, load_grid, parse_cell
+from dana_ray.grid import GRID_FILE, Grid, GridError, cell_label, load_grid, parse_cell
 
 DEFAULT_STORAGE = os.path.expanduser("~/ray_results")
 
@@ -55,8 +56,13 @@ def _trial_name(trial) -> str:
 
 
 def make_tuner(grid: Grid, storage: str, name: str, callbacks: list | None = None):
-    """The Tuner for ``grid``; ``callbacks`` are Tune callbacks (tests use them to inject faults)."""
+    """The Tuner for ``grid``, which is written into the experiment folder (``GRID_FILE``: what ``--resume``
+    and the report hold the experiment to); ``callbacks`` are Tune callbacks (tests use them to inject faults)."""
     from ray import tune
+
+    if "://" not in storage:
+        os.makedirs(os.path.join(storage, name), exist_ok=True)
+        grid.to_file(os.path.join(storage, name, GRID_FILE))
 
     return tune.Tuner(
         trainable(),
@@ -75,27 +81,70 @@ def latest_experiment(storage: str, grid_name: str) -> str | None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dana_ray.sweep", description=__doc__.split("\n\n")[0])
-    p.add_argument("config", nargs="?", default="quickstart", help="grid file or name in tune_configs/")
+    p = OneLineParser(prog="python -m dana_ray.sweep", description=__doc__.split("\n\n")[0])
+    p.add_argument("config", nargs="?", default=None,
+                   help="grid file or name in tune_configs/ (default: quickstart; with --resume: the grid the "
+                        "experiment ran)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted experiment (--name, or the latest)")
     p.add_argument("--smoke-test", action="store_true", help="one epoch and the first seed of every cell")
     p.add_argument("--storage", default=DEFAULT_STORAGE, help="where experiments are written (shared path or URI on a cluster)")
     p.add_argument("--name", help="experiment name (default: <grid>-<date>-<time>)")
     p.add_argument("--data-dir", help="overrides the grid's trial.data_dir")
     p.add_argument("--skip-data-check", action="store_true",
-                   help="do not check that every live node has the data directory before starting")
+                   help="do not check that every live node can read the data before starting")
     p.add_argument("--no-report", action="store_true", help="do not print the report at the end")
     return p
 
 
+def check_storage(storage: str) -> None:
+    """Refuse a local ``--storage`` this process cannot write to (a URI is the cloud's business)."""
+    if "://" in storage:
+        return
+    existing = storage
+    while not os.path.exists(existing):  # the folder is made later, by the sweep: nothing is written now
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        why = "not a folder" if not os.path.isdir(existing) else "no permission to write"
+        raise GridError(f"--storage: cannot write to {storage!r} ({existing!r}: {why})")
+
+
+def _resumed_grid(args: argparse.Namespace, storage: str) -> tuple[Grid, str]:
+    """The grid an experiment ran and its folder; refuses a different grid than it ran."""
+    name = args.name or (load_grid(args.config).name if args.config else "quickstart")
+    path = os.path.join(storage, args.name) if args.name else latest_experiment(storage, name)
+    stored = os.path.join(path, GRID_FILE) if path else None
+    from ray import tune
+
+    if stored is None or not os.path.isfile(stored) or not tune.Tuner.can_restore(path):
+        raise GridError(f"--resume: no experiment {'named ' + repr(args.name) if args.name else 'of ' + repr(name)} "
+                        f"to resume under {storage}")
+    ran = load_grid(stored, data_dir=args.data_dir)
+    if args.config:
+        asked = load_grid(args.config, data_dir=args.data_dir, smoke_test=args.smoke_test)
+        change = asked.changes_from(ran)
+        if change:
+            raise GridError(f"--resume: the grid differs from the one {path} ran ({change}); resume it with its own "
+                            f"grid (omit CONFIG), or start a new experiment with another --name")
+    return ran, path
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Bad input (grid, options, storage, data on a node): one line on stderr, exit 2, nothing launched.
+    Trials that fail: the report of the rest, one line on stderr, exit 1."""
     args = _parser().parse_args(argv)
-    try:
-        grid = load_grid(args.config, data_dir=args.data_dir, smoke_test=args.smoke_test)
-    except GridError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     storage = args.storage if "://" in args.storage else os.path.abspath(os.path.expanduser(args.storage))
+    try:
+        if args.resume:
+            grid, path = _resumed_grid(args, storage)
+        else:
+            grid = load_grid(args.config or "quickstart", data_dir=args.data_dir, smoke_test=args.smoke_test)
+            path = os.path.join(storage, args.name or f"{grid.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+            if os.path.exists(os.path.join(path, GRID_FILE)):
+                raise GridError(f"--name: {path} holds an experiment already; --resume it, or choose another --name")
+        check_storage(storage)
+    except GridError as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
     import ray
     from ray import tune
@@ -108,20 +157,15 @@ def main(argv: list[str] | None = None) -> int:
         configs = [TrialConfig.from_dict(t) for t in grid.trials()]
         problems = missing_data({data_key(c.dataset, c.data_dir, c.dataset_options, c.plugins) for c in configs})
         if problems:
-            print("\n".join(f"error: {args.config}: {p}" for p in problems), file=sys.stderr)
-            return 2
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            print(f"error: {grid.path}: {problems[0]}{more}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     if args.resume:
-        path = os.path.join(storage, args.name) if args.name else latest_experiment(storage, grid.name)
-        if path is None or not tune.Tuner.can_restore(path):
-            print(f"error: --resume: no experiment of {grid.name!r} to resume under {storage}", file=sys.stderr)
-            return 2
         print(f"resuming {path}")
         tuner = tune.Tuner.restore(path, trainable(), resume_errored=True)
     else:
-        name = args.name or f"{grid.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        path = os.path.join(storage, name)
         print(f"{grid.description}: {len(grid.trials())} trials -> {path}")
-        tuner = make_tuner(grid, storage, name)
+        tuner = make_tuner(grid, storage, os.path.basename(path))
     started = time.perf_counter()
     results = tuner.fit()
     print(f"\n{len(results)} trials in {time.perf_counter() - started:.0f} s; results in {path}")
@@ -130,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(report.render(report.load_experiment(path), fmt="markdown"))
     if results.errors:
-        print(f"{len(results.errors)} trials failed; see {path}", file=sys.stderr)
+        print(f"error: {len(results.errors)} trials failed; see {path}", file=sys.stderr)
         return 1
     return 0
 

@@ -79,6 +79,16 @@ BAD = {
     "bad trial key": ("trial: {optimizer: sgd}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], seed: [0]}\n",
                       r"config: unknown key 'optimizer'"),
     "not yaml": ("trial: [\n", r"not valid YAML"),
+    "duplicate seed": ("trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], seed: [0, 0]}\n",
+                       r"grid.seed: 0 is listed twice; every value once"),
+    "workers as words": ("trial: {}\ngrid: {algorithm: [dana], num_workers: [eight], schedule: [round-robin], seed: [0]}\n",
+                         r"grid.num_workers: expected an integer >= 1, got 'eight'"),
+    "decay epochs not a list": ("trial: {lr_decay_epochs: 80}\ngrid: {algorithm: [dana], num_workers: [2], "
+                                "schedule: [round-robin], seed: [0]}\n", r"lr_decay_epochs: expected a list of epochs > 0, got 80"),
+    "impossible gamma": ("trial: {schedule_options: {shape: -1}}\ngrid: {algorithm: [dana], num_workers: [2], "
+                         "schedule: [gamma], seed: [0]}\n", r"schedule_options.shape: expected a finite number > 0.0, got -1"),
+    "impossible wrn": ("trial: {model: wrn, model_options: {depth: 15}}\ngrid: {algorithm: [dana], num_workers: [2], "
+                       "schedule: [round-robin], seed: [0]}\n", r"model_options.depth: expected an integer 6n\+4 >= 10"),
 }
 
 

@@ -137,7 +137,8 @@ def test_delay_table_from_histograms_over_seeds():
 
 def test_report_of_a_missing_directory_exits_2(tmp_path, capsys):
     assert main([str(tmp_path / "nothing")]) == 2
-    assert capsys.readouterr().out.startswith("error:")
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("error:") and len(captured.err.splitlines()) == 1
 
 
 def test_shape_compares_degradation_from_each_sides_baseline():
@@ -171,3 +172,21 @@ def test_no_shape_for_a_schedule_the_paper_has_no_table_of():
 
     df = pd.DataFrame([trial("baseline", 1, 0, 1.0, schedule="gamma"), trial("dana", 4, 0, 2.0, schedule="gamma")])
     assert shape_table(summarize(df, paper=paper_tables()), paper_tables()).empty
+
+
+def test_the_grid_the_sweep_ran_makes_missing_seeds_and_cells_visible(tmp_path):
+    """The experiment folder's grid.yaml asks for seeds 0 and 1 of baseline, dana N=4 and dana N=8; only
+    three trials reported: dana N=4 has 1 of 2 seeds, dana N=8 none. Both are flagged, neither is hidden."""
+    from dana_ray.grid import GRID_FILE
+
+    fixed = {"model": "cnn", "dataset": "digits", "epochs": 1}
+    path = write_experiment(tmp_path / "exp", [
+        ({"cell": "baseline N=1", "schedule": "round-robin", "seed": s, "_fixed": fixed}, epochs([5.0 + s]))
+        for s in (0, 1)] + [({"cell": "dana N=4", "schedule": "round-robin", "seed": 0, "_fixed": fixed}, epochs([6.0]))])
+    (tmp_path / "exp" / GRID_FILE).write_text(
+        "trial: {model: cnn, dataset: digits, epochs: 1}\n"
+        "grid: {algorithm: [baseline, dana], num_workers: [4, 8], schedule: [round-robin], seed: [0, 1]}\n")
+    table = summarize(load_experiment(path)).set_index(["num_workers", "algorithm"])
+    assert table.loc[(1, "baseline"), "n"] == 2 and table.loc[(1, "baseline"), "flags"] == ""
+    assert table.loc[(4, "dana"), "n"] == 1 and table.loc[(4, "dana"), "flags"] == "incomplete"
+    assert table.loc[(8, "dana"), "n"] == 0 and table.loc[(8, "dana"), "flags"] == "incomplete"

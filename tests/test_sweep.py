@@ -141,3 +141,60 @@ def test_missing_data_on_a_node_stops_the_sweep_naming_node_and_path(tmp_path, c
     assert f"error: {grid}: data_dir: cifar10 needs the directory '{tmp_path}/nowhere/cifar-10-batches-py'" in err
     assert "(on host " in err and "[node " in err
     assert not (tmp_path / "results").exists()  # nothing launched
+
+
+def test_resume_refuses_a_grid_that_differs_from_the_one_the_experiment_ran(tiny_grid, experiment, tmp_path, capsys):
+    edited = tmp_path / "tiny.yaml"
+    edited.write_text(open(tiny_grid).read().replace("seed: [0, 1]", "seed: [0, 1, 2]"))
+    storage, name = os.path.dirname(experiment), os.path.basename(experiment)
+    assert main([str(edited), "--resume", "--storage", storage, "--name", name, "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "grid.seed: [0, 1] -> [0, 1, 2]" in err and "another --name" in err
+    # the experiment folder holds the grid it ran, as a grid file
+    assert load_grid(os.path.join(experiment, "grid.yaml")).axes["seed"] == [0, 1]
+
+
+def test_an_unwritable_storage_is_one_line_before_anything_starts(tiny_grid, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main([tiny_grid, "--storage", str(blocker / "results")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --storage: cannot write to '{blocker}/results'") and len(err.splitlines()) == 1
+
+
+def test_a_killed_driver_resumes_without_redoing_finished_trials(tiny_grid, tmp_path):
+    """``kill -9`` of the sweep's driver process once a trial has finished, then ``--resume``: the finished
+    trials are not run again (their result files are untouched) and the report is complete."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    grid = tmp_path / "killed.yaml"
+    grid.write_text(TINY.replace("  max_failures: 1", "  max_failures: 1\n  max_concurrent_trials: 1"))
+    storage, path = tmp_path / "results", tmp_path / "results" / "killed"
+    driver = subprocess.Popen([sys.executable, "-m", "dana_ray.sweep", str(grid), "--storage", str(storage),
+                               "--name", "killed", "--no-report"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def finished() -> set[str]:
+        done = set()
+        for result in path.glob("*/result.json"):
+            lines = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+            if lines and lines[-1].get("epoch") == 2:
+                done.add(result.parent.name)
+        return done
+
+    deadline = time.monotonic() + 180
+    while not finished() and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # polling a condition, bounded
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    done = finished()
+    assert done and len(done) < 4, "the driver was killed once 1-3 of the 4 trials had finished"
+    before = {t: (path / t / "result.json").read_text() for t in done}
+
+    assert main([str(grid), "--resume", "--storage", str(storage), "--name", "killed", "--no-report"]) == 0
+    after = load_experiment(str(path))
+    assert len(after) == 4 and after["finished"].all()
+    for t in done:
+        assert (path / t / "result.json").read_text() == before[t]
