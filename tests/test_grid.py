@@ -82,7 +82,7 @@ BAD = {
     "duplicate seed": ("trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], seed: [0, 0]}\n",
                        r"grid.seed: 0 is listed twice; every value once"),
     "workers as words": ("trial: {}\ngrid: {algorithm: [dana], num_workers: [eight], schedule: [round-robin], seed: [0]}\n",
-                         r"grid.num_workers: expected an integer >= 1, got 'eight'"),
+                         r"grid.num_workers: expected an integer in \[1, 65536\], got 'eight'"),
     "decay epochs not a list": ("trial: {lr_decay_epochs: 80}\ngrid: {algorithm: [dana], num_workers: [2], "
                                 "schedule: [round-robin], seed: [0]}\n", r"lr_decay_epochs: expected a list of epochs > 0, got 80"),
     "impossible gamma": ("trial: {schedule_options: {shape: -1}}\ngrid: {algorithm: [dana], num_workers: [2], "
