@@ -25,14 +25,18 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import time
 
 import torch
 
-from dana_ray.algorithms import ALGORITHMS, make_algorithm
-from dana_ray.algorithms.laws import update_traffic, workers_for
-from dana_ray.engine.master import Master
-from dana_ray.plugins import load_plugins
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from dana_ray.algorithms import ALGORITHMS, make_algorithm  # noqa: E402
+from dana_ray.algorithms.laws import update_traffic, workers_for  # noqa: E402
+from dana_ray.engine.master import Master  # noqa: E402
+from dana_ray.plugins import load_plugins  # noqa: E402
+
 
 def traffic(name: str, n: int) -> float:
     """d-vectors one gradient's update moves (the fused minimum) with N workers."""

@@ -12,12 +12,16 @@ ratio, plus the largest relative difference between the two ways' gradients (flo
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
 import torch
 
-from dana_ray.engine import FlatModel
-from dana_ray.models import make_model
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from dana_ray.engine import FlatModel  # noqa: E402
+from dana_ray.models import make_model  # noqa: E402
 
 
 def sync(device: torch.device) -> None:

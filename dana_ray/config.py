@@ -58,6 +58,7 @@ class TrialConfig:
     # are tuned for the baseline on the embedded digits (about 2% test error).
     batch_size: int = 32                   # per worker, examples per gradient
     epochs: int = 20                       # an epoch = len(train set) // batch_size gradients, whatever N
+    max_steps_per_epoch: int | None = None  # apply at most this many gradients per epoch (quick checks)
     lr: float = 0.05                       # η
     lr_decay_epochs: tuple = (10, 15)      # η is multiplied by lr_decay_factor at each of these epochs
     lr_decay_factor: float = 0.1
@@ -77,6 +78,9 @@ class TrialConfig:
                                            # the eager update up to float rounding; see algorithms/ops.py
     cpu_threads: int | None = None         # torch intra-op threads (None: torch's default locally, and
                                            # round(cpus_per_actor) on actors); CPU results depend on it
+    prefetch_batches: int = 2              # batches of a file-decoded data set (imagefolder, imagenet) made
+                                           # ahead on a background thread while the model computes (0: none);
+                                           # never changes a number
     # the Ray executor
     num_actors: int | None = None          # P gradient actors (None: min(N, what the cluster can place))
     cpus_per_actor: float = 1.0            # Ray CPUs reserved per gradient actor
@@ -138,7 +142,8 @@ class TrialConfig:
         check_integer("seed", self.seed, minimum=0)
         check_bool("fused_updates", self.fused_updates)
         check_integer("max_actor_restarts", self.max_actor_restarts, minimum=0)
-        for name in ("cpu_threads", "num_actors"):
+        check_integer("prefetch_batches", self.prefetch_batches, minimum=0)
+        for name in ("cpu_threads", "num_actors", "max_steps_per_epoch"):
             if getattr(self, name) is not None:
                 check_integer(name, getattr(self, name), minimum=1)
         for name in ("cpus_per_actor", "gpus_per_actor", "server_cpus"):

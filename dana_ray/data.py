@@ -32,10 +32,12 @@ generator keyed by (seed, i, k). So a stream position is one integer, a batch ca
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import pickle
 import socket
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
@@ -134,7 +136,8 @@ class FolderTransform:
 
     ``augmentation`` "imagenet" draws exactly what torchvision's RandomResizedCrop then RandomHorizontalFlip
     draw; "cifar" what RandomCrop(padding) then RandomHorizontalFlip draw (after a resize to ``image_size``);
-    "none" and the test transform draw nothing.
+    "none" and the test transform draw nothing. (The draws are torchvision's ``get_params``, written with an
+    explicit generator: the same numbers from a generator seeded like the global one; tested.)
     """
 
     augmentation: str
@@ -143,17 +146,17 @@ class FolderTransform:
     std: tuple[float, ...]
     train: bool
 
-    def draw(self, width: int, height: int) -> tuple:
+    def draw(self, width: int, height: int, generator: torch.Generator) -> tuple:
+        """The random parameters of one image's transform, drawn from ``generator`` (never the global one, so
+        drawing on a prefetch thread cannot disturb, or be disturbed by, a model's dropout)."""
         if not self.train or self.augmentation == "none":
             return ()
-        from torchvision import transforms as T
-
         if self.augmentation == "imagenet":
-            crop = T.RandomResizedCrop.get_params(_shaped(width, height), (0.08, 1.0), (3 / 4, 4 / 3))
+            crop = _resized_crop_params(width, height, generator)
         else:
             side = self.image_size + 2 * self._padding()
-            crop = T.RandomCrop.get_params(_shaped(side, side), (self.image_size, self.image_size))
-        return crop + (bool(torch.rand(1) < 0.5),)
+            crop = _crop_params(side, side, self.image_size, generator)
+        return crop + (bool(torch.rand(1, generator=generator) < 0.5),)
 
     def render(self, image: Any, params: tuple) -> Tensor:
         from torchvision.transforms import InterpolationMode
@@ -179,15 +182,46 @@ class FolderTransform:
         return max(1, round(self.image_size / 8))  # CIFAR's 4 pixels at 32 px
 
 
-def _shaped(width: int, height: int) -> Tensor:
-    """A tensor of an image's shape that holds no pixels (what torchvision's ``get_params`` reads)."""
-    return torch.empty(1).expand(3, height, width)
+def _resized_crop_params(width: int, height: int, generator: torch.Generator,
+                         scale: tuple[float, float] = (0.08, 1.0),
+                         ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    """torchvision's ``RandomResizedCrop.get_params``, drawing from ``generator``: (top, left, height, width)."""
+    area = height * width
+    log_ratio = torch.log(torch.tensor(ratio))
+    for _ in range(10):
+        target_area = area * torch.empty(1).uniform_(scale[0], scale[1], generator=generator).item()
+        aspect_ratio = torch.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1], generator=generator)).item()
+        w = int(round(math.sqrt(target_area * aspect_ratio)))
+        h = int(round(math.sqrt(target_area / aspect_ratio)))
+        if 0 < w <= width and 0 < h <= height:
+            top = torch.randint(0, height - h + 1, size=(1,), generator=generator).item()
+            left = torch.randint(0, width - w + 1, size=(1,), generator=generator).item()
+            return top, left, h, w
+    in_ratio = width / height  # fallback: a central crop
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        w, h = int(round(height * max(ratio))), height
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def _crop_params(width: int, height: int, size: int, generator: torch.Generator) -> tuple[int, int, int, int]:
+    """torchvision's ``RandomCrop.get_params`` for a square ``size``, drawing from ``generator``."""
+    if width == size and height == size:
+        return 0, 0, size, size
+    top = torch.randint(0, height - size + 1, size=(1,), generator=generator).item()
+    left = torch.randint(0, width - size + 1, size=(1,), generator=generator).item()
+    return top, left, size, size
 
 
 class FolderImages:
     """A torchvision ``ImageFolder`` split. A batch is decoded and transformed on ``threads`` threads (PIL's
     decoding and resizing release the GIL); its random draws are made in image order from a generator seeded
     by the batch's own generator, so the batch is the same for any number of threads."""
+
+    slow_batches = True  # decoded from files: worth preparing ahead (``Streams``)
 
     def __init__(self, root: str, transform: FolderTransform, threads: int = 1) -> None:
         from torchvision.datasets import ImageFolder
@@ -219,9 +253,8 @@ class FolderImages:
         samples = [self.folder.samples[int(i)] for i in indices]
         images = self._map(lambda sample: self.folder.loader(sample[0]), samples)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if generator is not None else 0
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)  # the draws come from the global generator, as torchvision's do
-            params = [self.transform.draw(*image.size) for image in images]
+        draws = torch.Generator().manual_seed(seed)
+        params = [self.transform.draw(*image.size, draws) for image in images]
         tensors = self._map(lambda pair: self.transform.render(*pair), list(zip(images, params)))
         return torch.stack(tensors), torch.tensor([label for _, label in samples], dtype=torch.long)
 
@@ -270,11 +303,30 @@ _CIFAR = {  # name -> (torchvision class name, folder, files, label key, mean, s
 }
 
 
+def _without_md5(cls: type) -> type:
+    """torchvision's CIFAR class, reading its files without hashing them first: every actor loads the data
+    at start and MD5 costs it about 0.25 s per 186 MB, while ``check_cifar`` (run on every node before a sweep
+    launches) already checks each file's structure. A missing file is still refused."""
+
+    class Unhashed(cls):
+        def _check_integrity(self) -> bool:
+            files = [f for f, _ in self.train_list + self.test_list] + [self.meta["filename"]]
+            return all(os.path.isfile(os.path.join(self.root, self.base_folder, f)) for f in files)
+
+        def _load_meta(self) -> None:
+            with open(os.path.join(self.root, self.base_folder, self.meta["filename"]), "rb") as f:
+                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+    Unhashed.__name__ = cls.__name__
+    return Unhashed
+
+
 def load_cifar(name: str, data_dir: str) -> DataSet:
     from torchvision import datasets
 
     cls_name, folder, _, _, mean, std = _CIFAR[name]
-    cls = getattr(datasets, cls_name)
+    cls = _without_md5(getattr(datasets, cls_name))
     check_folders(name, data_dir, (folder,))
     data_dir = os.path.expanduser(data_dir)
     try:
@@ -483,14 +535,15 @@ class WorkerStream:
             raise ValueError(f"batch_size: {batch_size} is larger than the training set ({len(data)} examples)")
         self.data, self.batch_size, self.seed, self.worker, self.augment = data, batch_size, seed, worker, augment
         self.batches_per_pass = len(data) // batch_size
-        self._pass, self._order = -1, np.arange(0)
+        self._permutation: tuple[int, np.ndarray] = (-1, np.arange(0))  # (pass, order), replaced in one store
 
     def indices(self, k: int) -> np.ndarray:
         pass_, j = divmod(k, self.batches_per_pass)
-        if pass_ != self._pass:
-            rng = np.random.default_rng([self.seed, _STREAM_TAG, self.worker, pass_])
-            self._pass, self._order = pass_, rng.permutation(len(self.data))
-        return self._order[j * self.batch_size:(j + 1) * self.batch_size]
+        cached, order = self._permutation  # one read: a prefetch thread may replace it meanwhile
+        if pass_ != cached:
+            order = np.random.default_rng([self.seed, _STREAM_TAG, self.worker, pass_]).permutation(len(self.data))
+            self._permutation = (pass_, order)
+        return order[j * self.batch_size:(j + 1) * self.batch_size]
 
     def batch(self, k: int) -> tuple[Tensor, Tensor]:
         generator = None
@@ -498,6 +551,61 @@ class WorkerStream:
             key = np.random.SeedSequence([self.seed, _AUGMENT_TAG, self.worker, k]).generate_state(1, np.uint64)[0]
             generator = torch.Generator().manual_seed(int(key) >> 1)
         return self.data.batch(self.indices(k), generator)
+
+
+class Streams:
+    """Every logical worker's stream, for one gradient actor, with batches prepared ahead.
+
+    A data set whose batches are slow to make (``slow_batches = True``: decoded from files) gets a background
+    thread that prepares up to ``prefetch`` batches while the model computes: the next batch of each of the
+    workers served longest ago (in round robin, exactly the next jobs; with one worker per actor, that
+    worker's next batch). A batch is the same whether prefetched or made on demand (a function of (seed,
+    worker, batch) only), so prefetching never changes a number; a prefetched batch that is not the one a job
+    asks for (after a restore) is dropped.
+    """
+
+    def __init__(self, data: ImageSet, batch_size: int, seed: int, prefetch: int = 2) -> None:
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.prefetch = prefetch if getattr(data, "slow_batches", False) else 0
+        self._streams: dict[int, WorkerStream] = {}
+        self._next: dict[int, int] = {}  # worker -> its next batch, least recently served first
+        self._pending: dict[int, tuple[int, Future]] = {}  # worker -> (batch, its preparation)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="prefetch") if self.prefetch else None
+        self.waited_s = 0.0  # time spent in ``batch`` (waiting for, or making, batches)
+
+    def stream(self, worker: int) -> WorkerStream:
+        if worker not in self._streams:
+            self._streams[worker] = WorkerStream(self.data, self.batch_size, self.seed, worker)
+        return self._streams[worker]
+
+    def batch(self, worker: int, k: int) -> tuple[Tensor, Tensor]:
+        """Batch ``k`` of logical worker ``worker``; then the preparation of the next ones starts."""
+        started = time.perf_counter()
+        pending = self._pending.pop(worker, None)
+        if pending is not None and pending[0] == k:
+            out = pending[1].result()
+        else:
+            out = self.stream(worker).batch(k)
+        self._next.pop(worker, None)
+        self._next[worker] = k + 1
+        self._prepare()
+        self.waited_s += time.perf_counter() - started
+        return out
+
+    def _prepare(self) -> None:
+        if self._thread is None:
+            return
+        for worker, k in self._next.items():
+            if len(self._pending) >= self.prefetch:
+                break
+            if worker not in self._pending:
+                self._pending[worker] = (k, self._thread.submit(self.stream(worker).batch, k))
+
+    def close(self) -> None:
+        """Stop the background thread (batches being prepared are dropped)."""
+        if self._thread is not None:
+            self._thread.shutdown(wait=True, cancel_futures=True)
+            self._thread, self._pending = None, {}
 
 
 def eval_batches(data: ImageSet, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:

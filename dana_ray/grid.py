@@ -38,12 +38,17 @@ import yaml
 
 from dana_ray.algorithms import ALGORITHMS
 from dana_ray.checks import check_integer, check_name, check_number, check_options, is_integer
-from dana_ray.config import MAX_WORKERS, TrialConfig, schedule_names
+from dana_ray.config import ARRIVAL, MAX_WORKERS, TrialConfig, schedule_names
 from dana_ray.plugins import load_plugins, normalize
 
 AXES = ("algorithm", "num_workers", "schedule", "seed")
 SECTIONS = ("description", "paper_table", "trial", "grid", "tune")
-TUNE_OPTIONS = ("max_concurrent_trials", "max_failures", "trial_cpus", "checkpoint_every")
+TUNE_OPTIONS = ("max_concurrent_trials", "max_failures", "trial_cpus", "checkpoint_every", "executor")
+#: How a Tune trial runs: "ray" (its ParameterServer and Worker actors) or "local" (the whole simulation in
+#: the trial's process: trial-parallel, no per-step traffic; seeded schedules only).
+GRID_EXECUTORS = ("ray", "local")
+#: A grid's ``tune:`` settings when it does not say (see ``load_grid`` for their checks).
+TUNE_DEFAULTS: dict[str, Any] = {"max_failures": 2, "checkpoint_every": "auto", "executor": "ray", "trial_cpus": 0.25}
 #: The grid a sweep ran, written into its experiment folder (a grid file: it can be run again as it is).
 GRID_FILE = "grid.yaml"
 REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tune_configs")
@@ -62,6 +67,9 @@ class Grid:
     trial: dict[str, Any]
     axes: dict[str, list]
     tune: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.tune = {**TUNE_DEFAULTS, **self.tune}
 
     @property
     def seeds(self) -> list[int]:
@@ -144,8 +152,10 @@ def resolve(name_or_path: str) -> str:
     raise GridError(f"{name_or_path}: no such grid file; known names: {', '.join(known) or 'none'}")
 
 
-def load_grid(name_or_path: str, data_dir: str | None = None, smoke_test: bool = False) -> Grid:
-    """Read, check and return a grid; every trial is validated (data directories included) before return."""
+def load_grid(name_or_path: str, data_dir: str | None = None, smoke_test: bool = False,
+              overrides: dict[str, Any] | None = None, only: dict[str, list] | None = None) -> Grid:
+    """Read, check and return a grid; every trial is validated before return. ``overrides``: trial keys set
+    over the file's (``--set``); ``only``: for some axes, the subset of the file's values to run (``--only``)."""
     path = resolve(name_or_path)
     try:
         with open(path) as f:
@@ -153,6 +163,8 @@ def load_grid(name_or_path: str, data_dir: str | None = None, smoke_test: bool =
     except yaml.YAMLError as error:
         raise GridError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
     try:
+        if overrides or only:
+            raw = _restricted(raw, overrides or {}, only or {})
         grid = _parse(path, raw, data_dir)
         if smoke_test:
             grid = grid.smoke_test()
@@ -161,6 +173,20 @@ def load_grid(name_or_path: str, data_dir: str | None = None, smoke_test: bool =
     except ValueError as error:
         raise GridError(f"{path}: {error}") from None
     return grid
+
+
+def _restricted(raw: Any, overrides: dict[str, Any], only: dict[str, list]) -> dict:
+    """The grid file's contents with ``overrides`` set in its trial section and its axes cut to ``only``."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("trial"), dict) or not isinstance(raw.get("grid"), dict):
+        return raw  # _parse names what is wrong
+    raw = dict(raw, trial=dict(raw["trial"], **overrides), grid=dict(raw["grid"]))
+    for axis, values in only.items():
+        check_name("--only", axis, AXES)
+        listed = raw["grid"].get(axis)
+        if not isinstance(listed, list) or not set(values) <= set(listed):
+            raise ValueError(f"--only {axis}: {values!r} is not among the grid's {listed!r}")
+        raw["grid"][axis] = [v for v in listed if v in values]
+    return raw
 
 
 def _parse(path: str, raw: Any, data_dir: str | None) -> Grid:
@@ -205,9 +231,14 @@ def _parse(path: str, raw: Any, data_dir: str | None) -> Grid:
     check_options("tune", os.path.basename(path), tune, TUNE_OPTIONS)
     if tune.get("max_concurrent_trials") is not None:
         check_integer("tune.max_concurrent_trials", tune["max_concurrent_trials"], minimum=1)
-    check_integer("tune.max_failures", tune.setdefault("max_failures", 2), minimum=0)
-    check_integer("tune.checkpoint_every", tune.setdefault("checkpoint_every", 1), minimum=1)
-    check_number("tune.trial_cpus", tune.setdefault("trial_cpus", 0.25), low=0.0)
+    check_integer("tune.max_failures", tune.setdefault("max_failures", TUNE_DEFAULTS["max_failures"]), minimum=0)
+    if tune.setdefault("checkpoint_every", TUNE_DEFAULTS["checkpoint_every"]) != "auto":
+        check_integer("tune.checkpoint_every", tune["checkpoint_every"], minimum=1)
+    check_name("tune.executor", tune.setdefault("executor", TUNE_DEFAULTS["executor"]), GRID_EXECUTORS)
+    if tune["executor"] == "local" and ARRIVAL in axes["schedule"]:
+        raise ValueError(f"tune.executor: 'local' follows a seeded schedule; {ARRIVAL!r} (real completion order) "
+                         f"needs 'ray'")
+    check_number("tune.trial_cpus", tune.setdefault("trial_cpus", TUNE_DEFAULTS["trial_cpus"]), low=0.0)
     paper_table = raw.get("paper_table")
     if paper_table is not None:
         check_integer("paper_table", paper_table, minimum=1)

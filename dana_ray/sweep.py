@@ -23,7 +23,7 @@ from typing import Any
 
 from dana_ray.cli import EXIT_BAD_INPUT, OneLineParser, one_line
 from dana_ray.config import TrialConfig
-from dana_ray.grid import GRID_FILE, Grid, GridError, cell_label, load_grid, parse_cell
+from dana_ray.grid import GRID_EXECUTORS, GRID_FILE, Grid, GridError, cell_label, load_grid, parse_cell
 
 DEFAULT_STORAGE = os.path.expanduser("~/ray_results")
 
@@ -38,6 +38,7 @@ def param_space(grid: Grid) -> dict[str, Any]:
         "_fixed": grid.trial,
         "_trial_cpus": grid.tune["trial_cpus"],
         "_checkpoint_every": grid.tune["checkpoint_every"],
+        "_executor": grid.tune["executor"],
     }
 
 
@@ -67,7 +68,7 @@ def make_tuner(grid: Grid, storage: str, name: str, callbacks: list | None = Non
     return tune.Tuner(
         trainable(),
         param_space=param_space(grid),
-        tune_config=tune.TuneConfig(max_concurrent_trials=grid.tune.get("max_concurrent_trials"),
+        tune_config=tune.TuneConfig(max_concurrent_trials=grid.tune.get("max_concurrent_trials"), reuse_actors=True,
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(name=name, storage_path=storage,
                                   failure_config=tune.FailureConfig(max_failures=grid.tune["max_failures"]),
@@ -90,10 +91,42 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=DEFAULT_STORAGE, help="where experiments are written (shared path or URI on a cluster)")
     p.add_argument("--name", help="experiment name (default: <grid>-<date>-<time>)")
     p.add_argument("--data-dir", help="overrides the grid's trial.data_dir")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
+                   help="set a trial key over the grid's (a YAML value), e.g. --set gpus_per_actor=0; repeatable")
+    p.add_argument("--only", action="append", default=[], metavar="AXIS=V1,V2", type=_key_value,
+                   help="run only these values of an axis, e.g. --only num_workers=4,8; repeatable")
+    p.add_argument("--executor", choices=GRID_EXECUTORS,
+                   help="how each trial runs (overrides tune.executor): ray (ParameterServer and Worker actors) or "
+                        "local (the whole simulation in the trial's process)")
     p.add_argument("--skip-data-check", action="store_true",
                    help="do not check that every live node can read the data before starting")
     p.add_argument("--no-report", action="store_true", help="do not print the report at the end")
     return p
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as YAML (``0.5``, ``[2, 4]``, ``{image_size: 64}``, ``cpu``)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"{key}: {value!r} is not a YAML value") from None
+
+
+def _grid_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What the command line changes in the grid: ``load_grid``'s keyword arguments."""
+    import yaml
+
+    only = {}
+    for axis, values in args.only:  # "4,8" reads as one string; "4" as a number; "[4, 8]" as a list
+        if isinstance(values, str):
+            values = [yaml.safe_load(v) for v in values.split(",")]
+        only[axis] = values if isinstance(values, list) else [values]
+    return {"data_dir": args.data_dir, "smoke_test": args.smoke_test, "overrides": dict(args.set), "only": only}
 
 
 def check_storage(storage: str) -> None:
@@ -120,7 +153,7 @@ def _resumed_grid(args: argparse.Namespace, storage: str) -> tuple[Grid, str]:
                         f"to resume under {storage}")
     ran = load_grid(stored, data_dir=args.data_dir)
     if args.config:
-        asked = load_grid(args.config, data_dir=args.data_dir, smoke_test=args.smoke_test)
+        asked = load_grid(args.config, **_grid_options(args))
         change = asked.changes_from(ran)
         if change:
             raise GridError(f"--resume: the grid differs from the one {path} ran ({change}); resume it with its own "
@@ -137,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             grid, path = _resumed_grid(args, storage)
         else:
-            grid = load_grid(args.config or "quickstart", data_dir=args.data_dir, smoke_test=args.smoke_test)
+            grid = load_grid(args.config or "quickstart", **_grid_options(args))
+            if args.executor:
+                grid.tune["executor"] = args.executor
             path = os.path.join(storage, args.name or f"{grid.name}-{time.strftime('%Y%m%d-%H%M%S')}")
             if os.path.exists(os.path.join(path, GRID_FILE)):
                 raise GridError(f"--name: {path} holds an experiment already; --resume it, or choose another --name")

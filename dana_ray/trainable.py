@@ -1,9 +1,12 @@
-"""The Tune trainable: one trial of a grid, run on the Ray executor, reporting every epoch.
+"""The Tune trainable: one trial of a grid, reporting every epoch.
 
-Each epoch it reports the epoch's metrics (test error first, so Tune's console table shows it); every
-``checkpoint_every``-th epoch and the last, with the params' SHA-256 and a checkpoint holding the trial's
-whole state; a trial that fails and is restarted by Tune
-(``FailureConfig.max_failures``) resumes from its last checkpoint and finishes with the same numbers.
+A trial runs on the Ray executor (its own ParameterServer and Worker actors, in its placement group), or,
+with the grid's ``tune.executor: local``, the whole simulation in the Tune trial's own process, on the
+resources one gradient actor would have (trial-parallel: no per-step traffic; the same numbers for a seeded
+schedule). Each epoch it reports the epoch's metrics (test error first, so Tune's console table shows it;
+the last epoch with ``params_sha256``); when ``checkpoint_due`` (``tune.checkpoint_every``), the report
+carries a checkpoint of the trial's whole state, and a trial that fails and is restarted by Tune
+(``FailureConfig.max_failures``) resumes from it and finishes with the same numbers.
 """
 
 from __future__ import annotations
@@ -18,18 +21,22 @@ from ray import tune
 from dana_ray.config import TrialConfig
 from dana_ray.engine.executor import params_sha256
 from dana_ray.grid import trial_from_tune
-from dana_ray.trial import checkpoint_due, run
+from dana_ray.trial import run
 
 STATE_FILE = "trial_state.pt"
 #: Reported every epoch, in this order (Tune's console shows the first few).
 REPORTED = ("test_error", "epoch", "train_loss", "mean_delay", "max_delay", "mean_gap", "test_loss", "step", "lr",
-            "gradients", "gradients_per_s", "diverged", "actor_restarts", "server_busy", "delay_histogram")
+            "gradients", "gradients_per_s", "diverged", "actor_restarts", "server_busy", "delay_histogram",
+            "params_sha256")
 
 
 def trial_resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:
-    """One bundle for the trial process, one for the ParameterServer, one per Worker actor."""
+    """Ray executor: one bundle for the trial process, one for the ParameterServer, one per Worker actor.
+    Local executor: one bundle, a gradient actor's, for the trial process that computes everything."""
     cfg = TrialConfig.from_dict(trial_from_tune(config))
     actor = {"CPU": cfg.cpus_per_actor, "GPU": cfg.gpus_per_actor} if cfg.gpus_per_actor else {"CPU": cfg.cpus_per_actor}
+    if config.get("_executor", "ray") == "local":
+        return tune.PlacementGroupFactory([actor])
     return tune.PlacementGroupFactory([{"CPU": config.get("_trial_cpus", 0.25)}, {"CPU": cfg.server_cpus}]
                                       + [dict(actor) for _ in range(cfg.num_actors or cfg.num_workers)])
 
@@ -37,7 +44,10 @@ def trial_resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:
 def train_trial(config: dict[str, Any]) -> None:
     """Tune function trainable (uses only ``ray.tune`` APIs inside, as Ray 2.60 requires)."""
     cfg = TrialConfig.from_dict(trial_from_tune(config))
-    every = int(config.get("_checkpoint_every", 1))
+    every = config.get("_checkpoint_every", "auto")
+    executor = config.get("_executor", "ray")
+    if executor == "local" and cfg.cpu_threads is None:  # as a gradient actor would (Ray starts with one)
+        cfg = TrialConfig.from_dict(dict(cfg.to_dict(), cpu_threads=max(1, round(cfg.cpus_per_actor))))
     resume = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -53,7 +63,7 @@ def train_trial(config: dict[str, Any]) -> None:
     def on_epoch(row: dict[str, Any]) -> None:
         last.clear()
         last.update(row)
-        if not checkpoint_due(row, cfg.epochs, every):  # else report_with_state reports it
+        if not row["checkpointed"]:  # else report_with_state reports it, with the checkpoint
             tune.report(metrics())
 
     def report_with_state(state: dict) -> None:
@@ -62,8 +72,9 @@ def train_trial(config: dict[str, Any]) -> None:
             tune.report(dict(metrics(), params_sha256=params_sha256(state["master"]["rule"]["params"])),
                         checkpoint=tune.Checkpoint.from_directory(folder))
 
-    run(cfg, executor="ray", callback=on_epoch, checkpoint=report_with_state, resume=resume, name=name,
-        placement_group=_current_placement_group(), checkpoint_every=every)
+    run(cfg, executor=executor, callback=on_epoch, checkpoint=report_with_state, resume=resume, name=name,
+        placement_group=_current_placement_group() if executor == "ray" else None, checkpoint_every=every,
+        reuse=True)
 
 
 def _current_placement_group():

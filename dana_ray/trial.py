@@ -31,53 +31,78 @@ EXECUTORS = ("local", "ray")
 Callback = Callable[[dict[str, Any]], None]
 
 
-def make_executor(name: str, cfg: TrialConfig, run_name: str | None = None, placement_group: Any = None) -> Executor:
+def make_executor(name: str, cfg: TrialConfig, run_name: str | None = None, placement_group: Any = None,
+                  reuse: bool = False) -> Executor:
+    """``reuse``: the Ray executor borrows this process's idle actors where their resources match."""
     check_name("executor", name, EXECUTORS)
     if name == "local":
         return LocalExecutor(cfg)
     from dana_ray.engine.ray_executor import RayExecutor  # Ray is imported only when asked for
 
+    if reuse:
+        return RayExecutor.borrow(cfg, run_name, placement_group)
     return RayExecutor(cfg, run_name, placement_group=placement_group)
+
+
+#: ``checkpoint_every="auto"``: a checkpoint once at least this many seconds passed since the last one (or the
+#: start), so a trial that dies loses about a minute at most and a quick trial writes none.
+AUTO_CHECKPOINT_S = 60.0
 
 
 def run(config: dict[str, Any] | TrialConfig, executor: str = "local", callback: Callback | None = None, *,
         checkpoint: Callback | None = None, resume: dict | None = None, name: str | None = None,
-        placement_group: Any = None, checkpoint_every: int = 1) -> dict:
+        placement_group: Any = None, checkpoint_every: int | str = 1, reuse: bool = False) -> dict:
     """Train one configuration and return its final metrics (see the README for every key).
 
     ``callback`` receives one dict per epoch: epoch, step, test_error, test_loss, train_loss, mean_delay,
-    max_delay, mean_gap, lr, gradients, gradients_per_s, diverged. ``checkpoint``, called after it on every
-    ``checkpoint_every``-th epoch, the last one and a diverged one (see ``checkpoint_due``), receives the
-    trial's whole state ``{"epoch", "history", "master"}``; passing such a state back as ``resume``
-    continues the run exactly where it stopped. ``name`` prefixes the Ray actors' names; ``placement_group``
-    (Ray executor) is the trial's reservation: bundle 1 for the server, 2 + k for actor k.
+    max_delay, mean_gap, lr, gradients, gradients_per_s, diverged, checkpointed (whether ``checkpoint`` is called
+    after this row), and on the run's last row ``params_sha256``. ``checkpoint``, called after it when ``checkpoint_due`` (every ``checkpoint_every``-th
+    epoch, the last one and a diverged one; or, with ``"auto"``, once ``AUTO_CHECKPOINT_S`` passed since the
+    last), receives the trial's whole state ``{"epoch", "history", "master"}``; passing such a state back as
+    ``resume`` continues the run exactly where it stopped. ``name`` prefixes the Ray actors' names;
+    ``placement_group`` (Ray executor) is the trial's reservation (server, then one bundle per actor).
+    ``reuse`` (Ray executor): borrow this process's idle ParameterServer and Workers where their resources
+    match, and leave them idle for the next run when this one ends well (a long-lived process's trials).
     """
     cfg = TrialConfig.from_dict(config)
     check_name("executor", executor, EXECUTORS)
     started = time.perf_counter()
-    engine = make_executor(executor, cfg, name, placement_group)
+    engine = make_executor(executor, cfg, name, placement_group, reuse)
+    ended_well = False
     try:
         history: list[dict[str, Any]] = []
         if resume is not None:
             engine.load_state_dict(resume["master"])
             history = [dict(row) for row in resume["history"]]
+        steps = min(engine.steps_per_epoch, cfg.max_steps_per_epoch or engine.steps_per_epoch)
+        saved = time.perf_counter()
         for epoch in range(len(history) + 1, cfg.epochs + 1):
             if history and history[-1]["diverged"]:
                 break
-            row = {"epoch": epoch, **engine.run_epoch(engine.steps_per_epoch)}
+            row = {"epoch": epoch, **engine.run_epoch(steps)}
+            if epoch == cfg.epochs or row["diverged"]:
+                row["params_sha256"] = engine.params_sha256()
+            row["checkpointed"] = checkpoint is not None and checkpoint_due(
+                row, cfg.epochs, checkpoint_every, time.perf_counter() - saved)
             history.append(row)
             if callback is not None:
                 callback(row)
-            if checkpoint is not None and checkpoint_due(row, cfg.epochs, checkpoint_every):
+            if row["checkpointed"]:
                 checkpoint({"epoch": epoch, "history": list(history), "master": engine.state_dict()})
-        sha = engine.params_sha256()
+                saved = time.perf_counter()
+        sha = (history[-1].get("params_sha256") if history else None) or engine.params_sha256()
+        ended_well = True
     finally:
-        engine.close()
+        engine.close(reusable=reuse and ended_well)
     return summarize(cfg, history, sha, time.perf_counter() - started, engine.num_params)
 
 
-def checkpoint_due(row: dict[str, Any], epochs: int, every: int) -> bool:
-    """Whether ``run`` hands the state to its ``checkpoint`` callback after this epoch's ``row``."""
+def checkpoint_due(row: dict[str, Any], epochs: int, every: int | str, seconds_since_last: float = 0.0) -> bool:
+    """Whether ``run`` hands the state to its ``checkpoint`` callback after this epoch's ``row``: every
+    ``every``-th epoch, the last and a diverged one; with ``"auto"``, when ``AUTO_CHECKPOINT_S`` passed since
+    the last checkpoint (a finished or diverged trial needs none: it is not resumed)."""
+    if every == "auto":
+        return seconds_since_last >= AUTO_CHECKPOINT_S and row["epoch"] < epochs and not row["diverged"]
     return row["epoch"] % every == 0 or row["epoch"] == epochs or bool(row["diverged"])
 
 

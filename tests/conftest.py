@@ -22,20 +22,12 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
-def cifar_checksums_off(monkeypatch):
-    """Fake CIFAR files cannot match the real MD5 sums: check only that the files exist."""
-    import torchvision.datasets.cifar as cifar
-
-    monkeypatch.setattr(cifar, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath))
-
-
-@pytest.fixture
-def fake_cifar10(tmp_path, cifar_checksums_off):
+def fake_cifar10(tmp_path):
     return make_fake_cifar(str(tmp_path / "cifar"), "cifar10")
 
 
 @pytest.fixture
-def fake_cifar100(tmp_path, cifar_checksums_off):
+def fake_cifar100(tmp_path):
     return make_fake_cifar(str(tmp_path / "cifar100"), "cifar100")
 
 

@@ -40,7 +40,8 @@ def make_fake_cifar(root: str, name: str = "cifar10", n_train: int = 100, n_test
     return root
 
 
-def make_fake_imagefolder(root: str, classes: int = 3, per_class: int = 4, size: int = 20, seed: int = 0) -> str:
+def make_fake_imagefolder(root: str, classes: int = 3, per_class: int = 4, size: int = 20, seed: int = 0,
+                          val_per_class: int | None = None) -> str:
     """An ImageNet-style tree: root/{train,val}/<class>/<image>.png."""
     from PIL import Image
 
@@ -49,7 +50,7 @@ def make_fake_imagefolder(root: str, classes: int = 3, per_class: int = 4, size:
         for c in range(classes):
             folder = os.path.join(root, split, f"n{c:08d}")
             os.makedirs(folder, exist_ok=True)
-            for i in range(per_class):
+            for i in range(per_class if split == "train" or val_per_class is None else val_per_class):
                 pixels = np.clip(rng.normal(c * 80, 30, (size, size, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(pixels).save(os.path.join(folder, f"img{i}.png"))
     return root

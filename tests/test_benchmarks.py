@@ -31,6 +31,16 @@ def test_simulate_benchmark():
     assert n == "2" and float(ratio) > 0 and float(diff) < 1e-3
 
 
+def test_input_pipeline_benchmark():
+    out = bench("input_pipeline.py", "--images", "24", "--batch", "4", "--image-px", "64", "48", "--size", "32",
+                "--model", "cnn", "--steps", "2")
+    decode, waiting = out.split("images/s")[1], out.split("waiting")[1]
+    rates = [line.split() for line in decode.split("\n\n")[0].splitlines()[1:]]
+    assert [r[0] for r in rates] == ["1", "2"] and all(float(r[1]) > 0 for r in rates)
+    rows = [line.split() for line in waiting.splitlines()[1:]]
+    assert [r[0] for r in rows] == ["0", "2"] and all(0 <= float(r[2].rstrip("%")) <= 100 for r in rows)
+
+
 @pytest.mark.parametrize("script,args,expect", [
     ("transfer.py", ["--sizes", "0.01", "--repeats", "2"], "2 copies: ray.put, gradient -> object store"),
     ("scaling.py", ["--actors", "1", "--model", "cnn", "--epochs", "1", "--num-workers", "2"], "server busy"),

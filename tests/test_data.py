@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dana_ray.data import TensorImages, WorkerStream, eval_batches, load_dataset
+from dana_ray.data import Streams, TensorImages, WorkerStream, eval_batches, load_digits, load_dataset
 
 
 def test_digits_ship_with_an_installed_package():
@@ -54,7 +54,7 @@ def test_cifar_missing_directory_is_a_clear_error(tmp_path):
 
 
 def test_cifar_corrupted_files_are_a_clear_error(tmp_path):
-    (tmp_path / "cifar-10-batches-py").mkdir()  # checksums on: an empty folder is "corrupted"
+    (tmp_path / "cifar-10-batches-py").mkdir()  # an empty folder: the files are missing
     with pytest.raises(ValueError, match=r"data_dir: cifar10 under .* is incomplete or corrupted"):
         load_dataset("cifar10", str(tmp_path))
 
@@ -85,6 +85,53 @@ def test_imagenet_augmentation_draws_what_torchvision_draws(fake_imagenet):
         torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
         expected = torch.stack([reference(data.train.folder[int(i)][0]) for i in indices])
     assert torch.equal(x, expected)
+
+
+@pytest.mark.parametrize("width,height", [(20, 20), (640, 480), (33, 300), (1000, 10)])
+def test_folder_draws_are_torchvisions_from_an_explicit_generator(width, height):
+    """The crops are torchvision's ``get_params`` written with an explicit generator (so a prefetch thread
+    never touches the global one): the same numbers as torchvision's from the global generator, seeded alike,
+    including the central-crop fallback of an extreme aspect ratio (1000x10)."""
+    from torchvision import transforms as T
+
+    from dana_ray.data import _crop_params, _resized_crop_params
+
+    image = torch.empty(1).expand(3, height, width)
+    for seed in range(50):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            expected = T.RandomResizedCrop.get_params(image, [0.08, 1.0], [3 / 4, 4 / 3])
+            torch.manual_seed(seed)
+            expected_crop = T.RandomCrop.get_params(image, (min(width, height) // 2,) * 2) if width == height else None
+        assert _resized_crop_params(width, height, torch.Generator().manual_seed(seed)) == expected
+        if expected_crop is not None:
+            assert _crop_params(width, height, min(width, height) // 2, torch.Generator().manual_seed(seed)) == expected_crop
+
+
+def test_prefetched_batches_are_the_batches_asked_for(fake_imagenet):
+    """``Streams`` prepares the next batches of the workers served longest ago on a thread; whatever order
+    the jobs come in (round robin, random, a jump back as after a restore), each batch equals the one made
+    on demand, and the global generator is left alone."""
+    data = load_dataset("imagenet", fake_imagenet, image_size=12, threads=2)
+    plain, ahead = Streams(data.train, 4, seed=5, prefetch=0), Streams(data.train, 4, seed=5, prefetch=3)
+    assert plain.prefetch == 0 and ahead.prefetch == 3
+    rng = np.random.default_rng(0)
+    order = [(w, k) for k in range(4) for w in range(4)]  # round robin over 4 workers
+    next_batch = {w: 4 for w in range(4)}
+    for w in rng.integers(0, 4, 12):  # then a random order
+        order.append((int(w), next_batch[int(w)]))
+        next_batch[int(w)] += 1
+    order += [(0, 1), (0, 2), (3, 0)]  # restored to earlier positions
+    state = torch.get_rng_state()
+    try:
+        for w, k in order:
+            x1, y1 = plain.batch(w, k)
+            x2, y2 = ahead.batch(w, k)
+            assert torch.equal(x1, x2) and torch.equal(y1, y2), (w, k)
+        assert torch.equal(torch.get_rng_state(), state)
+    finally:
+        ahead.close()
+    assert Streams(load_digits().train, 4, seed=5, prefetch=3).prefetch == 0  # in memory: nothing to prepare
 
 
 @pytest.mark.parametrize("augmentation", ["none", "cifar", "imagenet"])
@@ -126,7 +173,7 @@ def test_folder_and_array_checks_name_what_is_wrong(tmp_path, fake_imagenet):
         check_dataset("arrays", str(tmp_path))
 
 
-def test_garbage_cifar_files_are_found_before_loading(tmp_path, cifar_checksums_off):
+def test_garbage_cifar_files_are_found_before_loading(tmp_path):
     from fakedata import make_fake_cifar
 
     from dana_ray.data import check_dataset

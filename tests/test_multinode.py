@@ -134,8 +134,10 @@ _TUNE_TEST: dict = {}
 class _LoseANodeThenAddOne(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if result["epoch"] == 1 and not _TUNE_TEST["events"]:
-            node = remove_node_of(_TUNE_TEST["cluster"], f"resume/{trial}/Worker-0")
-            _TUNE_TEST["events"].append(("removed", node))
+            cluster = _TUNE_TEST["cluster"]  # the node of an actor, not the head (where the driver is)
+            actor = next(f"resume/{trial}/Worker-{k}" for k in range(2)
+                         if node_of(f"resume/{trial}/Worker-{k}") != cluster.head_node.node_id)
+            _TUNE_TEST["events"].append(("removed", remove_node_of(cluster, actor)))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         _TUNE_TEST["events"].append(("added", _TUNE_TEST["cluster"].add_node(num_cpus=1).node_id))

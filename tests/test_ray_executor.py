@@ -51,6 +51,13 @@ def test_ray_equals_local_for_other_rules_and_schedules(algorithm, schedule):
     assert run(config, executor="ray")["params_sha256"] == run(config)["params_sha256"]
 
 
+def test_folder_data_prefetched_on_actors_equals_local(fake_imagenet):
+    """Each gradient actor decodes on its reserved CPUs and prepares batches ahead: the local sha."""
+    config = dict(BASE, model_options={}, dataset="imagenet", data_dir=fake_imagenet, batch_size=4, epochs=2,
+                  dataset_options={"image_size": 16}, algorithm="dana", num_workers=3, num_actors=2)
+    assert run(config, executor="ray")["params_sha256"] == run(dict(config, prefetch_batches=0))["params_sha256"]
+
+
 def test_a_killed_worker_actor_is_replaced_and_nothing_changes(local_dana4):
     import ray
 

@@ -36,6 +36,7 @@ grid:
 tune:
   trial_cpus: 0.25
   max_failures: 1
+  checkpoint_every: 1
 """
 
 

@@ -6,11 +6,13 @@ schedule seeded the same way wherever they run.
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 from dana_ray.algorithms import make_algorithm
 from dana_ray.config import ARRIVAL, TrialConfig
-from dana_ray.data import load_dataset
+from dana_ray.data import DATASETS, DataSet, load_dataset
 from dana_ray.engine.flat import FlatModel
 from dana_ray.engine.master import Master
 from dana_ray.engine.worker import GradientWorker
@@ -27,9 +29,30 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_worker(cfg: TrialConfig, device: torch.device | str | None = None) -> GradientWorker:
-    """Load the data and build the seeded model replica on ``device`` (default: ``cfg.device`` resolved)."""
-    data = load_dataset(cfg.dataset, cfg.data_dir, **cfg.dataset_options)
+_data_cache: dict[str, DataSet] = {}
+
+
+def trial_data(cfg: TrialConfig, threads: int = 1) -> DataSet:
+    """The trial's data set, loaded once per process for as long as consecutive trials read the same one
+    (a reused Tune trial process or pooled actor serves one grid: loading is then paid once). ``threads``:
+    the decode threads of a data set that takes a ``threads`` option its config leaves unset (the cores
+    of the process that computes the gradients)."""
+    options = dict(cfg.dataset_options)
+    if "threads" in DATASETS[cfg.dataset].options and options.get("threads") is None:
+        options["threads"] = max(1, threads)
+    key = json.dumps([cfg.dataset, cfg.data_dir, options, list(cfg.plugins)], sort_keys=True)
+    if key not in _data_cache:
+        _data_cache.clear()  # one at a time: a process does not hold two data sets' memory
+        _data_cache[key] = load_dataset(cfg.dataset, cfg.data_dir, **options)
+    return _data_cache[key]
+
+
+def build_worker(cfg: TrialConfig, device: torch.device | str | None = None,
+                 decode_threads: int | None = None) -> GradientWorker:
+    """Load the data and build the seeded model replica on ``device`` (default: ``cfg.device`` resolved).
+    ``decode_threads``: for a file-decoded data set whose options leave ``threads`` unset (default: the
+    torch threads this process computes on; a gradient actor passes its reserved CPUs)."""
+    data = trial_data(cfg, threads=decode_threads or torch.get_num_threads())
     if cfg.batch_size > len(data.train):
         raise ValueError(f"batch_size: {cfg.batch_size} is larger than the {cfg.dataset} training set "
                          f"({len(data.train)} examples)")
@@ -40,7 +63,8 @@ def build_worker(cfg: TrialConfig, device: torch.device | str | None = None) -> 
     worker_side = cfg.rule.worker_side
     return GradientWorker(model, data, cfg.batch_size, cfg.seed,
                           cfg.weight_decay if cfg.weight_decay_at == "worker" else 0.0, cfg.eval_batch_size,
-                          worker_side=worker_side(cfg.momentum) if worker_side else None)
+                          worker_side=worker_side(cfg.momentum) if worker_side else None,
+                          prefetch=cfg.prefetch_batches)
 
 
 def build_master(cfg: TrialConfig, params: torch.Tensor, bn_stats: torch.Tensor, bn_momentum: float,

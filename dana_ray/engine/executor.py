@@ -42,8 +42,9 @@ class Executor:
     def params_sha256(self) -> str:
         raise NotImplementedError
 
-    def close(self) -> None:
-        """Release what the executor holds (threads setting, actors)."""
+    def close(self, reusable: bool = False) -> None:
+        """Release what the executor holds (threads setting, actors); ``reusable``: the run ended well, and an
+        executor that pools its resources may keep them for the next run."""
 
 
 class MasterLoop(Executor):

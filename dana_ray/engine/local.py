@@ -65,5 +65,6 @@ class LocalExecutor(MasterLoop):
     def evaluate(self) -> tuple[float, float]:
         return self.worker.evaluate(self.master.rule.params, self.master.bn_stats)
 
-    def close(self) -> None:
+    def close(self, reusable: bool = False) -> None:
+        self.worker.close()
         torch.set_num_threads(self._threads)

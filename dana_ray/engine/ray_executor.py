@@ -56,11 +56,17 @@ class Worker:
     """A gradient actor: one model replica serving any logical worker's jobs."""
 
     def __init__(self, config: dict, index: int) -> None:
+        self._pinned: dict[tuple[int, int], torch.Tensor] = {}  # (slot, size) -> page-locked host buffer
+        self.reset(config, index)
+
+    def reset(self, config: dict, index: int) -> None:
+        """Serve a new trial: its model replica and worker side; the data set is kept if it is the same."""
         cfg = TrialConfig.from_dict(config)
         torch.set_num_threads(cfg.cpu_threads or max(1, round(cfg.cpus_per_actor)))
         self.index, self.device = index, resolve_device(cfg.device)
-        self.worker = build_worker(cfg, self.device)
-        self._pinned: dict[tuple[int, int], torch.Tensor] = {}  # (slot, size) -> page-locked host buffer
+        if getattr(self, "worker", None) is not None:
+            self.worker.close()
+        self.worker = build_worker(cfg, self.device, decode_threads=max(1, round(cfg.cpus_per_actor)))
 
     def _to_host(self, tensors: list[torch.Tensor]) -> list[np.ndarray]:
         """Results as numpy arrays for the object store. On the CPU: views, no copy. On a GPU: one DMA each
@@ -141,6 +147,19 @@ class ParameterServer(MasterLoop):
         """Start the actors, build the master from actor 0's model, issue the first jobs."""
         self.actors = [self._spawn(k) for k in range(self.num_actors)]
         self._await_ready(range(self.num_actors), "to start the trial")
+        return self._begin()
+
+    def reset(self, config: dict, name: str) -> dict[str, Any]:
+        """Serve a new trial with the same actors (a pool: no process starts, the data stays loaded): reset
+        each actor to the new config, then begin as ``start`` does. The previous trial's jobs still in flight
+        finish first and are dropped."""
+        self.cfg = TrialConfig.from_dict(config)
+        torch.set_num_threads(max(1, round(self.cfg.server_cpus)))
+        self.name, self.restarts, self.waiting_s = name, 0, 0.0
+        ray.get([actor.reset.remote(config, k) for k, actor in enumerate(self.actors)])
+        return self._begin()
+
+    def _begin(self) -> dict[str, Any]:
         info = ray.get(self.actors[0].describe.remote())
         self.steps_per_epoch, self.num_classes = info["steps_per_epoch"], info["num_classes"]
         self.num_params = len(info["params"])
@@ -214,7 +233,7 @@ class ParameterServer(MasterLoop):
             {w: (b, v.cpu().numpy()) for w, (b, v) in state.items() if self._home_slot(w) == slot})
             for slot, actor in enumerate(self.actors)])
 
-    def close(self) -> None:
+    def close(self, reusable: bool = False) -> None:
         for actor in self.actors:
             ray.kill(actor)
 
@@ -384,13 +403,45 @@ def default_num_actors(cfg: TrialConfig) -> int:
 
 
 class RayExecutor(Executor):
-    """The driver's handle on one trial's ParameterServer; one remote call per epoch."""
+    """The driver's handle on one trial's ParameterServer; one remote call per epoch.
+
+    ``RayExecutor.borrow`` and ``close(reusable=True)`` keep a finished trial's ParameterServer and Workers for
+    the next trial of this process with the same resources (a Tune trial process that Tune reuses: the actors
+    stay in its placement group), which resets them instead of starting new processes. The pooled actors keep
+    the names of the first trial they served.
+    """
+
+    #: One idle executor per process: (its resources and placement group, the executor).
+    _idle: tuple[tuple, "RayExecutor"] | None = None
+
+    @classmethod
+    def borrow(cls, cfg: TrialConfig, name: str | None = None, placement_group: Any = None) -> "RayExecutor":
+        """The idle executor of this process reset to ``cfg`` if its resources match, else a new one."""
+        key, idle = cls._key(cfg, placement_group), cls._idle
+        cls._idle = None
+        if idle is not None:
+            if idle[0] == key:
+                try:
+                    idle[1]._reset(cfg, name or idle[1].name)
+                    return idle[1]
+                except Exception:  # a broken pool is no reason to fail a trial: start afresh
+                    pass
+            idle[1].close()
+        executor = cls(cfg, name, placement_group=placement_group)
+        executor.key = key
+        return executor
+
+    @staticmethod
+    def _key(cfg: TrialConfig, placement_group: Any) -> tuple:
+        return (cfg.num_actors or cfg.num_workers, cfg.cpus_per_actor, cfg.gpus_per_actor, cfg.server_cpus,
+                None if placement_group is None else placement_group.id.hex())
 
     def __init__(self, cfg: TrialConfig, name: str | None = None, worker_class: Any = None,
                  placement_group: Any = None) -> None:
         if not ray.is_initialized():
             ray.init()  # joins the cluster in RAY_ADDRESS (ray job submit) or on this machine, else starts one
         self.name = name or f"trial-{uuid.uuid4().hex[:8]}"
+        self.key: tuple | None = None  # set when borrowed: the executor may go back to the pool
         self.num_actors = cfg.num_actors or default_num_actors(cfg)
         self.server = RemoteParameterServer.options(
             name=f"{self.name}/ParameterServer", num_cpus=cfg.server_cpus, **_in_bundle(placement_group, server_bundle(placement_group, self.num_actors)),
@@ -400,8 +451,15 @@ class RayExecutor(Executor):
         except Exception:
             ray.kill(self.server)
             raise
+        self._started(info)
+
+    def _started(self, info: dict[str, Any]) -> None:
         self.steps_per_epoch, self.num_classes = info["steps_per_epoch"], info["num_classes"]
         self.num_params = info["num_params"]
+
+    def _reset(self, cfg: TrialConfig, name: str) -> None:
+        self.name = name
+        self._started(ray.get(self.server.reset.remote(cfg.to_dict(), name)))
 
     def run_epoch(self, steps: int) -> dict[str, Any]:
         return ray.get(self.server.run_epoch.remote(steps))
@@ -415,7 +473,13 @@ class RayExecutor(Executor):
     def params_sha256(self) -> str:
         return ray.get(self.server.params_sha256.remote())
 
-    def close(self) -> None:
+    def close(self, reusable: bool = False) -> None:
+        """Kill the server and its actors; or, when ``reusable`` and borrowed, keep them for the next trial."""
+        if reusable and self.key is not None:
+            if RayExecutor._idle is not None:
+                RayExecutor._idle[1].close()
+            RayExecutor._idle = (self.key, self)
+            return
         try:
             ray.get(self.server.close.remote())
         finally:

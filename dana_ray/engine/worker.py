@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from dana_ray.algorithms import WorkerMomentum
-from dana_ray.data import DataSet, WorkerStream, eval_batches
+from dana_ray.data import DataSet, Streams, eval_batches
 from dana_ray.engine.flat import FlatModel
 from dana_ray.engine.master import GradientResult, Job
 
@@ -29,23 +29,19 @@ class GradientWorker:
     """One model replica and the data; serves every logical worker (their streams differ, not the model)."""
 
     def __init__(self, model: FlatModel, data: DataSet, batch_size: int, seed: int, weight_decay: float,
-                 eval_batch_size: int = 1000, worker_side: WorkerMomentum | None = None) -> None:
+                 eval_batch_size: int = 1000, worker_side: WorkerMomentum | None = None, prefetch: int = 2) -> None:
         """``worker_side``: the rule's per-logical-worker state (e.g. momenta), or None; with it, a job's
-        result carries ``worker_side.update(...)`` of the gradient, what such a rule's workers send."""
+        result carries ``worker_side.update(...)`` of the gradient, what such a rule's workers send.
+        ``prefetch``: batches of a slow (file-decoded) data set prepared ahead while the model computes."""
         self.model, self.data = model, data
         self.worker_side = worker_side if worker_side is not None else _NoWorkerSide()
         self.batch_size, self.seed, self.weight_decay = batch_size, seed, weight_decay
         self.eval_batch_size = eval_batch_size
         self.steps_per_epoch = len(data.train) // batch_size  # gradients per epoch, whatever N
-        self._streams: dict[int, WorkerStream] = {}
-
-    def stream(self, worker: int) -> WorkerStream:
-        if worker not in self._streams:
-            self._streams[worker] = WorkerStream(self.data.train, self.batch_size, self.seed, worker)
-        return self._streams[worker]
+        self.streams = Streams(data.train, batch_size, seed, prefetch)
 
     def compute(self, job: Job) -> GradientResult:
-        x, y = self.stream(job.worker).batch(job.batch)
+        x, y = self.streams.batch(job.worker, job.batch)
         grad, bn_stats, loss = self.model.gradient(job.point, x, y, self.weight_decay)
         return GradientResult(self.worker_side.update(job.worker, job.batch, grad), bn_stats, loss)
 
@@ -53,7 +49,7 @@ class GradientWorker:
         """Several jobs' results; more than one are computed together (``FlatModel.gradients``, vmap)."""
         if len(jobs) == 1:
             return [self.compute(jobs[0])]
-        batches = [self.stream(job.worker).batch(job.batch) for job in jobs]
+        batches = [self.streams.batch(job.worker, job.batch) for job in jobs]
         points = torch.stack([job.point for job in jobs])
         grads, stats, losses = self.model.gradients(points, torch.stack([x for x, _ in batches]),
                                                     torch.stack([y for _, y in batches]), self.weight_decay)
@@ -66,6 +62,9 @@ class GradientWorker:
 
     def load_worker_side_state(self, state: dict) -> None:
         self.worker_side.load_state_dict({w: (b, v.to(self.model.device)) for w, (b, v) in state.items()})
+
+    def close(self) -> None:
+        self.streams.close()
 
     def evaluate(self, params: Tensor, bn_stats: Tensor) -> tuple[float, float]:
         """``(test error %, test loss)`` at the given master state."""

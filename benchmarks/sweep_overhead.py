@@ -1,0 +1,72 @@
+"""What a sweep costs beyond its trials' work, measured in one run: the same small grid of short trials
+through ``python -m dana_ray.sweep`` (its main, in this process) against the same trials run one after
+another with the local executor.
+
+    python benchmarks/sweep_overhead.py [--epochs 20] [--seeds 0] [--executor ray local]
+
+The grid is the quickstart's (embedded digits, its hyperparameters and resources: two trials side by side
+on the 2 cores) cut to a few cells. Printed: each way's seconds, and sweep / local (goal: at most 1.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import yaml
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from dana_ray.grid import load_grid  # noqa: E402
+from dana_ray.trial import run  # noqa: E402
+
+RULES = ["baseline", "asgd", "nag-asgd", "dana", "dana-slim"]
+
+
+def grid_file(folder: str, epochs: int, seeds: list[int], executor: str) -> str:
+    base = yaml.safe_load(open(load_grid("quickstart").path))
+    base["trial"]["epochs"] = epochs
+    base["grid"].update(algorithm=RULES, num_workers=[4, 16], seed=seeds)
+    base["tune"]["executor"] = executor
+    path = os.path.join(folder, f"overhead-{executor}.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(base, f)
+    return path
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--executor", nargs="+", default=["ray", "local"], help="the sweep's tune.executor")
+    args = p.parse_args()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    from dana_ray.sweep import main as sweep
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    with tempfile.TemporaryDirectory() as folder:
+        path = grid_file(folder, args.epochs, args.seeds, "local")
+        trials = load_grid(path).trials()
+        started = time.perf_counter()
+        for config in trials:
+            run(config)
+        local = time.perf_counter() - started
+        print(f"{len(trials)} trials ({args.epochs} epochs of the quickstart's digits each)")
+        print(f"  {'local executor, one after another':<44} {local:7.1f} s")
+        for executor in args.executor:
+            path = grid_file(folder, args.epochs, args.seeds, executor)
+            started = time.perf_counter()
+            assert sweep([path, "--storage", folder, "--name", f"overhead-{executor}", "--no-report"]) == 0
+            took = time.perf_counter() - started
+            print(f"  {'python -m dana_ray.sweep, tune.executor ' + executor:<44} {took:7.1f} s   "
+                  f"sweep / local = {took / local:.2f}")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
