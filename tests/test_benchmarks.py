@@ -33,7 +33,7 @@ def test_simulate_benchmark():
 
 def test_input_pipeline_benchmark():
     out = bench("input_pipeline.py", "--images", "24", "--batch", "4", "--image-px", "64", "48", "--size", "32",
-                "--model", "cnn", "--steps", "2")
+                "--model-size", "16", "--steps", "2")
     decode, waiting = out.split("images/s")[1], out.split("waiting")[1]
     rates = [line.split() for line in decode.split("\n\n")[0].splitlines()[1:]]
     assert [r[0] for r in rates] == ["1", "2"] and all(float(r[1]) > 0 for r in rates)
