@@ -70,7 +70,7 @@ def make_tuner(grid: Grid, storage: str, name: str, callbacks: list | None = Non
         param_space=param_space(grid),
         tune_config=tune.TuneConfig(max_concurrent_trials=grid.tune.get("max_concurrent_trials"), reuse_actors=True,
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=1,  # the status table, not each trial's
+        run_config=tune.RunConfig(name=name, storage_path=storage,
                                   failure_config=tune.FailureConfig(max_failures=grid.tune["max_failures"]),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1), callbacks=callbacks),
     )

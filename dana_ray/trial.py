@@ -171,14 +171,14 @@ def _json_mapping(text: str) -> dict:
     return value
 
 
-RUN_HEADER = (f"{'algorithm':<11} {'N':>3} {'seed':>4} {'test error %':>12} {'diverged':>8} {'mean delay':>10}"
+RUN_HEADER = (f"{'algorithm':<13} {'N':>3} {'seed':>4} {'test error %':>12} {'diverged':>8} {'mean delay':>10}"
               f"  params_sha256")
 
 
 def format_run(result: dict) -> str:
     """One finished run as one line of the results table (under ``RUN_HEADER``)."""
     c = result["config"]
-    return (f"{c['algorithm']:<11} {c['num_workers']:>3} {c['seed']:>4} {result['test_error']:>12.2f} "
+    return (f"{c['algorithm']:<13} {c['num_workers']:>3} {c['seed']:>4} {result['test_error']:>12.2f} "
             f"{str(result['diverged']):>8} {result['mean_delay']:>10.2f}  {result['params_sha256'][:16]}")
 
 
@@ -187,12 +187,12 @@ def format_summary(results: list[dict]) -> str:
     cells: dict[tuple[str, int], list[dict]] = {}
     for r in results:
         cells.setdefault((r["config"]["algorithm"], r["config"]["num_workers"]), []).append(r)
-    lines = [f"{'algorithm':<11} {'N':>3} {'mean %':>8} {'std':>6} {'n':>3} {'diverged':>8}"]
+    lines = [f"{'algorithm':<13} {'N':>3} {'mean %':>8} {'std':>6} {'n':>3} {'diverged':>8}"]
     order = ALGORITHMS.names()
     for (algorithm, n), runs in sorted(cells.items(), key=lambda kv: (kv[0][1], order.index(kv[0][0]))):
         errors = torch.tensor([r["test_error"] for r in runs], dtype=torch.float64)
         std = float(errors.std()) if len(runs) > 1 else math.nan
-        lines.append(f"{algorithm:<11} {n:>3} {float(errors.mean()):>8.2f} {std:>6.2f} {len(runs):>3} "
+        lines.append(f"{algorithm:<13} {n:>3} {float(errors.mean()):>8.2f} {std:>6.2f} {len(runs):>3} "
                      f"{sum(r['diverged'] for r in runs):>8}")
     return "\n".join(lines)
 

@@ -76,6 +76,17 @@ def test_a_tune_trial_is_exactly_trial_run(experiment):
     assert trials.loc[("dana", 1), "params_sha256"] == run(trial_from_tune(params))["params_sha256"]
 
 
+def test_trial_parallel_sweep_computes_what_the_actors_compute(experiment, tiny_grid, tmp_path):
+    """``--executor local``: each Tune trial simulates its workers in its own process, on one bundle; the
+    trials end with the Ray executor's params_sha256, trial for trial."""
+    assert main([tiny_grid, "--executor", "local", "--storage", str(tmp_path), "--name", "local",
+                 "--no-report"]) == 0
+    key = ["algorithm", "num_workers", "seed"]
+    on_ray = load_experiment(experiment).set_index(key)["params_sha256"]
+    local = load_experiment(str(tmp_path / "local")).set_index(key)["params_sha256"]
+    assert len(local) == 4 and local.str.len().eq(64).all() and local.sort_index().equals(on_ray.sort_index())
+
+
 def test_a_failed_trial_resumes_from_its_last_epoch(tiny_grid, tmp_path):
     """Kill a trial's ParameterServer after its first epoch: Tune restarts the trial from the epoch-1
     checkpoint, and it finishes with the same parameters as an undisturbed run."""
