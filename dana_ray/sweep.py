@@ -18,6 +18,7 @@ import argparse
 import glob
 import os
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -134,11 +135,14 @@ def check_storage(storage: str) -> None:
     if "://" in storage:
         return
     existing = storage
-    while not os.path.exists(existing):  # the folder is made later, by the sweep: nothing is written now
+    while not os.path.exists(existing):  # the folder is made later, by the sweep
         existing = os.path.dirname(existing)
-    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
-        why = "not a folder" if not os.path.isdir(existing) else "no permission to write"
-        raise GridError(f"--storage: cannot write to {storage!r} ({existing!r}: {why})")
+    if not os.path.isdir(existing):
+        raise GridError(f"--storage: cannot write to {storage!r} ({existing!r}: not a folder)")
+    try:  # a real write, not os.access: root passes access() on read-only file systems and /proc
+        os.rmdir(tempfile.mkdtemp(prefix=".dana_ray-write-check-", dir=existing))
+    except OSError as error:
+        raise GridError(f"--storage: cannot write to {storage!r} ({existing!r}: {error.strerror})") from None
 
 
 def _resumed_grid(args: argparse.Namespace, storage: str) -> tuple[Grid, str]:

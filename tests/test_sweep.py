@@ -172,6 +172,13 @@ def test_an_unwritable_storage_is_one_line_before_anything_starts(tiny_grid, tmp
     assert main([tiny_grid, "--storage", str(blocker / "results")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: --storage: cannot write to '{blocker}/results'") and len(err.splitlines()) == 1
+    # a folder that refuses writes even to root (os.access says yes there): a write is tried, nothing is left
+    if os.path.isdir("/proc"):
+        assert main([tiny_grid, "--storage", "/proc/dana_ray-results"]) == 2
+        assert capsys.readouterr().err.startswith("error: --storage: cannot write to '/proc/dana_ray-results'")
+    assert main([tiny_grid, "--storage", str(tmp_path / "fine"), "--smoke-test", "--only", "seed=0", "--only",
+                 "algorithm=baseline", "--no-report"]) == 0
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".dana_ray-write-check")]
 
 
 def test_a_killed_driver_resumes_without_redoing_finished_trials(tiny_grid, tmp_path):
