@@ -18,8 +18,13 @@ class OneLineParser(argparse.ArgumentParser):
 
 def fail(message: str) -> NoReturn:
     """Print ``error: message`` as one line on stderr and exit with code 2."""
-    print(f"error: {one_line(message)}", file=sys.stderr)
-    raise SystemExit(EXIT_BAD_INPUT)
+    raise SystemExit(bad_input(message))
+
+
+def bad_input(error: BaseException | str) -> int:
+    """Print ``error: ...`` as one line on stderr; return the exit code for bad input (2)."""
+    print(f"error: {one_line(error)}", file=sys.stderr)
+    return EXIT_BAD_INPUT
 
 
 def one_line(error: BaseException | str) -> str:

@@ -154,8 +154,7 @@ class TrialConfig:
         check_number("momentum", self.momentum, low=0.0, below=1.0)
         if not all(is_number(e) and e > 0 for e in self.lr_decay_epochs):
             raise ValueError(f"lr_decay_epochs: expected a list of epochs > 0, got {list(self.lr_decay_epochs)!r}")
-        self.rule.check_num_workers(self.num_workers)
-        # the rule checks its options' values; a 1-element rule costs nothing
+        # the rule checks the worker count and its options' values; a 1-element rule costs nothing
         make_algorithm(self.algorithm, torch.zeros(1), self.num_workers, self.lr, self.momentum,
                        **self.algorithm_options)
         if self.schedule != ARRIVAL:  # built: checks its options against N (time_factors' length, ...)

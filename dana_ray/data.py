@@ -130,9 +130,9 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class FolderTransform:
-    """How a folder image becomes a tensor: the random part (``draw``: parameters from the global torch
-    generator, in image order) kept apart from the work (``render``: decode-independent, any thread), so a
-    batch's images can be decoded and transformed in parallel with exactly the draws of doing them in turn.
+    """How a folder image becomes a tensor: the random part (``draw``: parameters from the batch's own
+    generator, in image order) kept apart from the work (``render``: any thread), so a batch's images can be
+    decoded and transformed in parallel with exactly the draws of doing them in turn.
 
     ``augmentation`` "imagenet" draws exactly what torchvision's RandomResizedCrop then RandomHorizontalFlip
     draw; "cifar" what RandomCrop(padding) then RandomHorizontalFlip draw (after a resize to ``image_size``);
@@ -242,11 +242,6 @@ class FolderImages:
 
     def __getstate__(self) -> dict:
         return dict(self.__dict__, _pool=None)
-
-    def set_threads(self, threads: int) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-        self.threads, self._pool = max(1, int(threads)), None
 
     def _map(self, fn: Callable, items: Sequence) -> list:
         if self.threads == 1 or len(items) == 1:

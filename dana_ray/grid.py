@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from dana_ray.algorithms import ALGORITHMS
+from dana_ray.algorithms import ALGORITHMS, is_single_worker
 from dana_ray.checks import check_integer, check_name, check_number, check_options, is_integer
 from dana_ray.config import ARRIVAL, MAX_WORKERS, TrialConfig, schedule_names
 from dana_ray.plugins import load_plugins, normalize
@@ -79,7 +79,7 @@ class Grid:
         """(algorithm, num_workers) pairs in grid order; a single-worker rule only once, with one worker."""
         out: list[tuple[str, int]] = []
         for algorithm, workers in itertools.product(self.axes["algorithm"], self.axes["num_workers"]):
-            cell = (algorithm, 1 if ALGORITHMS[algorithm].max_workers == 1 else workers)
+            cell = (algorithm, 1 if is_single_worker(algorithm) else workers)
             if cell not in out:
                 out.append(cell)
         return out

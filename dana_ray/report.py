@@ -24,13 +24,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from importlib import resources
 
 import pandas as pd
 
-from dana_ray.algorithms import ALGORITHMS
-from dana_ray.cli import EXIT_BAD_INPUT, OneLineParser, one_line
+from dana_ray.algorithms import ALGORITHMS, is_single_worker
+from dana_ray.cli import OneLineParser, bad_input
 from dana_ray.config import TrialConfig
 from dana_ray.grid import GRID_FILE, GridError, load_grid, trial_from_tune
 
@@ -132,11 +131,6 @@ def paper_rows() -> dict[str, str]:
     return {name: rule.paper_name for name, rule in ALGORITHMS.items() if rule.paper_name}
 
 
-def is_reference(algorithm: str) -> bool:
-    """A single-worker rule: the reference the other rules are measured against (the paper's baseline)."""
-    return algorithm in ALGORITHMS and ALGORITHMS[algorithm].max_workers == 1
-
-
 # -- the pure part ---------------------------------------------------------------------------------------------
 
 def summarize(trials: pd.DataFrame, seeds: int | None = None, paper: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -200,7 +194,7 @@ def shape_table(summary: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     rows = []
     rules = paper_rows()
     for (model, dataset, schedule), part in summary.groupby(GROUP, sort=False):
-        reference = part[part["algorithm"].map(is_reference) & part["mean"].notna()]
+        reference = part[part["algorithm"].map(is_single_worker) & part["mean"].notna()]
         table = paper_table_for(part, paper, schedule)
         if reference.empty or table is None:
             continue
@@ -209,7 +203,7 @@ def shape_table(summary: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
         if paper_base.empty:
             continue
         base_mean, base_std = reference["mean"].iloc[0], reference["std"].iloc[0]
-        for _, row in part[~part["algorithm"].map(is_reference)].iterrows():
+        for _, row in part[~part["algorithm"].map(is_single_worker)].iterrows():
             cell = published[(published["algorithm"] == rules.get(row["algorithm"]))
                              & (published["workers"] == row["num_workers"])]
             ours = row["mean"] - base_mean
@@ -394,7 +388,7 @@ def plot_curves(trials: pd.DataFrame, path: str) -> list[str]:
     plt, fig, axes = _figure(len(groups))
     for ax, ((model, dataset, schedule), part) in zip(axes, groups):
         largest = part["num_workers"].max()
-        shown = part[(part["num_workers"] == largest) | part["algorithm"].map(is_reference)]
+        shown = part[(part["num_workers"] == largest) | part["algorithm"].map(is_single_worker)]
         for algorithm, rows in sorted(shown.groupby("algorithm", sort=False), key=lambda g: _order(g[0])):
             curves = [c for c in rows["curve"] if c]
             if not curves:
@@ -403,7 +397,7 @@ def plot_curves(trials: pd.DataFrame, path: str) -> list[str]:
             mean = [sum(c[e] for c in curves) / len(curves) for e in range(length)]
             n = rows["num_workers"].iloc[0]
             ax.plot(range(1, length + 1), mean, label=f"{algorithm} (N={n})", color=_color(algorithm),
-                    linestyle="--" if is_reference(algorithm) else "-")
+                    linestyle="--" if is_single_worker(algorithm) else "-")
         ax.set(xlabel="epoch", ylabel="test error %", title=f"{model}, {dataset}, {schedule}: N = {largest}")
     return _save(plt, fig, axes, path)
 
@@ -411,7 +405,7 @@ def plot_curves(trials: pd.DataFrame, path: str) -> list[str]:
 def plot_delays(trials: pd.DataFrame, path: str) -> list[str]:
     """One panel per rule: the distribution of delays at the largest N, one line per schedule (and model,
     data set, where several), as the fraction of gradients applied with each delay."""
-    algorithms = sorted({a for a in trials["algorithm"] if not is_reference(a)}, key=_order)
+    algorithms = sorted({a for a in trials["algorithm"] if not is_single_worker(a)}, key=_order)
     plt, fig, axes = _figure(max(len(algorithms), 1))
     for ax, algorithm in zip(axes, algorithms):
         for k, (group, part) in enumerate(trials[trials["algorithm"] == algorithm].groupby(GROUP, sort=False)):
@@ -437,8 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         trials = load_experiment(args.experiment)
     except (OSError, ValueError) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return bad_input(error)
     print(render(trials, args.format), end="")
     delays = delay_table(trials)
     if len(delays) and args.format == "markdown":

@@ -22,7 +22,9 @@ import tempfile
 import time
 from typing import Any
 
-from dana_ray.cli import EXIT_BAD_INPUT, OneLineParser, one_line
+import yaml
+
+from dana_ray.cli import OneLineParser, bad_input
 from dana_ray.config import TrialConfig
 from dana_ray.grid import GRID_EXECUTORS, GRID_FILE, Grid, GridError, cell_label, load_grid, parse_cell
 
@@ -107,8 +109,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _key_value(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with VALUE read as YAML (``0.5``, ``[2, 4]``, ``{image_size: 64}``, ``cpu``)."""
-    import yaml
-
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -120,8 +120,6 @@ def _key_value(text: str) -> tuple[str, Any]:
 
 def _grid_options(args: argparse.Namespace) -> dict[str, Any]:
     """What the command line changes in the grid: ``load_grid``'s keyword arguments."""
-    import yaml
-
     only = {}
     for axis, values in args.only:  # "4,8" reads as one string; "4" as a number; "[4, 8]" as a list
         if isinstance(values, str):
@@ -182,8 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise GridError(f"--name: {path} holds an experiment already; --resume it, or choose another --name")
         check_storage(storage)
     except GridError as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return bad_input(error)
 
     import ray
     from ray import tune
@@ -197,8 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         problems = missing_data({data_key(c.dataset, c.data_dir, c.dataset_options, c.plugins) for c in configs})
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            print(f"error: {grid.path}: {problems[0]}{more}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            return bad_input(f"{grid.path}: {problems[0]}{more}")
     if args.resume:
         print(f"resuming {path}")
         tuner = tune.Tuner.restore(path, trainable(), resume_errored=True)

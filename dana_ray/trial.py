@@ -18,9 +18,9 @@ from typing import Any, Callable
 
 import torch
 
-from dana_ray.algorithms import ALGORITHMS
+from dana_ray.algorithms import ALGORITHMS, is_single_worker
 from dana_ray.checks import check_name
-from dana_ray.cli import EXIT_BAD_INPUT, OneLineParser, one_line
+from dana_ray.cli import OneLineParser, bad_input, one_line
 from dana_ray.config import TrialConfig
 from dana_ray.data import check_dataset
 from dana_ray.engine import Executor, LocalExecutor, resolve_device
@@ -210,13 +210,14 @@ def _checked_configs(args: argparse.Namespace) -> list[TrialConfig]:
              if k not in ("algorithm", "num_workers", "seed", "json", "quiet", "executor")}
     grid = [dict(fixed, algorithm=a, num_workers=n, seed=s)
             for a in args.algorithm for n in args.num_workers for s in args.seed
-            if not (a in ALGORITHMS and ALGORITHMS[a].max_workers == 1 and n != 1)]
+            if not (is_single_worker(a) and n != 1)]
     configs = [TrialConfig.from_dict(c) for c in grid]
     if args.executor == "local":
         for cfg in configs:
             resolve_device(cfg.device)
-        for key in {(c.dataset, c.data_dir, json.dumps(c.dataset_options, sort_keys=True)) for c in configs}:
-            check_dataset(key[0], key[1], **json.loads(key[2]))
+        distinct = {json.dumps([c.dataset, c.data_dir, c.dataset_options], sort_keys=True): c for c in configs}
+        for cfg in distinct.values():
+            check_dataset(cfg.dataset, cfg.data_dir, **cfg.dataset_options)
     return configs
 
 
@@ -228,8 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         configs = _checked_configs(args)
     except ValueError as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return bad_input(error)
     rows, failed = [], 0
     if not args.json:
         print(RUN_HEADER, flush=True)

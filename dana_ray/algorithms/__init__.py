@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from dana_ray.algorithms.base import ALGORITHMS, LearningRate, UpdateRule, register_rule
+from dana_ray.algorithms.base import ALGORITHMS, LearningRate, UpdateRule, is_single_worker, register_rule
 from dana_ray.algorithms import momentum as _momentum  # noqa: F401  (registers the paper's rules, in order)
 from dana_ray.algorithms import slim as _slim  # noqa: F401
 from dana_ray.algorithms import delay_compensation as _delay_compensation  # noqa: F401
@@ -33,5 +33,5 @@ def make_algorithm(name: str, params: Tensor, num_workers: int, lr: LearningRate
     return ALGORITHMS[name](params, num_workers, lr, momentum, weight_decay=weight_decay, fused=fused, **options)
 
 
-__all__ = ["ALGORITHMS", "BUILTIN_ALGORITHMS", "DEFAULT_ALGORITHM", "LearningRate", "UpdateRule", "WorkerMomentum", "make_algorithm",
-           "register_rule"]
+__all__ = ["ALGORITHMS", "BUILTIN_ALGORITHMS", "DEFAULT_ALGORITHM", "LearningRate", "UpdateRule", "WorkerMomentum",
+           "is_single_worker", "make_algorithm", "register_rule"]

@@ -228,6 +228,12 @@ class UpdateRule:
 ALGORITHMS: Registry[type[UpdateRule]] = Registry("algorithm")
 
 
+def is_single_worker(name: str) -> bool:
+    """Whether ``name`` is a registered rule that takes exactly one worker (the baseline): a grid runs it once
+    per schedule and seed with N = 1, and the report measures the other rules against it."""
+    return name in ALGORITHMS and ALGORITHMS[name].max_workers == 1
+
+
 def register_rule(name: str) -> Callable[[type[UpdateRule]], type[UpdateRule]]:
     """Class decorator: register an :class:`UpdateRule` subclass under ``name`` (its ``name`` is set)."""
     def register(cls: type[UpdateRule]) -> type[UpdateRule]:

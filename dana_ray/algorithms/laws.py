@@ -15,8 +15,6 @@ sent and applied with that point and its delay; a rule with a worker side has it
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -189,7 +187,3 @@ def check_laws(name: str) -> None:
     single_worker_law(name)
     state_dict_law(name)
     linear_cost_law(name)
-
-
-LAWS: dict[str, Callable[[str], object]] = {"single_worker": single_worker_law, "state_dict": state_dict_law,
-                                            "linear_cost": linear_cost_law}
