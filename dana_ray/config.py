@@ -74,6 +74,9 @@ class TrialConfig:
     vmap_jobs: int = 1                     # up to this many ready gradient jobs a model replica computes
                                            # together with torch.func.vmap (1: one by one); same numbers
                                            # up to float rounding
+    jobs_per_call: int = 1                 # Ray executor: up to this many ready jobs go to an actor in one
+                                           # call (one call's overhead for all), computed one by one (or
+                                           # vmap_jobs at a time); exactly the same numbers
     fused_updates: bool = False            # each server update as one compiled pass (torch.compile); equal to
                                            # the eager update up to float rounding; see algorithms/ops.py
     cpu_threads: int | None = None         # torch intra-op threads (None: torch's default locally, and
@@ -136,7 +139,7 @@ class TrialConfig:
         for name in ("model_options", "dataset_options", "schedule_options", "algorithm_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name}: expected a mapping, got {getattr(self, name)!r}")
-        for name in ("num_workers", "batch_size", "epochs", "eval_batch_size", "vmap_jobs"):
+        for name in ("num_workers", "batch_size", "epochs", "eval_batch_size", "vmap_jobs", "jobs_per_call"):
             check_integer(name, getattr(self, name), minimum=1)
         check_integer("num_workers", self.num_workers, minimum=1, maximum=MAX_WORKERS)
         check_integer("seed", self.seed, minimum=0)

@@ -5,7 +5,9 @@ the data is read: one zero-CPU task pinned to each live node runs the data set's
 (``data.check_dataset``: the folders exist, and the files are what the loader expects: CIFAR's pickles
 unpickle into 3x32x32 rows, an image folder's train/ and val/ hold the same classes with images in them).
 Nodes that the autoscaler adds later are checked when their Worker actors load the data (a trial then
-fails at start with the same message, naming that node).
+fails at start with the same message, naming that node). A data set with no files to check (the embedded
+digits, a plug-in's generated data) costs no task at all: on a laptop the check would start a process and
+import torch for nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from dana_ray.data import check_dataset
+from dana_ray.data import DATASETS, check_dataset
 from dana_ray.plugins import load_plugins
 
 
@@ -41,7 +43,8 @@ def missing_data(datasets: set[tuple]) -> list[str]:
 
     ``datasets``: the ``data_key``s of the sweep's trials.
     """
-    nodes = [n for n in ray.nodes() if n["Alive"]]
+    datasets = {key for key in datasets if _has_check(key)}
+    nodes = [n for n in ray.nodes() if n["Alive"]] if datasets else []
     checks = []
     for node in nodes:
         strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
@@ -49,3 +52,11 @@ def missing_data(datasets: set[tuple]) -> list[str]:
             ref = _remote_check.options(scheduling_strategy=strategy).remote(list(plugins), dataset, data_dir, options)
             checks.append((node["NodeManagerAddress"], ref))
     return [f"{message} [node {address}]" for address, ref in checks if (message := ray.get(ref))]
+
+
+def _has_check(key: tuple) -> bool:
+    """Whether the data set of ``key`` (a ``data_key``) declares a check of its files (its plug-ins loaded
+    here first, as the grid's validation did)."""
+    dataset, _, _, plugins = key
+    load_plugins(list(plugins))
+    return DATASETS[dataset].check is not None

@@ -145,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-decay-epochs", nargs="*", type=float, default=list(d.lr_decay_epochs))
     for name in ("cpus_per_actor", "gpus_per_actor", "server_cpus"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
-    for name in ("num_actors", "cpu_threads", "vmap_jobs"):
+    for name in ("num_actors", "cpu_threads", "vmap_jobs", "jobs_per_call"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
     for name in ("model_options", "dataset_options", "schedule_options", "algorithm_options"):
         p.add_argument("--" + name.replace("_", "-"), type=_json_mapping, default={}, metavar="JSON",

@@ -91,21 +91,30 @@ class CrashOnce:
 
         marker, crash_worker, crash_batch = self.marker, self.worker, self.batch
 
+        def crash_if_chosen(workers, batches):
+            if (crash_worker, crash_batch) in zip(workers, batches) and not os.path.exists(marker):
+                open(marker, "w").close()
+                os._exit(1)
+
         class Crashing(Worker):
             def compute(self, worker, batch, point):
-                if (worker, batch) == (crash_worker, crash_batch) and not os.path.exists(marker):
-                    open(marker, "w").close()
-                    os._exit(1)
+                crash_if_chosen([worker], [batch])
                 return super().compute(worker, batch, point)
+
+            def compute_many(self, workers, batches, *points):
+                crash_if_chosen(workers, batches)
+                return super().compute_many(workers, batches, *points)
 
         return ray.remote(Crashing)
 
 
-def test_an_actor_dying_mid_job_loses_and_doubles_nothing(tmp_path, local_dana4):
+@pytest.mark.parametrize("jobs_per_call", [1, 3])
+def test_an_actor_dying_mid_job_loses_and_doubles_nothing(tmp_path, local_dana4, jobs_per_call):
+    """Also when the job dies with the other jobs of its call (``jobs_per_call``): each is sent again."""
     from dana_ray.config import TrialConfig
     from dana_ray.engine.ray_executor import RayExecutor
 
-    cfg = TrialConfig.from_dict(dict(BASE, algorithm="dana", num_workers=4, num_actors=2))
+    cfg = TrialConfig.from_dict(dict(BASE, algorithm="dana", num_workers=4, num_actors=2, jobs_per_call=jobs_per_call))
     crash = CrashOnce(str(tmp_path / "crashed"), worker=2, batch=5)
     executor = RayExecutor(cfg, "crash-test", worker_class=crash.remote_class())
     try:
@@ -160,6 +169,43 @@ def test_vmap_jobs_on_ray_follows_one_by_one(local_dana4, algorithm):
     batched = run(dict(config, vmap_jobs=3), executor="ray")
     assert batched["steps"] == reference["steps"] and batched["mean_delay"] == reference["mean_delay"]
     assert batched["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-3)
+
+
+@pytest.mark.parametrize("algorithm,num_actors", [("dana", 1), ("dana-slim", 2)])
+def test_jobs_per_call_sends_several_jobs_in_one_call_and_changes_nothing(algorithm, num_actors):
+    """Up to 4 ready jobs go to an actor in one call (for dana-slim, only jobs of logical workers that actor
+    holds); each is computed as alone, so the run is the local run, bit for bit."""
+    import ray
+
+    from dana_ray.config import TrialConfig
+    from dana_ray.engine.ray_executor import RayExecutor, Worker
+
+    class Counting(Worker):
+        calls = jobs = 0
+
+        def compute(self, worker, batch, point):
+            self.calls, self.jobs = self.calls + 1, self.jobs + 1
+            return super().compute(worker, batch, point)
+
+        def compute_many(self, workers, batches, *points):
+            self.calls, self.jobs = self.calls + 1, self.jobs + len(workers)
+            return super().compute_many(workers, batches, *points)
+
+        def counts(self):
+            return self.calls, self.jobs
+
+    config = dict(BASE, algorithm=algorithm, num_workers=4, num_actors=num_actors)
+    executor = RayExecutor(TrialConfig.from_dict(dict(config, jobs_per_call=4)), f"per-call-{algorithm}",
+                           worker_class=ray.remote(Counting))
+    try:
+        executor.run_epoch(executor.steps_per_epoch)
+        sha = executor.params_sha256()
+        counts = [ray.get(ray.get_actor(f"per-call-{algorithm}/Worker-{k}").counts.remote()) for k in range(num_actors)]
+    finally:
+        executor.close()
+    calls, jobs = map(sum, zip(*counts))
+    assert jobs >= executor.steps_per_epoch and calls <= jobs / 2  # at least 2 jobs a call on average
+    assert sha == run(config)["params_sha256"]
 
 
 def test_fused_updates_on_ray_equal_fused_updates_locally():

@@ -155,6 +155,29 @@ def test_missing_data_on_a_node_stops_the_sweep_naming_node_and_path(tmp_path, c
     assert not (tmp_path / "results").exists()  # nothing launched
 
 
+def test_the_data_check_runs_a_task_only_for_data_sets_with_files_to_check(monkeypatch, tmp_path):
+    """The embedded digits have no files: checking them would start a process on every node for nothing."""
+    import ray
+
+    from dana_ray import preflight
+
+    sent = []
+
+    class Recorder:
+        def options(self, **_):
+            return self
+
+        def remote(self, plugins, dataset, data_dir, options):
+            sent.append(dataset)
+            return ray.put(None)
+
+    monkeypatch.setattr(preflight, "_remote_check", Recorder())
+    assert preflight.missing_data({preflight.data_key("digits", None, {})}) == [] and sent == []
+    assert preflight.missing_data({preflight.data_key("digits", None, {}),
+                                   preflight.data_key("cifar10", str(tmp_path), {})}) == []
+    assert sent == ["cifar10"] * len([n for n in ray.nodes() if n["Alive"]])
+
+
 def test_resume_refuses_a_grid_that_differs_from_the_one_the_experiment_ran(tiny_grid, experiment, tmp_path, capsys):
     edited = tmp_path / "tiny.yaml"
     edited.write_text(open(tiny_grid).read().replace("seed: [0, 1]", "seed: [0, 1, 2]"))

@@ -64,6 +64,7 @@ class Worker:
         cfg = TrialConfig.from_dict(config)
         torch.set_num_threads(cfg.cpu_threads or max(1, round(cfg.cpus_per_actor)))
         self.index, self.device = index, resolve_device(cfg.device)
+        self.vmap_jobs = cfg.vmap_jobs
         if getattr(self, "worker", None) is not None:
             self.worker.close()
         self.worker = build_worker(cfg, self.device, decode_threads=max(1, round(cfg.cpus_per_actor)))
@@ -102,10 +103,12 @@ class Worker:
         return grad, bn_stats, result.loss
 
     def compute_many(self, workers: list[int], batches: list[int], *points: np.ndarray) -> tuple:
-        """Several jobs computed together (vmap); called with ``num_returns=len(workers)``, so each job's
-        result is its own object."""
+        """Several jobs sent in one call (``jobs_per_call``), computed ``vmap_jobs`` at a time (1: one by one,
+        exactly as ``compute``); called with ``num_returns=len(workers)``, so each job's result is its own
+        object."""
         jobs = [Job(w, b, as_tensor(p).to(self.device), sent_version=-1) for w, b, p in zip(workers, batches, points)]
-        results = self.worker.compute_many(jobs)
+        results = [r for k in range(0, len(jobs), self.vmap_jobs)
+                   for r in self.worker.compute_many(jobs[k:k + self.vmap_jobs])]
         host = self._to_host([t for r in results for t in (r.grad, r.bn_stats)])
         return tuple((host[2 * k], host[2 * k + 1], r.loss) for k, r in enumerate(results))
 
@@ -169,7 +172,8 @@ class ParameterServer(MasterLoop):
         # its state; otherwise each job goes to the least-loaded actor.
         self.sticky = self.master.rule.worker_side is not None
         self.inflight: dict[int, tuple[ray.ObjectRef, int]] = {}  # logical worker -> (result, actor slot)
-        self.pending: list[Job] = []  # issued, waiting to be sent together (vmap_jobs > 1)
+        self.pending: list[Job] = []  # issued, waiting to be sent together (jobs_per_call or vmap_jobs > 1)
+        self.per_call = max(self.cfg.jobs_per_call, self.cfg.vmap_jobs)
         self.load = [0] * self.num_actors
         for job in self.master.start():
             self._dispatch(job)
@@ -240,11 +244,11 @@ class ParameterServer(MasterLoop):
     # -- jobs and actors --------------------------------------------------------------------------------------
 
     def _dispatch(self, job: Job, slot: int | None = None) -> None:
-        """Send ``job`` to an actor now (to ``slot`` if given), or, with ``vmap_jobs`` > 1, hold it until
-        that many are waiting (or the master needs it) and send them as one call."""
-        if slot is None and self.cfg.vmap_jobs > 1:
+        """Send ``job`` to an actor now (to ``slot`` if given), or, with ``jobs_per_call`` or ``vmap_jobs``
+        > 1, hold it until that many are waiting (or the master needs it) and send them as one call."""
+        if slot is None and self.per_call > 1:
             self.pending.append(job)
-            if len(self.pending) >= self.cfg.vmap_jobs:
+            if len(self.pending) >= self.per_call:
                 self._flush()
             return
         self._send([job], self._slot_for(job) if slot is None else slot)
