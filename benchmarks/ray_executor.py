@@ -13,8 +13,14 @@
      ``ray.wait`` over the workers' gradient refs, sends the first ready one to a parameter-server actor
      (``apply_gradients``: sum, SGD step, return the weights as a torch state dict), and hands the new
      weights ref to that worker.
+3. With ``--nodes 2``, part 2 across two Ray nodes on this machine (``ray.cluster_utils.Cluster``: the
+   server, or the echo caller, alone on a 1-CPU head; the 2 stub or echo actors on a second 1-CPU node), so
+   every point and every gradient crosses between object stores. Ours against the same server taking its
+   results one at a time in schedule order (``_pull_ahead`` switched off, what the server did before), and
+   the echo ceiling both ways: taking results in order, and with the server's pull-ahead; and the sending
+   direction alone (the array out, a float back, results in order).
 
-    python benchmarks/ray_executor.py [--updates 400] [--dim 270000] [--skip-trial]
+    python benchmarks/ray_executor.py [--updates 400] [--dim 270000] [--skip-trial] [--nodes 2 [--repeats 3]]
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from dana_ray.engine.ray_executor import RemoteParameterServer  # noqa: E402
+from dana_ray.engine.ray_executor import ParameterServer, RemoteParameterServer  # noqa: E402
 from dana_ray.trial import run  # noqa: E402
 
 TRIAL = dict(algorithm="dana", num_workers=8, epochs=1, lr_decay_epochs=[], cpu_threads=1)
@@ -73,9 +79,17 @@ def stub_worker_class(dim: int):
     return ray.remote(StubWorker)
 
 
-def ours(dim: int, num_workers: int, actors: int, updates: int) -> float:
-    config = dict(algorithm="dana", num_workers=num_workers, cpus_per_actor=0.5, server_cpus=0.5)
-    server = RemoteParameterServer.options(num_cpus=0.5).remote(config, "bench", actors, stub_worker_class(dim))
+class InOrderServer(ParameterServer):
+    """Our server without its pull-ahead: each result is fetched when the schedule reaches it."""
+
+    def _pull_ahead(self) -> None:
+        pass
+
+
+def ours(dim: int, num_workers: int, actors: int, updates: int, server_cpus: float = 0.5,
+         server_class: type = RemoteParameterServer) -> float:
+    config = dict(algorithm="dana", num_workers=num_workers, cpus_per_actor=0.5, server_cpus=server_cpus)
+    server = server_class.options(num_cpus=server_cpus).remote(config, "bench", actors, stub_worker_class(dim))
     ray.get(server.start.remote())
     ray.get(server.run_steps.remote(20))  # warm-up
     started = time.perf_counter()
@@ -90,31 +104,44 @@ class Echo:
     def echo(self, array: np.ndarray) -> np.ndarray:
         return array
 
+    def receive(self, array: np.ndarray) -> float:
+        """Takes the array, returns a float: times the sending direction alone."""
+        return float(array[0])
+
 
 @ray.remote
 class EchoCaller:
-    """The server's place in the ceiling: ``in_flight`` calls at all times, round robin over the echo actors."""
+    """The server's place in the ceiling: ``in_flight`` calls at all times, round robin over the echo actors;
+    with ``pull_ahead``, the results in flight are asked for together before each is taken, as our server
+    does with results on other nodes."""
 
-    def run(self, echoes: list, dim: int, in_flight: int, calls: int, warmup: int = 20) -> float:
+    def run(self, echoes: list, dim: int, in_flight: int, calls: int, pull_ahead: bool = False,
+            method: str = "echo", warmup: int = 20) -> float:
         from collections import deque
 
         array = np.ones(dim, np.float32)
-        pending = deque(echoes[k % len(echoes)].echo.remote(ray.put(array)) for k in range(in_flight))
+        pending = deque(getattr(echoes[k % len(echoes)], method).remote(ray.put(array)) for k in range(in_flight))
+        local: set = set()
         started = 0.0
         for k in range(warmup + calls):
             if k == warmup:
                 started = time.perf_counter()
+            if pull_ahead and (asked := [ref for ref in pending if ref not in local]):
+                local.update(ray.wait(asked, num_returns=len(asked), timeout=0, fetch_local=True)[0])
+            local.discard(pending[0])
             ray.get(pending.popleft())
-            pending.append(echoes[k % len(echoes)].echo.remote(ray.put(array)))
+            pending.append(getattr(echoes[k % len(echoes)], method).remote(ray.put(array)))
         elapsed = time.perf_counter() - started
         ray.get(list(pending))
         return calls / elapsed
 
 
-def echo_ceiling(dim: int, in_flight: int, calls: int) -> float:
+def echo_ceiling(dim: int, in_flight: int, calls: int, caller_cpus: float = 0.5, pull_ahead: bool = False,
+                 method: str = "echo") -> float:
+    """Round trips/s; ``method="receive"``: the array goes out, a float comes back."""
+    caller = EchoCaller.options(num_cpus=caller_cpus).remote()  # first: with 1 CPU it takes a 1-CPU node
     echoes = [Echo.options(num_cpus=0.5).remote() for _ in range(2)]
-    caller = EchoCaller.options(num_cpus=0.5).remote()
-    rate = ray.get(caller.run.remote(echoes, dim, in_flight, calls))
+    rate = ray.get(caller.run.remote(echoes, dim, in_flight, calls, pull_ahead, method))
     for actor in (caller, *echoes):
         ray.kill(actor)
     return rate
@@ -176,8 +203,13 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=400)
     parser.add_argument("--dim", type=int, default=270_000)
     parser.add_argument("--skip-trial", action="store_true", help="only the server throughput (part 2)")
+    parser.add_argument("--nodes", type=int, choices=[1, 2], default=1,
+                        help="2: the server throughput across two Ray nodes on this machine (part 3)")
+    parser.add_argument("--repeats", type=int, default=3, help="part 3: measurements of each row (median)")
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if args.nodes == 2:
+        return across_nodes(args.dim, args.updates, args.repeats)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         if not args.skip_trial:
@@ -196,6 +228,44 @@ def main() -> None:
             print(f"   {label:<50} {rate:>9.1f} {rate / ceiling:>10.2f}")
     finally:
         ray.shutdown()
+
+
+def across_nodes(dim: int, updates: int, repeats: int) -> None:
+    """Part 3: a 1-CPU head and a 1-CPU second node; the server (1 CPU) and the stub actors (0.5 each) cannot
+    share a node, so every point and gradient crosses between the two object stores. Each row is measured
+    ``repeats`` times, the rows interleaved; printed: the median, its ratio to the median ceiling, the range."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        print(f"3. Across two nodes: updates/s at d = {dim:,} ({updates} updates after 20 of warm-up), "
+              f"median of {repeats}")
+        in_order = ray.remote(InOrderServer)
+        for workers in (2, 8):
+            rows = {
+                "echo ceiling, results in order": lambda: echo_ceiling(dim, workers, updates, 1.0),
+                "echo ceiling, pulled ahead": lambda: echo_ceiling(dim, workers, updates, 1.0, pull_ahead=True),
+                "ParameterServer, results in order": lambda: ours(dim, workers, 2, updates, 1.0, in_order),
+                "ParameterServer (pulls ahead)": lambda: ours(dim, workers, 2, updates, 1.0),
+                "sending alone (a float back), in order": lambda: echo_ceiling(dim, workers, updates, 1.0,
+                                                                               method="receive"),
+            }
+            rates = {label: [] for label in rows}
+            for _ in range(repeats):
+                for label, measure in rows.items():
+                    rates[label].append(measure())
+            ceiling = float(np.median(rates["echo ceiling, pulled ahead"]))
+            print(f"   DANA N={workers}, {workers} calls in flight, 2 actors on the other node")
+            print(f"   {'':<50} {'updates/s':>9} {'of ceiling':>10}  range")
+            for label, values in rates.items():
+                median = float(np.median(values))
+                print(f"   {label:<50} {median:>9.1f} {median / ceiling:>10.2f}  {min(values):.0f}-{max(values):.0f}")
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
 
 
 if __name__ == "__main__":

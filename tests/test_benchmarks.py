@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -47,3 +48,23 @@ def test_input_pipeline_benchmark():
 ])
 def test_ray_benchmarks(script, args, expect):
     assert expect in bench(script, *args)
+
+
+def _rates(out: str) -> dict[str, float]:
+    """The rows of a table printed as ``label  updates/s  ratio``, by label."""
+    rows = [re.split(r"\s{2,}", line.strip()) for line in out.splitlines() if line.startswith("   ")]
+    return {row[0]: float(row[1]) for row in rows if len(row) >= 3 and row[1].replace(".", "").isdigit()}
+
+
+def test_ray_executor_benchmark_on_one_node_and_across_two():
+    one = _rates(bench("ray_executor.py", "--skip-trial", "--updates", "10", "--dim", "30000"))
+    assert {"ParameterServer, DANA N=2, 2 stub actors", "echo ceiling, 8 calls in flight, 2 echo actors"} <= set(one)
+    two = _rates(bench("ray_executor.py", "--nodes", "2", "--updates", "10", "--dim", "30000", "--repeats", "1"))
+    assert {"ParameterServer, results in order", "ParameterServer (pulls ahead)", "echo ceiling, pulled ahead",
+            "sending alone (a float back), in order"} <= set(two)
+    assert all(rate > 0 for rate in [*one.values(), *two.values()])
+
+
+def test_sweep_overhead_benchmark():
+    out = bench("sweep_overhead.py", "--epochs", "1", "--executor", "local")
+    assert "9 trials" in out and float(out.split("sweep / local = ")[1].split()[0]) > 0

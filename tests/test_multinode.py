@@ -72,6 +72,26 @@ def test_actors_on_different_nodes_compute_the_local_run(cluster, local_sha):
     assert result["params_sha256"] == local_sha
 
 
+def test_results_on_other_nodes_are_pulled_ahead_and_change_nothing(cluster):
+    """Gradients over 100 KiB stay in their actor's object store until asked for: the server asks for all
+    those in flight at once (ray.wait, fetch_local), so they are on its node before their turn."""
+    import ray
+
+    from dana_ray.engine.ray_executor import INLINE_BYTES
+
+    start(cluster, 2)
+    config = dict(BASE, model_options={"channels": 64}, epochs=1)
+    pulled = []
+
+    def on_epoch(row):
+        server = ray.get_actor("pull/ParameterServer")
+        pulled.append(ray.get(server.__ray_call__.remote(lambda server: server.pulled_ahead)))
+
+    result = run(config, executor="ray", name="pull", callback=on_epoch)
+    assert result["num_params"] * 4 > INLINE_BYTES and pulled[0] > 0
+    assert result["params_sha256"] == run(config)["params_sha256"]
+
+
 def test_a_lost_node_with_room_elsewhere_costs_one_replacement_on_a_live_node(cluster, local_sha):
     start(cluster, 3)  # one node to spare
     lost, placed = [], []

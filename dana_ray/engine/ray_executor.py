@@ -144,6 +144,7 @@ class ParameterServer(MasterLoop):
         self.restarts = 0
         self.waiting_s = 0.0
         self.nodes: list[str | None] = [None] * num_actors  # the node each actor slot's actor runs on
+        self.node = ray.get_runtime_context().get_node_id()  # this server's
         self.lost_nodes: set[str] = set()  # nodes where an actor died: replacements prefer other nodes
 
     def start(self) -> dict[str, Any]:
@@ -172,6 +173,8 @@ class ParameterServer(MasterLoop):
         # its state; otherwise each job goes to the least-loaded actor.
         self.sticky = self.master.rule.worker_side is not None
         self.inflight: dict[int, tuple[ray.ObjectRef, int]] = {}  # logical worker -> (result, actor slot)
+        self.local: set[ray.ObjectRef] = set()  # in-flight results known to be on this node already
+        self.pulled_ahead = 0  # results from other nodes that were here before their turn came
         self.pending: list[Job] = []  # issued, waiting to be sent together (jobs_per_call or vmap_jobs > 1)
         self.per_call = max(self.cfg.jobs_per_call, self.cfg.vmap_jobs)
         self.load = [0] * self.num_actors
@@ -220,6 +223,7 @@ class ParameterServer(MasterLoop):
         restored outstanding jobs sent out."""
         super().load_state_dict(state)
         self.inflight.clear()
+        self.local.clear()
         self.pending.clear()
         self.load = [0] * self.num_actors
         for worker in sorted(self.master.outstanding):
@@ -298,6 +302,7 @@ class ParameterServer(MasterLoop):
     def _result(self, job: Job) -> GradientResult:
         while True:
             ref, slot = self.inflight[job.worker]
+            self._pull_ahead()
             try:
                 started = time.perf_counter()
                 grad, bn_stats, loss = ray.get(ref)
@@ -306,8 +311,25 @@ class ParameterServer(MasterLoop):
                 self._replace(slot, error)
                 continue
             del self.inflight[job.worker]
+            self.local.discard(ref)
             self.load[slot] -= 1
             return GradientResult(as_tensor(grad), as_tensor(bn_stats), loss)
+
+    def _pull_ahead(self) -> None:
+        """Start copying every in-flight result that is ready on another node to this one, without waiting.
+
+        A result stays on its actor's node until someone asks for it, and ``ray.get`` pulls one object at a
+        time: taken in schedule order, each remote gradient's transfer would start only when its turn comes,
+        one after another. A non-blocking ``ray.wait(fetch_local=True)`` over the results in flight starts
+        their pulls together, so they arrive while the server applies the ones before them (across two
+        nodes, at 1 MB a gradient: 3-5x the updates/s, ``benchmarks/ray_executor.py --nodes 2``). Only
+        results of actors on other nodes are asked for (on this node a result is local at once).
+        """
+        pending = [ref for ref, slot in self.inflight.values() if self.nodes[slot] != self.node and ref not in self.local]
+        if pending:
+            ready, _ = ray.wait(pending, num_returns=len(pending), timeout=0, fetch_local=True)
+            self.local.update(ready)
+            self.pulled_ahead += len(ready)
 
     def _spawn(self, slot: int) -> ray.actor.ActorHandle:
         name = self._actor_name(slot)
@@ -363,8 +385,9 @@ class ParameterServer(MasterLoop):
             self.lost_nodes.add(lost)
         self.actors[slot] = self._spawn(slot)
         self._await_ready([slot], f"to replace its predecessor, which died ({_cause(error)})")
-        for worker, (_, held_by) in list(self.inflight.items()):
+        for worker, (lost_result, held_by) in list(self.inflight.items()):
             if held_by == slot:
+                self.local.discard(lost_result)
                 self.load[slot] -= 1
                 self._dispatch(self.master.outstanding[worker], slot)
 
