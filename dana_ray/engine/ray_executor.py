@@ -174,7 +174,7 @@ class ParameterServer(MasterLoop):
         self.sticky = self.master.rule.worker_side is not None
         self.inflight: dict[int, tuple[ray.ObjectRef, int]] = {}  # logical worker -> (result, actor slot)
         self.local: set[ray.ObjectRef] = set()  # in-flight results known to be on this node already
-        self.pulled_ahead = 0  # results from other nodes that were here before their turn came
+        self.pulled_ahead = 0  # results of actors on other nodes that _pull_ahead found on this node (diagnostics)
         self.pending: list[Job] = []  # issued, waiting to be sent together (jobs_per_call or vmap_jobs > 1)
         self.per_call = max(self.cfg.jobs_per_call, self.cfg.vmap_jobs)
         self.load = [0] * self.num_actors
@@ -325,7 +325,8 @@ class ParameterServer(MasterLoop):
         nodes, at 1 MB a gradient: 3-5x the updates/s, ``benchmarks/ray_executor.py --nodes 2``). Only
         results of actors on other nodes are asked for (on this node a result is local at once).
         """
-        pending = [ref for ref, slot in self.inflight.values() if self.nodes[slot] != self.node and ref not in self.local]
+        pending = [ref for ref, slot in self.inflight.values()
+                   if self.nodes[slot] != self.node and ref not in self.local]
         if pending:
             ready, _ = ray.wait(pending, num_returns=len(pending), timeout=0, fetch_local=True)
             self.local.update(ready)
