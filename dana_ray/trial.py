@@ -55,10 +55,10 @@ def run(config: dict[str, Any] | TrialConfig, executor: str = "local", callback:
     """Train one configuration and return its final metrics (see the README for every key).
 
     ``callback`` receives one dict per epoch: epoch, step, test_error, test_loss, train_loss, mean_delay,
-    max_delay, mean_gap, lr, gradients, gradients_per_s, diverged, checkpointed (whether ``checkpoint`` is called
-    after this row), and on the run's last row ``params_sha256``. ``checkpoint``, called after it when ``checkpoint_due`` (every ``checkpoint_every``-th
-    epoch, the last one and a diverged one; or, with ``"auto"``, once ``AUTO_CHECKPOINT_S`` passed since the
-    last), receives the trial's whole state ``{"epoch", "history", "master"}``; passing such a state back as
+    max_delay, mean_gap, lr, gradients, gradients_per_s, diverged, checkpointed (whether ``checkpoint`` is
+    called after this row), and on the run's last row ``params_sha256``. ``checkpoint``, called after it when
+    ``checkpoint_due`` (every ``checkpoint_every``-th epoch, the last one and a diverged one; or, with
+    ``"auto"``, once ``AUTO_CHECKPOINT_S`` passed since the last), receives the trial's whole state ``{"epoch", "history", "master"}``; passing such a state back as
     ``resume`` continues the run exactly where it stopped. ``name`` prefixes the Ray actors' names;
     ``placement_group`` (Ray executor) is the trial's reservation (server, then one bundle per actor).
     ``reuse`` (Ray executor): borrow this process's idle ParameterServer and Workers where their resources

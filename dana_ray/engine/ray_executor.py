@@ -134,15 +134,10 @@ class ParameterServer(MasterLoop):
         stub with the same methods to time the server alone). ``placement_group``: the trial's reservation
         (``[trial process, this server, actor 0, ...]``; Tune leaves the trial process's bundle out when it is
         empty), or None outside Tune."""
-        self.cfg = TrialConfig.from_dict(config)
-        # The update is memory-bound: use every core reserved for the server (Ray starts actors with one
-        # torch thread whatever num_cpus).
-        torch.set_num_threads(max(1, round(self.cfg.server_cpus)))
-        self.name, self.num_actors = name, num_actors
+        self._serve(config, name)
+        self.num_actors = num_actors
         self.worker_class = worker_class or RemoteWorker
         self.placement_group = placement_group
-        self.restarts = 0
-        self.waiting_s = 0.0
         self.nodes: list[str | None] = [None] * num_actors  # the node each actor slot's actor runs on
         self.node = ray.get_runtime_context().get_node_id()  # this server's
         self.lost_nodes: set[str] = set()  # nodes where an actor died: replacements prefer other nodes
@@ -157,11 +152,17 @@ class ParameterServer(MasterLoop):
         """Serve a new trial with the same actors (a pool: no process starts, the data stays loaded): reset
         each actor to the new config, then begin as ``start`` does. The previous trial's jobs still in flight
         finish first and are dropped."""
-        self.cfg = TrialConfig.from_dict(config)
-        torch.set_num_threads(max(1, round(self.cfg.server_cpus)))
-        self.name, self.restarts, self.waiting_s = name, 0, 0.0
+        self._serve(config, name)
         ray.get([actor.reset.remote(config, k) for k, actor in enumerate(self.actors)])
         return self._begin()
+
+    def _serve(self, config: dict, name: str) -> None:
+        """Take trial ``name``'s config, with its counters at zero."""
+        self.cfg = TrialConfig.from_dict(config)
+        # The update is memory-bound: use every core reserved for the server (Ray starts actors with one
+        # torch thread whatever num_cpus).
+        torch.set_num_threads(max(1, round(self.cfg.server_cpus)))
+        self.name, self.restarts, self.waiting_s = name, 0, 0.0
 
     def _begin(self) -> dict[str, Any]:
         info = ray.get(self.actors[0].describe.remote())
