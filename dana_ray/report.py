@@ -5,7 +5,8 @@ reported epochs (``result.json``). ``summarize`` is a pure function from a frame
 rows workers x algorithm (per model, data set and schedule), columns mean, std and n over seeds, with the
 paper's published mean/std beside them where the paper has that cell (Tables 3-8). A diverged run counts
 at chance-level error and flags its cell; a cell with fewer finished runs than the grid has seeds is
-flagged ``incomplete``.
+flagged ``incomplete``, and one with a trial whose files cannot be read ``broken`` (the report lists each such
+folder with the reason, and is made from the rest).
 
 The **shape** view (``shape_table``) reads our results the way the paper's tables should be read on another
 model and data set: not the errors, which differ (digits are not CIFAR), but each rule's degradation, its
@@ -24,12 +25,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import sys
 from importlib import resources
 
 import pandas as pd
 
 from dana_ray.algorithms import ALGORITHMS, is_single_worker
-from dana_ray.cli import OneLineParser, bad_input
+from dana_ray.cli import EXIT_FAILED, OneLineParser, bad_input, one_line
 from dana_ray.config import TrialConfig
 from dana_ray.grid import GRID_FILE, GridError, load_grid, trial_from_tune
 
@@ -45,16 +48,28 @@ def load_experiment(path: str) -> pd.DataFrame:
     """One row per trial: its axes, final metrics and per-epoch test errors (``curve``). Where the experiment
     folder holds the grid the sweep ran (``grid.yaml``), every trial it asked for has a row: one that never
     ran or never reported is an unfinished row, so its cell is flagged ``incomplete`` (and a cell none of
-    whose trials ran is listed with n = 0)."""
-    rows = []
+    whose trials ran is listed with n = 0). A trial folder whose files cannot be read (an empty or cut
+    ``params.json`` after a full disk, an unreadable ``result.json``) is a row with ``broken`` set to the
+    reason, its cell taken from the folder's name; ``attrs["broken"]`` lists every such folder, with its
+    reason, whether or not its cell could be told. Raises ValueError only when nothing can be read."""
+    if not os.path.isdir(path):
+        raise ValueError(f"experiment: {path!r} is not a folder")
+    rows, broken = [], []
+    planned = {(c["algorithm"], c["num_workers"], c["schedule"], c["seed"]): c for c in _grid_trials(path)}
     for folder in sorted(os.listdir(path)):
-        params_file = os.path.join(path, folder, "params.json")
-        if not os.path.isfile(params_file):
+        trial_dir = os.path.join(path, folder)
+        if not _is_trial_folder(trial_dir, folder):
             continue
-        with open(params_file) as f:
-            params = json.load(f)
-        config = trial_from_tune(params) if "cell" in params else params
-        results = _read_results(os.path.join(path, folder, "result.json"))
+        try:
+            config, results = _read_trial(trial_dir)
+        except _Unreadable as error:
+            broken.append((trial_dir, str(error)))
+            key = _key_from_name(folder)
+            if key is not None:
+                config = dict(planned.get(key, {}), algorithm=key[0], num_workers=key[1], schedule=key[2],
+                              seed=key[3])
+                rows.append(_unfinished_row(config, trial=folder, broken=str(error)))
+            continue
         last = results[-1] if results else {}
         epochs = config.get("epochs", DEFAULTS.epochs)
         diverged = bool(last.get("diverged", False))
@@ -66,23 +81,73 @@ def load_experiment(path: str) -> pd.DataFrame:
             "test_error": last.get("test_error", math.nan), "diverged": diverged,
             "finished": diverged or last.get("epoch", 0) >= epochs,
             "mean_delay": last.get("mean_delay", math.nan), "params_sha256": last.get("params_sha256", ""),
-            "curve": [r["test_error"] for r in results],
-            "delay_histogram": _add_histograms(r.get("delay_histogram") or [] for r in results),
+            "curve": [r.get("test_error", math.nan) for r in results],
+            "delay_histogram": _add_histograms(r.get("delay_histogram") or [] for r in results), "broken": "",
         })
     found = {(r["algorithm"], r["num_workers"], r["schedule"], r["seed"]) for r in rows}
-    for config in _grid_trials(path):
-        key = (config["algorithm"], config["num_workers"], config["schedule"], config["seed"])
+    for key, config in planned.items():
         if key not in found:
             found.add(key)
-            rows.append({"trial": None, "model": config.get("model", DEFAULTS.model),
-                         "dataset": config.get("dataset", DEFAULTS.dataset), "schedule": key[2],
-                         "num_workers": key[1], "algorithm": key[0], "seed": key[3],
-                         "epochs_planned": config.get("epochs", DEFAULTS.epochs), "epochs_done": 0,
-                         "test_error": math.nan, "diverged": False, "finished": False, "mean_delay": math.nan,
-                         "params_sha256": "", "curve": [], "delay_histogram": []})
+            rows.append(_unfinished_row(config))
     if not rows:
-        raise ValueError(f"experiment: no trials under {path!r} (expected Tune trial folders with params.json)")
-    return pd.DataFrame(rows)
+        detail = f"; unreadable: {broken[0][0]} ({broken[0][1]})" if broken else ""
+        raise ValueError(f"experiment: no trials under {path!r} (expected Tune trial folders with params.json)"
+                         f"{detail}")
+    trials = pd.DataFrame(rows)
+    trials.attrs["broken"] = broken
+    return trials
+
+
+#: A sweep's trial folder name (``dana_ray.sweep._trial_name``): rule, N, schedule, seed, Tune's trial id.
+_TRIAL_NAME = re.compile(r"^(?P<algorithm>.+)_N(?P<workers>\d+)_(?P<schedule>[^_]+)_s(?P<seed>\d+)_[^_]+$")
+
+
+class _Unreadable(Exception):
+    """A trial folder's file that cannot be read; the message names the file and why."""
+
+
+def _is_trial_folder(trial_dir: str, name: str) -> bool:
+    return os.path.isdir(trial_dir) and (
+        os.path.exists(os.path.join(trial_dir, "params.json")) or
+        os.path.exists(os.path.join(trial_dir, "result.json")) or _TRIAL_NAME.match(name) is not None)
+
+
+def _key_from_name(name: str) -> tuple | None:
+    match = _TRIAL_NAME.match(name)
+    if match is None:
+        return None
+    return match["algorithm"], int(match["workers"]), match["schedule"], int(match["seed"])
+
+
+def _read_trial(trial_dir: str) -> tuple[dict, list[dict]]:
+    """A trial's config and its reported epochs; raises ``_Unreadable`` naming the file."""
+    params_file = os.path.join(trial_dir, "params.json")
+    try:
+        with open(params_file) as f:
+            params = json.load(f)
+        config = trial_from_tune(params) if "cell" in params else params
+        for key in ("algorithm", "num_workers", "schedule", "seed"):
+            config[key]  # noqa: B018 - every row needs its axes
+    except FileNotFoundError:
+        raise _Unreadable(f"{params_file}: missing") from None
+    except (OSError, ValueError, TypeError, KeyError) as error:  # JSONDecodeError and UnicodeDecodeError too
+        reason = "empty" if os.path.isfile(params_file) and os.path.getsize(params_file) == 0 else one_line(error)
+        raise _Unreadable(f"{params_file}: {reason}") from None
+    results_file = os.path.join(trial_dir, "result.json")
+    try:
+        return config, _read_results(results_file)
+    except (OSError, ValueError) as error:
+        raise _Unreadable(f"{results_file}: {one_line(error)}") from None
+
+
+def _unfinished_row(config: dict, trial: str | None = None, broken: str = "") -> dict:
+    """The row of a trial that has no result to report (never ran, or its files cannot be read)."""
+    return {"trial": trial, "model": config.get("model", DEFAULTS.model),
+            "dataset": config.get("dataset", DEFAULTS.dataset), "schedule": config["schedule"],
+            "num_workers": config["num_workers"], "algorithm": config["algorithm"], "seed": config["seed"],
+            "epochs_planned": config.get("epochs", DEFAULTS.epochs), "epochs_done": 0, "test_error": math.nan,
+            "diverged": False, "finished": False, "mean_delay": math.nan, "params_sha256": "", "curve": [],
+            "delay_histogram": [], "broken": broken}
 
 
 def _grid_trials(path: str) -> list[dict]:
@@ -104,9 +169,11 @@ def _read_results(path: str) -> list[dict]:
     with open(path) as f:
         for line in f:
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:  # a line cut short when the driver or trial was killed
                 continue
+            if isinstance(row, dict):
+                rows.append(row)
     # A trial restored from a checkpoint reports some epochs again: keep the last report of each epoch.
     by_epoch = {r["epoch"]: r for r in rows if "epoch" in r}
     return [by_epoch[e] for e in sorted(by_epoch)]
@@ -152,8 +219,11 @@ def summarize(trials: pd.DataFrame, seeds: int | None = None, paper: pd.DataFram
     table = pd.concat([table, missing.assign(mean=math.nan, std=math.nan, n=0, diverged=0)], ignore_index=True)
     table["n"] = table["n"].astype(int)
     table["diverged"] = table["diverged"].astype(int)
-    table["flags"] = [", ".join(f for f, on in (("diverged", d > 0), ("incomplete", n < seeds)) if on)
-                      for d, n in zip(table["diverged"], table["n"])]
+    broken = trials[trials["broken"].astype(bool)] if "broken" in trials else trials.iloc[:0]
+    broken_cells = set(map(tuple, broken[keys].itertuples(index=False)))
+    table["flags"] = [", ".join(f for f, on in (("diverged", d > 0), ("incomplete", n < seeds),
+                                                ("broken", tuple(key) in broken_cells)) if on)
+                      for d, n, key in zip(table["diverged"], table["n"], table[keys].itertuples(index=False))]
     if paper is not None:
         published = paper.assign(
             algorithm=paper["algorithm"].map({v: k for k, v in paper_rows().items()}),
@@ -287,6 +357,11 @@ def render(trials: pd.DataFrame, fmt: str = "markdown") -> str:
         ours = shape[(shape["model"] == model) & (shape["dataset"] == dataset) & (shape["schedule"] == schedule)]
         if fmt == "markdown" and len(ours):
             blocks.append(_render_shape(ours))
+    unreadable = trials.attrs.get("broken", [])
+    if unreadable:
+        mark = "%" if fmt == "latex" else "-"
+        blocks.append("\n".join([f"{'%' if fmt == 'latex' else '###'} Trials whose files cannot be read (flag "
+                                  f"broken; not counted)"] + [f"{mark} {folder}: {reason}" for folder, reason in unreadable]))
     return "\n\n".join(blocks) + "\n"
 
 
@@ -359,7 +434,8 @@ def _figure(groups: int):
 def _save(plt, fig, axes, path: str) -> list[str]:
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # a panel with nothing finished has nothing to label
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -439,7 +515,13 @@ def main(argv: list[str] | None = None) -> int:
               + "---|" * len(delays.columns))
         for _, row in delays.iterrows():
             print("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row) + " |")
-    for path in write_report(trials, args.out or os.path.join(args.experiment, "report")):
+    out = args.out or os.path.join(args.experiment, "report")
+    try:
+        written = write_report(trials, out)
+    except OSError as error:
+        print(f"error: cannot write the report into {out}: {one_line(error)}", file=sys.stderr)
+        return EXIT_FAILED
+    for path in written:
         print(f"wrote {path}")
     return 0
 

@@ -190,3 +190,48 @@ def test_the_grid_the_sweep_ran_makes_missing_seeds_and_cells_visible(tmp_path):
     assert table.loc[(1, "baseline"), "n"] == 2 and table.loc[(1, "baseline"), "flags"] == ""
     assert table.loc[(4, "dana"), "n"] == 1 and table.loc[(4, "dana"), "flags"] == "incomplete"
     assert table.loc[(8, "dana"), "n"] == 0 and table.loc[(8, "dana"), "flags"] == "incomplete"
+
+
+def test_a_trial_whose_files_cannot_be_read_is_listed_and_the_rest_is_reported(tmp_path, capsys):
+    """As a full disk leaves them: one trial's params.json empty, another's result.json not UTF-8, a third's
+    params.json missing. Each is listed by path with its reason, its cell (told from the folder's name) is
+    flagged broken, and the readable trials make the report (the CLI exits 0)."""
+    from dana_ray.grid import GRID_FILE
+
+    fixed = {"model": "cnn", "dataset": "digits", "epochs": 1}
+    root = tmp_path / "exp"
+    path = write_experiment(root, [
+        ({"cell": "baseline N=1", "schedule": "round-robin", "seed": s, "_fixed": fixed}, epochs([5.0 + s]))
+        for s in (0, 1)] + [({"cell": "dana N=4", "schedule": "round-robin", "seed": 0, "_fixed": fixed}, epochs([6.0]))])
+    (root / GRID_FILE).write_text(
+        "trial: {model: cnn, dataset: digits, epochs: 1}\n"
+        "grid: {algorithm: [baseline, dana, asgd], num_workers: [4], schedule: [round-robin], seed: [0, 1]}\n")
+    empty = root / "dana_N4_round-robin_s1_0000a"
+    empty.mkdir()
+    (empty / "params.json").write_text("")
+    garbled = root / "asgd_N4_round-robin_s0_0000b"
+    garbled.mkdir()
+    (garbled / "params.json").write_text(json.dumps({"cell": "asgd N=4", "schedule": "round-robin", "seed": 0,
+                                                     "_fixed": fixed}))
+    (garbled / "result.json").write_bytes(b"\xff\xfe\x00garbage")
+    unnamed = root / "left-over"
+    unnamed.mkdir()
+    (unnamed / "result.json").write_text("")
+
+    trials = load_experiment(path)
+    reasons = dict(trials.attrs["broken"])
+    assert reasons[str(empty)] == f"{empty}/params.json: empty"
+    assert reasons[str(garbled)].startswith(f"{garbled}/result.json: ") and "codec" in reasons[str(garbled)]
+    assert reasons[str(unnamed)] == f"{unnamed}/params.json: missing"
+    table = summarize(trials).set_index(["num_workers", "algorithm"])
+    assert table.loc[(1, "baseline"), "flags"] == "" and table.loc[(1, "baseline"), "n"] == 2
+    assert table.loc[(4, "dana"), "n"] == 1 and table.loc[(4, "dana"), "flags"] == "incomplete, broken"
+    assert table.loc[(4, "asgd"), "n"] == 0 and table.loc[(4, "asgd"), "flags"] == "incomplete, broken"
+
+    assert main([path, "--out", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "Traceback" not in captured.out
+    assert "### Trials whose files cannot be read" in captured.out
+    assert f"- {empty}: {empty}/params.json: empty" in captured.out
+    assert "| 4 | dana | 6.00 |  | 1 |" in captured.out
+    assert "broken" in (tmp_path / "out" / "summary.csv").read_text()
