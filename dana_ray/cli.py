@@ -6,7 +6,10 @@ import argparse
 import sys
 from typing import NoReturn
 
-EXIT_BAD_INPUT = 2
+#: Exit codes of the command lines (the README's table): 0 only when everything asked for finished.
+EXIT_FAILED = 1        # trials failed or never ran: the experiment folder shows which
+EXIT_BAD_INPUT = 2     # refused before anything launched (grid, options, storage, data, a name in use)
+EXIT_INTERRUPTED = 130  # stopped by SIGINT or SIGTERM (128 + SIGINT, the shell's convention); resumable
 
 
 class OneLineParser(argparse.ArgumentParser):

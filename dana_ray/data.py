@@ -39,7 +39,7 @@ import socket
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -401,52 +401,112 @@ def check_imagefolder(data_dir: str, name: str = "imagefolder") -> None:
 ARRAYS_FILE = "data.npz"
 
 
-def array_dataset(x_train: Any, y_train: Any, x_test: Any, y_test: Any, num_classes: int | None = None,
+def array_dataset(x_train: Any, y_train: Any, x_test: Any, y_test: Any, num_classes: int,
                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                   crop_padding: int = 0, flip: bool = False) -> DataSet:
     """A data set held in memory from arrays: images (uint8 NCHW, scaled to [0, 1]) or float examples
-    ([N, F] features, or NCHW), and integer labels. Normalised per channel (or feature) with ``mean``/``std``,
-    by default the training split's own; ``crop_padding``/``flip`` augment images like CIFAR's."""
-    x_train, x_test = torch.as_tensor(np.asarray(x_train)), torch.as_tensor(np.asarray(x_test))
-    y_train, y_test = torch.as_tensor(np.asarray(y_train)).long(), torch.as_tensor(np.asarray(y_test)).long()
+    ([N, F] features, or NCHW), and integer labels in [0, ``num_classes``). Normalised per channel (or
+    feature) with ``mean``/``std``, by default the training split's own; ``crop_padding``/``flip`` augment
+    images like CIFAR's. The arrays are checked first (``check_arrays_content``): the class count is the
+    one declared, never the largest label."""
+    x_train, x_test = np.asarray(x_train), np.asarray(x_test)
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    check_arrays_content(x_train, y_train, x_test, y_test, num_classes)
+    x_train, x_test = torch.as_tensor(x_train), torch.as_tensor(x_test)
+    y_train, y_test = torch.as_tensor(y_train).long(), torch.as_tensor(y_test).long()
     if x_train.dtype != torch.uint8:
         x_train, x_test = x_train.float(), x_test.float()
-    if x_train.dim() < 2 or x_train.shape[1:] != x_test.shape[1:]:
-        raise ValueError(f"arrays: train and test examples need the same shape, got {tuple(x_train.shape)} and "
-                         f"{tuple(x_test.shape)}")
     scale = 255.0 if x_train.dtype == torch.uint8 else 1.0
     dims = [0] + list(range(2, x_train.dim()))
     if mean is None:
         mean = (x_train.float() / scale).mean(dims).tolist()
     if std is None:
         std = [max(s, 1e-8) for s in (x_train.float() / scale).std(dims).tolist()]
-    classes = num_classes or int(max(int(y_train.max()), int(y_test.max())) + 1)
     make = lambda x, y, aug: TensorImages(x, y, mean, std, crop_padding=crop_padding * aug,  # noqa: E731
                                           flip=flip and aug)
-    return DataSet(make(x_train, y_train, True), make(x_test, y_test, False), num_classes=classes,
+    return DataSet(make(x_train, y_train, True), make(x_test, y_test, False), num_classes=num_classes,
                    in_channels=int(x_train.shape[1]))
 
 
-def load_arrays(data_dir: str, crop_padding: int = 0, flip: bool = False) -> DataSet:
-    check_arrays(data_dir)
-    with np.load(os.path.join(os.path.expanduser(data_dir), ARRAYS_FILE)) as arrays:
-        return array_dataset(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
-                             crop_padding=crop_padding, flip=flip)
+def check_arrays_content(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                         num_classes: Any) -> None:
+    """Raise a ValueError naming the array and the problem unless: ``num_classes`` is an integer >= 1; the
+    examples are uint8 or floating point, all finite, with one shape per example shared by both splits (at
+    least [N, F]); the labels are integers, one per example, each in [0, num_classes); no split is empty."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"num_classes: expected an integer >= 1, got {num_classes!r}")
+    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if x.ndim < 2 or len(x) == 0:
+            raise ValueError(f"x_{split}: expected at least one example of shape [F] or [C, H, W], got an array "
+                             f"of shape {x.shape}")
+        if not (x.dtype == np.uint8 or np.issubdtype(x.dtype, np.floating)):
+            raise ValueError(f"x_{split}: expected uint8 images or floating-point examples, got {x.dtype}")
+        if np.issubdtype(x.dtype, np.floating):
+            bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+            if bad:
+                raise ValueError(f"x_{split}: {bad} of its values are not finite (NaN or inf)")
+        if y.ndim != 1 or len(y) != len(x):
+            raise ValueError(f"y_{split}: expected one label per example ({len(x)}), got an array of shape {y.shape}")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"y_{split}: expected integer labels, got {y.dtype}")
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= num_classes:
+            label = low if low < 0 else high
+            raise ValueError(f"y_{split}: label {label} is outside [0, {num_classes}) (num_classes {num_classes}); "
+                             f"declare the class count the labels need")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise ValueError(f"x_test: examples of shape {x_test.shape[1:]} where x_train's are {x_train.shape[1:]}")
 
 
-def check_arrays(data_dir: str) -> None:
+def load_arrays(data_dir: str, crop_padding: int = 0, flip: bool = False, num_classes: int | None = None) -> DataSet:
+    x_train, y_train, x_test, y_test, classes = _read_arrays(data_dir, num_classes)
+    return array_dataset(x_train, y_train, x_test, y_test, classes, crop_padding=crop_padding, flip=flip)
+
+
+def check_arrays(data_dir: str, num_classes: int | None = None) -> None:
+    """The file exists and holds the four arrays, the class count is declared, and the arrays pass
+    ``check_arrays_content``; every error names the file and this host."""
     path = os.path.join(os.path.expanduser(data_dir or ""), ARRAYS_FILE)
+    arrays = _read_arrays(data_dir, num_classes)
+    try:
+        check_arrays_content(*arrays)
+    except ValueError as error:
+        raise ValueError(f"data_dir: arrays file {path!r}: {error} (on host {socket.gethostname()})") from None
+
+
+def _read_arrays(data_dir: str, num_classes: int | None) -> tuple:
+    """(x_train, y_train, x_test, y_test, num_classes) from ``data_dir/data.npz``; the class count is
+    ``num_classes`` (the option) or the file's ``num_classes`` entry, and they must agree where both are."""
+    path = os.path.join(os.path.expanduser(data_dir or ""), ARRAYS_FILE)
+    host = socket.gethostname()
     if not data_dir or not os.path.isfile(path):
         raise ValueError(f"data_dir: arrays needs the file {path!r}, which does not exist "
-                         f"(on host {socket.gethostname()}); data sets are never downloaded")
+                         f"(on host {host}); data sets are never downloaded")
     try:
         with np.load(path) as arrays:
             missing = sorted({"x_train", "y_train", "x_test", "y_test"} - set(arrays.files))
-    except Exception as error:
+            if missing:
+                raise ValueError(f"data_dir: arrays file {path!r} lacks {', '.join(missing)} (on host {host})")
+            values = [arrays[k] for k in ("x_train", "y_train", "x_test", "y_test")]
+            stored = arrays["num_classes"] if "num_classes" in arrays.files else None
+    except ValueError as error:
+        if str(error).startswith("data_dir:"):
+            raise
         raise ValueError(f"data_dir: arrays file {path!r} is unreadable ({type(error).__name__}) "
-                         f"(on host {socket.gethostname()})") from None
-    if missing:
-        raise ValueError(f"data_dir: arrays file {path!r} lacks {', '.join(missing)}")
+                         f"(on host {host})") from None
+    except Exception as error:  # any unreadable file is the same problem for the user
+        raise ValueError(f"data_dir: arrays file {path!r} is unreadable ({type(error).__name__}) "
+                         f"(on host {host})") from None
+    if stored is not None:
+        stored = int(stored) if stored.ndim == 0 and np.issubdtype(stored.dtype, np.integer) else stored.tolist()
+        if num_classes is not None and stored != num_classes:
+            raise ValueError(f"dataset_options.num_classes: {num_classes} differs from the num_classes {stored!r} "
+                             f"stored in {path!r}")
+    classes = num_classes if num_classes is not None else stored
+    if classes is None:
+        raise ValueError(f"data_dir: arrays file {path!r} declares no class count: store num_classes in it, or "
+                         f"set dataset_options: {{num_classes: K}} (the largest label is not a declaration)")
+    return (*values, classes)
 
 
 def check_folders(name: str, data_dir: str | None, folders: Sequence[str]) -> None:
@@ -505,8 +565,11 @@ register_dataset("imagenet", options={"image_size": _FOLDER_OPTIONS["image_size"
     lambda data_dir, image_size=224, threads=None: load_imagefolder(data_dir, "imagenet", image_size,
                                                                     threads=threads, name="imagenet"))
 register_dataset("arrays", options={"crop_padding": Option(0, integer(0), "pixels of zero padding for random crops"),
-                                   "flip": Option(False, boolean(), "random horizontal flips")},
-                 needs_data_dir=True, check=lambda data_dir, **_: check_arrays(data_dir))(load_arrays)
+                                   "flip": Option(False, boolean(), "random horizontal flips"),
+                                   "num_classes": Option(None, optional(integer(1)),
+                                                         "the class count (else data.npz's num_classes)")},
+                 needs_data_dir=True, check=lambda data_dir, num_classes=None, **_: check_arrays(data_dir, num_classes))(
+    load_arrays)
 
 
 def load_dataset(name: str, data_dir: str | None = None, **options) -> DataSet:
@@ -516,6 +579,37 @@ def load_dataset(name: str, data_dir: str | None = None, **options) -> DataSet:
     if "threads" in values and values["threads"] is None:
         values["threads"] = 1
     return spec.fn(data_dir, **values)
+
+
+def check_generated(name: str, data_dir: str | None, options: dict, batch_size: int) -> None:
+    """For a data set with no files to check on the nodes (``check`` None: the embedded digits, a plug-in's
+    generated data): build it here and check what a trial asks of it, in one line naming the data set: the
+    builder runs (``array_dataset`` checks its arrays), both splits hold examples, and ``batch_size`` is at
+    most the training set. Cheap for such data, and it spares starting Ray and actors to learn the same."""
+    try:
+        data = load_dataset(name, data_dir, **options)
+    except Exception as error:  # a plug-in's builder may raise anything
+        text = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(f"dataset {name!r} cannot be built: {text}") from None
+    for split in ("train", "test"):
+        if len(getattr(data, split)) == 0:
+            raise ValueError(f"dataset {name!r}: its {split} split holds no examples")
+    if batch_size > len(data.train):
+        raise ValueError(f"batch_size: {batch_size} is larger than the {name} training set ({len(data.train)} "
+                         f"examples)")
+
+
+def check_generated_data(uses: Iterable[tuple[str, str | None, dict, int]]) -> None:
+    """``check_generated`` once per data set (name, data_dir, options) among ``uses`` whose data set has no
+    file check, with the largest batch size asked of it; ``uses``: (name, data_dir, options, batch_size)."""
+    largest: dict[str, tuple] = {}
+    for name, data_dir, options, batch_size in uses:
+        if DATASETS[name].check is None:
+            key = repr((name, data_dir, sorted(options.items(), key=str)))
+            if key not in largest or batch_size > largest[key][3]:
+                largest[key] = (name, data_dir, options, batch_size)
+    for name, data_dir, options, batch_size in largest.values():
+        check_generated(name, data_dir, options, batch_size)
 
 
 def check_dataset(name: str, data_dir: str | None, **options) -> None:

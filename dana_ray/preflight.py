@@ -25,8 +25,8 @@ def _check_here(plugins: list[str], dataset: str, data_dir: str | None, options:
     try:
         load_plugins(plugins)
         check_dataset(dataset, data_dir, **json.loads(options))
-    except ValueError as error:
-        return str(error)
+    except Exception as error:  # noqa: BLE001 - a plug-in's check may raise anything: one line, not a traceback
+        return str(error) if isinstance(error, ValueError) else f"{dataset}: {type(error).__name__}: {error}"
     return None
 
 

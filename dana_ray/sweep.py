@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -24,8 +25,10 @@ from typing import Any
 
 import yaml
 
-from dana_ray.cli import OneLineParser, bad_input
+from dana_ray.cli import EXIT_FAILED, EXIT_INTERRUPTED, OneLineParser, bad_input, one_line
 from dana_ray.config import TrialConfig
+from dana_ray.data import check_generated_data
+from dana_ray.lock import LockError, claim
 from dana_ray.grid import GRID_EXECUTORS, GRID_FILE, Grid, GridError, cell_label, load_grid, parse_cell
 
 DEFAULT_STORAGE = os.path.expanduser("~/ray_results")
@@ -61,8 +64,11 @@ def _trial_name(trial) -> str:
 
 def make_tuner(grid: Grid, storage: str, name: str, callbacks: list | None = None):
     """The Tuner for ``grid``, which is written into the experiment folder (``GRID_FILE``: what ``--resume``
-    and the report hold the experiment to); ``callbacks`` are Tune callbacks (tests use them to inject faults)."""
+    and the report hold the experiment to); ``callbacks`` are Tune callbacks (tests use them to inject faults),
+    after the ``StopWatch`` that tells an interrupted run from a finished one."""
     from ray import tune
+
+    from dana_ray.interrupt import StopWatch
 
     if "://" not in storage:
         os.makedirs(os.path.join(storage, name), exist_ok=True)
@@ -75,7 +81,9 @@ def make_tuner(grid: Grid, storage: str, name: str, callbacks: list | None = Non
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(name=name, storage_path=storage,
                                   failure_config=tune.FailureConfig(max_failures=grid.tune["max_failures"]),
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1), callbacks=callbacks),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                                  log_to_file=True, sync_config=tune.SyncConfig(sync_artifacts=True),
+                                  callbacks=[StopWatch(), *(callbacks or [])]),
     )
 
 
@@ -104,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-data-check", action="store_true",
                    help="do not check that every live node can read the data before starting")
     p.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+    p.add_argument("--verbose", action="store_true",
+                   help="stream every actor's output to the console too (by default it lands in each trial's "
+                        "folder, stdout and stderr, and in Ray's logs)")
     return p
 
 
@@ -164,10 +175,14 @@ def _resumed_grid(args: argparse.Namespace, storage: str) -> tuple[Grid, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Bad input (grid, options, storage, data on a node): one line on stderr, exit 2, nothing launched.
-    Trials that fail: the report of the rest, one line on stderr, exit 1."""
+    """Exit codes (``dana_ray.cli``): 0 when every trial of the grid finished; 1 when some failed or never
+    ran (counted from the experiment folder against the grid, not from Tune's error list); 2 for bad input
+    (grid, options, storage, data on a node, an experiment another sweep holds), refused in one line before
+    anything launches; 130 when interrupted (SIGINT, SIGTERM). Each non-zero end after launch prints the
+    line that continues the experiment."""
     args = _parser().parse_args(argv)
     storage = args.storage if "://" in args.storage else os.path.abspath(os.path.expanduser(args.storage))
+    lock = None
     try:
         if args.resume:
             grid, path = _resumed_grid(args, storage)
@@ -176,17 +191,37 @@ def main(argv: list[str] | None = None) -> int:
             if args.executor:
                 grid.tune["executor"] = args.executor
             path = os.path.join(storage, args.name or f"{grid.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-            if os.path.exists(os.path.join(path, GRID_FILE)):
-                raise GridError(f"--name: {path} holds an experiment already; --resume it, or choose another --name")
         check_storage(storage)
-    except GridError as error:
+        if not args.skip_data_check:  # data sets with no files: built here, before Ray starts
+            try:
+                check_generated_data((c.dataset, c.data_dir, c.dataset_options, c.batch_size)
+                                     for c in map(TrialConfig.from_dict, grid.trials()))
+            except ValueError as error:
+                raise GridError(f"{grid.path}: {error}") from None
+        if "://" not in path:
+            lock = claim(path)  # before Ray starts: of two sweeps on one name, one goes on
+        if not args.resume and os.path.exists(os.path.join(path, GRID_FILE)):
+            raise GridError(f"--name: {path} holds an experiment already; --resume it, or choose another --name")
+    except (GridError, LockError) as error:
+        if lock is not None:
+            lock.release()
         return bad_input(error)
+    try:
+        return _sweep(args, grid, storage, path)
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _sweep(args: argparse.Namespace, grid: Grid, storage: str, path: str) -> int:
     import ray
     from ray import tune
 
-    if not ray.is_initialized():
-        ray.init()  # joins RAY_ADDRESS or a cluster on this machine; else starts Ray here
+    from dana_ray import interrupt
+
+    if not ray.is_initialized():  # joins RAY_ADDRESS or a cluster on this machine; else starts Ray here
+        ray.init(log_to_driver=args.verbose)  # quiet: trial output goes to the trial's folder (log_to_file)
+    interrupt.hide_tune_restore_hint()
     if not args.skip_data_check:
         from dana_ray.preflight import data_key, missing_data
 
@@ -197,20 +232,51 @@ def main(argv: list[str] | None = None) -> int:
             return bad_input(f"{grid.path}: {problems[0]}{more}")
     if args.resume:
         print(f"resuming {path}")
-        tuner = tune.Tuner.restore(path, trainable(), resume_errored=True)
+        tuner = tune.Tuner.restore(path, trainable(), resume_errored=True)  # with the run's StopWatch
     else:
         print(f"{grid.description}: {len(grid.trials())} trials -> {path}")
         tuner = make_tuner(grid, storage, os.path.basename(path))
     started = time.perf_counter()
-    results = tuner.fit()
-    print(f"\n{len(results)} trials in {time.perf_counter() - started:.0f} s; results in {path}")
-    if not args.no_report:
+    interrupt.reset()
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:  # a second Ctrl+C while Tune was saving its state
+        interrupt.note("SIGINT")
+    print(f"\n{len(grid.trials())} trials in {time.perf_counter() - started:.0f} s; results in {path}")
+    trials = None
+    try:
         from dana_ray import report
 
-        print(report.render(report.load_experiment(path), fmt="markdown"))
-    if results.errors:
-        print(f"error: {len(results.errors)} trials failed; see {path}", file=sys.stderr)
-        return 1
+        trials = report.load_experiment(path)
+        if not args.no_report:
+            print(report.render(trials, fmt="markdown"))
+    except Exception as error:  # noqa: BLE001 - a report must never hide the sweep's outcome
+        print(f"error: the report of {path} could not be made: {one_line(error)}", file=sys.stderr)
+    return _outcome(grid, storage, path, trials, interrupt.received())
+
+
+def resume_command(storage: str, path: str) -> str:
+    """The command line that continues the experiment at ``path``."""
+    where = "" if storage == os.path.abspath(DEFAULT_STORAGE) else f" --storage {shlex.quote(storage)}"
+    return f"python -m dana_ray.sweep --resume --name {shlex.quote(os.path.basename(path))}{where}"
+
+
+def _outcome(grid: Grid, storage: str, path: str, trials: Any, signal_name: str | None) -> int:
+    """The exit code, from the trials the experiment folder shows finished (``trials``: the report's frame,
+    None if the folder could not be read), with one line on stderr for anything short of every trial."""
+    planned = len(grid.trials())
+    finished = int(trials["finished"].sum()) if trials is not None else 0
+    broken = int(trials["broken"].astype(bool).sum()) if trials is not None else 0
+    resume = resume_command(storage, path)
+    if signal_name is not None:
+        print(f"interrupted ({signal_name}): {finished} of {planned} trials finished; continue with: {resume}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if finished < planned:
+        unreadable = f", {broken} with files that cannot be read" if broken else ""
+        print(f"error: {planned - finished} of {planned} trials did not finish{unreadable}; see {path}; "
+              f"retry them with: {resume}", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 

@@ -77,12 +77,15 @@ def make_digits_imagefolder(root: str) -> str:
     return root
 
 
-def make_arrays_npz(root: str) -> str:
-    """The embedded digits as float arrays in ``root/data.npz`` (the ``arrays`` data set's layout)."""
+def make_arrays_npz(root: str, **changes) -> str:
+    """The embedded digits as float arrays in ``root/data.npz`` (the ``arrays`` data set's layout, with its
+    class count); ``changes`` replace or add entries (an entry set to None is left out)."""
     from dana_ray.data import load_digits
 
     data = load_digits()
     os.makedirs(root, exist_ok=True)
-    np.savez(os.path.join(root, "data.npz"), x_train=data.train.images.numpy() / 16.0,
-             y_train=data.train.labels.numpy(), x_test=data.test.images.numpy() / 16.0, y_test=data.test.labels.numpy())
+    arrays = dict(x_train=data.train.images.numpy() / 16.0, y_train=data.train.labels.numpy(),
+                  x_test=data.test.images.numpy() / 16.0, y_test=data.test.labels.numpy(), num_classes=10)
+    arrays.update(changes)
+    np.savez(os.path.join(root, "data.npz"), **{k: v for k, v in arrays.items() if v is not None})
     return root

@@ -247,3 +247,64 @@ def test_workers_and_seeds_get_different_streams():
 def test_batch_larger_than_data_is_refused():
     with pytest.raises(ValueError, match=r"batch_size: 2000 is larger than the training set \(1437 examples\)"):
         WorkerStream(load_dataset("digits").train, 2000, 0, 0)
+
+
+BAD_ARRAYS = {
+    # what is wrong: (the npz entries changed, what the one-line refusal says)
+    "a label beyond the class count": (lambda d: {"y_train": np.where(np.arange(len(d["y_train"])) == 3, 57, d["y_train"])},
+                                       r"y_train: label 57 is outside \[0, 10\) \(num_classes 10\)"),
+    "a negative label": (lambda d: {"y_test": np.where(np.arange(len(d["y_test"])) == 0, -3, d["y_test"])},
+                         r"y_test: label -3 is outside \[0, 10\)"),
+    "fewer labels than examples": (lambda d: {"y_train": d["y_train"][:-5]},
+                                   r"y_train: expected one label per example \(1437\), got an array of shape \(1432,\)"),
+    "NaN inputs": (lambda d: {"x_train": np.where(np.arange(d["x_train"].size).reshape(d["x_train"].shape) < 7,
+                                                  np.nan, d["x_train"])},
+                   r"x_train: 7 of its values are not finite \(NaN or inf\)"),
+    "float labels": (lambda d: {"y_test": d["y_test"].astype(np.float32)}, r"y_test: expected integer labels, got float32"),
+    "no class count": (lambda d: {"num_classes": None}, r"declares no class count: store num_classes in it, or set "
+                                                       r"dataset_options: \{num_classes: K\}"),
+    "test examples of another shape": (lambda d: {"x_test": d["x_test"][:, :, :4]},
+                                       r"x_test: examples of shape \(1, 4, 8\) where x_train's are \(1, 8, 8\)"),
+}
+
+
+@pytest.mark.parametrize("problem", sorted(BAD_ARRAYS))
+def test_arrays_whose_contents_are_wrong_are_refused_by_the_check_naming_the_file(tmp_path, problem):
+    from fakedata import make_arrays_npz
+
+    from dana_ray.data import check_dataset, load_dataset
+
+    good = np.load(make_arrays_npz(str(tmp_path / "good")) + "/data.npz")
+    change, message = BAD_ARRAYS[problem]
+    folder = make_arrays_npz(str(tmp_path / "bad"), **change({k: good[k] for k in good.files}))
+    with pytest.raises(ValueError, match=rf"data_dir: arrays file '{folder}/data.npz'(: | ).*{message}"):
+        check_dataset("arrays", folder)
+    with pytest.raises(ValueError, match=message):  # and loading refuses what checking refuses
+        load_dataset("arrays", folder)
+
+
+def test_the_arrays_class_count_is_declared_never_the_largest_label(tmp_path):
+    from fakedata import make_arrays_npz
+
+    from dana_ray.data import array_dataset, check_dataset, load_dataset
+
+    folder = make_arrays_npz(str(tmp_path), num_classes=None)
+    assert load_dataset("arrays", folder, num_classes=12).num_classes == 12  # the option declares it
+    check_dataset("arrays", folder, num_classes=12)
+    assert load_dataset("arrays", make_arrays_npz(str(tmp_path / "stored"))).num_classes == 10  # the file does
+    with pytest.raises(ValueError, match=r"dataset_options.num_classes: 12 differs from the num_classes 10 stored"):
+        load_dataset("arrays", str(tmp_path / "stored"), num_classes=12)
+    x, y = np.zeros((4, 3), np.float32), np.array([0, 1, 2, 3])
+    with pytest.raises(TypeError, match="num_classes"):
+        array_dataset(x, y, x, y)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match=r"y_train: label 3 is outside \[0, 3\)"):
+        array_dataset(x, y, x, y, num_classes=3)
+
+
+def test_a_generated_data_set_is_built_and_checked_against_the_batch_size(tmp_path):
+    from dana_ray.data import check_generated
+
+    check_generated("digits", None, {}, 1437)
+    with pytest.raises(ValueError, match=r"^batch_size: 100000000 is larger than the digits training set "
+                                         r"\(1437 examples\)$"):
+        check_generated("digits", None, {}, 100_000_000)

@@ -5,6 +5,7 @@ nothing raises a traceback. Mutations that happen to be valid are skipped (and c
 from __future__ import annotations
 
 import copy
+import re
 import dataclasses
 
 import pytest
@@ -100,3 +101,80 @@ def test_mutated_trial_flags_are_refused_in_one_line_or_accepted(monkeypatch, ca
             assert captured.err.startswith("error: ") and len(captured.err.splitlines()) == 1, (flag, value, captured.err)
             refused += 1
     assert refused > 100
+
+
+DATA_GRID = {
+    "description": "data fuzz",
+    "trial": {"model": "cnn", "model_options": {"channels": 4}, "dataset": "digits", "epochs": 1, "batch_size": 64,
+              "cpu_threads": 1, "num_actors": 1, "cpus_per_actor": 0.25, "server_cpus": 0.25},
+    "grid": {"algorithm": ["dana"], "num_workers": [2], "schedule": ["round-robin"], "seed": [0]},
+    "tune": {"trial_cpus": 0.25, "executor": "local"},
+}
+
+PLUGIN_DATA = """
+import numpy as np
+from dana_ray.checks import integer
+from dana_ray.data import array_dataset, register_dataset
+from dana_ray.registry import Option
+
+@register_dataset("fuzzed", options={"label": Option(0, integer(-100)), "classes": Option(3, integer(1))})
+def fuzzed(data_dir, label=0, classes=3):
+    x = np.zeros((40, 5), np.float32)
+    y = np.arange(40) % classes
+    y[7] = label
+    return array_dataset(x, y, x[:10], y[:10], num_classes=classes)
+"""
+
+
+def _refused_before_launch(main, grid: dict, tmp_path, capsys) -> str:
+    path = tmp_path / "data-fuzz.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    capsys.readouterr()
+    storage = tmp_path / "results"
+    assert main([str(path), "--storage", str(storage)]) == 2, grid["trial"]
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert not storage.exists(), "nothing is launched, and the experiment folder is not left behind"
+    return err
+
+
+def test_data_dependent_values_are_refused_in_one_line_before_ray_starts(tmp_path, monkeypatch, capsys):
+    """What only the data decides, for data sets with no files: the batch size against the training set, and
+    a plug-in's arrays (a label beyond the class count, a negative one) are refused before Ray starts."""
+    import ray
+
+    from dana_ray.sweep import main
+
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray must not start for bad data"))
+    for batch_size in (1438, 10**8):
+        grid = copy.deepcopy(DATA_GRID)
+        grid["trial"]["batch_size"] = batch_size
+        err = _refused_before_launch(main, grid, tmp_path, capsys)
+        assert f"batch_size: {batch_size} is larger than the digits training set (1437 examples)" in err
+    (tmp_path / "fuzzed_data.py").write_text(PLUGIN_DATA)
+    monkeypatch.chdir(tmp_path)
+    for options, message in (({"label": 57, "classes": 3}, "label 57 is outside [0, 3)"),
+                             ({"label": -3}, "label -3 is outside [0, 3)")):
+        grid = copy.deepcopy(DATA_GRID)
+        grid["trial"].update(plugins=["fuzzed_data.py"], dataset="fuzzed", dataset_options=options, batch_size=8)
+        err = _refused_before_launch(main, grid, tmp_path, capsys)
+        assert "dataset 'fuzzed' cannot be built: y_train: " + message in err, err
+
+
+def test_arrays_data_is_checked_on_every_node_before_launch(tmp_path, capsys, ray_session):
+    """``arrays`` data is read where trials run: each live node's preflight refuses bad contents in one line
+    naming the file, exit 2, before any trial launches."""
+    import numpy as np
+    from fakedata import make_arrays_npz
+    from test_data import BAD_ARRAYS
+
+    from dana_ray.sweep import main
+
+    good = np.load(make_arrays_npz(str(tmp_path / "good")) + "/data.npz")
+    for k, (problem, (change, message)) in enumerate(sorted(BAD_ARRAYS.items())):
+        folder = make_arrays_npz(str(tmp_path / f"bad{k}"), **change({key: good[key] for key in good.files}))
+        grid = copy.deepcopy(DATA_GRID)
+        grid["trial"].update(dataset="arrays", data_dir=folder)
+        err = _refused_before_launch(main, grid, tmp_path, capsys)
+        assert f"data_dir: arrays file '{folder}/data.npz'" in err and "[node " in err, (problem, err)
+        assert re.search(message, err), (problem, err)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import os
 
 import pytest
@@ -240,3 +241,109 @@ def test_a_killed_driver_resumes_without_redoing_finished_trials(tiny_grid, tmp_
     assert len(after) == 4 and after["finished"].all()
     for t in done:
         assert (path / t / "result.json").read_text() == before[t]
+
+
+FAILING_MODEL = """
+import torch
+from torch import nn
+from dana_ray.models import register_model
+
+class Failing(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.linear = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        if x.device.type != "meta":
+            raise RuntimeError("this model fails on real data")
+        return self.linear(x.flatten(1))
+
+@register_model("failing")
+def failing(num_classes, in_channels):
+    return Failing(num_classes)
+"""
+
+
+def test_a_sweep_whose_trials_fail_exits_1_counting_them_from_the_folder(tmp_path, monkeypatch, capsys):
+    (tmp_path / "failing_model.py").write_text(FAILING_MODEL)
+    monkeypatch.chdir(tmp_path)
+    grid = tmp_path / "failing.yaml"
+    grid.write_text(TINY.replace("model: cnn", "model: failing\n  plugins: [failing_model.py]")
+                    .replace("  model_options: {channels: 4}\n", "").replace("max_failures: 1", "max_failures: 0")
+                    + "  executor: local\n")
+    storage = tmp_path / "results"
+    assert main([str(grid), "--storage", str(storage), "--name", "failing"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"error: 4 of 4 trials did not finish; see {storage / 'failing'}; retry them with: "
+                       f"python -m dana_ray.sweep --resume --name failing --storage {storage}")
+    assert not (storage / "failing" / ".sweep.lock").exists()
+
+
+def test_a_second_sweep_on_an_experiment_in_use_is_refused_before_ray_starts(tiny_grid, tmp_path, monkeypatch, capsys):
+    import ray
+
+    from dana_ray.lock import claim
+
+    held = claim(str(tmp_path / "busy"))  # as a running driver holds it
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray must not start"))
+    try:
+        assert main([tiny_grid, "--storage", str(tmp_path), "--name", "busy"]) == 2
+    finally:
+        held.release()
+    err = capsys.readouterr().err
+    assert err == (f"error: --name: {tmp_path / 'busy'} is in use by another sweep (pid {os.getpid()} on host "
+                   f"{socket.gethostname()}); wait for it to end, or choose another --name\n")
+
+
+def test_the_outcome_is_read_from_the_experiment_not_from_tunes_errors(tmp_path, capsys):
+    """0 only when every trial of the grid finished; a broken trial counts as not finished; a stop signal
+    is 130 whatever finished."""
+    import pandas as pd
+
+    from dana_ray.sweep import _outcome
+
+    grid = load_grid(os.path.join(os.path.dirname(__file__), "..", "tune_configs", "quickstart.yaml"),
+                     only={"algorithm": ["baseline"]})
+    frame = lambda finished, broken: pd.DataFrame({"finished": finished, "broken": broken})  # noqa: E731
+    assert _outcome(grid, str(tmp_path), str(tmp_path / "x"), frame([True] * 3, [""] * 3), None) == 0
+    assert _outcome(grid, str(tmp_path), str(tmp_path / "x"), frame([True, True, False], ["", "", "p: empty"]), None) == 1
+    assert "error: 1 of 3 trials did not finish, 1 with files that cannot be read;" in capsys.readouterr().err
+    assert _outcome(grid, str(tmp_path), str(tmp_path / "x"), None, None) == 1  # the folder could not be read
+    assert _outcome(grid, str(tmp_path), str(tmp_path / "x"), frame([True] * 3, [""] * 3), "SIGTERM") == 130
+    assert capsys.readouterr().err.splitlines()[-1].startswith("interrupted (SIGTERM): 3 of 3 trials finished; "
+                                                               "continue with: python -m dana_ray.sweep --resume")
+
+
+def test_an_interrupted_sweep_exits_130_quietly_with_the_line_that_resumes_it(tiny_grid, tmp_path):
+    """SIGINT to the driver once a trial has reported: exit 130, the exact --resume line, no traceback or
+    C++ stack; that line then finishes the experiment (exit 0)."""
+    import shlex
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    grid = tmp_path / "interrupted.yaml"
+    grid.write_text(TINY.replace("epochs: 2", "epochs: 4").replace("  max_failures: 1",
+                                                                   "  max_failures: 1\n  max_concurrent_trials: 1"))
+    storage, path = tmp_path / "results", tmp_path / "results" / "interrupted"
+    driver = subprocess.Popen([sys.executable, "-m", "dana_ray.sweep", str(grid), "--storage", str(storage),
+                               "--name", "interrupted", "--no-report"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not any(p.stat().st_size for p in path.glob("*/result.json")) and driver.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)  # polling a condition, bounded
+    driver.send_signal(signal.SIGINT)
+    out, err = driver.communicate(timeout=180)
+    assert driver.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted (SIGINT): ") and " trials finished; continue with: " in last
+    resume = last.split("continue with: ", 1)[1]
+    assert resume == f"python -m dana_ray.sweep --resume --name interrupted --storage {storage}"
+    for noise in ("Traceback", "Check failed", "Exception ignored", "Tuner.restore("):
+        assert noise not in err and noise not in out, noise
+    assert not (path / ".sweep.lock").exists()
+
+    assert main(shlex.split(resume)[3:] + ["--no-report"]) == 0
+    assert load_experiment(str(path))["finished"].all()
