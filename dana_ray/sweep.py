@@ -69,6 +69,7 @@ def make_tuner(grid: Grid, storage: str, name: str, callbacks: list | None = Non
     from ray import tune
 
     from dana_ray.interrupt import StopWatch
+    from dana_ray.trainable import CheckpointNotes
 
     if "://" not in storage:
         os.makedirs(os.path.join(storage, name), exist_ok=True)
@@ -82,8 +83,7 @@ def make_tuner(grid: Grid, storage: str, name: str, callbacks: list | None = Non
         run_config=tune.RunConfig(name=name, storage_path=storage,
                                   failure_config=tune.FailureConfig(max_failures=grid.tune["max_failures"]),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                                  log_to_file=True, sync_config=tune.SyncConfig(sync_artifacts=True),
-                                  callbacks=[StopWatch(), *(callbacks or [])]),
+                                  callbacks=[StopWatch(), CheckpointNotes(), *(callbacks or [])]),
     )
 
 
@@ -113,8 +113,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="do not check that every live node can read the data before starting")
     p.add_argument("--no-report", action="store_true", help="do not print the report at the end")
     p.add_argument("--verbose", action="store_true",
-                   help="stream every actor's output to the console too (by default it lands in each trial's "
-                        "folder, stdout and stderr, and in Ray's logs)")
+                   help="stream every actor's output to the console too (by default it stays in Ray's logs, "
+                        "which the dashboard shows per actor)")
     return p
 
 
@@ -220,7 +220,7 @@ def _sweep(args: argparse.Namespace, grid: Grid, storage: str, path: str) -> int
     from dana_ray import interrupt
 
     if not ray.is_initialized():  # joins RAY_ADDRESS or a cluster on this machine; else starts Ray here
-        ray.init(log_to_driver=args.verbose)  # quiet: trial output goes to the trial's folder (log_to_file)
+        ray.init(log_to_driver=args.verbose)  # quiet: actors' output stays in Ray's logs (the dashboard)
     interrupt.hide_tune_restore_hint()
     if not args.skip_data_check:
         from dana_ray.preflight import data_key, missing_data

@@ -130,6 +130,8 @@ def test_resume_continues_an_interrupted_experiment_without_redoing_finished_tri
 
     grid = load_grid(tiny_grid)
     grid.tune = dict(grid.tune, max_failures=0)
+    # one actor per worker: a dana trial cannot borrow (and be named after) a baseline trial's pooled server
+    grid.trial = {k: v for k, v in grid.trial.items() if k != "num_actors"}
     storage, path = str(tmp_path), os.path.join(str(tmp_path), "interrupted")
     results = make_tuner(grid, storage, "interrupted", callbacks=[KillOneServer()]).fit()
     assert len(results.errors) == 1
@@ -138,7 +140,7 @@ def test_resume_continues_an_interrupted_experiment_without_redoing_finished_tri
     assert len(done) == 3 and killed[0] not in done
     lines = {t: open(os.path.join(path, t, "result.json")).read() for t in done}
 
-    assert main([tiny_grid, "--resume", "--storage", storage, "--name", "interrupted", "--no-report"]) == 0
+    assert main(["--resume", "--storage", storage, "--name", "interrupted", "--no-report"]) == 0  # its own grid
     after = load_experiment(path)
     assert len(after) == 4 and after["finished"].all()
     for t in done:  # finished trials were not run again
@@ -347,3 +349,61 @@ def test_an_interrupted_sweep_exits_130_quietly_with_the_line_that_resumes_it(ti
 
     assert main(shlex.split(resume)[3:] + ["--no-report"]) == 0
     assert load_experiment(str(path))["finished"].all()
+
+
+def test_an_unreadable_checkpoint_falls_back_to_the_one_before_or_to_the_start(tmp_path):
+    import torch
+    from ray import tune
+
+    from dana_ray.trainable import PREVIOUS_FILE, STATE_FILE, keep_previous, readable_state
+
+    for k in range(2):
+        (tmp_path / f"checkpoint_00000{k}").mkdir()
+        torch.save({"epoch": k + 1, "history": [], "master": {}}, tmp_path / f"checkpoint_00000{k}" / STATE_FILE)
+    keep_previous(tune.Checkpoint(str(tmp_path / "checkpoint_000000")))  # as before checkpoint 1 is reported
+    (tmp_path / "checkpoint_000000" / STATE_FILE).unlink()  # as Tune deletes it once checkpoint 1 is registered
+    latest = tmp_path / "checkpoint_000001"
+    state, note = readable_state(tune.Checkpoint(str(latest)))
+    assert state["epoch"] == 2 and note is None
+
+    (latest / STATE_FILE).write_bytes((latest / STATE_FILE).read_bytes()[:100])  # truncated
+    state, note = readable_state(tune.Checkpoint(str(latest)))
+    assert state["epoch"] == 1
+    assert note.startswith(f"checkpoint {latest / STATE_FILE} (") and note.endswith(
+        f"cannot be read; resumed from {tmp_path / PREVIOUS_FILE} (epoch 1)")
+    torch.save({"not": "a trial state"}, tmp_path / PREVIOUS_FILE)  # overwritten
+    state, note = readable_state(tune.Checkpoint(str(latest)))
+    assert state is None and note.endswith("and no earlier one can; the trial starts again from its beginning")
+
+
+def test_a_trial_whose_latest_checkpoint_is_corrupt_resumes_from_the_one_before(tiny_grid, tmp_path, capsys):
+    """The epoch-2 checkpoint overwritten with garbage, then the trial's server killed: the trial resumes
+    from epoch 1 (never retrying the corrupt file), says so in one line on the driver, and ends with the
+    undisturbed run's params_sha256."""
+    import ray
+    from ray import tune
+
+    from dana_ray.trainable import STATE_FILE
+
+    corrupted = []
+
+    class CorruptThenKill(tune.Callback):
+        def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+            if not corrupted and os.path.basename(checkpoint.path) == "checkpoint_000001":
+                with open(os.path.join(checkpoint.path, STATE_FILE), "wb") as f:
+                    f.write(b"not a checkpoint")
+                corrupted.append(os.path.join(checkpoint.path, STATE_FILE))
+                ray.kill(ray.get_actor(f"corrupt/{trial}/ParameterServer"))
+
+    grid = load_grid(tiny_grid)
+    grid.axes = dict(grid.axes, algorithm=["dana"], seed=[0])
+    grid.trial = dict(grid.trial, epochs=4)
+    results = make_tuner(grid, str(tmp_path), "corrupt", callbacks=[CorruptThenKill()]).fit()
+    assert corrupted and not results.errors
+    assert results[0].metrics["params_sha256"] == run(grid.trials()[0])["params_sha256"]
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and f"checkpoint {corrupted[0]} (UnpicklingError" in notes[0], notes
+    assert notes[0].endswith("/previous_trial_state.pt (epoch 1)")
+    reported = [json.loads(line) for line in open(os.path.join(results[0].path, "result.json"))]
+    resumed = next(k for k, r in enumerate(reported) if "checkpoint_note" in r)
+    assert [r["epoch"] for r in reported[resumed + 1:]] == [2, 3, 4]  # from epoch 1's state
