@@ -391,11 +391,26 @@ def check_imagefolder(data_dir: str, name: str = "imagefolder") -> None:
                              f"(on host {socket.gethostname()})")
     if classes["train"] != classes["val"]:
         raise ValueError(f"data_dir: {name} under {root!r} has different class folders in train/ and val/")
-    for cls in classes["train"]:
-        folder = os.path.join(root, "train", cls)
-        if not any(e.name.lower().endswith(IMG_EXTENSIONS) for e in os.scandir(folder)):
-            raise ValueError(f"data_dir: {name} class folder {folder!r} holds no image file "
-                             f"(on host {socket.gethostname()})")
+    for split in ("train", "val"):  # the loader's labels are the class folders: in range by construction
+        for cls in classes[split]:
+            folder = os.path.join(root, split, cls)
+            first = next((e.path for e in sorted(os.scandir(folder), key=lambda e: e.name)
+                          if e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS)), None)
+            if first is None:
+                raise ValueError(f"data_dir: {name} class folder {folder!r} holds no image file "
+                                 f"(on host {socket.gethostname()})")
+        _check_decodes(name, first)  # one image per split, decoded as the loader will
+
+
+def _check_decodes(name: str, path: str) -> None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.convert("RGB").size  # noqa: B018 - decodes the pixels
+    except Exception as error:  # noqa: BLE001 - any undecodable file is the same problem
+        raise ValueError(f"data_dir: {name} image {path!r} cannot be decoded ({type(error).__name__}) "
+                         f"(on host {socket.gethostname()})") from None
 
 
 ARRAYS_FILE = "data.npz"

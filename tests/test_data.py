@@ -308,3 +308,25 @@ def test_a_generated_data_set_is_built_and_checked_against_the_batch_size(tmp_pa
     with pytest.raises(ValueError, match=r"^batch_size: 100000000 is larger than the digits training set "
                                          r"\(1437 examples\)$"):
         check_generated("digits", None, {}, 100_000_000)
+
+
+def test_an_image_folder_with_an_empty_val_class_or_an_undecodable_image_is_refused(fake_imagenet):
+    import shutil
+
+    from dana_ray.data import check_dataset
+
+    val = os.path.join(fake_imagenet, "val", "n00000001")
+    for name in sorted(os.listdir(val)):
+        os.remove(os.path.join(val, name))
+    with pytest.raises(ValueError, match=rf"data_dir: imagefolder class folder '{val}' holds no image file"):
+        check_dataset("imagefolder", fake_imagenet)
+    shutil.rmtree(os.path.join(fake_imagenet, "val"))
+    shutil.copytree(os.path.join(fake_imagenet, "train"), os.path.join(fake_imagenet, "val"))
+    check_dataset("imagefolder", fake_imagenet)
+    train = os.path.join(fake_imagenet, "train")
+    last_class = sorted(os.listdir(train))[-1]
+    first = sorted(os.listdir(os.path.join(train, last_class)))[0]
+    with open(os.path.join(train, last_class, first), "wb") as f:
+        f.write(b"\x89PNG not really")
+    with pytest.raises(ValueError, match=r"data_dir: imagefolder image '.*' cannot be decoded \(UnidentifiedImageError\)"):
+        check_dataset("imagefolder", fake_imagenet)
