@@ -41,6 +41,10 @@ class ExperimentLock:
             os.remove(self.file)
         except FileNotFoundError:
             pass
+        except OSError as error:  # read-only storage: the lock stays, and is stale once this process ends
+            print(f"note: could not remove {self.file} ({error.strerror}); the next sweep on this name takes "
+                  f"it over", file=sys.stderr)
+            return
         _remove_empty(self.made)
 
 

@@ -99,7 +99,7 @@ def load_experiment(path: str) -> pd.DataFrame:
 
 
 #: A sweep's trial folder name (``dana_ray.sweep._trial_name``): rule, N, schedule, seed, Tune's trial id.
-_TRIAL_NAME = re.compile(r"^(?P<algorithm>.+)_N(?P<workers>\d+)_(?P<schedule>[^_]+)_s(?P<seed>\d+)_[^_]+$")
+_TRIAL_NAME = re.compile(r"^(?P<algorithm>.+?)_N(?P<workers>\d+)_(?P<schedule>[^_]+)_s(?P<seed>\d+)_(?P<id>.+)$")
 
 
 class _Unreadable(Exception):

@@ -76,3 +76,15 @@ def test_of_drivers_started_at_once_exactly_one_claims(tmp_path):
         p.wait(timeout=60)
     assert sorted(answers) == ["claimed", "refused", "refused", "refused"]
     assert not (tmp_path / "exp" / LOCK_FILE).exists()  # released
+
+
+def test_a_lock_that_cannot_be_removed_is_a_note_not_a_traceback(tmp_path, monkeypatch, capsys):
+    lock = claim(str(tmp_path / "exp"))
+
+    def refuse(path):
+        raise PermissionError(1, "Operation not permitted", path)
+
+    monkeypatch.setattr(os, "remove", refuse)  # as on storage turned read-only mid-run
+    lock.release()
+    assert capsys.readouterr().err == (f"note: could not remove {tmp_path / 'exp' / LOCK_FILE} (Operation not "
+                                       f"permitted); the next sweep on this name takes it over\n")

@@ -206,10 +206,10 @@ def test_a_trial_whose_files_cannot_be_read_is_listed_and_the_rest_is_reported(t
     (root / GRID_FILE).write_text(
         "trial: {model: cnn, dataset: digits, epochs: 1}\n"
         "grid: {algorithm: [baseline, dana, asgd], num_workers: [4], schedule: [round-robin], seed: [0, 1]}\n")
-    empty = root / "dana_N4_round-robin_s1_0000a"
+    empty = root / "dana_N4_round-robin_s1_35819_00001"  # Tune's trial ids hold an underscore
     empty.mkdir()
     (empty / "params.json").write_text("")
-    garbled = root / "asgd_N4_round-robin_s0_0000b"
+    garbled = root / "asgd_N4_round-robin_s0_35819_00002"
     garbled.mkdir()
     (garbled / "params.json").write_text(json.dumps({"cell": "asgd N=4", "schedule": "round-robin", "seed": 0,
                                                      "_fixed": fixed}))
