@@ -111,7 +111,8 @@ def _parser() -> argparse.ArgumentParser:
                         "local (the whole simulation in the trial's process)")
     p.add_argument("--skip-data-check", action="store_true",
                    help="do not check that every live node can read the data before starting")
-    p.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+    p.add_argument("--no-report", action="store_true", help="do not print the report at the end nor write it into EXPERIMENT/report "
+                        "(python -m dana_ray.report EXPERIMENT makes it later)")
     p.add_argument("--verbose", action="store_true",
                    help="stream every actor's output to the console too (by default it stays in Ray's logs, "
                         "which the dashboard shows per actor)")
@@ -238,11 +239,14 @@ def _sweep(args: argparse.Namespace, grid: Grid, storage: str, path: str) -> int
         tuner = make_tuner(grid, storage, os.path.basename(path))
     started = time.perf_counter()
     interrupt.reset()
+    results = None
     try:
-        tuner.fit()
+        results = tuner.fit()
     except KeyboardInterrupt:  # a second Ctrl+C while Tune was saving its state
         interrupt.note("SIGINT")
     print(f"\n{len(grid.trials())} trials in {time.perf_counter() - started:.0f} s; results in {path}")
+    if "://" in path:  # the folder is not readable here: the outcome from what Tune returned
+        return _outcome(grid, storage, path, _finished_in(results, grid), interrupt.received())
     trials = None
     try:
         from dana_ray import report
@@ -250,9 +254,25 @@ def _sweep(args: argparse.Namespace, grid: Grid, storage: str, path: str) -> int
         trials = report.load_experiment(path)
         if not args.no_report:
             print(report.render(trials, fmt="markdown"))
+            written = report.write_report(trials, os.path.join(path, "report"))
+            print(f"report written into {os.path.join(path, 'report')}: "
+                  + ", ".join(os.path.basename(f) for f in written))
     except Exception as error:  # noqa: BLE001 - a report must never hide the sweep's outcome
         print(f"error: the report of {path} could not be made: {one_line(error)}", file=sys.stderr)
     return _outcome(grid, storage, path, trials, interrupt.received())
+
+
+def _finished_in(results: Any, grid: Grid) -> Any:
+    """The outcome frame (``finished``, ``broken``) from Tune's results, for storage this process cannot list
+    (an ``s3://`` URI): a trial finished when it reported its last epoch, or diverged, without an error."""
+    import pandas as pd
+
+    if results is None:
+        return None
+    epochs = grid.trial.get("epochs", TrialConfig().epochs)
+    finished = [r.error is None and bool(r.metrics.get("diverged") or r.metrics.get("epoch", 0) >= epochs)
+                for r in results]
+    return pd.DataFrame({"finished": finished, "broken": [""] * len(finished)})
 
 
 def resume_command(storage: str, path: str) -> str:

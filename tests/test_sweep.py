@@ -312,6 +312,17 @@ def test_the_outcome_is_read_from_the_experiment_not_from_tunes_errors(tmp_path,
     assert "error: 1 of 3 trials did not finish, 1 with files that cannot be read;" in capsys.readouterr().err
     assert _outcome(grid, str(tmp_path), str(tmp_path / "x"), None, None) == 1  # the folder could not be read
     assert _outcome(grid, str(tmp_path), str(tmp_path / "x"), frame([True] * 3, [""] * 3), "SIGTERM") == 130
+
+    from types import SimpleNamespace
+
+    from dana_ray.sweep import _finished_in
+
+    # storage this process cannot list (s3://): the outcome from Tune's results
+    epochs = grid.trial["epochs"]
+    results = [SimpleNamespace(error=None, metrics={"epoch": epochs}), SimpleNamespace(error=None, metrics={"epoch": 1}),
+               SimpleNamespace(error=RuntimeError("x"), metrics={"epoch": epochs}),
+               SimpleNamespace(error=None, metrics={"epoch": 1, "diverged": True})]
+    assert _finished_in(results, grid)["finished"].tolist() == [True, False, False, True]
     assert capsys.readouterr().err.splitlines()[-1].startswith("interrupted (SIGTERM): 3 of 3 trials finished; "
                                                                "continue with: python -m dana_ray.sweep --resume")
 
@@ -407,3 +418,16 @@ def test_a_trial_whose_latest_checkpoint_is_corrupt_resumes_from_the_one_before(
     reported = [json.loads(line) for line in open(os.path.join(results[0].path, "result.json"))]
     resumed = next(k for k, r in enumerate(reported) if "checkpoint_note" in r)
     assert [r["epoch"] for r in reported[resumed + 1:]] == [2, 3, 4]  # from epoch 1's state
+
+
+def test_the_sweep_writes_its_report_into_the_experiment_folder(tiny_grid, tmp_path, capsys):
+    assert main([tiny_grid, "--executor", "local", "--storage", str(tmp_path), "--name", "reported",
+                 "--only", "seed=0"]) == 0
+    out = capsys.readouterr().out
+    folder = tmp_path / "reported" / "report"
+    line = next(line for line in out.splitlines() if line.startswith("report written into "))
+    assert line.startswith(f"report written into {folder}: summary.csv, summary.tex, summary.md")
+    for name in ("summary.csv", "summary.tex", "summary.md", "error_vs_workers.png", "curves_largest_n.png",
+                 "delays.csv"):
+        assert name in line and (folder / name).stat().st_size > 0, name
+    assert "| 2 | dana |" in (folder / "summary.md").read_text()
