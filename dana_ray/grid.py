@@ -51,6 +51,8 @@ GRID_EXECUTORS = ("ray", "local")
 TUNE_DEFAULTS: dict[str, Any] = {"max_failures": 2, "checkpoint_every": "auto", "executor": "ray", "trial_cpus": 0.25}
 #: The grid a sweep ran, written into its experiment folder (a grid file: it can be run again as it is).
 GRID_FILE = "grid.yaml"
+#: Trial keys a resumed grid may change: where the data lives, and what ``dana_ray.resources.fit`` sizes.
+IGNORED_CHANGES = ("data_dir", "num_actors", "server_cpus", "cpus_per_actor")
 REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tune_configs")
 
 
@@ -100,12 +102,13 @@ class Grid:
 
     def changes_from(self, other: "Grid") -> str | None:
         """The first difference in what is trained between two grids (``grid.seed: [0, 1] -> [0, 1, 2]``), or
-        None; where the data lives (``trial.data_dir``) may differ."""
+        None; where the data lives (``trial.data_dir``) and the reservations a sweep sizes to its cluster
+        (``dana_ray.resources.SIZED``) may differ."""
         for axis in AXES:
             if list(self.axes[axis]) != list(other.axes[axis]):
                 return f"grid.{axis}: {list(other.axes[axis])} -> {list(self.axes[axis])}"
         for key in sorted(set(self.trial) | set(other.trial)):
-            if key != "data_dir" and self.trial.get(key) != other.trial.get(key):
+            if key not in IGNORED_CHANGES and self.trial.get(key) != other.trial.get(key):
                 return f"trial.{key}: {other.trial.get(key)!r} -> {self.trial.get(key)!r}"
         return None
 

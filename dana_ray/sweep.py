@@ -231,6 +231,22 @@ def _sweep(args: argparse.Namespace, grid: Grid, storage: str, path: str) -> int
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             return bad_input(f"{grid.path}: {problems[0]}{more}")
+    from dana_ray import resources
+
+    cluster, can_grow = resources.read_cluster()
+    counts, executor = sorted({n for _, n in grid.cells()}), grid.tune["executor"]
+    if can_grow:
+        waiting = resources.waiting_line(grid.trial, counts, executor, grid.tune["trial_cpus"], cluster)
+        if waiting:
+            print(waiting)
+    else:
+        try:
+            chosen = resources.fit(grid.trial, counts, executor, grid.tune["trial_cpus"], cluster)
+        except ValueError as error:
+            return bad_input(f"{grid.path}: {error}")
+        if chosen:
+            grid.trial.update(chosen)
+            print(resources.sized_line(chosen, cluster))
     if args.resume:
         print(f"resuming {path}")
         tuner = tune.Tuner.restore(path, trainable(), resume_errored=True)  # with the run's StopWatch

@@ -431,3 +431,29 @@ def test_the_sweep_writes_its_report_into_the_experiment_folder(tiny_grid, tmp_p
                  "delays.csv"):
         assert name in line and (folder / name).stat().st_size > 0, name
     assert "| 2 | dana |" in (folder / "summary.md").read_text()
+
+
+def test_the_smallest_grid_a_newcomer_writes_is_sized_to_a_2_cpu_cluster_and_finishes(tmp_path, capsys):
+    """The two-line grid with every resource at its default (3.25 CPUs a trial on the Ray executor) on this
+    2-CPU instance, which the test session started (it cannot grow): sized in one line, run, exit 0, in well
+    under 30 s; with the same settings given by hand, refused in one line before Tune starts."""
+    import time
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("trial: {model: cnn, dataset: digits, epochs: 1}\n"
+                    "grid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], seed: [0]}\n")
+    started = time.monotonic()
+    assert main([str(grid), "--storage", str(tmp_path), "--name", "newcomer", "--no-report"]) == 0
+    assert time.monotonic() - started < 30
+    out = capsys.readouterr().out
+    assert ("resources: sized to this cluster (2 CPUs and 0 GPUs, which cannot grow): num_actors 1, server_cpus "
+            "0.875, cpus_per_actor 0.875 (set them in the grid's trial: section to choose)") in out
+    assert load_experiment(str(tmp_path / "newcomer"))["finished"].all()
+
+    grid.write_text("trial: {model: cnn, dataset: digits, epochs: 1, num_actors: 2, cpus_per_actor: 1}\n"
+                    "grid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], seed: [0]}\n")
+    assert main([str(grid), "--storage", str(tmp_path), "--name", "refused", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {grid}: resources: a trial of N=2 needs 3.25 CPUs and 0 GPUs (trial_cpus 0.25 + "
+                          f"server_cpus 1 + 2 actors x 1 CPU), and this cluster has 2 CPUs") and len(err.splitlines()) == 1
+    assert not (tmp_path / "refused").exists()

@@ -1,0 +1,147 @@
+"""Trials sized to the cluster they run on, decided once before Tune starts.
+
+A trial reserves, on the Ray executor, ``trial_cpus`` for its own process, ``server_cpus`` for its
+ParameterServer and ``cpus_per_actor`` (and ``gpus_per_actor``) for each of its P = min(N, num_actors)
+Worker actors; on the local executor, one actor's share. Tune waits, without end, for a trial that asks for
+more than the cluster holds. So, on a cluster that cannot grow (the sweep started Ray itself), ``fit``:
+
+- settings the grid leaves unset are sized to fit: ``num_actors`` first (the largest cap at which every
+  trial fits, at least 1), then ``server_cpus`` and ``cpus_per_actor`` shrunk together (an actor's torch
+  threads stay ``max(1, round(cpus_per_actor))``: one, as at the default of 1 CPU, so no number changes);
+- if a trial still does not fit (settings the grid sets, GPUs the cluster lacks), ``fit`` raises a
+  ``ValueError`` naming the settings, what a trial needs and what the cluster has.
+
+On a cluster the sweep joined (``ray up``, ``ray job submit``), an autoscaler may add nodes: nothing is
+changed, and ``waiting_line`` says once what a trial needs that the cluster does not have yet.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+#: The trial settings that ``fit`` may choose when the grid leaves them unset (they change no number).
+SIZED = ("num_actors", "server_cpus", "cpus_per_actor")
+_DEFAULTS = {"num_actors": None, "server_cpus": 1.0, "cpus_per_actor": 1.0, "gpus_per_actor": 0.0}
+
+
+@dataclass(frozen=True)
+class Cluster:
+    cpus: float           # in all
+    gpus: float
+    node_cpus: float      # on the largest node: one bundle must fit on one node
+    node_gpus: float
+
+    def describe(self) -> str:
+        return f"{_n(self.cpus)} CPUs and {_n(self.gpus)} GPUs"
+
+
+def _n(value: float) -> str:
+    return f"{value:g}"
+
+
+def trial_need(settings: dict[str, Any], workers: int, executor: str, trial_cpus: float) -> tuple[float, float, float]:
+    """(CPUs, GPUs, the largest single bundle's CPUs) one trial of ``workers`` reserves with ``settings``."""
+    cap = settings.get("num_actors")
+    actors = workers if cap is None else min(workers, cap)
+    cpa, gpa = settings.get("cpus_per_actor", 1.0), settings.get("gpus_per_actor", 0.0)
+    if executor == "local":
+        return cpa, gpa, cpa
+    server = settings.get("server_cpus", 1.0)
+    return trial_cpus + server + actors * cpa, actors * gpa, max(trial_cpus, server, cpa)
+
+
+def _fits(settings: dict, workers: int, executor: str, trial_cpus: float, cluster: Cluster) -> bool:
+    cpus, gpus, bundle = trial_need(settings, workers, executor, trial_cpus)
+    gpa = settings.get("gpus_per_actor", 0.0)
+    eps = 1e-9
+    return (cpus <= cluster.cpus + eps and gpus <= cluster.gpus + eps and bundle <= cluster.node_cpus + eps
+            and gpa <= cluster.node_gpus + eps)
+
+
+def fit(trial: dict[str, Any], worker_counts: list[int], executor: str, trial_cpus: float,
+        cluster: Cluster) -> dict[str, Any]:
+    """The settings of ``SIZED`` to add to the grid's ``trial`` section so that a trial of every N in
+    ``worker_counts`` fits ``cluster`` ({} when it fits as it is); raises ValueError when it cannot."""
+    trial = {k: v for k, v in trial.items() if v is not None}  # a setting left None is left unset
+    settings = {**_DEFAULTS, **{k: v for k, v in trial.items() if k in _DEFAULTS}}
+    largest = max(worker_counts)
+    chosen: dict[str, Any] = {}
+    if _fits(settings, largest, executor, trial_cpus, cluster):
+        return chosen
+    if executor == "ray" and "num_actors" not in trial:
+        cap = largest
+        while cap > 1 and not _fits(dict(settings, num_actors=cap), largest, executor, trial_cpus, cluster):
+            cap -= 1
+        chosen["num_actors"] = settings["num_actors"] = cap
+    free = [k for k in ("server_cpus", "cpus_per_actor") if k not in trial and (k != "server_cpus" or executor == "ray")]
+    if not _fits(settings, largest, executor, trial_cpus, cluster) and free:
+        actors = largest if settings["num_actors"] is None else min(largest, settings["num_actors"])
+        if executor == "local":
+            actors = 1  # the trial's process is one actor's share
+        fixed = trial_cpus if executor == "ray" else 0.0
+        fixed += sum(settings[k] * (actors if k == "cpus_per_actor" else 1)
+                     for k in ("server_cpus", "cpus_per_actor") if k not in free and (k != "server_cpus" or executor == "ray"))
+        shares = sum(actors if k == "cpus_per_actor" else 1 for k in free)
+        room = min((cluster.cpus - fixed) / shares, cluster.node_cpus)
+        value = math.floor(room * 1000) / 1000  # a reservation Ray holds exactly (it counts in 1/10000)
+        if value > 0:
+            for k in free:
+                chosen[k] = settings[k] = min(settings[k], value)
+    if not _fits(settings, largest, executor, trial_cpus, cluster):
+        cpus, gpus, _ = trial_need(settings, largest, executor, trial_cpus)
+        raise ValueError(
+            f"resources: a trial of N={largest} needs {_n(cpus)} CPUs and {_n(gpus)} GPUs "
+            f"({_describe(settings, largest, executor, trial_cpus)}), and this cluster has {cluster.describe()} "
+            f"(at most {_n(cluster.node_cpus)} CPUs and {_n(cluster.node_gpus)} GPUs on one node) and cannot grow; "
+            f"lower {', '.join(k for k in ('num_actors', 'cpus_per_actor', 'gpus_per_actor', 'server_cpus') if k in trial) or 'the settings'}"
+            f" in the grid's trial: section, or leave them unset to have them sized")
+    return chosen
+
+
+def _describe(settings: dict, workers: int, executor: str, trial_cpus: float) -> str:
+    cap = settings["num_actors"]
+    actors = workers if cap is None else min(workers, cap)
+    actor = f"{_n(settings['cpus_per_actor'])} CPU" + (
+        f" + {_n(settings['gpus_per_actor'])} GPU" if settings["gpus_per_actor"] else "")
+    if executor == "local":
+        return f"one actor's share: {actor}"
+    return (f"trial_cpus {_n(trial_cpus)} + server_cpus {_n(settings['server_cpus'])} + {actors} actors x "
+            f"{actor}")
+
+
+def sized_line(chosen: dict[str, Any], cluster: Cluster) -> str:
+    """The one line a sweep prints when ``fit`` chose settings."""
+    settings = ", ".join(f"{k} {_n(v)}" for k, v in chosen.items())
+    return (f"resources: sized to this cluster ({cluster.describe()}, which cannot grow): {settings} "
+            f"(set them in the grid's trial: section to choose)")
+
+
+def waiting_line(trial: dict[str, Any], worker_counts: list[int], executor: str, trial_cpus: float,
+                 cluster: Cluster) -> str | None:
+    """On a cluster that may grow: one line saying what a trial needs beyond what the cluster has now."""
+    settings = {**_DEFAULTS, **{k: v for k, v in trial.items() if k in _DEFAULTS and v is not None}}
+    largest = max(worker_counts)
+    if _fits(settings, largest, executor, trial_cpus, cluster):
+        return None
+    cpus, gpus, _ = trial_need(settings, largest, executor, trial_cpus)
+    return (f"resources: a trial of N={largest} needs {_n(cpus)} CPUs and {_n(gpus)} GPUs; the cluster has "
+            f"{cluster.describe()} now: waiting for its autoscaler to add nodes (Ctrl+C stops; see `ray status`)")
+
+
+def read_cluster() -> tuple[Cluster, bool]:
+    """This Ray cluster's resources, and whether it can grow (False when this process started it)."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    total = ray.cluster_resources()
+    cluster = Cluster(cpus=float(total.get("CPU", 0)), gpus=float(total.get("GPU", 0)),
+                      node_cpus=max((float(n["Resources"].get("CPU", 0)) for n in nodes), default=0.0),
+                      node_gpus=max((float(n["Resources"].get("GPU", 0)) for n in nodes), default=0.0))
+    try:
+        node = ray._private.worker._global_node  # set in the process that started Ray (a head node here)
+        started_here = node is not None and node.is_head()
+    except AttributeError:  # pragma: no cover - Ray's internals moved: assume a cluster that may grow
+        started_here = False
+    return cluster, not started_here

@@ -1,0 +1,49 @@
+"""Trials sized to a cluster that cannot grow, or refused in one line; never a trial that waits forever."""
+
+from __future__ import annotations
+
+import pytest
+
+from dana_ray.resources import Cluster, fit, sized_line, trial_need, waiting_line
+
+LAPTOP = Cluster(cpus=2, gpus=0, node_cpus=2, node_gpus=0)
+
+
+def test_defaults_that_do_not_fit_a_laptop_are_sized_to_it_and_change_no_thread_count():
+    # the README's two-line grid: N = 2, every resource at its default: 0.25 + 1 + 2 x 1 = 3.25 CPUs
+    assert trial_need({}, 2, "ray", 0.25)[0] == 3.25
+    chosen = fit({"model": "cnn"}, [2], "ray", 0.25, LAPTOP)
+    assert chosen == {"num_actors": 1, "server_cpus": 0.875, "cpus_per_actor": 0.875}
+    assert trial_need(chosen, 2, "ray", 0.25)[0] <= 2
+    assert max(1, round(chosen["cpus_per_actor"])) == 1  # an actor's torch threads, as at the default
+    assert sized_line(chosen, LAPTOP).startswith("resources: sized to this cluster (2 CPUs and 0 GPUs, which "
+                                                 "cannot grow): num_actors 1, server_cpus 0.875, cpus_per_actor 0.875")
+
+
+def test_num_actors_is_sized_first_and_what_fits_is_left_alone():
+    big = Cluster(cpus=8, gpus=0, node_cpus=8, node_gpus=0)
+    assert fit({}, [2, 4, 16], "ray", 0.25, big) == {"num_actors": 6}  # 0.25 + 1 + 6 = 7.25 <= 8
+    assert fit({"num_actors": 1, "cpus_per_actor": 0.5, "server_cpus": 0.25}, [16], "ray", 0.25, LAPTOP) == {}
+    assert fit({"cpus_per_actor": 2}, [1], "local", 0.25, LAPTOP) == {}
+    with pytest.raises(ValueError, match=r"needs 4 CPUs and 0 GPUs \(one actor's share: 4 CPU\)"):
+        fit({"cpus_per_actor": 4}, [1], "local", 0.25, LAPTOP)  # set by hand: never sized, refused
+    assert fit({}, [4], "local", 0.25, Cluster(1, 0, 1, 0)) == {}  # one actor's share: 1 CPU
+    assert fit({}, [4], "local", 0.25, Cluster(0.5, 0, 0.5, 0)) == {"cpus_per_actor": 0.5}
+
+
+def test_settings_the_grid_gives_that_cannot_fit_are_refused_naming_them_and_the_cluster():
+    with pytest.raises(ValueError) as refused:
+        fit({"num_actors": 4, "cpus_per_actor": 1}, [4], "ray", 0.25, LAPTOP)
+    assert str(refused.value) == (
+        "resources: a trial of N=4 needs 5.25 CPUs and 0 GPUs (trial_cpus 0.25 + server_cpus 1 + 4 actors x 1 CPU)"
+        ", and this cluster has 2 CPUs and 0 GPUs (at most 2 CPUs and 0 GPUs on one node) and cannot grow; lower "
+        "num_actors, cpus_per_actor in the grid's trial: section, or leave them unset to have them sized")
+    with pytest.raises(ValueError, match=r"needs 2 CPUs and 1 GPUs .*1 actors x 0.875 CPU \+ 1 GPU.*lower gpus_per_actor"):
+        fit({"gpus_per_actor": 1}, [4], "ray", 0.25, LAPTOP)  # GPUs are never sized away
+
+
+def test_on_a_cluster_that_can_grow_it_says_once_what_it_waits_for():
+    assert waiting_line({}, [2], "ray", 0.25, Cluster(64, 8, 16, 8)) is None
+    line = waiting_line({"gpus_per_actor": 1, "num_actors": 32}, [32], "ray", 0.25, Cluster(8, 0, 8, 0))
+    assert line.startswith("resources: a trial of N=32 needs 33.25 CPUs and 32 GPUs; the cluster has 8 CPUs and 0 "
+                           "GPUs now: waiting for its autoscaler")
