@@ -62,12 +62,14 @@ def _trial_name(trial) -> str:
     return f"{algorithm}_N{workers}_{c['schedule']}_s{c['seed']}_{trial.trial_id}"
 
 
-def make_tuner(grid: Grid, storage: str, name: str, callbacks: list | None = None):
+def make_tuner(grid: Grid, storage: str, name: str, callbacks: list | None = None, verbose: bool = False):
     """The Tuner for ``grid``, which is written into the experiment folder (``GRID_FILE``: what ``--resume``
     and the report hold the experiment to); ``callbacks`` are Tune callbacks (tests use them to inject faults),
-    after the ``StopWatch`` that tells an interrupted run from a finished one."""
+    after the ``StopWatch`` that tells an interrupted run from a finished one; the console is the
+    ``SweepConsole``'s status, or with ``verbose`` Tune's own output."""
     from ray import tune
 
+    from dana_ray.console import SweepConsole
     from dana_ray.interrupt import StopWatch
     from dana_ray.trainable import CheckpointNotes
 
@@ -83,7 +85,9 @@ def make_tuner(grid: Grid, storage: str, name: str, callbacks: list | None = Non
         run_config=tune.RunConfig(name=name, storage_path=storage,
                                   failure_config=tune.FailureConfig(max_failures=grid.tune["max_failures"]),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                                  callbacks=[StopWatch(), CheckpointNotes(), *(callbacks or [])]),
+                                  callbacks=[StopWatch(), CheckpointNotes(), *(callbacks or []),
+                                             *([] if verbose else [SweepConsole(len(grid.trials()))])],
+                                  verbose=None if verbose else 0),
     )
 
 
@@ -114,8 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="do not print the report at the end nor write it into EXPERIMENT/report "
                         "(python -m dana_ray.report EXPERIMENT makes it later)")
     p.add_argument("--verbose", action="store_true",
-                   help="stream every actor's output to the console too (by default it stays in Ray's logs, "
-                        "which the dashboard shows per actor)")
+                   help="Tune's full console output (each trial's config and results), and every actor's "
+                        "output streamed too (by default: one status block, or a line per finished trial when "
+                        "not on a terminal; actors' output stays in Ray's logs, shown per actor by the dashboard)")
     return p
 
 
@@ -220,6 +225,9 @@ def _sweep(args: argparse.Namespace, grid: Grid, storage: str, path: str) -> int
 
     from dana_ray import interrupt
 
+    if not args.verbose:  # Tune's warning about frequent state snapshots, once per checkpoint of a quick trial
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's classic reporter: silent at verbose=0
     if not ray.is_initialized():  # joins RAY_ADDRESS or a cluster on this machine; else starts Ray here
         ray.init(log_to_driver=args.verbose)  # quiet: actors' output stays in Ray's logs (the dashboard)
     interrupt.hide_tune_restore_hint()
@@ -252,7 +260,7 @@ def _sweep(args: argparse.Namespace, grid: Grid, storage: str, path: str) -> int
         tuner = tune.Tuner.restore(path, trainable(), resume_errored=True)  # with the run's StopWatch
     else:
         print(f"{grid.description}: {len(grid.trials())} trials -> {path}")
-        tuner = make_tuner(grid, storage, os.path.basename(path))
+        tuner = make_tuner(grid, storage, os.path.basename(path), verbose=args.verbose)
     started = time.perf_counter()
     interrupt.reset()
     results = None

@@ -17,6 +17,7 @@ import time
 from typing import Any, Callable
 
 import torch
+from tqdm import tqdm
 
 from dana_ray.algorithms import ALGORITHMS, is_single_worker
 from dana_ray.checks import check_name
@@ -232,25 +233,43 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         return bad_input(error)
     rows, failed = [], 0
+    # a progress bar over every run's epochs, on a terminal only (tqdm: small, well kept, and it keeps the
+    # bar below the printed lines); off a terminal, CI logs get the lines alone
+    bar = tqdm(total=sum(c.epochs for c in configs), unit="epoch", file=sys.stderr, disable=None, leave=False,
+               dynamic_ncols=True)
+    def say(line: str, file: Any = sys.stdout) -> None:
+        if bar.disable:
+            print(line, file=file, flush=True)
+        else:
+            tqdm.write(line, file=file)
+
     if not args.json:
-        print(RUN_HEADER, flush=True)
-    for cfg in configs:
+        say(RUN_HEADER)
+    for k, cfg in enumerate(configs, 1):
         label = f"{cfg.algorithm} N={cfg.num_workers} seed={cfg.seed}"
-        show = None if args.quiet or args.json else (lambda r, label=label: print(
-            f"{label} epoch {r['epoch']:3d}  test error {r['test_error']:6.2f}%  train loss {r['train_loss']:.4f}"
-            f"  mean delay {r['mean_delay']:5.1f}  gap {r['mean_gap']:.2e}  {r['gradients_per_s']:.0f} grad/s",
-            flush=True))
+        bar.set_description(f"run {k}/{len(configs)}: {label}")
+        done = bar.n
+
+        def on_epoch(r: dict[str, Any], label: str = label) -> None:
+            bar.update(1)
+            if not (args.quiet or args.json):
+                say(f"{label} epoch {r['epoch']:3d}  test error {r['test_error']:6.2f}%  train loss "
+                    f"{r['train_loss']:.4f}  mean delay {r['mean_delay']:5.1f}  gap {r['mean_gap']:.2e}  "
+                    f"{r['gradients_per_s']:.0f} grad/s")
         try:
-            result = run(cfg, args.executor, callback=show)
+            result = run(cfg, args.executor, callback=on_epoch)
         except Exception as error:  # one line per failed run; the finished ones are already printed
-            print(f"error: {label}: {one_line(error)}", file=sys.stderr, flush=True)
+            say(f"error: {label}: {one_line(error)}", file=sys.stderr)
             failed += 1
             continue
+        finally:
+            bar.update(done + cfg.epochs - bar.n)  # a diverged or failed run: its epochs count as done
         rows.append(result)
         if args.json:
-            print(json.dumps({k: v for k, v in result.items() if k != "history"}), flush=True)
+            say(json.dumps({k: v for k, v in result.items() if k != "history"}))
         else:
-            print(format_run(result), flush=True)
+            say(format_run(result))
+    bar.close()
     if not args.json and rows:
         print("\n" + format_summary(rows))
     return 1 if failed else 0

@@ -1,0 +1,58 @@
+"""The sweep's console: one line per finished trial off a terminal, a redrawn status block on one."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+from dana_ray.console import SweepConsole
+
+
+def trial(trial_id, cell, seed, status="RUNNING", result=None):
+    return SimpleNamespace(trial_id=trial_id, config={"cell": cell, "schedule": "round-robin", "seed": seed},
+                           status=status, last_result=result or {}, path=f"/exp/{trial_id}")
+
+
+def test_off_a_terminal_one_line_per_finished_or_failed_trial_and_nothing_else():
+    out = io.StringIO()
+    console = SweepConsole(total=3, stream=out)
+    console.setup()
+    a, b, c = trial("a", "dana N=16", 0), trial("b", "asgd N=16", 0), trial("c", "baseline N=1", 1, "PENDING")
+    trials = [a, b, c]
+    console.on_step_end(0, trials)  # no line for progress alone
+    console.on_trial_complete(1, trials, a)  # a trial that reported nothing
+    b.last_result = {"test_error": 90.0, "epoch": 3, "diverged": True, "time_total_s": 4}
+    console.on_trial_complete(3, trials, b)
+    console.on_trial_error(4, trials, c)
+    assert out.getvalue().splitlines() == [
+        "[1/3] dana N=16, round-robin, seed 0: done (0 epochs, 0 s)",
+        "[2/3] asgd N=16, round-robin, seed 0: diverged (3 epochs, 4 s)",
+        "[3/3] baseline N=1, round-robin, seed 1: FAILED (see /exp/c/error.txt)",
+    ]
+    assert "\x1b[" not in out.getvalue()
+
+
+def test_a_finished_trial_names_its_error_epochs_and_time():
+    out = io.StringIO()
+    console = SweepConsole(total=2, stream=out)
+    console.setup()
+    a = trial("a", "dana N=16", 2, result={"test_error": 3.7037, "epoch": 20, "time_total_s": 75.2})
+    console.on_trial_complete(1, [a, trial("b", "dana N=16", 1, "PENDING")], a)
+    assert out.getvalue() == "[1/2] dana N=16, round-robin, seed 2: test error 3.70% (20 epochs, 1 min 15 s)\n"
+
+
+def test_on_a_terminal_one_status_block_is_redrawn_in_place():
+    out = io.StringIO()
+    console = SweepConsole(total=4, stream=out, live=True)
+    console.setup()
+    a, b = trial("a", "dana N=4", 0), trial("b", "dana N=4", 1)
+    trials = [a, b, trial("c", "dana N=8", 0, "PENDING"), trial("d", "dana N=8", 1, "PENDING")]
+    console.on_step_end(0, trials)
+    first = out.getvalue()
+    assert first.startswith("0 of 4 trials done, 2 running, 2 pending, 0 errored; 0 s elapsed\n")
+    a.last_result = {"test_error": 2.0, "epoch": 1, "time_total_s": 1}
+    console.on_trial_complete(1, trials, a)
+    block = out.getvalue()[len(first):]
+    assert block.startswith("\x1b[1F\x1b[J1 of 4 trials done, 1 running, 2 pending, 0 errored; ")
+    assert "left" in block.splitlines()[0]  # an ETA once a trial has finished
+    assert block.endswith("  last: dana N=4, round-robin, seed 0: test error 2.00% (1 epochs, 1 s)\n")
