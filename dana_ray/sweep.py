@@ -1,15 +1,19 @@
 """Run a grid of trials with Ray Tune: ``python -m dana_ray.sweep [CONFIG] [options]``.
 
 CONFIG is a grid file or a name in ``tune_configs/`` (``table3``, ...); without one it runs ``quickstart``
-(the embedded digits, every asynchronous rule and the baseline, 1/4/8/16 workers, 3 seeds) and prints the
-report. Every trial is validated before anything starts, and every live node of the cluster is checked for
-the data directory the trials read (exit code 2, naming the file, field, node and path). With a Ray cluster
-running (``ray up``, ``ray job submit``), the sweep joins it; otherwise it starts Ray on this machine.
+(the embedded digits, every asynchronous rule and the baseline, 1/4/8/16 workers, 3 seeds). Every trial is
+validated before anything starts, a data set with no files is built and checked here, the experiment
+folder is claimed (one sweep per experiment), and every live node of the cluster is checked for the data
+the trials read (exit code 2, naming the file, field, node and path). With a Ray cluster running (``ray
+up``, ``ray job submit``), the sweep joins it; otherwise it starts Ray on this machine and sizes the trials'
+unset reservations to it.
 
-Each trial is a Tune trial on the Ray executor: a placement group reserves its own process, its
-ParameterServer and its Worker actors together, so trials never wait on each other's GPUs halfway. Every
-epoch is reported with a checkpoint; a failed trial resumes from it (``tune.max_failures`` in the grid), and
-``--resume`` continues an interrupted experiment without redoing finished trials.
+Each trial is a Tune trial on the Ray executor (a placement group reserves its own process, its
+ParameterServer and its Worker actors together) or, with ``tune.executor: local``, a simulation in its own
+process. A trial checkpoints when due; a failed one resumes from its checkpoint (``tune.max_failures``), and
+``--resume`` continues an interrupted experiment without redoing finished trials. At the end the report is
+printed and written into the experiment folder, and the exit code says whether every trial finished (0),
+some did not (1) or the sweep was interrupted (130).
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ import yaml
 from dana_ray.cli import EXIT_FAILED, EXIT_INTERRUPTED, OneLineParser, bad_input, one_line
 from dana_ray.config import TrialConfig
 from dana_ray.data import check_generated_data
-from dana_ray.lock import LockError, claim
 from dana_ray.grid import GRID_EXECUTORS, GRID_FILE, Grid, GridError, cell_label, load_grid, parse_cell
+from dana_ray.lock import LockError, claim
 
 DEFAULT_STORAGE = os.path.expanduser("~/ray_results")
 
@@ -115,7 +119,8 @@ def _parser() -> argparse.ArgumentParser:
                         "local (the whole simulation in the trial's process)")
     p.add_argument("--skip-data-check", action="store_true",
                    help="do not check that every live node can read the data before starting")
-    p.add_argument("--no-report", action="store_true", help="do not print the report at the end nor write it into EXPERIMENT/report "
+    p.add_argument("--no-report", action="store_true",
+                   help="do not print the report at the end nor write it into EXPERIMENT/report "
                         "(python -m dana_ray.report EXPERIMENT makes it later)")
     p.add_argument("--verbose", action="store_true",
                    help="Tune's full console output (each trial's config and results), and every actor's "
