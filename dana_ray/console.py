@@ -51,6 +51,7 @@ class SweepConsole(tune.Callback):
         self.last: deque[str] = deque(maxlen=3)
         self._drawn = 0
         self._next_draw = 0.0
+        self._ended: dict[str, str] = {}  # trial id -> TERMINATED or ERROR, before Tune's status says so
 
     def _out(self) -> TextIO:
         return self.stream if self.stream is not None else sys.stdout
@@ -63,7 +64,7 @@ class SweepConsole(tune.Callback):
     def setup(self, **info: Any) -> None:  # the run starts (again, after --resume: Tune unpickled this)
         self.started, self.finished_here, self._drawn = time.monotonic(), 0, 0
         self.last.clear()
-        self._ended: dict[str, str] = {}  # trial id -> TERMINATED or ERROR, before Tune's status says so
+        self._ended = {}
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.finished_here += 1
@@ -90,8 +91,7 @@ class SweepConsole(tune.Callback):
     # -- output ----------------------------------------------------------------------------------------------
 
     def counts(self, trials: list) -> dict[str, int]:
-        ended = getattr(self, "_ended", {})
-        status = [ended.get(t.trial_id, t.status) for t in trials]
+        status = [self._ended.get(t.trial_id, t.status) for t in trials]
         done = status.count("TERMINATED")
         errored = status.count("ERROR")
         running = status.count("RUNNING")

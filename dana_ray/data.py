@@ -497,21 +497,17 @@ def _read_arrays(data_dir: str, num_classes: int | None) -> tuple:
     if not data_dir or not os.path.isfile(path):
         raise ValueError(f"data_dir: arrays needs the file {path!r}, which does not exist "
                          f"(on host {host}); data sets are never downloaded")
+    names = ("x_train", "y_train", "x_test", "y_test")
     try:
         with np.load(path) as arrays:
-            missing = sorted({"x_train", "y_train", "x_test", "y_test"} - set(arrays.files))
-            if missing:
-                raise ValueError(f"data_dir: arrays file {path!r} lacks {', '.join(missing)} (on host {host})")
-            values = [arrays[k] for k in ("x_train", "y_train", "x_test", "y_test")]
-            stored = arrays["num_classes"] if "num_classes" in arrays.files else None
-    except ValueError as error:
-        if str(error).startswith("data_dir:"):
-            raise
-        raise ValueError(f"data_dir: arrays file {path!r} is unreadable ({type(error).__name__}) "
-                         f"(on host {host})") from None
+            read = {k: arrays[k] for k in arrays.files if k in (*names, "num_classes")}
     except Exception as error:  # any unreadable file is the same problem for the user
         raise ValueError(f"data_dir: arrays file {path!r} is unreadable ({type(error).__name__}) "
                          f"(on host {host})") from None
+    missing = sorted(k for k in names if k not in read)
+    if missing:
+        raise ValueError(f"data_dir: arrays file {path!r} lacks {', '.join(missing)} (on host {host})")
+    values, stored = [read[k] for k in names], read.get("num_classes")
     if stored is not None:
         stored = int(stored) if stored.ndim == 0 and np.issubdtype(stored.dtype, np.integer) else stored.tolist()
         if num_classes is not None and stored != num_classes:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,6 +142,24 @@ def cell_label(algorithm: str, num_workers: int) -> str:
 def parse_cell(label: str) -> tuple[str, int]:
     algorithm, workers = label.rsplit(" N=", 1)
     return algorithm, int(workers)
+
+
+def trial_folder(config: dict[str, Any], trial_id: str) -> str:
+    """A sweep trial's name and folder, ``dana_N16_round-robin_s2_<Tune's trial id>``, from its Tune config."""
+    algorithm, workers = parse_cell(config["cell"])
+    return f"{algorithm}_N{workers}_{config['schedule']}_s{config['seed']}_{trial_id}"
+
+
+_TRIAL_FOLDER = re.compile(r"^(?P<algorithm>.+?)_N(?P<workers>\d+)_(?P<schedule>[^_]+)_s(?P<seed>\d+)_(?P<id>.+)$")
+
+
+def parse_trial_folder(name: str) -> tuple[str, int, str, int] | None:
+    """(algorithm, num_workers, schedule, seed) of a ``trial_folder`` name (Tune's ids hold an underscore),
+    or None for a name of another form."""
+    match = _TRIAL_FOLDER.match(name)
+    if match is None:
+        return None
+    return match["algorithm"], int(match["workers"]), match["schedule"], int(match["seed"])
 
 
 def resolve(name_or_path: str) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import sys
 from importlib import resources
 
@@ -34,7 +33,7 @@ import pandas as pd
 from dana_ray.algorithms import ALGORITHMS, is_single_worker
 from dana_ray.cli import EXIT_FAILED, OneLineParser, bad_input, one_line
 from dana_ray.config import TrialConfig
-from dana_ray.grid import GRID_FILE, GridError, load_grid, trial_from_tune
+from dana_ray.grid import AXES, GRID_FILE, GridError, load_grid, parse_trial_folder, trial_from_tune
 
 PAPER_MODEL = {"resnet20": "resnet20", "wrn-16-4": "wrn", "wrn": "wrn"}
 GROUP = ["model", "dataset", "schedule"]
@@ -64,31 +63,23 @@ def load_experiment(path: str) -> pd.DataFrame:
             config, results = _read_trial(trial_dir)
         except _Unreadable as error:
             broken.append((trial_dir, str(error)))
-            key = _key_from_name(folder)
+            key = parse_trial_folder(folder)
             if key is not None:
-                config = dict(planned.get(key, {}), algorithm=key[0], num_workers=key[1], schedule=key[2],
-                              seed=key[3])
-                rows.append(_unfinished_row(config, trial=folder, broken=str(error)))
+                config = dict(planned.get(key, {}), **dict(zip(AXES, key)))
+                rows.append(_row(config, trial=folder, broken=str(error)))
             continue
         last = results[-1] if results else {}
-        epochs = config.get("epochs", DEFAULTS.epochs)
-        diverged = bool(last.get("diverged", False))
-        rows.append({
-            "trial": folder, "model": config.get("model", DEFAULTS.model),
-            "dataset": config.get("dataset", DEFAULTS.dataset),
-            "schedule": config["schedule"], "num_workers": config["num_workers"], "algorithm": config["algorithm"],
-            "seed": config["seed"], "epochs_planned": epochs, "epochs_done": last.get("epoch", 0),
-            "test_error": last.get("test_error", math.nan), "diverged": diverged,
-            "finished": diverged or last.get("epoch", 0) >= epochs,
-            "mean_delay": last.get("mean_delay", math.nan), "params_sha256": last.get("params_sha256", ""),
-            "curve": [r.get("test_error", math.nan) for r in results],
-            "delay_histogram": _add_histograms(r.get("delay_histogram") or [] for r in results), "broken": "",
-        })
+        rows.append(_row(config, trial=folder, epochs_done=last.get("epoch", 0),
+                         test_error=last.get("test_error", math.nan), diverged=bool(last.get("diverged", False)),
+                         finished=is_finished(last, config.get("epochs", DEFAULTS.epochs)),
+                         mean_delay=last.get("mean_delay", math.nan), params_sha256=last.get("params_sha256", ""),
+                         curve=[r.get("test_error", math.nan) for r in results],
+                         delay_histogram=_add_histograms(r.get("delay_histogram") or [] for r in results)))
     found = {(r["algorithm"], r["num_workers"], r["schedule"], r["seed"]) for r in rows}
     for key, config in planned.items():
         if key not in found:
             found.add(key)
-            rows.append(_unfinished_row(config))
+            rows.append(_row(config))
     if not rows:
         detail = f"; unreadable: {broken[0][0]} ({broken[0][1]})" if broken else ""
         raise ValueError(f"experiment: no trials under {path!r} (expected Tune trial folders with params.json)"
@@ -98,8 +89,9 @@ def load_experiment(path: str) -> pd.DataFrame:
     return trials
 
 
-#: A sweep's trial folder name (``dana_ray.sweep._trial_name``): rule, N, schedule, seed, Tune's trial id.
-_TRIAL_NAME = re.compile(r"^(?P<algorithm>.+?)_N(?P<workers>\d+)_(?P<schedule>[^_]+)_s(?P<seed>\d+)_(?P<id>.+)$")
+def is_finished(last: dict, epochs: int) -> bool:
+    """Whether a trial whose last report is ``last`` finished: it reported its last epoch, or diverged."""
+    return bool(last.get("diverged", False)) or last.get("epoch", 0) >= epochs
 
 
 class _Unreadable(Exception):
@@ -109,14 +101,7 @@ class _Unreadable(Exception):
 def _is_trial_folder(trial_dir: str, name: str) -> bool:
     return os.path.isdir(trial_dir) and (
         os.path.exists(os.path.join(trial_dir, "params.json")) or
-        os.path.exists(os.path.join(trial_dir, "result.json")) or _TRIAL_NAME.match(name) is not None)
-
-
-def _key_from_name(name: str) -> tuple | None:
-    match = _TRIAL_NAME.match(name)
-    if match is None:
-        return None
-    return match["algorithm"], int(match["workers"]), match["schedule"], int(match["seed"])
+        os.path.exists(os.path.join(trial_dir, "result.json")) or parse_trial_folder(name) is not None)
 
 
 def _read_trial(trial_dir: str) -> tuple[dict, list[dict]]:
@@ -126,8 +111,9 @@ def _read_trial(trial_dir: str) -> tuple[dict, list[dict]]:
         with open(params_file) as f:
             params = json.load(f)
         config = trial_from_tune(params) if "cell" in params else params
-        for key in ("algorithm", "num_workers", "schedule", "seed"):
-            config[key]  # noqa: B018 - every row needs its axes
+        missing = [axis for axis in AXES if axis not in config]  # every row needs its axes
+        if missing:
+            raise ValueError(f"no {missing[0]}")
     except FileNotFoundError:
         raise _Unreadable(f"{params_file}: missing") from None
     except (OSError, ValueError, TypeError, KeyError) as error:  # JSONDecodeError and UnicodeDecodeError too
@@ -140,14 +126,16 @@ def _read_trial(trial_dir: str) -> tuple[dict, list[dict]]:
         raise _Unreadable(f"{results_file}: {one_line(error)}") from None
 
 
-def _unfinished_row(config: dict, trial: str | None = None, broken: str = "") -> dict:
-    """The row of a trial that has no result to report (never ran, or its files cannot be read)."""
-    return {"trial": trial, "model": config.get("model", DEFAULTS.model),
-            "dataset": config.get("dataset", DEFAULTS.dataset), "schedule": config["schedule"],
-            "num_workers": config["num_workers"], "algorithm": config["algorithm"], "seed": config["seed"],
-            "epochs_planned": config.get("epochs", DEFAULTS.epochs), "epochs_done": 0, "test_error": math.nan,
-            "diverged": False, "finished": False, "mean_delay": math.nan, "params_sha256": "", "curve": [],
-            "delay_histogram": [], "broken": broken}
+def _row(config: dict, trial: str | None = None, broken: str = "", **reported) -> dict:
+    """A trial's row: its config's axes, then what it reported (``reported``; none for a trial that never
+    ran or whose files cannot be read)."""
+    row = {"trial": trial, "model": config.get("model", DEFAULTS.model),
+           "dataset": config.get("dataset", DEFAULTS.dataset), "schedule": config["schedule"],
+           "num_workers": config["num_workers"], "algorithm": config["algorithm"], "seed": config["seed"],
+           "epochs_planned": config.get("epochs", DEFAULTS.epochs), "epochs_done": 0, "test_error": math.nan,
+           "diverged": False, "finished": False, "mean_delay": math.nan, "params_sha256": "", "curve": [],
+           "delay_histogram": []}
+    return dict(row, **reported, broken=broken)
 
 
 def _grid_trials(path: str) -> list[dict]:

@@ -21,9 +21,18 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from dana_ray.config import TrialConfig
+
 #: The trial settings that ``fit`` may choose when the grid leaves them unset (they change no number).
 SIZED = ("num_actors", "server_cpus", "cpus_per_actor")
-_DEFAULTS = {"num_actors": None, "server_cpus": 1.0, "cpus_per_actor": 1.0, "gpus_per_actor": 0.0}
+_RESERVATIONS = ("num_actors", "server_cpus", "cpus_per_actor", "gpus_per_actor")
+
+
+def _settings(trial: dict[str, Any]) -> dict[str, Any]:
+    """The reservations of ``trial`` (a grid's trial section), the config's defaults where it leaves them
+    unset (or None)."""
+    defaults = TrialConfig()
+    return {k: trial[k] if trial.get(k) is not None else getattr(defaults, k) for k in _RESERVATIONS}
 
 
 @dataclass(frozen=True)
@@ -43,21 +52,19 @@ def _n(value: float) -> str:
 
 def trial_need(settings: dict[str, Any], workers: int, executor: str, trial_cpus: float) -> tuple[float, float, float]:
     """(CPUs, GPUs, the largest single bundle's CPUs) one trial of ``workers`` reserves with ``settings``."""
-    cap = settings.get("num_actors")
+    settings = _settings(settings)
+    cap, cpa, gpa, server = (settings[k] for k in ("num_actors", "cpus_per_actor", "gpus_per_actor", "server_cpus"))
     actors = workers if cap is None else min(workers, cap)
-    cpa, gpa = settings.get("cpus_per_actor", 1.0), settings.get("gpus_per_actor", 0.0)
     if executor == "local":
         return cpa, gpa, cpa
-    server = settings.get("server_cpus", 1.0)
     return trial_cpus + server + actors * cpa, actors * gpa, max(trial_cpus, server, cpa)
 
 
 def _fits(settings: dict, workers: int, executor: str, trial_cpus: float, cluster: Cluster) -> bool:
     cpus, gpus, bundle = trial_need(settings, workers, executor, trial_cpus)
-    gpa = settings.get("gpus_per_actor", 0.0)
     eps = 1e-9
     return (cpus <= cluster.cpus + eps and gpus <= cluster.gpus + eps and bundle <= cluster.node_cpus + eps
-            and gpa <= cluster.node_gpus + eps)
+            and _settings(settings)["gpus_per_actor"] <= cluster.node_gpus + eps)
 
 
 def fit(trial: dict[str, Any], worker_counts: list[int], executor: str, trial_cpus: float,
@@ -65,7 +72,7 @@ def fit(trial: dict[str, Any], worker_counts: list[int], executor: str, trial_cp
     """The settings of ``SIZED`` to add to the grid's ``trial`` section so that a trial of every N in
     ``worker_counts`` fits ``cluster`` ({} when it fits as it is); raises ValueError when it cannot."""
     trial = {k: v for k, v in trial.items() if v is not None}  # a setting left None is left unset
-    settings = {**_DEFAULTS, **{k: v for k, v in trial.items() if k in _DEFAULTS}}
+    settings = _settings(trial)
     largest = max(worker_counts)
     chosen: dict[str, Any] = {}
     if _fits(settings, largest, executor, trial_cpus, cluster):
@@ -75,15 +82,12 @@ def fit(trial: dict[str, Any], worker_counts: list[int], executor: str, trial_cp
         while cap > 1 and not _fits(dict(settings, num_actors=cap), largest, executor, trial_cpus, cluster):
             cap -= 1
         chosen["num_actors"] = settings["num_actors"] = cap
-    free = [k for k in ("server_cpus", "cpus_per_actor") if k not in trial and (k != "server_cpus" or executor == "ray")]
-    if not _fits(settings, largest, executor, trial_cpus, cluster) and free:
-        actors = largest if settings["num_actors"] is None else min(largest, settings["num_actors"])
-        if executor == "local":
-            actors = 1  # the trial's process is one actor's share
-        fixed = trial_cpus if executor == "ray" else 0.0
-        fixed += sum(settings[k] * (actors if k == "cpus_per_actor" else 1)
-                     for k in ("server_cpus", "cpus_per_actor") if k not in free and (k != "server_cpus" or executor == "ray"))
-        shares = sum(actors if k == "cpus_per_actor" else 1 for k in free)
+    used = ("server_cpus", "cpus_per_actor") if executor == "ray" else ("cpus_per_actor",)
+    free = [k for k in used if k not in trial]
+    if free and not _fits(settings, largest, executor, trial_cpus, cluster):
+        # a trial's CPUs are linear in the free settings, all given one value v: fixed + shares * v
+        fixed = trial_need(dict(settings, **dict.fromkeys(free, 0.0)), largest, executor, trial_cpus)[0]
+        shares = trial_need(dict(settings, **dict.fromkeys(free, 1.0)), largest, executor, trial_cpus)[0] - fixed
         room = min((cluster.cpus - fixed) / shares, cluster.node_cpus)
         value = math.floor(room * 1000) / 1000  # a reservation Ray holds exactly (it counts in 1/10000)
         if value > 0:
@@ -121,11 +125,10 @@ def sized_line(chosen: dict[str, Any], cluster: Cluster) -> str:
 def waiting_line(trial: dict[str, Any], worker_counts: list[int], executor: str, trial_cpus: float,
                  cluster: Cluster) -> str | None:
     """On a cluster that may grow: one line saying what a trial needs beyond what the cluster has now."""
-    settings = {**_DEFAULTS, **{k: v for k, v in trial.items() if k in _DEFAULTS and v is not None}}
     largest = max(worker_counts)
-    if _fits(settings, largest, executor, trial_cpus, cluster):
+    if _fits(trial, largest, executor, trial_cpus, cluster):
         return None
-    cpus, gpus, _ = trial_need(settings, largest, executor, trial_cpus)
+    cpus, gpus, _ = trial_need(trial, largest, executor, trial_cpus)
     return (f"resources: a trial of N={largest} needs {_n(cpus)} CPUs and {_n(gpus)} GPUs; the cluster has "
             f"{cluster.describe()} now: waiting for its autoscaler to add nodes (Ctrl+C stops; see `ray status`)")
 

@@ -32,7 +32,7 @@ import yaml
 from dana_ray.cli import EXIT_FAILED, EXIT_INTERRUPTED, OneLineParser, bad_input, one_line
 from dana_ray.config import TrialConfig
 from dana_ray.data import check_generated_data
-from dana_ray.grid import GRID_EXECUTORS, GRID_FILE, Grid, GridError, cell_label, load_grid, parse_cell
+from dana_ray.grid import GRID_EXECUTORS, GRID_FILE, Grid, GridError, cell_label, load_grid, trial_folder
 from dana_ray.lock import LockError, claim
 
 DEFAULT_STORAGE = os.path.expanduser("~/ray_results")
@@ -61,9 +61,7 @@ def trainable():
 
 
 def _trial_name(trial) -> str:
-    c = trial.config
-    algorithm, workers = parse_cell(c["cell"])
-    return f"{algorithm}_N{workers}_{c['schedule']}_s{c['seed']}_{trial.trial_id}"
+    return trial_folder(trial.config, trial.trial_id)
 
 
 def make_tuner(grid: Grid, storage: str, name: str, callbacks: list | None = None, verbose: bool = False):
@@ -203,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
                 grid.tune["executor"] = args.executor
             path = os.path.join(storage, args.name or f"{grid.name}-{time.strftime('%Y%m%d-%H%M%S')}")
         check_storage(storage)
+        configs = [TrialConfig.from_dict(t) for t in grid.trials()]
         if not args.skip_data_check:  # data sets with no files: built here, before Ray starts
             try:
-                check_generated_data((c.dataset, c.data_dir, c.dataset_options, c.batch_size)
-                                     for c in map(TrialConfig.from_dict, grid.trials()))
+                check_generated_data((c.dataset, c.data_dir, c.dataset_options, c.batch_size) for c in configs)
             except ValueError as error:
                 raise GridError(f"{grid.path}: {error}") from None
         if "://" not in path:
@@ -218,13 +216,13 @@ def main(argv: list[str] | None = None) -> int:
             lock.release()
         return bad_input(error)
     try:
-        return _sweep(args, grid, storage, path)
+        return _sweep(args, grid, configs, storage, path)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _sweep(args: argparse.Namespace, grid: Grid, storage: str, path: str) -> int:
+def _sweep(args: argparse.Namespace, grid: Grid, configs: list[TrialConfig], storage: str, path: str) -> int:
     import ray
     from ray import tune
 
@@ -239,7 +237,6 @@ def _sweep(args: argparse.Namespace, grid: Grid, storage: str, path: str) -> int
     if not args.skip_data_check:
         from dana_ray.preflight import data_key, missing_data
 
-        configs = [TrialConfig.from_dict(t) for t in grid.trials()]
         problems = missing_data({data_key(c.dataset, c.data_dir, c.dataset_options, c.plugins) for c in configs})
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -296,11 +293,12 @@ def _finished_in(results: Any, grid: Grid) -> Any:
     (an ``s3://`` URI): a trial finished when it reported its last epoch, or diverged, without an error."""
     import pandas as pd
 
+    from dana_ray.report import is_finished
+
     if results is None:
         return None
     epochs = grid.trial.get("epochs", TrialConfig().epochs)
-    finished = [r.error is None and bool(r.metrics.get("diverged") or r.metrics.get("epoch", 0) >= epochs)
-                for r in results]
+    finished = [r.error is None and is_finished(r.metrics, epochs) for r in results]
     return pd.DataFrame({"finished": finished, "broken": [""] * len(finished)})
 
 
