@@ -72,6 +72,28 @@ class DataSet:
     in_channels: int
 
 
+@dataclass(frozen=True)
+class DataShape:
+    """What a data set's metadata decides, known without loading it: examples per split, the class count,
+    and one example's shape as the model sees it ([C, H, W] images, [F] features). A data set's file check
+    returns it (read where the data is), so a sweep checks batch sizes and models against the data before
+    anything launches."""
+    train: int
+    test: int
+    num_classes: int
+    example: tuple[int, ...]
+
+    @classmethod
+    def of(cls, data: "DataSet") -> "DataShape":
+        """Of a loaded data set (one test example is read for its shape)."""
+        x, _ = data.test.batch(np.arange(1), None)
+        return cls(len(data.train), len(data.test), data.num_classes, tuple(int(d) for d in x.shape[1:]))
+
+    def as_dict(self) -> dict:
+        return {"train": self.train, "test": self.test, "num_classes": self.num_classes,
+                "example": list(self.example)}
+
+
 class TensorImages:
     """Examples held in memory, augmented per batch with a seeded generator.
 
@@ -344,23 +366,37 @@ def load_cifar(name: str, data_dir: str) -> DataSet:
     return DataSet(train, test, num_classes=len(splits[0].classes), in_channels=3)
 
 
-def check_cifar(name: str, data_dir: str) -> None:
-    """Every file of torchvision's layout is there and unpickles into rows of 3x32x32 bytes with labels."""
+def check_cifar(name: str, data_dir: str) -> DataShape:
+    """Every file of torchvision's layout is there and unpickles: the batches into rows of 3x32x32 bytes with
+    labels in range, the meta file into the class names; returns the splits' sizes and the class count."""
     _, folder, files, label_key, _, _ = _CIFAR[name]
+    meta_file, names_key = ("batches.meta", "label_names") if name == "cifar10" else ("meta", "fine_label_names")
     check_folders(name, data_dir, (folder,))
+    classes = len(_read_cifar_file(name, data_dir, folder, meta_file, lambda entry: list(entry[names_key])))
+    rows = {}
     for file in files:
-        path = os.path.join(os.path.expanduser(data_dir), folder, file)
-        try:
-            with open(path, "rb") as f:
-                entry = pickle.load(f, encoding="latin1")
-            rows, labels = np.asarray(entry["data"]), entry[label_key]
-            ok = rows.ndim == 2 and rows.shape[1] == 3 * 32 * 32 and len(labels) == len(rows)
-        except Exception as error:  # any unreadable file is the same problem for the user
-            raise ValueError(f"data_dir: {name} file {path!r} is unreadable ({type(error).__name__}: "
-                             f"{' '.join(str(error).split())}) (on host {socket.gethostname()})") from None
-        if not ok:
-            raise ValueError(f"data_dir: {name} file {path!r} does not hold rows of 3x32x32 bytes with their "
-                             f"labels (on host {socket.gethostname()})")
+        def labelled(entry: dict) -> int | None:
+            data, labels = np.asarray(entry["data"]), np.asarray(entry[label_key])
+            ok = (data.ndim == 2 and data.shape[1] == 3 * 32 * 32 and labels.shape == (len(data),)
+                  and (len(labels) == 0 or 0 <= labels.min() <= labels.max() < classes))
+            return len(data) if ok else None
+        rows[file] = _read_cifar_file(name, data_dir, folder, file, labelled)
+        if rows[file] is None:
+            raise ValueError(f"data_dir: {name} file {os.path.join(os.path.expanduser(data_dir), folder, file)!r} "
+                             f"does not hold rows of 3x32x32 bytes with labels in [0, {classes}) "
+                             f"(on host {socket.gethostname()})")
+    test = rows[files[-1]]
+    return DataShape(sum(rows.values()) - test, test, classes, (3, 32, 32))
+
+
+def _read_cifar_file(name: str, data_dir: str, folder: str, file: str, read: Callable[[dict], Any]) -> Any:
+    path = os.path.join(os.path.expanduser(data_dir), folder, file)
+    try:
+        with open(path, "rb") as f:
+            return read(pickle.load(f, encoding="latin1"))
+    except Exception as error:  # any unreadable file is the same problem for the user
+        raise ValueError(f"data_dir: {name} file {path!r} is unreadable ({type(error).__name__}: "
+                         f"{' '.join(str(error).split())}) (on host {socket.gethostname()})") from None
 
 
 def load_imagefolder(data_dir: str, augmentation: str = "imagenet", image_size: int = 224,
@@ -377,8 +413,9 @@ def load_imagefolder(data_dir: str, augmentation: str = "imagenet", image_size: 
     return DataSet(train, test, num_classes=len(train.folder.classes), in_channels=3)
 
 
-def check_imagefolder(data_dir: str, name: str = "imagefolder") -> None:
-    """train/ and val/ hold the same class folders, and each class folder of train/ holds an image file."""
+def check_imagefolder(data_dir: str, name: str = "imagefolder", image_size: int = 224) -> DataShape:
+    """train/ and val/ hold the same class folders, each class folder holds an image file, and one image per
+    split decodes; returns the image counts, the class count and the [3, image_size, image_size] examples."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
     check_folders(name, data_dir, ("train", "val"))
@@ -391,15 +428,18 @@ def check_imagefolder(data_dir: str, name: str = "imagefolder") -> None:
                              f"(on host {socket.gethostname()})")
     if classes["train"] != classes["val"]:
         raise ValueError(f"data_dir: {name} under {root!r} has different class folders in train/ and val/")
+    images = {}
     for split in ("train", "val"):  # the loader's labels are the class folders: in range by construction
+        images[split] = 0
         for cls in classes[split]:
             folder = os.path.join(root, split, cls)
-            first = next((e.path for e in sorted(os.scandir(folder), key=lambda e: e.name)
-                          if e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS)), None)
-            if first is None:
+            files = sorted(e.path for e in os.scandir(folder) if e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS))
+            if not files:
                 raise ValueError(f"data_dir: {name} class folder {folder!r} holds no image file "
                                  f"(on host {socket.gethostname()})")
-        _check_decodes(name, first)  # one image per split, decoded as the loader will
+            images[split] += len(files)
+        _check_decodes(name, files[0])  # one image per split, decoded as the loader will
+    return DataShape(images["train"], images["val"], len(classes["train"]), (3, image_size, image_size))
 
 
 def _check_decodes(name: str, path: str) -> None:
@@ -478,15 +518,17 @@ def load_arrays(data_dir: str, crop_padding: int = 0, flip: bool = False, num_cl
     return array_dataset(x_train, y_train, x_test, y_test, classes, crop_padding=crop_padding, flip=flip)
 
 
-def check_arrays(data_dir: str, num_classes: int | None = None) -> None:
+def check_arrays(data_dir: str, num_classes: int | None = None) -> DataShape:
     """The file exists and holds the four arrays, the class count is declared, and the arrays pass
-    ``check_arrays_content``; every error names the file and this host."""
+    ``check_arrays_content``; every error names the file and this host. Returns the arrays' shape."""
     path = os.path.join(os.path.expanduser(data_dir or ""), ARRAYS_FILE)
     arrays = _read_arrays(data_dir, num_classes)
     try:
         check_arrays_content(*arrays)
     except ValueError as error:
         raise ValueError(f"data_dir: arrays file {path!r}: {error} (on host {socket.gethostname()})") from None
+    x_train, _, x_test, _, classes = arrays
+    return DataShape(len(x_train), len(x_test), int(classes), tuple(int(d) for d in x_train.shape[1:]))
 
 
 def _read_arrays(data_dir: str, num_classes: int | None) -> tuple:
@@ -537,8 +579,9 @@ class DatasetSpec:
     fn: Callable[..., DataSet]          # fn(data_dir, **options) -> DataSet
     options: dict[str, Option] = field(default_factory=dict)
     needs_data_dir: bool = False
-    #: check(data_dir, **options): raise a ValueError (naming the host and path) if the data under
-    #: ``data_dir`` cannot be read; run on every node before a sweep launches. None: nothing to check.
+    #: check(data_dir, **options) -> DataShape: raise a ValueError (naming the host and path) if the data
+    #: under ``data_dir`` cannot be read, else return what its metadata says (None: it says nothing); run on
+    #: every node before a sweep launches. None: no files to check (the data set is built in the driver).
     check: Callable[..., None] | None = None
 
 
@@ -570,9 +613,11 @@ for _name in _CIFAR:
     register_dataset(_name, needs_data_dir=True, check=lambda data_dir, _n=_name: check_cifar(_n, data_dir))(
         lambda data_dir, _n=_name: load_cifar(_n, data_dir))
 register_dataset("imagefolder", options=_FOLDER_OPTIONS, needs_data_dir=True,
-                 check=lambda data_dir, **_: check_imagefolder(data_dir))(load_imagefolder)
+                 check=lambda data_dir, image_size=224, **_: check_imagefolder(data_dir, image_size=image_size))(
+    load_imagefolder)
 register_dataset("imagenet", options={"image_size": _FOLDER_OPTIONS["image_size"], "threads": _THREADS},
-                 needs_data_dir=True, check=lambda data_dir, **_: check_imagefolder(data_dir, "imagenet"))(
+                 needs_data_dir=True,
+                 check=lambda data_dir, image_size=224, **_: check_imagefolder(data_dir, "imagenet", image_size))(
     lambda data_dir, image_size=224, threads=None: load_imagefolder(data_dir, "imagenet", image_size,
                                                                     threads=threads, name="imagenet"))
 register_dataset("arrays", options={"crop_padding": Option(0, integer(0), "pixels of zero padding for random crops"),
@@ -592,11 +637,11 @@ def load_dataset(name: str, data_dir: str | None = None, **options) -> DataSet:
     return spec.fn(data_dir, **values)
 
 
-def check_generated(name: str, data_dir: str | None, options: dict, batch_size: int) -> None:
+def check_generated(name: str, data_dir: str | None, options: dict) -> DataShape:
     """For a data set with no files to check on the nodes (``check`` None: the embedded digits, a plug-in's
-    generated data): build it here and check what a trial asks of it, in one line naming the data set: the
-    builder runs (``array_dataset`` checks its arrays), both splits hold examples, and ``batch_size`` is at
-    most the training set. Cheap for such data, and it spares starting Ray and actors to learn the same."""
+    generated data): build it here, in one line naming the data set if that fails (``array_dataset`` checks
+    its arrays) or a split is empty, and return its shape. Cheap for such data, and it spares starting Ray
+    and actors to learn the same."""
     try:
         data = load_dataset(name, data_dir, **options)
     except Exception as error:  # a plug-in's builder may raise anything
@@ -605,29 +650,16 @@ def check_generated(name: str, data_dir: str | None, options: dict, batch_size: 
     for split in ("train", "test"):
         if len(getattr(data, split)) == 0:
             raise ValueError(f"dataset {name!r}: its {split} split holds no examples")
-    if batch_size > len(data.train):
-        raise ValueError(f"batch_size: {batch_size} is larger than the {name} training set ({len(data.train)} "
-                         f"examples)")
+    return DataShape.of(data)
 
 
-def check_generated_data(uses: Iterable[tuple[str, str | None, dict, int]]) -> None:
-    """``check_generated`` once per data set (name, data_dir, options) among ``uses`` whose data set has no
-    file check, with the largest batch size asked of it; ``uses``: (name, data_dir, options, batch_size)."""
-    largest: dict[str, tuple] = {}
-    for name, data_dir, options, batch_size in uses:
-        if DATASETS[name].check is None:
-            key = repr((name, data_dir, sorted(options.items(), key=str)))
-            if key not in largest or batch_size > largest[key][3]:
-                largest[key] = (name, data_dir, options, batch_size)
-    for name, data_dir, options, batch_size in largest.values():
-        check_generated(name, data_dir, options, batch_size)
-
-
-def check_dataset(name: str, data_dir: str | None, **options) -> None:
-    """The data set's own check of its files under ``data_dir`` (on the node that runs this)."""
+def check_dataset(name: str, data_dir: str | None, **options) -> DataShape | None:
+    """The data set's own check of its files under ``data_dir`` (on the node that runs this), and what their
+    metadata says."""
     spec = DATASETS[name]
     if spec.check is not None:
-        spec.check(data_dir, **resolve_options("dataset_options", name, options, spec.options))
+        return spec.check(data_dir, **resolve_options("dataset_options", name, options, spec.options))
+    return None
 
 
 # -- each logical worker's stream of batches -------------------------------------------------------------------

@@ -12,10 +12,15 @@
   exercises the same BatchNorm path as the large models.
 
 Every builder takes ``num_classes`` and ``in_channels`` plus its own options, declared with their defaults and
-checks when it is registered. A model of one's own is one function::
+checks when it is registered, and may declare ``min_image_size``: its total stride, the smallest image side
+whose last stage still sees a pixel of the image rather than padding alone. A model of one's own is one
+function::
 
-    @register_model("my-net", options={"width": Option(64, integer(1))})
+    @register_model("my-net", options={"width": Option(64, integer(1))}, min_image_size=4)
     def my_net(num_classes: int, in_channels: int, width: int = 64) -> nn.Module: ...
+
+``check_model_input`` runs a model on the meta device (no memory, no arithmetic) with a data set's example
+shape, so a model that cannot take the data is refused before anything launches.
 """
 
 from __future__ import annotations
@@ -35,16 +40,18 @@ from dana_ray.registry import Option, Registry, resolve_options
 class ModelSpec:
     fn: Callable[..., nn.Module]  # fn(num_classes, in_channels, **options) -> module
     options: dict[str, Option]
+    min_image_size: int = 1  # the total stride: smaller images leave the last stage only padding
 
 
 #: Every model by the exact name configs use.
 MODELS: Registry[ModelSpec] = Registry("model")
 
 
-def register_model(name: str, options: dict[str, Option] | None = None) -> Callable:
-    """Decorator: register ``fn(num_classes, in_channels, **options) -> nn.Module`` as model ``name``."""
+def register_model(name: str, options: dict[str, Option] | None = None, min_image_size: int = 1) -> Callable:
+    """Decorator: register ``fn(num_classes, in_channels, **options) -> nn.Module`` as model ``name``, which
+    takes images of side ``min_image_size`` or more."""
     def register(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        MODELS.register(name, ModelSpec(fn, dict(options or {})))
+        MODELS.register(name, ModelSpec(fn, dict(options or {}), min_image_size))
         return fn
     return register
 
@@ -179,27 +186,29 @@ def _wrn_depth(field: str, value: Any) -> None:
 _DROPOUT = Option(0.0, number(0.0, below=1.0), "dropout between a block's convolutions")
 
 
-@register_model("cnn", options={"channels": Option(32, integer(1), "channels of the first convolution")})
+@register_model("cnn", options={"channels": Option(32, integer(1), "channels of the first convolution")},
+                min_image_size=2)
 def _cnn(num_classes: int, in_channels: int, channels: int = 32) -> nn.Module:
     return SmallCNN(num_classes, in_channels, channels)
 
 
-@register_model("resnet20")
+@register_model("resnet20", min_image_size=4)
 def _resnet20(num_classes: int, in_channels: int) -> nn.Module:
     return CifarResNet(3, num_classes, in_channels)
 
 
-@register_model("wrn", options={"depth": Option(16, _wrn_depth), "width": Option(4, integer(1)), "dropout": _DROPOUT})
+@register_model("wrn", options={"depth": Option(16, _wrn_depth), "width": Option(4, integer(1)), "dropout": _DROPOUT},
+                min_image_size=4)
 def _wrn(num_classes: int, in_channels: int, depth: int = 16, width: int = 4, dropout: float = 0.0) -> nn.Module:
     return WideResNet(depth, width, dropout, num_classes, in_channels)
 
 
-@register_model("wrn-16-4", options={"dropout": _DROPOUT})
+@register_model("wrn-16-4", options={"dropout": _DROPOUT}, min_image_size=4)
 def _wrn_16_4(num_classes: int, in_channels: int, dropout: float = 0.0) -> nn.Module:
     return WideResNet(16, 4, dropout, num_classes, in_channels)
 
 
-@register_model("resnet50")
+@register_model("resnet50", min_image_size=32)
 def _resnet50(num_classes: int, in_channels: int) -> nn.Module:
     import torchvision
 
@@ -226,3 +235,37 @@ def check_model(name: str, options: dict, num_classes: int, in_channels: int) ->
         except Exception as error:  # the builder's own failure, for these options
             raise ValueError(f"model_options: model {name!r} cannot be built with {options!r} "
                              f"({type(error).__name__}: {' '.join(str(error).split())})") from None
+
+
+_inputs_checked: set[str] = set()
+
+
+def check_model_input(name: str, options: dict, num_classes: int, example: tuple[int, ...], batch_size: int,
+                      dataset: str) -> None:
+    """Raise a ValueError in one line unless model ``name`` takes ``dataset``'s examples of shape ``example``
+    ([C, H, W] images or [F] features) in batches of ``batch_size`` and gives ``num_classes`` scores each:
+    images at least the model's ``min_image_size`` on a side, then one training-mode forward pass on the
+    meta device (shapes only: free even for ResNet-50, and it meets BatchNorm's need for more than one value
+    per channel as training will). Each distinct question is answered once per process."""
+    spec = MODELS[name]
+    if len(example) == 3 and min(example[1:]) < spec.min_image_size:
+        raise ValueError(f"model: {name!r} needs images of at least {spec.min_image_size}x{spec.min_image_size} "
+                         f"pixels (its total stride), and dataset {dataset!r} gives {example[1]}x{example[2]}; "
+                         f"choose a larger image_size or a smaller model")
+    batch = min(batch_size, 2)  # BatchNorm's question is whether batch * H * W > 1 at its layer
+    key = repr((name, sorted(options.items(), key=str), num_classes, tuple(example), batch))
+    if key in _inputs_checked:
+        return
+    with torch.device("meta"):
+        model = make_model(name, num_classes, example[0], **options).train()
+        try:
+            out = model(torch.empty(batch, *example))
+        except Exception as error:  # noqa: BLE001 - the model's own refusal of this input, in one line
+            shape = "x".join(map(str, example))
+            raise ValueError(f"model: {name!r} cannot take dataset {dataset!r}'s examples of shape [{shape}] in "
+                             f"batches of {batch_size} ({type(error).__name__}: {' '.join(str(error).split())})"
+                             ) from None
+    if tuple(out.shape) != (batch, num_classes):
+        raise ValueError(f"model: {name!r} gives outputs of shape {list(out.shape)} for dataset {dataset!r}, "
+                         f"expected [batch, {num_classes}] (one score per class)")
+    _inputs_checked.add(key)

@@ -3,8 +3,9 @@
 On a cluster the driver (the head node) may not see the data the GPU nodes read, so the check runs where
 the data is read: one zero-CPU task pinned to each live node runs the data set's own check there
 (``data.check_dataset``: the folders exist, and the files are what the loader expects: CIFAR's pickles
-unpickle into 3x32x32 rows, an image folder's train/ and val/ hold the same classes with images in them).
-Nodes that the autoscaler adds later are checked when their Worker actors load the data (a trial then
+unpickle into 3x32x32 rows, an image folder's train/ and val/ hold the same classes with images in them),
+and returns what the data's metadata says (``data.DataShape``), which must agree between nodes and against
+which ``fits.check_fits`` checks every trial's batch size and model. Nodes that the autoscaler adds later are checked when their Worker actors load the data (a trial then
 fails at start with the same message, naming that node). A data set with no files to check (the embedded
 digits, a plug-in's generated data) costs no task at all: on a laptop the check would start a process and
 import torch for nothing.
@@ -17,46 +18,52 @@ import json
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from dana_ray.data import DATASETS, check_dataset
+from dana_ray.data import DataShape, check_dataset
+from dana_ray.fits import DataKey, has_files
 from dana_ray.plugins import load_plugins
 
 
-def _check_here(plugins: list[str], dataset: str, data_dir: str | None, options: str) -> str | None:
+def _check_here(plugins: list[str], dataset: str, data_dir: str | None, options: str) -> tuple[str | None, dict | None]:
+    """(error, None) or (None, the data's shape as a dict, or None where its check says nothing)."""
     try:
         load_plugins(plugins)
-        check_dataset(dataset, data_dir, **json.loads(options))
+        shape = check_dataset(dataset, data_dir, **json.loads(options))
     except Exception as error:  # noqa: BLE001 - a plug-in's check may raise anything: one line, not a traceback
-        return str(error) if isinstance(error, ValueError) else f"{dataset}: {type(error).__name__}: {error}"
-    return None
+        return (str(error) if isinstance(error, ValueError) else f"{dataset}: {type(error).__name__}: {error}"), None
+    return None, shape.as_dict() if isinstance(shape, DataShape) else None
 
 
 _remote_check = ray.remote(num_cpus=0, max_retries=0)(_check_here)
 
 
-def data_key(dataset: str, data_dir: str | None, options: dict, plugins: tuple | list = ()) -> tuple:
-    """What one check covers: the data set, its directory, its options, and the plug-ins that register it."""
-    return dataset, data_dir, json.dumps(options, sort_keys=True), tuple(plugins)
-
-
-def missing_data(datasets: set[tuple]) -> list[str]:
-    """One message per (node, data set) whose data cannot be read on that live node; [] if none.
-
-    ``datasets``: the ``data_key``s of the sweep's trials.
-    """
-    datasets = {key for key in datasets if _has_check(key)}
+def check_nodes(datasets: set[DataKey]) -> tuple[list[str], dict[DataKey, DataShape]]:
+    """Each data set with files (``datasets``: ``fits.data_key``s) checked on every live node: one message per
+    (node, data set) whose data cannot be read there, or whose shape differs from another node's (a cluster
+    whose nodes hold different copies would train on different data), and the shape each data set has."""
+    datasets = {key for key in datasets if has_files(key)}
     nodes = [n for n in ray.nodes() if n["Alive"]] if datasets else []
     checks = []
     for node in nodes:
         strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-        for dataset, data_dir, options, plugins in sorted(datasets, key=str):
+        for key in sorted(datasets, key=str):
+            dataset, data_dir, options, plugins = key
             ref = _remote_check.options(scheduling_strategy=strategy).remote(list(plugins), dataset, data_dir, options)
-            checks.append((node["NodeManagerAddress"], ref))
-    return [f"{message} [node {address}]" for address, ref in checks if (message := ray.get(ref))]
+            checks.append((node["NodeManagerAddress"], key, ref))
+    problems, shapes, seen_on = [], {}, {}
+    for address, key, ref in checks:
+        message, shape = ray.get(ref)
+        if message:
+            problems.append(f"{message} [node {address}]")
+        elif shape is not None:
+            shape = DataShape(**{**shape, "example": tuple(shape["example"])})
+            if key in shapes and shapes[key] != shape:
+                problems.append(f"data_dir: {key[0]} under {key[1]!r} differs between nodes: {seen_on[key]} has "
+                                f"{_describe(shapes[key])}, {address} has {_describe(shape)}")
+            shapes.setdefault(key, shape)
+            seen_on.setdefault(key, address)
+    return problems, shapes
 
 
-def _has_check(key: tuple) -> bool:
-    """Whether the data set of ``key`` (a ``data_key``) declares a check of its files (its plug-ins loaded
-    here first, as the grid's validation did)."""
-    dataset, _, _, plugins = key
-    load_plugins(list(plugins))
-    return DATASETS[dataset].check is not None
+def _describe(shape: DataShape) -> str:
+    return (f"{shape.train}/{shape.test} train/test examples of {shape.num_classes} classes, shape "
+            f"{list(shape.example)}")

@@ -31,7 +31,7 @@ import yaml
 
 from dana_ray.cli import EXIT_FAILED, EXIT_INTERRUPTED, OneLineParser, bad_input, one_line
 from dana_ray.config import TrialConfig
-from dana_ray.data import check_generated_data
+from dana_ray.fits import check_fits, generated_shapes, key_of
 from dana_ray.grid import GRID_EXECUTORS, GRID_FILE, Grid, GridError, cell_label, load_grid, trial_folder
 from dana_ray.lock import LockError, claim
 
@@ -202,9 +202,9 @@ def main(argv: list[str] | None = None) -> int:
             path = os.path.join(storage, args.name or f"{grid.name}-{time.strftime('%Y%m%d-%H%M%S')}")
         check_storage(storage)
         configs = [TrialConfig.from_dict(t) for t in grid.trials()]
-        if not args.skip_data_check:  # data sets with no files: built here, before Ray starts
+        if not args.skip_data_check:  # data sets with no files: built here and fitted, before Ray starts
             try:
-                check_generated_data((c.dataset, c.data_dir, c.dataset_options, c.batch_size) for c in configs)
+                check_fits(configs, generated_shapes(configs))
             except ValueError as error:
                 raise GridError(f"{grid.path}: {error}") from None
         if "://" not in path:
@@ -234,10 +234,15 @@ def _sweep(args: argparse.Namespace, grid: Grid, configs: list[TrialConfig], sto
     if not ray.is_initialized():  # joins RAY_ADDRESS or a cluster on this machine; else starts Ray here
         ray.init(log_to_driver=args.verbose)  # quiet: actors' output stays in Ray's logs (the dashboard)
     interrupt.hide_tune_restore_hint()
-    if not args.skip_data_check:
-        from dana_ray.preflight import data_key, missing_data
+    if not args.skip_data_check:  # data sets with files: checked on every node, then fitted
+        from dana_ray.preflight import check_nodes
 
-        problems = missing_data({data_key(c.dataset, c.data_dir, c.dataset_options, c.plugins) for c in configs})
+        problems, shapes = check_nodes({key_of(c) for c in configs})
+        if not problems:
+            try:
+                check_fits(configs, shapes)
+            except ValueError as error:
+                problems = [str(error)]
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             return bad_input(f"{grid.path}: {problems[0]}{more}")

@@ -23,7 +23,8 @@ from dana_ray.algorithms import ALGORITHMS, is_single_worker
 from dana_ray.checks import check_name
 from dana_ray.cli import OneLineParser, bad_input, one_line
 from dana_ray.config import TrialConfig
-from dana_ray.data import check_dataset, check_generated_data
+from dana_ray.data import check_dataset
+from dana_ray.fits import check_fits, generated_shapes, key_of
 from dana_ray.engine import Executor, LocalExecutor, resolve_device
 from dana_ray.plugins import load_plugins
 
@@ -213,13 +214,15 @@ def _checked_configs(args: argparse.Namespace) -> list[TrialConfig]:
             for a in args.algorithm for n in args.num_workers for s in args.seed
             if not (is_single_worker(a) and n != 1)]
     configs = [TrialConfig.from_dict(c) for c in grid]
-    check_generated_data((c.dataset, c.data_dir, c.dataset_options, c.batch_size) for c in configs)
-    if args.executor == "local":
+    shapes = generated_shapes(configs)
+    if args.executor == "local":  # the data is read here: its files are checked and fitted here too
         for cfg in configs:
             resolve_device(cfg.device)
-        distinct = {json.dumps([c.dataset, c.data_dir, c.dataset_options], sort_keys=True): c for c in configs}
-        for cfg in distinct.values():
-            check_dataset(cfg.dataset, cfg.data_dir, **cfg.dataset_options)
+        for key, cfg in {key_of(c): c for c in configs}.items():
+            shape = check_dataset(cfg.dataset, cfg.data_dir, **cfg.dataset_options)
+            if shape is not None:
+                shapes[key] = shape
+    check_fits(configs, shapes)
     return configs
 
 

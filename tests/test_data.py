@@ -301,13 +301,35 @@ def test_the_arrays_class_count_is_declared_never_the_largest_label(tmp_path):
         array_dataset(x, y, x, y, num_classes=3)
 
 
-def test_a_generated_data_set_is_built_and_checked_against_the_batch_size(tmp_path):
-    from dana_ray.data import check_generated
+def test_each_data_sets_check_returns_the_shape_its_loader_gives(tmp_path, fake_imagenet):
+    """The metadata a sweep fits trials against (``DataShape``) agrees with the data the loaders give."""
+    from fakedata import make_arrays_npz, make_fake_cifar
 
-    check_generated("digits", None, {}, 1437)
-    with pytest.raises(ValueError, match=r"^batch_size: 100000000 is larger than the digits training set "
-                                         r"\(1437 examples\)$"):
-        check_generated("digits", None, {}, 100_000_000)
+    from dana_ray.data import DataShape, check_dataset, check_generated, load_dataset
+
+    cifar = make_fake_cifar(str(tmp_path / "c10"))
+    cases = [("cifar10", cifar, {}), ("cifar100", make_fake_cifar(str(tmp_path / "c100"), "cifar100"), {}),
+             ("imagefolder", fake_imagenet, {"image_size": 16}), ("imagenet", fake_imagenet, {"image_size": 24}),
+             ("arrays", make_arrays_npz(str(tmp_path / "arrays")), {})]
+    for name, data_dir, options in cases:
+        assert check_dataset(name, data_dir, **options) == DataShape.of(load_dataset(name, data_dir, **options)), name
+    assert check_dataset("cifar10", cifar) == DataShape(100, 40, 10, (3, 32, 32))
+    assert check_generated("digits", None, {}) == DataShape(1437, 360, 10, (1, 8, 8))
+
+
+def test_a_cifar_meta_file_missing_or_a_label_beyond_its_classes_is_refused(tmp_path):
+    from fakedata import _dump, make_fake_cifar
+
+    from dana_ray.data import check_dataset
+
+    root = make_fake_cifar(str(tmp_path))
+    folder = os.path.join(root, "cifar-10-batches-py")
+    _dump(os.path.join(folder, "data_batch_2"), {"data": np.zeros((3, 3072), np.uint8), "labels": [0, 10, 1]})
+    with pytest.raises(ValueError, match=r"data_batch_2' does not hold rows of 3x32x32 bytes with labels in \[0, 10\)"):
+        check_dataset("cifar10", root)
+    os.remove(os.path.join(folder, "batches.meta"))
+    with pytest.raises(ValueError, match=r"batches.meta' is unreadable \(FileNotFoundError"):
+        check_dataset("cifar10", root)
 
 
 def test_an_image_folder_with_an_empty_val_class_or_an_undecodable_image_is_refused(fake_imagenet):

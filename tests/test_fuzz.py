@@ -117,9 +117,10 @@ from dana_ray.checks import integer
 from dana_ray.data import array_dataset, register_dataset
 from dana_ray.registry import Option
 
-@register_dataset("fuzzed", options={"label": Option(0, integer(-100)), "classes": Option(3, integer(1))})
-def fuzzed(data_dir, label=0, classes=3):
-    x = np.zeros((40, 5), np.float32)
+@register_dataset("fuzzed", options={"label": Option(0, integer(-100)), "classes": Option(3, integer(1)),
+                                     "side": Option(0, integer(0))})
+def fuzzed(data_dir, label=0, classes=3, side=0):
+    x = np.zeros((40, 5) if side == 0 else (40, 1, side, side), np.float32)  # side 0: feature vectors
     y = np.arange(40) % classes
     y[7] = label
     return array_dataset(x, y, x[:10], y[:10], num_classes=classes)
@@ -159,6 +160,27 @@ def test_data_dependent_values_are_refused_in_one_line_before_ray_starts(tmp_pat
         grid["trial"].update(plugins=["fuzzed_data.py"], dataset="fuzzed", dataset_options=options, batch_size=8)
         err = _refused_before_launch(main, grid, tmp_path, capsys)
         assert "dataset 'fuzzed' cannot be built: y_train: " + message in err, err
+    # the data's shape against the model: features for a convolutional net, images below the model's
+    # minimum side, and a batch that leaves BatchNorm one value per channel
+    for model, side, batch_size, message in (
+            ("cnn", 0, 8, r"model: 'cnn' cannot take dataset 'fuzzed'.s examples of shape \[5\] in batches of 8 "
+                          r"\(.*conv2d"),
+            ("resnet50", 16, 8, r"model: 'resnet50' needs images of at least 32x32 pixels \(its total stride\), "
+                                r"and dataset 'fuzzed' gives 16x16"),
+            ("cnn", 2, 1, r"model: 'cnn' cannot take .* in batches of 1 \(ValueError: Expected more than 1 value "
+                          r"per channel when training")):
+        grid = copy.deepcopy(DATA_GRID)
+        grid["trial"].update(plugins=["fuzzed_data.py"], dataset="fuzzed", dataset_options={"side": side},
+                             model=model, model_options={}, batch_size=batch_size)
+        err = _refused_before_launch(main, grid, tmp_path, capsys)
+        assert re.search(message, err), (model, side, err)
+    grid = copy.deepcopy(DATA_GRID)  # and a shape that fits runs the checks through
+    grid["trial"].update(plugins=["fuzzed_data.py"], dataset="fuzzed", dataset_options={"side": 4}, batch_size=2)
+    from dana_ray.config import TrialConfig
+    from dana_ray.fits import check_fits, generated_shapes
+
+    configs = [TrialConfig.from_dict(dict(grid["trial"], algorithm="dana", num_workers=2, seed=0))]
+    check_fits(configs, generated_shapes(configs))
 
 
 def test_arrays_data_is_checked_on_every_node_before_launch(tmp_path, capsys, ray_session):
@@ -178,3 +200,14 @@ def test_arrays_data_is_checked_on_every_node_before_launch(tmp_path, capsys, ra
         err = _refused_before_launch(main, grid, tmp_path, capsys)
         assert f"data_dir: arrays file '{folder}/data.npz'" in err and "[node " in err, (problem, err)
         assert re.search(message, err), (problem, err)
+    # good files, read on the nodes: their shape (from the nodes) against the trial's batch size and model
+    folder = make_arrays_npz(str(tmp_path / "good"))
+    features = make_arrays_npz(str(tmp_path / "features"), x_train=good["x_train"].reshape(1437, 64),
+                               x_test=good["x_test"].reshape(360, 64))
+    for data_dir, change, message in (
+            (folder, {"batch_size": 1500}, "batch_size: 1500 is larger than the arrays training set (1437 examples)"),
+            (features, {}, "model: 'cnn' cannot take dataset 'arrays''s examples of shape [64] in batches of 64")):
+        grid = copy.deepcopy(DATA_GRID)
+        grid["trial"].update(dataset="arrays", data_dir=data_dir, **change)
+        err = _refused_before_launch(main, grid, tmp_path, capsys)
+        assert message in err, err

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from dana_ray.fits import data_key
 from dana_ray.grid import load_grid, trial_from_tune
 from dana_ray.report import load_experiment
 from dana_ray.sweep import main, make_tuner
@@ -172,13 +173,37 @@ def test_the_data_check_runs_a_task_only_for_data_sets_with_files_to_check(monke
 
         def remote(self, plugins, dataset, data_dir, options):
             sent.append(dataset)
-            return ray.put(None)
+            return ray.put((None, None))
 
     monkeypatch.setattr(preflight, "_remote_check", Recorder())
-    assert preflight.missing_data({preflight.data_key("digits", None, {})}) == [] and sent == []
-    assert preflight.missing_data({preflight.data_key("digits", None, {}),
-                                   preflight.data_key("cifar10", str(tmp_path), {})}) == []
+    assert preflight.check_nodes({data_key("digits", None, {})}) == ([], {}) and sent == []
+    assert preflight.check_nodes({data_key("digits", None, {}), data_key("cifar10", str(tmp_path), {})}) == ([], {})
     assert sent == ["cifar10"] * len([n for n in ray.nodes() if n["Alive"]])
+
+
+def test_nodes_whose_copies_of_the_data_differ_are_refused(monkeypatch, ray_session):
+    """Two nodes' checks that disagree on the data's shape: the sweep would train on different data."""
+    import ray
+
+    from dana_ray import preflight
+
+    answers = iter([{"train": 100, "test": 40, "num_classes": 10, "example": [3, 32, 32]},
+                    {"train": 90, "test": 40, "num_classes": 10, "example": [3, 32, 32]}])
+
+    class TwoNodes:
+        def options(self, **_):
+            return self
+
+        def remote(self, *_):
+            return ray.put((None, next(answers)))
+
+    node = next(n for n in ray.nodes() if n["Alive"])
+    monkeypatch.setattr(ray, "nodes", lambda: [node, dict(node, NodeManagerAddress="10.0.0.2")])
+    monkeypatch.setattr(preflight, "_remote_check", TwoNodes())
+    problems, shapes = preflight.check_nodes({data_key("cifar10", "/data", {})})
+    assert problems == [f"data_dir: cifar10 under '/data' differs between nodes: {node['NodeManagerAddress']} has "
+                        "100/40 train/test examples of 10 classes, shape [3, 32, 32], 10.0.0.2 has 90/40 train/test "
+                        "examples of 10 classes, shape [3, 32, 32]"]
 
 
 def test_resume_refuses_a_grid_that_differs_from_the_one_the_experiment_ran(tiny_grid, experiment, tmp_path, capsys):
