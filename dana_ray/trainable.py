@@ -84,7 +84,7 @@ def train_trial(config: dict[str, Any]) -> None:
 
     run(cfg, executor=executor, callback=on_epoch, checkpoint=report_with_state, resume=resume, name=name,
         placement_group=_current_placement_group() if executor == "ray" else None, checkpoint_every=every,
-        reuse=True)
+        reuse=True, metrics=True)
 
 
 #: Beside a trial's checkpoints (local storage), the state of the checkpoint before the latest: Tune keeps one

@@ -34,16 +34,22 @@ Callback = Callable[[dict[str, Any]], None]
 
 
 def make_executor(name: str, cfg: TrialConfig, run_name: str | None = None, placement_group: Any = None,
-                  reuse: bool = False) -> Executor:
-    """``reuse``: the Ray executor borrows this process's idle actors where their resources match."""
+                  reuse: bool = False, metrics: bool = False) -> Executor:
+    """``reuse``: the Ray executor borrows this process's idle actors where their resources match.
+    ``metrics``: export the trial's live figures to Ray's metrics agent (``dana_ray.metrics``), tagged
+    ``run_name``; for the local executor this process must be a Ray process (a Tune trial)."""
     check_name("executor", name, EXECUTORS)
     if name == "local":
-        return LocalExecutor(cfg)
+        if not metrics:
+            return LocalExecutor(cfg)
+        from dana_ray.metrics import RayMetrics
+
+        return LocalExecutor(cfg, RayMetrics(run_name or "trial", "local"))
     from dana_ray.engine.ray_executor import RayExecutor  # Ray is imported only when asked for
 
     if reuse:
-        return RayExecutor.borrow(cfg, run_name, placement_group)
-    return RayExecutor(cfg, run_name, placement_group=placement_group)
+        return RayExecutor.borrow(cfg, run_name, placement_group, metrics)
+    return RayExecutor(cfg, run_name, placement_group=placement_group, metrics=metrics)
 
 
 #: ``checkpoint_every="auto"``: a checkpoint once at least this many seconds passed since the last one (or the
@@ -53,7 +59,8 @@ AUTO_CHECKPOINT_S = 60.0
 
 def run(config: dict[str, Any] | TrialConfig, executor: str = "local", callback: Callback | None = None, *,
         checkpoint: Callback | None = None, resume: dict | None = None, name: str | None = None,
-        placement_group: Any = None, checkpoint_every: int | str = 1, reuse: bool = False) -> dict:
+        placement_group: Any = None, checkpoint_every: int | str = 1, reuse: bool = False,
+        metrics: bool = False) -> dict:
     """Train one configuration and return its final metrics (see the README for every key).
 
     ``callback`` receives one dict per epoch: epoch, step, test_error, test_loss, train_loss, mean_delay,
@@ -65,11 +72,13 @@ def run(config: dict[str, Any] | TrialConfig, executor: str = "local", callback:
     ``placement_group`` (Ray executor) is the trial's reservation (server, then one bundle per actor).
     ``reuse`` (Ray executor): borrow this process's idle ParameterServer and Workers where their resources
     match, and leave them idle for the next run when this one ends well (a long-lived process's trials).
+    ``metrics``: export live figures to Ray's metrics agent, tagged ``name`` (``dana_ray.metrics``; in a Ray
+    process, as a Tune trial is).
     """
     cfg = TrialConfig.from_dict(config)
     check_name("executor", executor, EXECUTORS)
     started = time.perf_counter()
-    engine = make_executor(executor, cfg, name, placement_group, reuse)
+    engine = make_executor(executor, cfg, name, placement_group, reuse, metrics)
     ended_well = False
     try:
         history: list[dict[str, Any]] = []

@@ -8,8 +8,14 @@
    ``ray job logs --follow`` and ``ray job status``;
 4. the dashboard's jobs API (with the token) lists the job as SUCCEEDED, and its actors API shows what the
    grid's executor runs: under ``ray``, the trials' ``<trial>/ParameterServer`` and Worker actors by name
-   (pooled: a Tune trial process keeps its server for its next trials); under ``local`` (trial-parallel, the quickstart's), the Tune trial processes and no ParameterServer;
-5. ``ray stop``, always.
+   (pooled: a Tune trial process keeps its server for its next trials); under ``local`` (trial-parallel, the
+   quickstart's), the Tune trial processes and no ParameterServer;
+5. the live metrics, under either executor: Prometheus, started as ``python -m dana_ray.monitoring`` starts
+   it (on 127.0.0.1, with the scrape configuration Ray wrote for the session) right after ``ray start``,
+   holds every trial's series, and each trial's gradients applied (summed over its workers) and last test
+   error equal what its ``result.json`` says. Skipped, with the reason, where ``prometheus`` is not
+   installed (Debian/Ubuntu: ``apt-get install prometheus``);
+6. ``ray stop``, always.
 
 Exit code 0 only if every step did what it should. Results land in ``--storage`` (default a new temporary
 directory), as they would on the cluster's shared storage; the script prints where. It uses a throwaway
@@ -20,6 +26,7 @@ process on this machine at the end (that is what ``ray stop`` does): do not run 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import secrets
@@ -53,6 +60,10 @@ def http_get(url: str, token: str | None) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
+
+
+def _same(got: tuple | None, want: tuple) -> bool:
+    return got is not None and None not in got and all(abs(a - b) <= 1e-9 * max(1.0, abs(b)) for a, b in zip(got, want))
 
 
 class Rehearsal:
@@ -115,7 +126,73 @@ class Rehearsal:
                         "(executor local)", bool(trials) and not servers,
                         f"{len(trials)} trial processes, {len(servers)} servers")
 
+    def start_prometheus(self, data_dir: str) -> None:
+        """``python -m dana_ray.monitoring --no-grafana`` (what cluster.yaml runs on the head), on a free port;
+        skipped, saying so, where prometheus is not installed."""
+        import re
+        import shutil
+
+        self.prometheus = None
+        if shutil.which("prometheus") is None:
+            print("[skipped] live metrics: prometheus is not installed (apt-get install prometheus)", flush=True)
+            return
+        port = free_port()
+        command = [sys.executable, "-m", "dana_ray.monitoring", "--no-grafana", "--prometheus-port", str(port),
+                   "--data-dir", data_dir]
+        print(f"$ python -m dana_ray.monitoring {' '.join(command[3:])}", flush=True)
+        done = subprocess.run(command, env=self.env, cwd=REPO, text=True, capture_output=True, timeout=120)
+        print(done.stdout + done.stderr, end="", flush=True)
+        started = re.search(r"prometheus \(pid (\d+)\) on (http://\S+),", done.stdout)
+        self.expect("`python -m dana_ray.monitoring` starts Prometheus with the scrape configuration Ray wrote "
+                    "for its session", done.returncode == 0 and started is not None, f"exit code {done.returncode}")
+        if started:
+            self.prometheus, self.prometheus_url = int(started.group(1)), started.group(2)
+
+    def check_metrics(self, experiment_dir: str, experiment: str, timeout_s: float = 90.0) -> None:
+        """Every trial's exported figures, read back from Prometheus, equal its result file's: gradients
+        applied (summed over workers and epochs) and the last epoch's test error. Prometheus scrapes every
+        10 s (Ray's configuration), so this asks until they agree or ``timeout_s`` passes."""
+        if self.prometheus is None:
+            return
+        from dana_ray import monitoring
+
+        expected = {}
+        for result in sorted(glob.glob(os.path.join(experiment_dir, "*", "result.json"))):
+            rows = [json.loads(line) for line in open(result) if line.strip()]
+            rows = [r for r in rows if "epoch" in r]
+            trial = f"{experiment}/{os.path.basename(os.path.dirname(result))}"
+            expected[trial] = (sum(r["gradients"] for r in rows), rows[-1]["test_error"] if rows else None)
+        selector = f'{{trial=~"{experiment}/.*"}}'
+        deadline, seen = time.monotonic() + timeout_s, {}
+        while True:
+            try:
+                gradients = {r["metric"]["trial"]: float(r["value"][1]) for r in monitoring.query(
+                    self.prometheus_url, f"sum by (trial) (ray_dana_gradients_applied_total{selector})")}
+                errors = {r["metric"]["trial"]: float(r["value"][1]) for r in monitoring.query(
+                    self.prometheus_url, f"max by (trial) (ray_dana_test_error{selector})")}
+                seen = {t: (gradients.get(t), errors.get(t)) for t in expected}
+            except (OSError, ValueError) as error:
+                seen = {"query failed": str(error)}
+            agree = [t for t, want in expected.items() if _same(seen.get(t), want)]
+            if len(agree) == len(expected) or time.monotonic() > deadline:
+                break
+            time.sleep(2)  # Prometheus's next scrape
+        executors = {r["metric"].get("executor") for r in monitoring.query(
+            self.prometheus_url, f"ray_dana_step{selector}")} if agree else set()
+        example = next(iter(expected), "-")
+        self.expect("Prometheus holds every trial's live metrics, equal to its result.json (gradients applied, "
+                    "test error)", bool(expected) and len(agree) == len(expected),
+                    f"{len(agree)} of {len(expected)} trials agree (executor {', '.join(sorted(map(str, executors)))}); "
+                    f"e.g. {example}: result.json {expected.get(example)}, Prometheus {seen.get(example)}")
+
     def stop(self) -> None:
+        if getattr(self, "prometheus", None) is not None:  # the monitoring command leaves it running
+            import signal
+
+            try:
+                os.kill(self.prometheus, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         stopped = self.ray("stop", check=False, capture=True)
         print("\n".join((stopped.stdout or "").strip().splitlines()[-1:]), flush=True)
 
@@ -139,8 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     rehearsal, started = Rehearsal(args.num_cpus), time.perf_counter()
     try:
         rehearsal.start()
+        rehearsal.start_prometheus(os.path.join(storage, ".prometheus"))
         job_id = rehearsal.run_sweep(grid_arg, storage, name, args.smoke_test, args.executor)
         rehearsal.check_dashboard(job_id, name, len(grid.trials()), args.executor or grid.tune["executor"])
+        rehearsal.check_metrics(os.path.join(storage, name), name)
     except subprocess.CalledProcessError as error:
         rehearsal.expect(f"`{' '.join(error.cmd[1:])}`", False, f"exit code {error.returncode}")
     finally:

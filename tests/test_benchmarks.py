@@ -68,3 +68,12 @@ def test_ray_executor_benchmark_on_one_node_and_across_two():
 def test_sweep_overhead_benchmark():
     out = bench("sweep_overhead.py", "--epochs", "1", "--executor", "local")
     assert "9 trials" in out and float(out.split("sweep / local = ")[1].split()[0]) > 0
+
+
+def test_gpu_check_runs_every_path_with_the_cpu_on_both_sides():
+    """No GPU here: the script's every path runs with ``--device cpu`` (its comparisons are then CPU against
+    CPU), so the script the first GPU session runs has run before."""
+    out = bench("gpu_check.py", "--device", "cpu", "--quick")
+    rows = [line for line in out.splitlines() if line.rstrip().endswith(("ok", "FAILED"))]
+    assert len(rows) == 6 and all(row.rstrip().endswith("ok") for row in rows), out
+    assert "6 of 6 paths ok" in out

@@ -185,3 +185,74 @@ def test_local_executor_with_vmap_jobs_follows_one_by_one(algorithm):
     assert rows[1]["train_loss"] == pytest.approx(rows[0]["train_loss"], rel=1e-4)
     assert rows[1]["step"] == rows[0]["step"] and rows[1]["mean_delay"] == rows[0]["mean_delay"]
     one.close(), batched.close()
+
+
+class Recorder:
+    """A telemetry sink that keeps what it is handed."""
+
+    def __init__(self):
+        self.samples, self.rows = [], []
+
+    def sample(self, sample):
+        self.samples.append(sample)
+
+    def epoch(self, row):
+        self.rows.append(row)
+
+
+def test_live_telemetry_adds_up_to_the_epoch_rows():
+    """The samples a watched executor hands its sink add up, per worker and per delay, to what its epoch rows
+    report; the busy time is within the stepping time; the local executor moves no bytes."""
+    sink = Recorder()
+    cfg = TrialConfig.from_dict(dict(SMALL, algorithm="dana", num_workers=4, epochs=2, max_steps_per_epoch=30))
+    from dana_ray.engine.telemetry import Telemetry
+
+    executor = LocalExecutor(cfg, sink)
+    # a sample every step: the sums must still be exact
+    executor.telemetry = Telemetry(sink, executor.master.totals, executor.traffic, interval_s=0.0)
+    rows = [executor.run_epoch(30) for _ in range(2)]
+    assert sink.rows == rows and len(sink.samples) >= 60
+    assert sum(s.applied for s in sink.samples) == sum(r["gradients"] for r in rows) == 60
+    per_worker = {}
+    for s in sink.samples:
+        for w, n in s.gradients.items():
+            per_worker[w] = per_worker.get(w, 0) + n
+    assert per_worker == {w: 15 for w in range(4)}  # round robin
+    delays = {}
+    for s in sink.samples:
+        for d, n in s.delays.items():
+            delays[d] = delays.get(d, 0) + n
+    histogram = [a + b for a, b in zip(*(r["delay_histogram"] + [0] * 8 for r in rows))]
+    assert {d: n for d, n in enumerate(histogram) if n} == delays
+    assert all(0 <= s.busy_s <= s.stepping_s + 1e-9 for s in sink.samples)
+    assert sum(s.stepping_s for s in sink.samples) > 0
+    assert all(s.bytes_to_workers == s.bytes_from_workers == s.actor_restarts == 0 for s in sink.samples)
+
+
+def test_telemetry_samples_at_most_once_per_interval_and_an_unwatched_executor_has_none():
+    from dana_ray.engine.telemetry import Telemetry, Totals, Traffic
+
+    now = [0.0]
+    sink, totals = Recorder(), Totals(2)
+    telemetry = Telemetry(sink, totals, Traffic(), interval_s=1.0, clock=lambda: now[0])
+    for k in range(10):  # a gradient every 1/8 s: one sample, at the tick at t = 1.0
+        totals.record(k % 2, 1)
+        now[0] += 0.125
+        telemetry.tick()
+    assert len(sink.samples) == 1 and sink.samples[0].gradients == {0: 4, 1: 4}
+    assert sink.samples[0].delays == {1: 8} and sink.samples[0].seconds == 1.0
+    telemetry.flush()  # an epoch's end: the rest, whatever the interval
+    assert sink.samples[1].gradients == {0: 1, 1: 1} and sink.samples[1].seconds == 0.25
+    assert LocalExecutor(TrialConfig.from_dict(dict(SMALL, algorithm="asgd", num_workers=2))).telemetry.sink is None
+
+
+def test_a_failing_sink_turns_telemetry_off_and_never_fails_the_trial(capsys):
+    class Broken(Recorder):
+        def sample(self, sample):
+            raise OSError("the metrics agent is gone")
+
+    cfg = TrialConfig.from_dict(dict(SMALL, algorithm="asgd", num_workers=2, max_steps_per_epoch=5))
+    executor = LocalExecutor(cfg, Broken())
+    row = executor.run_epoch(5)
+    assert row["gradients"] == 5 and executor.telemetry.sink is None
+    assert "note: live metrics are off for this trial: OSError: the metrics agent is gone" in capsys.readouterr().err

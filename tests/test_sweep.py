@@ -78,15 +78,64 @@ def test_a_tune_trial_is_exactly_trial_run(experiment):
     assert trials.loc[("dana", 1), "params_sha256"] == run(trial_from_tune(params))["params_sha256"]
 
 
+def exported_disagreements(experiment: str, executor: str, timeout_s: float = 60.0) -> list[str]:
+    """Read the live metrics back from this node's metrics export port (Prometheus's text format, as Ray's
+    agent serves it) until every trial's series agree with its result.json: gradients applied (summed over
+    workers) and the delay histogram's count equal the gradients of its epochs, the last test error and step
+    equal its last epoch's, and bytes moved are positive on the Ray executor and absent locally (nothing
+    moves). Returns the trials that still disagree after ``timeout_s`` (the agent collects about once a
+    second)."""
+    import re
+    import time
+    import urllib.request
+
+    import ray
+
+    name = os.path.basename(experiment)
+    expected = {}
+    for trial in os.listdir(experiment):
+        if os.path.isfile(os.path.join(experiment, trial, "result.json")):
+            rows = [r for r in map(json.loads, open(os.path.join(experiment, trial, "result.json"))) if "epoch" in r]
+            gradients = sum(r["gradients"] for r in rows)
+            expected[f"{name}/{trial}"] = {
+                "ray_dana_gradients_applied_total": gradients, "ray_dana_gradient_delay_count": gradients,
+                "ray_dana_test_error": rows[-1]["test_error"], "ray_dana_step": rows[-1]["step"]}
+    url = f"http://127.0.0.1:{ray._private.worker.global_worker.node.metrics_export_port}/metrics"
+    line = re.compile(r'^(ray_dana_\w+)\{(.*)\} (\S+)$')
+    deadline = time.monotonic() + timeout_s
+    while True:
+        seen: dict[str, dict[str, float]] = {}
+        for text in urllib.request.urlopen(url, timeout=10).read().decode().splitlines():
+            match = line.match(text)
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2))) if match else {}
+            if labels.get("trial") in expected and labels.get("executor") == executor:
+                series = seen.setdefault(labels["trial"], {})
+                series[match.group(1)] = series.get(match.group(1), 0.0) + float(match.group(3))
+        wrong = [t for t, want in expected.items()
+                 if any(seen.get(t, {}).get(k) != pytest.approx(v, rel=1e-12) for k, v in want.items())
+                 or (seen.get(t, {}).get("ray_dana_bytes_moved_total", 0) > 0) != (executor == "ray")]
+        if not wrong or time.monotonic() > deadline:
+            return [f"{t}: result.json {expected[t]}, exported {seen.get(t)}" for t in wrong]
+        time.sleep(0.5)  # the agent's next collection
+
+
+def test_each_trial_exports_live_metrics_that_match_its_results(experiment):
+    """Ray executor: each trial's ParameterServer exported its live figures, tagged with the trial, equal to
+    what the trial's result file says."""
+    assert exported_disagreements(experiment, "ray") == []
+
+
 def test_trial_parallel_sweep_computes_what_the_actors_compute(experiment, tiny_grid, tmp_path):
     """``--executor local``: each Tune trial simulates its workers in its own process, on one bundle; the
-    trials end with the Ray executor's params_sha256, trial for trial."""
+    trials end with the Ray executor's params_sha256, trial for trial, and export the same live metrics
+    from the trial process."""
     assert main([tiny_grid, "--executor", "local", "--storage", str(tmp_path), "--name", "local",
                  "--no-report"]) == 0
     key = ["algorithm", "num_workers", "seed"]
     on_ray = load_experiment(experiment).set_index(key)["params_sha256"]
     local = load_experiment(str(tmp_path / "local")).set_index(key)["params_sha256"]
     assert len(local) == 4 and local.str.len().eq(64).all() and local.sort_index().equals(on_ray.sort_index())
+    assert exported_disagreements(str(tmp_path / "local"), "local") == []
 
 
 def test_a_failed_trial_resumes_from_its_last_epoch(tiny_grid, tmp_path):
@@ -146,6 +195,39 @@ def test_resume_continues_an_interrupted_experiment_without_redoing_finished_tri
     assert len(after) == 4 and after["finished"].all()
     for t in done:  # finished trials were not run again
         assert open(os.path.join(path, t, "result.json")).read() == lines[t]
+
+
+def tensorboard_scalars(folder: str) -> dict[tuple[int, str], float]:
+    """(step, tag) -> value of every scalar in ``folder``'s TensorBoard event files (TFRecord framing: length,
+    its CRC, the serialized ``Event``, its CRC), read with tensorboardX's own protocol buffers."""
+    import glob
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    scalars = {}
+    for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
+        data, pos = open(path, "rb").read(), 0
+        while pos < len(data):
+            (length,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+            pos += 12 + length + 4
+            for value in event.summary.value:
+                scalars[event.step, value.tag] = value.simple_value
+    return scalars
+
+
+def test_each_epochs_scalars_land_in_tensorboard_files(experiment):
+    """Tune's per-epoch scalars (test error, mean delay, updates/s) in each trial folder's event files, read
+    back, equal the trial's result.json rows (to float32)."""
+    trials = [f for f in os.listdir(experiment) if os.path.isfile(os.path.join(experiment, f, "result.json"))]
+    assert len(trials) == 4
+    for trial in trials:
+        scalars = tensorboard_scalars(os.path.join(experiment, trial))
+        rows = [json.loads(line) for line in open(os.path.join(experiment, trial, "result.json"))]
+        for row in (r for r in rows if "epoch" in r):
+            for key in ("test_error", "mean_delay", "gradients_per_s"):
+                assert scalars[row["epoch"], f"ray/tune/{key}"] == pytest.approx(row[key], rel=1e-6), (trial, key)
 
 
 def test_missing_data_on_a_node_stops_the_sweep_naming_node_and_path(tmp_path, capsys):

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from dana_ray.engine.master import Master
+from dana_ray.engine.telemetry import Sink, Telemetry, Traffic
 
 
 def params_sha256(params: torch.Tensor) -> str:
@@ -48,7 +49,20 @@ class Executor:
 
 
 class MasterLoop(Executor):
+    """``traffic``: the executor's running totals for telemetry (seconds blocked on gradients, bytes, restarts);
+    ``telemetry``: samples them and the master's totals into a sink (``watch``); off unless watched. Each
+    ``run_steps`` calls ``telemetry.tick()`` once per applied gradient."""
+
     master: Master
+    traffic: Traffic
+    telemetry: Telemetry = Telemetry.off()
+
+    def watch(self, sink: Sink | None) -> None:
+        """Hand this trial's live figures to ``sink`` (None: none); call once the master is built. The
+        executor's ``traffic`` for this trial is kept if it made one already (a server counting restarts
+        while its actors start), else made here."""
+        self.traffic = self.__dict__.get("traffic") or Traffic()
+        self.telemetry = Telemetry(sink, self.master.totals, self.traffic) if sink is not None else Telemetry.off()
 
     def run_steps(self, steps: int) -> None:
         raise NotImplementedError
@@ -58,7 +72,9 @@ class MasterLoop(Executor):
 
     def run_epoch(self, steps: int) -> dict[str, Any]:
         started = time.perf_counter()
+        self.telemetry.begin_steps()
         self.run_steps(steps)
+        self.telemetry.end_steps()
         elapsed = self.step_seconds = time.perf_counter() - started
         metrics = self.master.take_metrics()
         if self.master.diverged:
@@ -66,9 +82,11 @@ class MasterLoop(Executor):
             metrics["train_loss"] = math.nan
         else:
             test_error, test_loss = self.evaluate()
-        return dict(metrics, step=self.master.step, test_error=test_error, test_loss=test_loss,
-                    lr=self.master.rule.lr_at(self.master.step), diverged=self.master.diverged,
-                    gradients_per_s=metrics["gradients"] / elapsed if elapsed > 0 else math.nan)
+        row = dict(metrics, step=self.master.step, test_error=test_error, test_loss=test_loss,
+                   lr=self.master.rule.lr_at(self.master.step), diverged=self.master.diverged,
+                   gradients_per_s=metrics["gradients"] / elapsed if elapsed > 0 else math.nan)
+        self.telemetry.epoch(row)
+        return row
 
     def state_dict(self) -> dict:
         """The master's state and every logical worker's worker-side state (empty for most rules)."""

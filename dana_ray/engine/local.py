@@ -6,16 +6,21 @@ is issued, since a job fixes its point and batch.
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from dana_ray.config import ARRIVAL, TrialConfig
 from dana_ray.engine.build import build_master, build_worker
 from dana_ray.engine.executor import MasterLoop
 from dana_ray.engine.master import GradientResult, Job
+from dana_ray.engine.telemetry import Sink
 
 
 class LocalExecutor(MasterLoop):
-    def __init__(self, cfg: TrialConfig) -> None:
+    def __init__(self, cfg: TrialConfig, sink: Sink | None = None) -> None:
+        """``sink``: where the trial's live figures go (``MasterLoop.watch``); its "waiting" is the time spent
+        computing gradients, so the busy fraction is the share of stepping spent on the master's side."""
         if cfg.schedule == ARRIVAL:
             raise ValueError("schedule: 'arrival' is the real order gradients reach a server; it needs "
                              "executor='ray' (allowed here: round-robin, block-random, gamma)")
@@ -29,6 +34,7 @@ class LocalExecutor(MasterLoop):
         self.num_params = params.numel()
         self.master = build_master(cfg, params, bn_stats, self.worker.model.bn_momentum, self.steps_per_epoch)
         self.master.start()
+        self.watch(sink)
         self.vmap_jobs = cfg.vmap_jobs
         self._computed: dict[tuple[int, int], GradientResult] = {}  # (worker, batch) -> result, ahead of use
 
@@ -37,7 +43,11 @@ class LocalExecutor(MasterLoop):
             if self.master.diverged:
                 return
             job = self.master.next_job()
-            self.master.apply(job, self._result(job))
+            started = time.perf_counter()
+            result = self._result(job)
+            self.traffic.waiting_s += time.perf_counter() - started
+            self.master.apply(job, result)
+            self.telemetry.tick()
 
     def _result(self, job: Job) -> GradientResult:
         """The job's result; with ``vmap_jobs`` > 1, computed together with other outstanding jobs not yet

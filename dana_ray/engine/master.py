@@ -18,6 +18,7 @@ from torch import Tensor
 
 from dana_ray.algorithms import UpdateRule
 from dana_ray.algorithms.ops import compiled_distance
+from dana_ray.engine.telemetry import Totals
 from dana_ray.schedules import Schedule
 
 
@@ -54,6 +55,7 @@ class Master:
         self._scratch = None if fused else torch.empty_like(rule.params)
         self._free_points: list[Tensor] = []  # applied jobs' point buffers, reused for the next points
         self._reset_metrics()
+        self.totals = Totals(rule.num_workers)  # for live telemetry: this process's running totals, never saved
 
     @property
     def step(self) -> int:
@@ -93,6 +95,7 @@ class Master:
         del self.outstanding[job.worker]
         self._free_points.append(job.point)  # the job is done: its buffer takes a later point (no allocation)
         self._record(delay, gap, result.loss)
+        self.totals.record(job.worker, delay)
         if not self.rule.synchronous:
             self.version += 1
             return [self._issue(job.worker)]

@@ -35,6 +35,8 @@ from dana_ray.config import TrialConfig
 from dana_ray.engine.build import build_master, build_worker, resolve_device
 from dana_ray.engine.executor import Executor, MasterLoop
 from dana_ray.engine.master import GradientResult, Job
+from dana_ray.engine.telemetry import Traffic
+from dana_ray.metrics import RayMetrics
 
 
 #: The label every Ray node carries with its id (Ray's ``ray.util.placement_group.NODE_ID_LABEL_KEY``).
@@ -129,11 +131,13 @@ class ParameterServer(MasterLoop):
     """The master of one trial and the owner of its Worker actors."""
 
     def __init__(self, config: dict, name: str, num_actors: int, worker_class: Any = None,
-                 placement_group: Any = None) -> None:
+                 placement_group: Any = None, export_metrics: bool = False) -> None:
         """``worker_class``: the remote class of the gradient actors (default ``Worker``; benchmarks pass a
         stub with the same methods to time the server alone). ``placement_group``: the trial's reservation
         (``[trial process, this server, actor 0, ...]``; Tune leaves the trial process's bundle out when it is
-        empty), or None outside Tune."""
+        empty), or None outside Tune. ``export_metrics``: export each trial's live figures to Ray's metrics
+        agent, tagged with the trial's name (``dana_ray.metrics``)."""
+        self.export_metrics = export_metrics
         self._serve(config, name)
         self.num_actors = num_actors
         self.worker_class = worker_class or RemoteWorker
@@ -162,7 +166,8 @@ class ParameterServer(MasterLoop):
         # The update is memory-bound: use every core reserved for the server (Ray starts actors with one
         # torch thread whatever num_cpus).
         torch.set_num_threads(max(1, round(self.cfg.server_cpus)))
-        self.name, self.restarts, self.waiting_s = name, 0, 0.0
+        self.name, self.restarts = name, 0
+        self.traffic = Traffic()  # this trial's running totals (restarts while starting included)
 
     def _begin(self) -> dict[str, Any]:
         info = ray.get(self.actors[0].describe.remote())
@@ -179,6 +184,7 @@ class ParameterServer(MasterLoop):
         self.pending: list[Job] = []  # issued, waiting to be sent together (jobs_per_call or vmap_jobs > 1)
         self.per_call = max(self.cfg.jobs_per_call, self.cfg.vmap_jobs)
         self.load = [0] * self.num_actors
+        self.watch(RayMetrics(self.name, "ray") if self.export_metrics else None)
         for job in self.master.start():
             self._dispatch(job)
         return {"steps_per_epoch": self.steps_per_epoch, "num_classes": self.num_classes,
@@ -187,7 +193,7 @@ class ParameterServer(MasterLoop):
     # -- the loop ---------------------------------------------------------------------------------------------
 
     def run_steps(self, steps: int) -> None:
-        """Apply ``steps`` gradients; ``self.waiting_s`` accumulates the time spent blocked on results."""
+        """Apply ``steps`` gradients; ``traffic.waiting_s`` accumulates the time spent blocked on results."""
         arrival = self.master.schedule is None and not self.master.rule.synchronous
         for _ in range(steps):
             if self.master.diverged:
@@ -198,20 +204,22 @@ class ParameterServer(MasterLoop):
             result = self._result(job)
             for new_job in self.master.apply(job, result):
                 self._dispatch(new_job)
+            self.telemetry.tick()
 
     def run_epoch(self, steps: int) -> dict[str, Any]:
         """The epoch's row, plus ``actor_restarts`` and ``server_busy``: the fraction of the epoch's step
         time the server spent working (applying, issuing, sending) rather than waiting for gradients; near
         1, the server is the bottleneck and more actors will not help."""
-        self.waiting_s = 0.0
+        waited = self.traffic.waiting_s
         row = super().run_epoch(steps)
         stepping = self.step_seconds
-        busy = 1.0 - self.waiting_s / stepping if stepping > 0 else math.nan
+        busy = 1.0 - (self.traffic.waiting_s - waited) / stepping if stepping > 0 else math.nan
         return dict(row, actor_restarts=self.restarts, server_busy=busy)
 
     def evaluate(self) -> tuple[float, float]:
-        params = ray.put(self.master.rule.params.cpu().numpy())
-        bn_stats = ray.put(self.master.bn_stats.cpu().numpy())
+        params, bn_stats = self.master.rule.params.cpu().numpy(), self.master.bn_stats.cpu().numpy()
+        self.traffic.bytes_to_workers += params.nbytes + bn_stats.nbytes
+        params, bn_stats = ray.put(params), ray.put(bn_stats)
         while True:
             slot = self._least_loaded()
             try:
@@ -279,6 +287,7 @@ class ParameterServer(MasterLoop):
             point = job.point.cpu().numpy()
             # one copy into the object store (the actor maps it without copying); small points go inline
             points.append(ray.put(point) if point.nbytes > INLINE_BYTES else point)
+            self.traffic.bytes_to_workers += point.nbytes
         actor = self.actors[slot]
         if len(jobs) == 1:
             refs = [actor.compute.remote(jobs[0].worker, jobs[0].batch, points[0])]
@@ -297,7 +306,7 @@ class ParameterServer(MasterLoop):
         workers = {ref: worker for worker, (ref, _) in self.inflight.items()}
         started = time.perf_counter()
         ready, _ = ray.wait(list(workers), num_returns=1)
-        self.waiting_s += time.perf_counter() - started
+        self.traffic.waiting_s += time.perf_counter() - started
         return self.master.outstanding[workers[ready[0]]]
 
     def _result(self, job: Job) -> GradientResult:
@@ -307,13 +316,14 @@ class ParameterServer(MasterLoop):
             try:
                 started = time.perf_counter()
                 grad, bn_stats, loss = ray.get(ref)
-                self.waiting_s += time.perf_counter() - started
+                self.traffic.waiting_s += time.perf_counter() - started
             except ray.exceptions.RayActorError as error:
                 self._replace(slot, error)
                 continue
             del self.inflight[job.worker]
             self.local.discard(ref)
             self.load[slot] -= 1
+            self.traffic.bytes_from_workers += grad.nbytes + bn_stats.nbytes
             return GradientResult(as_tensor(grad), as_tensor(bn_stats), loss)
 
     def _pull_ahead(self) -> None:
@@ -381,6 +391,7 @@ class ParameterServer(MasterLoop):
             raise RuntimeError(f"{self.name}/Worker-{slot} died and max_actor_restarts="
                                f"{self.cfg.max_actor_restarts} replacements are used up: {_cause(error)}")
         self.restarts += 1
+        self.traffic.actor_restarts += 1
         ray.kill(self.actors[slot])
         lost = self.nodes[slot]
         if lost is not None:
@@ -444,9 +455,10 @@ class RayExecutor(Executor):
     _idle: tuple[tuple, "RayExecutor"] | None = None
 
     @classmethod
-    def borrow(cls, cfg: TrialConfig, name: str | None = None, placement_group: Any = None) -> "RayExecutor":
+    def borrow(cls, cfg: TrialConfig, name: str | None = None, placement_group: Any = None,
+               metrics: bool = False) -> "RayExecutor":
         """The idle executor of this process reset to ``cfg`` if its resources match, else a new one."""
-        key, idle = cls._key(cfg, placement_group), cls._idle
+        key, idle = cls._key(cfg, placement_group, metrics), cls._idle
         cls._idle = None
         if idle is not None:
             if idle[0] == key:
@@ -456,17 +468,18 @@ class RayExecutor(Executor):
                 except Exception:  # a broken pool is no reason to fail a trial: start afresh
                     pass
             idle[1].close()
-        executor = cls(cfg, name, placement_group=placement_group)
+        executor = cls(cfg, name, placement_group=placement_group, metrics=metrics)
         executor.key = key
         return executor
 
     @staticmethod
-    def _key(cfg: TrialConfig, placement_group: Any) -> tuple:
+    def _key(cfg: TrialConfig, placement_group: Any, metrics: bool) -> tuple:
         return (cfg.num_actors or cfg.num_workers, cfg.cpus_per_actor, cfg.gpus_per_actor, cfg.server_cpus,
-                None if placement_group is None else placement_group.id.hex())
+                None if placement_group is None else placement_group.id.hex(), metrics)
 
     def __init__(self, cfg: TrialConfig, name: str | None = None, worker_class: Any = None,
-                 placement_group: Any = None) -> None:
+                 placement_group: Any = None, metrics: bool = False) -> None:
+        """``metrics``: the server exports the trial's live figures (``dana_ray.metrics``)."""
         if not ray.is_initialized():
             ray.init()  # joins the cluster in RAY_ADDRESS (ray job submit) or on this machine, else starts one
         self.name = name or f"trial-{uuid.uuid4().hex[:8]}"
@@ -474,7 +487,7 @@ class RayExecutor(Executor):
         self.num_actors = cfg.num_actors or default_num_actors(cfg)
         self.server = RemoteParameterServer.options(
             name=f"{self.name}/ParameterServer", num_cpus=cfg.server_cpus, **_in_bundle(placement_group, server_bundle(placement_group, self.num_actors)),
-        ).remote(cfg.to_dict(), self.name, self.num_actors, worker_class, placement_group)
+        ).remote(cfg.to_dict(), self.name, self.num_actors, worker_class, placement_group, metrics)
         try:
             info = ray.get(self.server.start.remote())
         except Exception:
