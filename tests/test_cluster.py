@@ -30,8 +30,11 @@ def test_cluster_yaml_passes_rays_schema_validation(cluster):
 
 def test_cluster_opens_no_port_but_ssh_and_keeps_token_auth(cluster):
     assert not cluster["provider"].get("security_group", {}).get("IpPermissions")  # Ray's default: SSH only
-    head = " ".join(cluster["head_start_ray_commands"])
-    assert "--dashboard-host=127.0.0.1" in head and "RAY_AUTH_MODE=token ray start --head" in head
+    start = next(c for c in cluster["head_start_ray_commands"] if "ray start --head" in c)
+    assert "--dashboard-host=127.0.0.1" in start and "RAY_AUTH_MODE=token " in start
+    # Prometheus and Grafana: started by dana_ray.monitoring, which listens on 127.0.0.1 only
+    assert any(c.startswith("python -m dana_ray.monitoring") for c in cluster["head_start_ray_commands"])
+    assert "RAY_PROMETHEUS_HOST=http://127.0.0.1:9090" in start and "RAY_GRAFANA_HOST=http://127.0.0.1:3000" in start
     assert "RAY_AUTH_MODE=token ray start --address" in " ".join(cluster["worker_start_ray_commands"])
     assert cluster["file_mounts"]["/home/ray/.ray/auth_token"] == "~/.ray/auth_token"
 
