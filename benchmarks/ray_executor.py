@@ -16,7 +16,7 @@
 3. With ``--nodes 2``, part 2 across two Ray nodes on this machine (``ray.cluster_utils.Cluster``: the
    server, or the echo caller, alone on a 1-CPU head; the 2 stub or echo actors on a second 1-CPU node), so
    every point and every gradient crosses between object stores. Ours against the same server taking its
-   results one at a time in schedule order (``_pull_ahead`` switched off, what the server did before), and
+   results one at a time in schedule order (``prefetch`` switched off, what the server did before), and
    the echo ceiling both ways: taking results in order, and with the server's pull-ahead; and the sending
    direction alone (the array out, a float back, results in order).
 
@@ -71,7 +71,7 @@ def stub_worker_class(dim: int):
                     "num_classes": 10, "steps_per_epoch": 1}
 
         def compute(self, worker: int, batch: int, point: np.ndarray):
-            return self.grad, np.zeros(0, np.float32), 0.0
+            return self.grad, np.zeros(0, np.float32), 0.0, 0.0
 
         def evaluate(self, params, bn_stats):
             return 0.0, 0.0
@@ -82,13 +82,14 @@ def stub_worker_class(dim: int):
 class InOrderServer(ParameterServer):
     """Our server without its pull-ahead: each result is fetched when the schedule reaches it."""
 
-    def _pull_ahead(self) -> None:
-        pass
+    def prefetch(self, handles: list) -> list:
+        return []
 
 
 def ours(dim: int, num_workers: int, actors: int, updates: int, server_cpus: float = 0.5,
          server_class: type = RemoteParameterServer) -> float:
-    config = dict(algorithm="dana", num_workers=num_workers, cpus_per_actor=0.5, server_cpus=server_cpus)
+    config = dict(algorithm="dana", num_workers=num_workers, cpus_per_actor=0.5, server_cpus=server_cpus,
+                  jobs_per_call=1)  # one job a call: the server's own cost, as the echo ceiling pays it
     server = server_class.options(num_cpus=server_cpus).remote(config, "bench", actors, stub_worker_class(dim))
     ray.get(server.start.remote())
     ray.get(server.run_steps.remote(20))  # warm-up

@@ -2,10 +2,11 @@
 through ``python -m dana_ray.sweep`` (its main, in this process) against the same trials run one after
 another with the local executor.
 
-    python benchmarks/sweep_overhead.py [--epochs 20] [--seeds 0] [--executor ray local]
+    python benchmarks/sweep_overhead.py [--epochs 20] [--seeds 0] [--executor ray local] [--jobs-per-call auto 8 1]
 
 The grid is the quickstart's (embedded digits, its hyperparameters and resources: two trials side by side
-on the 2 cores) cut to a few cells. Printed: each way's seconds, and sweep / local (goal: at most 1.5).
+on the 2 cores) cut to a few cells. Printed: each way's seconds, and sweep / local (goal: at most 1.5); the
+Ray executor once per ``--jobs-per-call`` value (default: the grid's, ``auto``).
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from dana_ray.trial import run  # noqa: E402
 RULES = ["baseline", "asgd", "nag-asgd", "dana", "dana-slim"]
 
 
-def grid_file(folder: str, epochs: int, seeds: list[int], executor: str) -> str:
+def grid_file(folder: str, epochs: int, seeds: list[int], executor: str, jobs_per_call: str | None = None) -> str:
     base = yaml.safe_load(open(load_grid("quickstart").path))
     base["trial"]["epochs"] = epochs
+    if jobs_per_call is not None:
+        base["trial"]["jobs_per_call"] = jobs_per_call if jobs_per_call == "auto" else int(jobs_per_call)
     base["grid"].update(algorithm=RULES, num_workers=[4, 16], seed=seeds)
     base["tune"]["executor"] = executor
-    path = os.path.join(folder, f"overhead-{executor}.yaml")
+    path = os.path.join(folder, f"overhead-{executor}{jobs_per_call or ''}.yaml")
     with open(path, "w") as f:
         yaml.safe_dump(base, f)
     return path
@@ -42,6 +45,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--executor", nargs="+", default=["ray", "local"], help="the sweep's tune.executor")
+    p.add_argument("--jobs-per-call", nargs="+", default=[None], help="the Ray executor's, one sweep each")
     args = p.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
@@ -57,14 +61,15 @@ def main() -> None:
             run(config)
         local = time.perf_counter() - started
         print(f"{len(trials)} trials ({args.epochs} epochs of the quickstart's digits each)")
-        print(f"  {'local executor, one after another':<44} {local:7.1f} s")
-        for executor in args.executor:
-            path = grid_file(folder, args.epochs, args.seeds, executor)
+        print(f"  {'local executor, one after another':<60} {local:7.1f} s")
+        for executor, per_call in [(e, j) for e in args.executor for j in (args.jobs_per_call if e == "ray" else [None])]:
+            path = grid_file(folder, args.epochs, args.seeds, executor, per_call)
             started = time.perf_counter()
-            assert sweep([path, "--storage", folder, "--name", f"overhead-{executor}", "--no-report"]) == 0
+            name = f"overhead-{executor}{per_call or ''}"
+            assert sweep([path, "--storage", folder, "--name", name, "--no-report"]) == 0
             took = time.perf_counter() - started
-            print(f"  {'python -m dana_ray.sweep, tune.executor ' + executor:<44} {took:7.1f} s   "
-                  f"sweep / local = {took / local:.2f}")
+            label = f"python -m dana_ray.sweep, tune.executor {executor}" + (f", jobs_per_call {per_call}" if per_call else "")
+            print(f"  {label:<60} {took:7.1f} s   sweep / local = {took / local:.2f}")
     ray.shutdown()
 
 

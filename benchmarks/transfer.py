@@ -2,7 +2,7 @@
 
     python benchmarks/transfer.py [--sizes 0.27 2.7 25.6]
 
-Runs the Ray executor's own transfer code (``ParameterServer._send`` puts a point, ``Worker.compute``
+Runs the Ray executor's own transfer code (``ParameterServer.send`` puts a point, ``Worker.compute``
 receives it, the replica computes at it with ``FlatModel.load_point`` and returns a gradient through
 ``Worker._to_host``, the server reads it with ``as_tensor``) with the model's arithmetic left out (the
 replica is a FlatModel over one d-float parameter), and checks at every hop whether memory is shared or
@@ -97,11 +97,11 @@ def main(argv: list[str] | None = None) -> int:
             copies: dict[str, bool] = {}
 
             def one_update():
-                array = point.numpy()                      # what ParameterServer._send does
+                array = point.numpy()                      # what ParameterServer.send does
                 copies["point -> numpy"] = not np.shares_memory(array, point.numpy())
                 stored = ray.put(array)
                 copies["ray.put"] = not np.shares_memory(ray.get(stored), array)
-                grad, _, _ = ray.get(actor.compute.remote(0, 0, stored))
+                grad = ray.get(actor.compute.remote(0, 0, stored))[0]
                 received = as_tensor(grad)                 # what ParameterServer._result does
                 # a read-only array is the object store's memory: the actor's buffer was copied there
                 copies["gradient -> object store"] = not grad.flags.writeable

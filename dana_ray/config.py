@@ -28,6 +28,8 @@ DEVICES = ("auto", "cpu", "cuda")
 MAX_WORKERS = 65536
 #: The schedules a config may name: the seeded ones, and ``arrival`` (real completion order; Ray executor).
 ARRIVAL = "arrival"
+#: ``jobs_per_call: auto``: sized by the server from what it measures (``engine/dispatch.CallSizer``).
+AUTO = "auto"
 #: Where weight decay is applied: "worker" (g = ∇L(x) + λx at the point x the worker was sent) or "master"
 #: (g + λθ at the master's θ when the gradient is applied, PyTorch's SGD at the master: the DANA authors'
 #: simulator).
@@ -74,9 +76,10 @@ class TrialConfig:
     vmap_jobs: int = 1                     # up to this many ready gradient jobs a model replica computes
                                            # together with torch.func.vmap (1: one by one); same numbers
                                            # up to float rounding
-    jobs_per_call: int = 1                 # Ray executor: up to this many ready jobs go to an actor in one
+    jobs_per_call: int | str = "auto"      # Ray executor: up to this many ready jobs go to an actor in one
                                            # call (one call's overhead for all), computed one by one (or
-                                           # vmap_jobs at a time); exactly the same numbers
+                                           # vmap_jobs at a time); exactly the same numbers. "auto": sized
+                                           # from the measured gradient time and call overhead
     fused_updates: bool = False            # each server update as one compiled pass (torch.compile); equal to
                                            # the eager update up to float rounding; see algorithms/ops.py
     cpu_threads: int | None = None         # torch intra-op threads (None: torch's default locally, and
@@ -139,8 +142,13 @@ class TrialConfig:
         for name in ("model_options", "dataset_options", "schedule_options", "algorithm_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name}: expected a mapping, got {getattr(self, name)!r}")
-        for name in ("num_workers", "batch_size", "epochs", "eval_batch_size", "vmap_jobs", "jobs_per_call"):
+        for name in ("num_workers", "batch_size", "epochs", "eval_batch_size", "vmap_jobs"):
             check_integer(name, getattr(self, name), minimum=1)
+        if self.jobs_per_call != AUTO:
+            try:
+                check_integer("jobs_per_call", self.jobs_per_call, minimum=1)
+            except ValueError:
+                raise ValueError(f"jobs_per_call: expected {AUTO!r} or an integer >= 1, got {self.jobs_per_call!r}") from None
         check_integer("num_workers", self.num_workers, minimum=1, maximum=MAX_WORKERS)
         check_integer("seed", self.seed, minimum=0)
         check_bool("fused_updates", self.fused_updates)

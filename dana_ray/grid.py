@@ -39,15 +39,19 @@ import yaml
 
 from dana_ray.algorithms import ALGORITHMS, is_single_worker
 from dana_ray.checks import check_integer, check_name, check_number, check_options, is_integer
-from dana_ray.config import ARRIVAL, MAX_WORKERS, TrialConfig, schedule_names
+from dana_ray.config import MAX_WORKERS, TrialConfig, schedule_names
+from dana_ray.executors import EXECUTORS, check_arrival
 from dana_ray.plugins import load_plugins, normalize
 
 AXES = ("algorithm", "num_workers", "schedule", "seed")
 SECTIONS = ("description", "paper_table", "trial", "grid", "tune")
 TUNE_OPTIONS = ("max_concurrent_trials", "max_failures", "trial_cpus", "checkpoint_every", "executor")
-#: How a Tune trial runs: "ray" (its ParameterServer and Worker actors) or "local" (the whole simulation in
-#: the trial's process: trial-parallel, no per-step traffic; seeded schedules only).
-GRID_EXECUTORS = ("ray", "local")
+def check_executor(executor: Any, schedules: list[str], field: str = "tune.executor") -> None:
+    """``executor`` is a registered executor that can follow every schedule of the grid."""
+    check_name(field, executor, EXECUTORS)
+    check_arrival(executor, schedules, field=field)
+
+
 #: A grid's ``tune:`` settings when it does not say (see ``load_grid`` for their checks).
 TUNE_DEFAULTS: dict[str, Any] = {"max_failures": 2, "checkpoint_every": "auto", "executor": "ray", "trial_cpus": 0.25}
 #: The grid a sweep ran, written into its experiment folder (a grid file: it can be run again as it is).
@@ -256,10 +260,8 @@ def _parse(path: str, raw: Any, data_dir: str | None) -> Grid:
     check_integer("tune.max_failures", tune.setdefault("max_failures", TUNE_DEFAULTS["max_failures"]), minimum=0)
     if tune.setdefault("checkpoint_every", TUNE_DEFAULTS["checkpoint_every"]) != "auto":
         check_integer("tune.checkpoint_every", tune["checkpoint_every"], minimum=1)
-    check_name("tune.executor", tune.setdefault("executor", TUNE_DEFAULTS["executor"]), GRID_EXECUTORS)
-    if tune["executor"] == "local" and ARRIVAL in axes["schedule"]:
-        raise ValueError(f"tune.executor: 'local' follows a seeded schedule; {ARRIVAL!r} (real completion order) "
-                         f"needs 'ray'")
+    # how a Tune trial runs: a name in dana_ray.executors (its plug-ins, in the trial's, loaded by now)
+    check_executor(tune.setdefault("executor", TUNE_DEFAULTS["executor"]), axes["schedule"])
     check_number("tune.trial_cpus", tune.setdefault("trial_cpus", TUNE_DEFAULTS["trial_cpus"]), low=0.0)
     paper_table = raw.get("paper_table")
     if paper_table is not None:

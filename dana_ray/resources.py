@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dana_ray.config import TrialConfig
+from dana_ray.executors import EXECUTORS, need
 
 #: The trial settings that ``fit`` may choose when the grid leaves them unset (they change no number).
 SIZED = ("num_actors", "server_cpus", "cpus_per_actor")
@@ -51,13 +52,9 @@ def _n(value: float) -> str:
 
 
 def trial_need(settings: dict[str, Any], workers: int, executor: str, trial_cpus: float) -> tuple[float, float, float]:
-    """(CPUs, GPUs, the largest single bundle's CPUs) one trial of ``workers`` reserves with ``settings``."""
-    settings = _settings(settings)
-    cap, cpa, gpa, server = (settings[k] for k in ("num_actors", "cpus_per_actor", "gpus_per_actor", "server_cpus"))
-    actors = workers if cap is None else min(workers, cap)
-    if executor == "local":
-        return cpa, gpa, cpa
-    return trial_cpus + server + actors * cpa, actors * gpa, max(trial_cpus, server, cpa)
+    """(CPUs, GPUs, the largest single bundle's CPUs) one trial of ``workers`` reserves with ``settings``
+    (the executor's bundles, ``dana_ray.executors``)."""
+    return need(EXECUTORS[executor].bundles(_settings(settings), workers, trial_cpus))
 
 
 def _fits(settings: dict, workers: int, executor: str, trial_cpus: float, cluster: Cluster) -> bool:
@@ -77,13 +74,13 @@ def fit(trial: dict[str, Any], worker_counts: list[int], executor: str, trial_cp
     chosen: dict[str, Any] = {}
     if _fits(settings, largest, executor, trial_cpus, cluster):
         return chosen
-    if executor == "ray" and "num_actors" not in trial:
+    sized = EXECUTORS[executor].sized
+    if "num_actors" in sized and "num_actors" not in trial:
         cap = largest
         while cap > 1 and not _fits(dict(settings, num_actors=cap), largest, executor, trial_cpus, cluster):
             cap -= 1
         chosen["num_actors"] = settings["num_actors"] = cap
-    used = ("server_cpus", "cpus_per_actor") if executor == "ray" else ("cpus_per_actor",)
-    free = [k for k in used if k not in trial]
+    free = [k for k in sized if k != "num_actors" and k not in trial]
     if free and not _fits(settings, largest, executor, trial_cpus, cluster):
         # a trial's CPUs are linear in the free settings, all given one value v: fixed + shares * v
         fixed = trial_need(dict(settings, **dict.fromkeys(free, 0.0)), largest, executor, trial_cpus)[0]
@@ -97,22 +94,11 @@ def fit(trial: dict[str, Any], worker_counts: list[int], executor: str, trial_cp
         cpus, gpus, _ = trial_need(settings, largest, executor, trial_cpus)
         raise ValueError(
             f"resources: a trial of N={largest} needs {_n(cpus)} CPUs and {_n(gpus)} GPUs "
-            f"({_describe(settings, largest, executor, trial_cpus)}), and this cluster has {cluster.describe()} "
+            f"({EXECUTORS[executor].describe(settings, largest, trial_cpus)}), and this cluster has {cluster.describe()} "
             f"(at most {_n(cluster.node_cpus)} CPUs and {_n(cluster.node_gpus)} GPUs on one node) and cannot grow; "
             f"lower {', '.join(k for k in ('num_actors', 'cpus_per_actor', 'gpus_per_actor', 'server_cpus') if k in trial) or 'the settings'}"
             f" in the grid's trial: section, or leave them unset to have them sized")
     return chosen
-
-
-def _describe(settings: dict, workers: int, executor: str, trial_cpus: float) -> str:
-    cap = settings["num_actors"]
-    actors = workers if cap is None else min(workers, cap)
-    actor = f"{_n(settings['cpus_per_actor'])} CPU" + (
-        f" + {_n(settings['gpus_per_actor'])} GPU" if settings["gpus_per_actor"] else "")
-    if executor == "local":
-        return f"one actor's share: {actor}"
-    return (f"trial_cpus {_n(trial_cpus)} + server_cpus {_n(settings['server_cpus'])} + {actors} actors x "
-            f"{actor}")
 
 
 def sized_line(chosen: dict[str, Any], cluster: Cluster) -> str:

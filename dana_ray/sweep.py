@@ -32,7 +32,8 @@ import yaml
 from dana_ray.cli import EXIT_FAILED, EXIT_INTERRUPTED, OneLineParser, bad_input, one_line
 from dana_ray.config import TrialConfig
 from dana_ray.fits import check_fits, generated_shapes, key_of
-from dana_ray.grid import GRID_EXECUTORS, GRID_FILE, Grid, GridError, cell_label, load_grid, trial_folder
+from dana_ray.executors import EXECUTORS
+from dana_ray.grid import GRID_FILE, Grid, GridError, cell_label, check_executor, load_grid, trial_folder
 from dana_ray.lock import LockError, claim
 
 DEFAULT_STORAGE = os.path.expanduser("~/ray_results")
@@ -112,9 +113,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="set a trial key over the grid's (a YAML value), e.g. --set gpus_per_actor=0; repeatable")
     p.add_argument("--only", action="append", default=[], metavar="AXIS=V1,V2", type=_key_value,
                    help="run only these values of an axis, e.g. --only num_workers=4,8; repeatable")
-    p.add_argument("--executor", choices=GRID_EXECUTORS,
-                   help="how each trial runs (overrides tune.executor): ray (ParameterServer and Worker actors) or "
-                        "local (the whole simulation in the trial's process)")
+    p.add_argument("--executor", help=f"how each trial runs (overrides tune.executor): one of "
+                                      f"{', '.join(f'{n} ({EXECUTORS[n].help})' for n in EXECUTORS)}")
     p.add_argument("--skip-data-check", action="store_true",
                    help="do not check that every live node can read the data before starting")
     p.add_argument("--no-report", action="store_true",
@@ -198,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             grid = load_grid(args.config or "quickstart", **_grid_options(args))
             if args.executor:
+                try:
+                    check_executor(args.executor, grid.axes["schedule"], field="--executor")
+                except ValueError as error:
+                    raise GridError(str(error)) from None
                 grid.tune["executor"] = args.executor
             path = os.path.join(storage, args.name or f"{grid.name}-{time.strftime('%Y%m%d-%H%M%S')}")
         check_storage(storage)

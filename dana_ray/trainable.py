@@ -24,25 +24,25 @@ from ray import tune
 
 from dana_ray.config import TrialConfig
 from dana_ray.engine.executor import params_sha256
+from dana_ray.executors import EXECUTORS
 from dana_ray.grid import trial_from_tune
 from dana_ray.trial import run
 
 STATE_FILE = "trial_state.pt"
 #: Reported every epoch, in this order (Tune's console shows the first few).
 REPORTED = ("test_error", "epoch", "train_loss", "mean_delay", "max_delay", "mean_gap", "test_loss", "step", "lr",
-            "gradients", "gradients_per_s", "diverged", "actor_restarts", "server_busy", "delay_histogram",
-            "params_sha256")
+            "gradients", "gradients_per_s", "diverged", "actor_restarts", "server_busy", "jobs_per_call",
+            "delay_histogram", "params_sha256")
 
 
 def trial_resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:
-    """Ray executor: one bundle for the trial process, one for the ParameterServer, one per Worker actor.
-    Local executor: one bundle, a gradient actor's, for the trial process that computes everything."""
+    """The trial's executor's bundles (``dana_ray.executors``): on the Ray executor one for the trial process,
+    one for the ParameterServer, one per Worker actor; on the local executor one, a gradient actor's, for
+    the trial process that computes everything."""
     cfg = TrialConfig.from_dict(trial_from_tune(config))
-    actor = {"CPU": cfg.cpus_per_actor, "GPU": cfg.gpus_per_actor} if cfg.gpus_per_actor else {"CPU": cfg.cpus_per_actor}
-    if config.get("_executor", "ray") == "local":
-        return tune.PlacementGroupFactory([actor])
-    return tune.PlacementGroupFactory([{"CPU": config.get("_trial_cpus", 0.25)}, {"CPU": cfg.server_cpus}]
-                                      + [dict(actor) for _ in range(cfg.num_actors or cfg.num_workers)])
+    settings = {k: getattr(cfg, k) for k in ("num_actors", "cpus_per_actor", "gpus_per_actor", "server_cpus")}
+    spec = EXECUTORS[config.get("_executor", "ray")]
+    return tune.PlacementGroupFactory(spec.bundles(settings, cfg.num_workers, config.get("_trial_cpus", 0.25)))
 
 
 def train_trial(config: dict[str, Any]) -> None:
@@ -50,7 +50,7 @@ def train_trial(config: dict[str, Any]) -> None:
     cfg = TrialConfig.from_dict(trial_from_tune(config))
     every = config.get("_checkpoint_every", "auto")
     executor = config.get("_executor", "ray")
-    if executor == "local" and cfg.cpu_threads is None:  # as a gradient actor would (Ray starts with one)
+    if EXECUTORS[executor].in_trial_process and cfg.cpu_threads is None:  # as a gradient actor would
         cfg = TrialConfig.from_dict(dict(cfg.to_dict(), cpu_threads=max(1, round(cfg.cpus_per_actor))))
     resume, note = None, None
     checkpoint = tune.get_checkpoint()
@@ -83,7 +83,7 @@ def train_trial(config: dict[str, Any]) -> None:
         latest[0] = tune.get_checkpoint()  # the one just made, where it was stored
 
     run(cfg, executor=executor, callback=on_epoch, checkpoint=report_with_state, resume=resume, name=name,
-        placement_group=_current_placement_group() if executor == "ray" else None, checkpoint_every=every,
+        placement_group=_current_placement_group(), checkpoint_every=every,
         reuse=True, metrics=True)
 
 

@@ -20,36 +20,26 @@ import torch
 from tqdm import tqdm
 
 from dana_ray.algorithms import ALGORITHMS, is_single_worker
-from dana_ray.checks import check_name
 from dana_ray.cli import OneLineParser, bad_input, one_line
-from dana_ray.config import TrialConfig
+from dana_ray.config import AUTO, TrialConfig
 from dana_ray.data import check_dataset
 from dana_ray.fits import check_fits, generated_shapes, key_of
-from dana_ray.engine import Executor, LocalExecutor, resolve_device
+from dana_ray.engine import Executor, resolve_device
+from dana_ray.executors import EXECUTORS, check_arrival
 from dana_ray.plugins import load_plugins
-
-EXECUTORS = ("local", "ray")
 
 Callback = Callable[[dict[str, Any]], None]
 
 
 def make_executor(name: str, cfg: TrialConfig, run_name: str | None = None, placement_group: Any = None,
                   reuse: bool = False, metrics: bool = False) -> Executor:
-    """``reuse``: the Ray executor borrows this process's idle actors where their resources match.
-    ``metrics``: export the trial's live figures to Ray's metrics agent (``dana_ray.metrics``), tagged
-    ``run_name``; for the local executor this process must be a Ray process (a Tune trial)."""
-    check_name("executor", name, EXECUTORS)
-    if name == "local":
-        if not metrics:
-            return LocalExecutor(cfg)
-        from dana_ray.metrics import RayMetrics
-
-        return LocalExecutor(cfg, RayMetrics(run_name or "trial", "local"))
-    from dana_ray.engine.ray_executor import RayExecutor  # Ray is imported only when asked for
-
-    if reuse:
-        return RayExecutor.borrow(cfg, run_name, placement_group, metrics)
-    return RayExecutor(cfg, run_name, placement_group=placement_group, metrics=metrics)
+    """The executor registered as ``name`` (``dana_ray.executors``) for ``cfg``. ``reuse``: an executor that
+    pools its resources (Ray) borrows this process's idle ones where they match. ``metrics``: export the
+    trial's live figures to Ray's metrics agent (``dana_ray.metrics``), tagged ``run_name`` (in a Ray
+    process, as a Tune trial is)."""
+    spec = EXECUTORS[name]
+    check_arrival(name, [cfg.schedule])
+    return spec.make(cfg, run_name, placement_group, reuse, metrics)
 
 
 #: ``checkpoint_every="auto"``: a checkpoint once at least this many seconds passed since the last one (or the
@@ -76,7 +66,6 @@ def run(config: dict[str, Any] | TrialConfig, executor: str = "local", callback:
     process, as a Tune trial is).
     """
     cfg = TrialConfig.from_dict(config)
-    check_name("executor", executor, EXECUTORS)
     started = time.perf_counter()
     engine = make_executor(executor, cfg, name, placement_group, reuse, metrics)
     ended_well = False
@@ -156,8 +145,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-decay-epochs", nargs="*", type=float, default=list(d.lr_decay_epochs))
     for name in ("cpus_per_actor", "gpus_per_actor", "server_cpus"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
-    for name in ("num_actors", "cpu_threads", "vmap_jobs", "jobs_per_call"):
+    for name in ("num_actors", "cpu_threads", "vmap_jobs"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    p.add_argument("--jobs-per-call", type=lambda text: text if text == AUTO else int(text), default=d.jobs_per_call,
+                   help="Ray executor: jobs sent to an actor in one call, or auto (sized from measured times)")
     for name in ("model_options", "dataset_options", "schedule_options", "algorithm_options"):
         p.add_argument("--" + name.replace("_", "-"), type=_json_mapping, default={}, metavar="JSON",
                        help='a JSON mapping, e.g. \'{"slow_fraction": 0.25, "slow_factor": 2}\'')
@@ -166,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="modules or .py files that register rules, data sets or models (imported first)")
     p.add_argument("--warmup-start", default=d.warmup_start, help="lr/N or lr/steps")
     p.add_argument("--weight-decay-at", default=d.weight_decay_at, help="worker or master")
-    p.add_argument("--executor", choices=EXECUTORS, default="local")
+    p.add_argument("--executor", default="local", help=f"one of: {', '.join(EXECUTORS)} (or a plug-in's)")
     p.add_argument("--json", action="store_true", help="print each result as one JSON line")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     return p
@@ -223,8 +214,11 @@ def _checked_configs(args: argparse.Namespace) -> list[TrialConfig]:
             for a in args.algorithm for n in args.num_workers for s in args.seed
             if not (is_single_worker(a) and n != 1)]
     configs = [TrialConfig.from_dict(c) for c in grid]
+    spec = EXECUTORS[args.executor]
+    for cfg in configs:
+        check_arrival(args.executor, [cfg.schedule])
     shapes = generated_shapes(configs)
-    if args.executor == "local":  # the data is read here: its files are checked and fitted here too
+    if spec.in_trial_process:  # the data is read here: its files are checked and fitted here too
         for cfg in configs:
             resolve_device(cfg.device)
         for key, cfg in {key_of(c): c for c in configs}.items():

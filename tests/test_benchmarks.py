@@ -56,6 +56,7 @@ def _rates(out: str) -> dict[str, float]:
     return {row[0]: float(row[1]) for row in rows if len(row) >= 3 and row[1].replace(".", "").isdigit()}
 
 
+@pytest.mark.slow
 def test_ray_executor_benchmark_on_one_node_and_across_two():
     one = _rates(bench("ray_executor.py", "--skip-trial", "--updates", "10", "--dim", "30000"))
     assert {"ParameterServer, DANA N=2, 2 stub actors", "echo ceiling, 8 calls in flight, 2 echo actors"} <= set(one)
@@ -65,11 +66,13 @@ def test_ray_executor_benchmark_on_one_node_and_across_two():
     assert all(rate > 0 for rate in [*one.values(), *two.values()])
 
 
+@pytest.mark.slow
 def test_sweep_overhead_benchmark():
     out = bench("sweep_overhead.py", "--epochs", "1", "--executor", "local")
     assert "9 trials" in out and float(out.split("sweep / local = ")[1].split()[0]) > 0
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_every_path_with_the_cpu_on_both_sides():
     """No GPU here: the script's every path runs with ``--device cpu`` (its comparisons are then CPU against
     CPU), so the script the first GPU session runs has run before."""

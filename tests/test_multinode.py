@@ -85,7 +85,7 @@ def test_results_on_other_nodes_are_pulled_ahead_and_change_nothing(cluster):
 
     def on_epoch(row):
         server = ray.get_actor("pull/ParameterServer")
-        pulled.append(ray.get(server.__ray_call__.remote(lambda server: server.pulled_ahead)))
+        pulled.append(ray.get(server.__ray_call__.remote(lambda server: server.dispatcher.pulled_ahead)))
 
     result = run(config, executor="ray", name="pull", callback=on_epoch)
     assert result["num_params"] * 4 > INLINE_BYTES and pulled[0] > 0
@@ -160,4 +160,7 @@ class _LoseANodeThenAddOne(tune.Callback):
             _TUNE_TEST["events"].append(("removed", remove_node_of(cluster, actor)))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        _TUNE_TEST["events"].append(("added", _TUNE_TEST["cluster"].add_node(num_cpus=1).node_id))
+        # one node, once: on a loaded machine the node may join after the retried trial's actors gave up
+        # waiting (actor_start_timeout_s), and Tune's next retry then finds it
+        if not any(kind == "added" for kind, _ in _TUNE_TEST["events"]):
+            _TUNE_TEST["events"].append(("added", _TUNE_TEST["cluster"].add_node(num_cpus=1).node_id))

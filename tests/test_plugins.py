@@ -38,7 +38,7 @@ def config(folder, **change):
 
 def test_the_readme_holds_each_file_and_each_is_short():
     files = readme_files()
-    assert set(files) == set(FILES)
+    assert set(files) == {*FILES, "my_executor.py"}
     assert all(len(files[f].splitlines()) <= 35 for f in FILES[:3])  # "one file" of about 30 lines
 
 
@@ -93,3 +93,32 @@ def test_no_engine_config_grid_or_report_module_names_a_particular_rule():
             if name != "baseline":  # also the English word for the single-worker reference
                 assert not re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text.replace("dana_ray", "")), \
                     f"{module} mentions {name!r}"
+
+
+def test_an_executor_of_ones_own_is_one_file_and_gives_the_local_numbers(plugin_dir, tmp_path, capsys):
+    """The README's threaded executor: accepted by trial.run, the trial CLI and a grid by name once its file
+    is among the plug-ins; the same params_sha256 as the local executor; its resources and arrival declared."""
+    from dana_ray.executors import EXECUTORS
+    from dana_ray.grid import load_grid
+    from dana_ray.resources import trial_need
+    from dana_ray.trial import main
+
+    mine = str(plugin_dir / "my_executor.py")
+    base = dict(model="cnn", model_options={"channels": 4}, dataset="digits", algorithm="dana", num_workers=4,
+                epochs=1, batch_size=32, lr=0.05, lr_decay_epochs=[], cpu_threads=1, max_steps_per_epoch=30,
+                num_actors=2)
+    threaded = run(dict(base, plugins=[mine]), executor="threads")
+    assert threaded["params_sha256"] == run(base)["params_sha256"]
+    assert "threads" in EXECUTORS and trial_need({"cpus_per_actor": 0.5, "num_actors": 2}, 4, "threads", 0.25)[0] == 1.0
+    with pytest.raises(ValueError, match=r"executor: 'threads' does not keep worker-side state"):
+        run(dict(base, plugins=[mine], algorithm="dana-slim"), executor="threads")
+    assert main(["--plugins", mine, "--executor", "threads", "--algorithm", "asgd", "--num-workers", "2",
+                 "--epochs", "1", "--model-options", "{\"channels\": 4}", "--quiet"]) == 0
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"trial: {{plugins: [{mine}], model: cnn, dataset: digits, epochs: 1}}\n"
+                    f"grid: {{algorithm: [dana], num_workers: [2], schedule: [arrival], seed: [0]}}\n"
+                    f"tune: {{executor: threads}}\n")
+    assert load_grid(str(grid)).tune["executor"] == "threads"  # and it takes the arrival order
+    grid.write_text(grid.read_text().replace("threads", "nowhere"))
+    with pytest.raises(ValueError, match=r"tune.executor: unknown name 'nowhere'; allowed: local, ray, threads"):
+        load_grid(str(grid))

@@ -143,8 +143,9 @@ def test_batch_larger_than_the_data_is_refused():
         run(dict(FAST, batch_size=5000))
 
 
-def test_arrival_order_needs_the_ray_executor():
-    with pytest.raises(ValueError, match=r"schedule: 'arrival' .* needs executor='ray'"):
+def test_arrival_order_needs_an_executor_that_takes_it():
+    with pytest.raises(ValueError, match=r"^schedule: 'arrival' is the real order gradients reach a server; executor "
+                                         r"'local' follows a seeded schedule \(executors that take 'arrival': ray\)$"):
         run(dict(FAST, schedule="arrival"))
 
 

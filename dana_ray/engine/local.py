@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from dana_ray.config import ARRIVAL, TrialConfig
+from dana_ray.config import TrialConfig
 from dana_ray.engine.build import build_master, build_worker
 from dana_ray.engine.executor import MasterLoop
 from dana_ray.engine.master import GradientResult, Job
@@ -21,9 +21,6 @@ class LocalExecutor(MasterLoop):
     def __init__(self, cfg: TrialConfig, sink: Sink | None = None) -> None:
         """``sink``: where the trial's live figures go (``MasterLoop.watch``); its "waiting" is the time spent
         computing gradients, so the busy fraction is the share of stepping spent on the master's side."""
-        if cfg.schedule == ARRIVAL:
-            raise ValueError("schedule: 'arrival' is the real order gradients reach a server; it needs "
-                             "executor='ray' (allowed here: round-robin, block-random, gamma)")
         self._threads = torch.get_num_threads()
         if cfg.cpu_threads is not None:
             torch.set_num_threads(cfg.cpu_threads)

@@ -35,6 +35,7 @@ class GradientResult:
     grad: Tensor      # ∇L + λ·point, flat (for a rule with a worker side: its update of that gradient)
     bn_stats: Tensor  # the batch's BatchNorm statistics, flat (empty without BatchNorm)
     loss: float       # mean training loss of the batch at the point
+    seconds: float = 0.0  # how long computing it took where it was computed (0: not measured)
 
 
 class Master:

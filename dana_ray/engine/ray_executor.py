@@ -3,10 +3,12 @@
 * ``Worker`` (P actors, ``num_actors``): a model replica and the data, on a GPU where ``gpus_per_actor`` > 0.
   It computes the gradient of whichever logical worker a job names (that worker's own batch stream), so
   N logical workers run on any P: 32 workers on 1, 4 or 32 actors.
-* ``ParameterServer`` (one per trial): the ``Master`` (rule, schedule, BatchNorm statistics, step, jobs). It
-  sends every issued job straight to the least-loaded actor and applies results in the order the schedule
-  names, waiting for that worker's gradient even if others arrive first; with ``schedule="arrival"`` it
-  applies whichever gradient arrives first.
+* ``ParameterServer`` (one per trial): the ``Master`` (rule, schedule, BatchNorm statistics, step, jobs), a
+  ``Dispatcher`` (``engine/dispatch.py``: which actor gets which job, grouping, resends, pulling results
+  ahead) and the Ray side of it: the server is the dispatcher's ``Transport`` over its actor fleet (send a
+  call, fetch a result, wait for the first, replace a dead actor). Results are applied in the order the
+  schedule names, waiting for that worker's gradient even if others arrive first; with
+  ``schedule="arrival"``, whichever gradient arrives first.
 * Parameters and gradients travel as flat float32 numpy buffers through the object store, server to actor
   and back (the server ``ray.put``s a point once and passes the reference; numpy arrives zero-copy). The
   driver only calls ``run_epoch`` once per epoch; nothing per step passes through it.
@@ -34,6 +36,7 @@ import torch
 from dana_ray.config import TrialConfig
 from dana_ray.engine.build import build_master, build_worker, resolve_device
 from dana_ray.engine.executor import Executor, MasterLoop
+from dana_ray.engine.dispatch import Dispatcher, SlotLost, run_steps
 from dana_ray.engine.master import GradientResult, Job
 from dana_ray.engine.telemetry import Traffic
 from dana_ray.metrics import RayMetrics
@@ -98,11 +101,12 @@ class Worker:
                 "bn_momentum": self.worker.model.bn_momentum, "num_classes": self.worker.data.num_classes,
                 "steps_per_epoch": self.worker.steps_per_epoch}
 
-    def compute(self, worker: int, batch: int, point: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    def compute(self, worker: int, batch: int, point: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """(gradient, BatchNorm statistics, loss, seconds computing it)."""
         job = Job(worker, batch, as_tensor(point).to(self.device), sent_version=-1)
         result = self.worker.compute(job)
         grad, bn_stats = self._to_host([result.grad, result.bn_stats])
-        return grad, bn_stats, result.loss
+        return grad, bn_stats, result.loss, result.seconds
 
     def compute_many(self, workers: list[int], batches: list[int], *points: np.ndarray) -> tuple:
         """Several jobs sent in one call (``jobs_per_call``), computed ``vmap_jobs`` at a time (1: one by one,
@@ -112,7 +116,7 @@ class Worker:
         results = [r for k in range(0, len(jobs), self.vmap_jobs)
                    for r in self.worker.compute_many(jobs[k:k + self.vmap_jobs])]
         host = self._to_host([t for r in results for t in (r.grad, r.bn_stats)])
-        return tuple((host[2 * k], host[2 * k + 1], r.loss) for k, r in enumerate(results))
+        return tuple((host[2 * k], host[2 * k + 1], r.loss, r.seconds) for k, r in enumerate(results))
 
     def evaluate(self, params: np.ndarray, bn_stats: np.ndarray) -> tuple[float, float]:
         return self.worker.evaluate(as_tensor(params).to(self.device), as_tensor(bn_stats).to(self.device))
@@ -175,18 +179,15 @@ class ParameterServer(MasterLoop):
         self.num_params = len(info["params"])
         self.master = build_master(self.cfg, torch.tensor(info["params"]), torch.tensor(info["bn_stats"]),
                                    info["bn_momentum"], self.steps_per_epoch)
-        # A rule with worker-side state keeps logical worker i on actor slot i % P, which holds
-        # its state; otherwise each job goes to the least-loaded actor.
-        self.sticky = self.master.rule.worker_side is not None
-        self.inflight: dict[int, tuple[ray.ObjectRef, int]] = {}  # logical worker -> (result, actor slot)
-        self.local: set[ray.ObjectRef] = set()  # in-flight results known to be on this node already
-        self.pulled_ahead = 0  # results of actors on other nodes that _pull_ahead found on this node (diagnostics)
-        self.pending: list[Job] = []  # issued, waiting to be sent together (jobs_per_call or vmap_jobs > 1)
-        self.per_call = max(self.cfg.jobs_per_call, self.cfg.vmap_jobs)
-        self.load = [0] * self.num_actors
         self.watch(RayMetrics(self.name, "ray") if self.export_metrics else None)
+        # A rule with worker-side state keeps logical worker i on actor slot i % P, which holds its state;
+        # otherwise each job goes to the least-loaded actor.
+        self._call_overhead_s = None
+        self.dispatcher = Dispatcher(self, per_call=self.cfg.jobs_per_call, vmap_jobs=self.cfg.vmap_jobs,
+                                     num_workers=self.cfg.num_workers,
+                                     sticky=self.master.rule.worker_side is not None, traffic=self.traffic)
         for job in self.master.start():
-            self._dispatch(job)
+            self.dispatcher.dispatch(job)
         return {"steps_per_epoch": self.steps_per_epoch, "num_classes": self.num_classes,
                 "num_params": self.num_params, "num_actors": self.num_actors}
 
@@ -194,17 +195,7 @@ class ParameterServer(MasterLoop):
 
     def run_steps(self, steps: int) -> None:
         """Apply ``steps`` gradients; ``traffic.waiting_s`` accumulates the time spent blocked on results."""
-        arrival = self.master.schedule is None and not self.master.rule.synchronous
-        for _ in range(steps):
-            if self.master.diverged:
-                return
-            job = self._first_arrived() if arrival else self.master.next_job()
-            if job.worker not in self.inflight:
-                self._flush()  # the job needed now is still waiting for companions: send them all
-            result = self._result(job)
-            for new_job in self.master.apply(job, result):
-                self._dispatch(new_job)
-            self.telemetry.tick()
+        run_steps(self.master, self.dispatcher, self.telemetry, steps)
 
     def run_epoch(self, steps: int) -> dict[str, Any]:
         """The epoch's row, plus ``actor_restarts`` and ``server_busy``: the fraction of the epoch's step
@@ -214,29 +205,27 @@ class ParameterServer(MasterLoop):
         row = super().run_epoch(steps)
         stepping = self.step_seconds
         busy = 1.0 - (self.traffic.waiting_s - waited) / stepping if stepping > 0 else math.nan
-        return dict(row, actor_restarts=self.restarts, server_busy=busy)
+        return dict(row, actor_restarts=self.restarts, server_busy=busy, jobs_per_call=self.dispatcher.per_call)
 
     def evaluate(self) -> tuple[float, float]:
         params, bn_stats = self.master.rule.params.cpu().numpy(), self.master.bn_stats.cpu().numpy()
         self.traffic.bytes_to_workers += params.nbytes + bn_stats.nbytes
         params, bn_stats = ray.put(params), ray.put(bn_stats)
         while True:
-            slot = self._least_loaded()
+            slot = self.dispatcher.least_loaded()
             try:
                 return ray.get(self.actors[slot].evaluate.remote(params, bn_stats))
             except ray.exceptions.RayActorError as error:
-                self._replace(slot, error)
+                self.replace(slot, _cause(error))
+                self.traffic.actor_restarts += 1
 
     def load_state_dict(self, state: dict) -> None:
         """Restore the master (and the actors' worker-side state); the jobs in flight are dropped and the
         restored outstanding jobs sent out."""
         super().load_state_dict(state)
-        self.inflight.clear()
-        self.local.clear()
-        self.pending.clear()
-        self.load = [0] * self.num_actors
+        self.dispatcher.clear()
         for worker in sorted(self.master.outstanding):
-            self._dispatch(self.master.outstanding[worker])
+            self.dispatcher.dispatch(self.master.outstanding[worker])
 
     def worker_side_state(self, next_batches: dict[int, int]) -> dict:
         """Merged from every actor; each call runs after the jobs already sent to that actor."""
@@ -247,101 +236,85 @@ class ParameterServer(MasterLoop):
 
     def load_worker_side_state(self, state: dict) -> None:
         ray.get([actor.load_worker_side_state.remote(
-            {w: (b, v.cpu().numpy()) for w, (b, v) in state.items() if self._home_slot(w) == slot})
+            {w: (b, v.cpu().numpy()) for w, (b, v) in state.items() if self.dispatcher.home_slot(w) == slot})
             for slot, actor in enumerate(self.actors)])
 
     def close(self, reusable: bool = False) -> None:
         for actor in self.actors:
             ray.kill(actor)
 
-    # -- jobs and actors --------------------------------------------------------------------------------------
+    # -- the dispatcher's transport: calls to the actor fleet ---------------------------------------------------
 
-    def _dispatch(self, job: Job, slot: int | None = None) -> None:
-        """Send ``job`` to an actor now (to ``slot`` if given), or, with ``jobs_per_call`` or ``vmap_jobs``
-        > 1, hold it until that many are waiting (or the master needs it) and send them as one call."""
-        if slot is None and self.per_call > 1:
-            self.pending.append(job)
-            if len(self.pending) >= self.per_call:
-                self._flush()
-            return
-        self._send([job], self._slot_for(job) if slot is None else slot)
+    @property
+    def num_slots(self) -> int:
+        return self.num_actors
 
-    def _flush(self) -> None:
-        groups: dict[int, list[Job]] = {}
-        for job in self.pending:
-            groups.setdefault(self._slot_for(job) if self.sticky else -1, []).append(job)
-        self.pending = []
-        for slot, jobs in groups.items():
-            self._send(jobs, self._least_loaded() if slot == -1 else slot)
-
-    def _slot_for(self, job: Job) -> int:
-        return self._home_slot(job.worker) if self.sticky else self._least_loaded()
-
-    def _home_slot(self, worker: int) -> int:
-        """The actor slot that holds logical worker ``worker``'s worker-side state (sticky rules)."""
-        return worker % self.num_actors
-
-    def _send(self, jobs: list[Job], slot: int) -> None:
+    def send(self, slot: int, jobs: list[Job]) -> list[ray.ObjectRef]:
         points = []
         for job in jobs:
             point = job.point.cpu().numpy()
             # one copy into the object store (the actor maps it without copying); small points go inline
             points.append(ray.put(point) if point.nbytes > INLINE_BYTES else point)
-            self.traffic.bytes_to_workers += point.nbytes
         actor = self.actors[slot]
         if len(jobs) == 1:
-            refs = [actor.compute.remote(jobs[0].worker, jobs[0].batch, points[0])]
-        else:
-            refs = actor.compute_many.options(num_returns=len(jobs)).remote(
-                [j.worker for j in jobs], [j.batch for j in jobs], *points)
-        for job, ref in zip(jobs, refs):
-            self.inflight[job.worker] = (ref, slot)
-        self.load[slot] += len(jobs)
+            return [actor.compute.remote(jobs[0].worker, jobs[0].batch, points[0])]
+        return actor.compute_many.options(num_returns=len(jobs)).remote(
+            [j.worker for j in jobs], [j.batch for j in jobs], *points)
 
-    def _least_loaded(self) -> int:
-        return min(range(self.num_actors), key=lambda k: (self.load[k], k))
+    def fetch(self, handle: ray.ObjectRef, slot: int) -> GradientResult:
+        try:
+            grad, bn_stats, loss, seconds = ray.get(handle)
+        except ray.exceptions.RayActorError as error:
+            raise SlotLost(slot, _cause(error)) from None
+        return GradientResult(as_tensor(grad), as_tensor(bn_stats), loss, seconds)
 
-    def _first_arrived(self) -> Job:
-        self._flush()
-        workers = {ref: worker for worker, (ref, _) in self.inflight.items()}
-        started = time.perf_counter()
-        ready, _ = ray.wait(list(workers), num_returns=1)
-        self.traffic.waiting_s += time.perf_counter() - started
-        return self.master.outstanding[workers[ready[0]]]
-
-    def _result(self, job: Job) -> GradientResult:
-        while True:
-            ref, slot = self.inflight[job.worker]
-            self._pull_ahead()
-            try:
+    def call_overhead_s(self) -> float:
+        """A Ray call's round trip to a gradient actor, without work: the median of 5 (measured once)."""
+        if self._call_overhead_s is None:
+            times = []
+            for _ in range(5):
                 started = time.perf_counter()
-                grad, bn_stats, loss = ray.get(ref)
-                self.traffic.waiting_s += time.perf_counter() - started
-            except ray.exceptions.RayActorError as error:
-                self._replace(slot, error)
-                continue
-            del self.inflight[job.worker]
-            self.local.discard(ref)
-            self.load[slot] -= 1
-            self.traffic.bytes_from_workers += grad.nbytes + bn_stats.nbytes
-            return GradientResult(as_tensor(grad), as_tensor(bn_stats), loss)
+                ray.get(self.actors[0].ready.remote())
+                times.append(time.perf_counter() - started)
+            self._call_overhead_s = sorted(times)[2]
+        return self._call_overhead_s
 
-    def _pull_ahead(self) -> None:
+    def first_ready(self, handles: list[ray.ObjectRef]) -> ray.ObjectRef:
+        ready, _ = ray.wait(handles, num_returns=1)
+        return ready[0]
+
+    def prefetch(self, handles: list[ray.ObjectRef]) -> list[ray.ObjectRef]:
         """Start copying every in-flight result that is ready on another node to this one, without waiting.
 
         A result stays on its actor's node until someone asks for it, and ``ray.get`` pulls one object at a
         time: taken in schedule order, each remote gradient's transfer would start only when its turn comes,
         one after another. A non-blocking ``ray.wait(fetch_local=True)`` over the results in flight starts
         their pulls together, so they arrive while the server applies the ones before them (across two
-        nodes, at 1 MB a gradient: 3-5x the updates/s, ``benchmarks/ray_executor.py --nodes 2``). Only
-        results of actors on other nodes are asked for (on this node a result is local at once).
+        nodes, at 1 MB a gradient: 3-5x the updates/s, ``benchmarks/ray_executor.py --nodes 2``).
         """
-        pending = [ref for ref, slot in self.inflight.values()
-                   if self.nodes[slot] != self.node and ref not in self.local]
-        if pending:
-            ready, _ = ray.wait(pending, num_returns=len(pending), timeout=0, fetch_local=True)
-            self.local.update(ready)
-            self.pulled_ahead += len(ready)
+        ready, _ = ray.wait(handles, num_returns=len(handles), timeout=0, fetch_local=True)
+        return ready
+
+    def is_remote(self, slot: int) -> bool:
+        return self.nodes[slot] != self.node
+
+    def replace(self, slot: int, cause: str) -> None:
+        """Replace the dead actor in ``slot`` (not on the node it died on, where another has room); the
+        dispatcher then sends its jobs again."""
+        if self.dispatcher.sticky:
+            raise RuntimeError(f"{self.name}/Worker-{slot} died holding the worker-side state of rule "
+                               f"{self.cfg.algorithm!r} (its logical workers' momenta), which cannot be "
+                               f"rebuilt; resume the trial from its last checkpoint: {cause}")
+        if self.restarts >= self.cfg.max_actor_restarts:
+            raise RuntimeError(f"{self.name}/Worker-{slot} died and max_actor_restarts="
+                               f"{self.cfg.max_actor_restarts} replacements are used up: {cause}")
+        self.restarts += 1
+        ray.kill(self.actors[slot])
+        lost = self.nodes[slot]
+        if lost is not None:
+            self.lost_nodes.add(lost)
+        self.actors[slot] = self._spawn(slot)
+        self._await_ready([slot], f"to replace its predecessor, which died ({cause})")
 
     def _spawn(self, slot: int) -> ray.actor.ActorHandle:
         name = self._actor_name(slot)
@@ -380,30 +353,6 @@ class ParameterServer(MasterLoop):
                 f"no live node has room for it ({wants}). The trial stops here; under Tune it resumes from its last "
                 f"checkpoint once the cluster has room (tune.max_failures)")
 
-    def _replace(self, slot: int, error: Exception) -> None:
-        """Replace the dead actor in ``slot`` (not on the node it died on, where another has room) and send its
-        jobs again (to the new actor)."""
-        if self.sticky:
-            raise RuntimeError(f"{self.name}/Worker-{slot} died holding the worker-side state of rule "
-                               f"{self.cfg.algorithm!r} (its logical workers' momenta), which cannot be "
-                               f"rebuilt; resume the trial from its last checkpoint: {_cause(error)}")
-        if self.restarts >= self.cfg.max_actor_restarts:
-            raise RuntimeError(f"{self.name}/Worker-{slot} died and max_actor_restarts="
-                               f"{self.cfg.max_actor_restarts} replacements are used up: {_cause(error)}")
-        self.restarts += 1
-        self.traffic.actor_restarts += 1
-        ray.kill(self.actors[slot])
-        lost = self.nodes[slot]
-        if lost is not None:
-            self.lost_nodes.add(lost)
-        self.actors[slot] = self._spawn(slot)
-        self._await_ready([slot], f"to replace its predecessor, which died ({_cause(error)})")
-        for worker, (lost_result, held_by) in list(self.inflight.items()):
-            if held_by == slot:
-                self.local.discard(lost_result)
-                self.load[slot] -= 1
-                self._dispatch(self.master.outstanding[worker], slot)
-
 
 def _cause(error: Exception) -> str:
     """An actor's error as one line (its last line: Ray wraps the remote traceback)."""
@@ -428,6 +377,15 @@ def _in_bundle(placement_group: Any, index: int) -> dict[str, Any]:
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     return {"scheduling_strategy": PlacementGroupSchedulingStrategy(placement_group, index)}
+
+
+def actor_count(cfg: TrialConfig, placement_group: Any = None) -> int:
+    """P: ``num_actors`` (at most N: an actor beyond one per logical worker would idle); unset, N in a
+    trial's placement group (which reserves one bundle per worker, ``dana_ray.executors``), else what the
+    cluster can place now."""
+    if cfg.num_actors:
+        return min(cfg.num_workers, cfg.num_actors)
+    return cfg.num_workers if placement_group is not None else default_num_actors(cfg)
 
 
 def default_num_actors(cfg: TrialConfig) -> int:
@@ -474,7 +432,7 @@ class RayExecutor(Executor):
 
     @staticmethod
     def _key(cfg: TrialConfig, placement_group: Any, metrics: bool) -> tuple:
-        return (cfg.num_actors or cfg.num_workers, cfg.cpus_per_actor, cfg.gpus_per_actor, cfg.server_cpus,
+        return (actor_count(cfg, placement_group), cfg.cpus_per_actor, cfg.gpus_per_actor, cfg.server_cpus,
                 None if placement_group is None else placement_group.id.hex(), metrics)
 
     def __init__(self, cfg: TrialConfig, name: str | None = None, worker_class: Any = None,
@@ -484,7 +442,7 @@ class RayExecutor(Executor):
             ray.init()  # joins the cluster in RAY_ADDRESS (ray job submit) or on this machine, else starts one
         self.name = name or f"trial-{uuid.uuid4().hex[:8]}"
         self.key: tuple | None = None  # set when borrowed: the executor may go back to the pool
-        self.num_actors = cfg.num_actors or default_num_actors(cfg)
+        self.num_actors = actor_count(cfg, placement_group)
         self.server = RemoteParameterServer.options(
             name=f"{self.name}/ParameterServer", num_cpus=cfg.server_cpus, **_in_bundle(placement_group, server_bundle(placement_group, self.num_actors)),
         ).remote(cfg.to_dict(), self.name, self.num_actors, worker_class, placement_group, metrics)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import Tensor
 
@@ -41,20 +43,24 @@ class GradientWorker:
         self.streams = Streams(data.train, batch_size, seed, prefetch)
 
     def compute(self, job: Job) -> GradientResult:
+        started = time.perf_counter()
         x, y = self.streams.batch(job.worker, job.batch)
         grad, bn_stats, loss = self.model.gradient(job.point, x, y, self.weight_decay)
-        return GradientResult(self.worker_side.update(job.worker, job.batch, grad), bn_stats, loss)
+        return GradientResult(self.worker_side.update(job.worker, job.batch, grad), bn_stats, loss,
+                              time.perf_counter() - started)
 
     def compute_many(self, jobs: list[Job]) -> list[GradientResult]:
         """Several jobs' results; more than one are computed together (``FlatModel.gradients``, vmap)."""
         if len(jobs) == 1:
             return [self.compute(jobs[0])]
+        started = time.perf_counter()
         batches = [self.streams.batch(job.worker, job.batch) for job in jobs]
         points = torch.stack([job.point for job in jobs])
         grads, stats, losses = self.model.gradients(points, torch.stack([x for x, _ in batches]),
                                                     torch.stack([y for _, y in batches]), self.weight_decay)
-        return [GradientResult(self.worker_side.update(job.worker, job.batch, grads[k]), stats[k], float(losses[k]))
-                for k, job in enumerate(jobs)]
+        share = (time.perf_counter() - started) / len(jobs)
+        return [GradientResult(self.worker_side.update(job.worker, job.batch, grads[k]), stats[k], float(losses[k]),
+                               share) for k, job in enumerate(jobs)]
 
     def worker_side_state(self, next_batch: dict[int, int]) -> dict:
         """The worker-side state of the logical workers held here, as of their next batch (worker -> batch)."""

@@ -1,0 +1,121 @@
+"""The executors by name: how a trial's gradients get computed, each declared once, as rules are.
+
+An entry says what the rest of the system needs to know of an executor, so that no module names one:
+
+- ``make(cfg, name, placement_group, reuse, metrics)``: build it for one trial (``trial.run``);
+- ``bundles(settings, workers, trial_cpus)``: the trial's reservation, a placement group's bundles, the trial
+  process's first (``settings``: ``num_actors``, ``cpus_per_actor``, ``gpus_per_actor``, ``server_cpus``);
+  Tune reserves them (``trainable.trial_resources``) and ``resources.fit`` sizes grids against them;
+- ``sized``: the settings ``resources.fit`` may choose when a grid leaves them unset;
+- ``arrival``: whether it can apply gradients in the order they arrive (``schedule: arrival``);
+- ``describe(settings, workers, trial_cpus)``: the reservation in words, for one-line refusals.
+
+A new executor is one module that calls ``register_executor`` (and is listed in a config's ``plugins``),
+like a rule: its name is then accepted by ``trial.run``, the trial CLI, a grid's ``tune.executor`` and the
+sweep's ``--executor``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from dana_ray.config import TrialConfig
+from dana_ray.engine.executor import Executor
+from dana_ray.registry import Registry
+
+Bundle = dict[str, float]
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    make: Callable[..., Executor]  # make(cfg, name, placement_group, reuse, metrics) -> Executor
+    bundles: Callable[[Mapping[str, Any], int, float], list[Bundle]]
+    sized: tuple[str, ...]
+    arrival: bool
+    describe: Callable[[Mapping[str, Any], int, float], str]
+    in_trial_process: bool = False  # computes in the trial's own process (its torch threads: an actor's)
+    help: str = ""
+
+
+#: Every executor by the name configs, grids and command lines use.
+EXECUTORS: Registry[ExecutorSpec] = Registry("executor")
+
+
+def register_executor(name: str, spec: ExecutorSpec) -> ExecutorSpec:
+    return EXECUTORS.register(name, spec)
+
+
+def need(bundles: list[Bundle]) -> tuple[float, float, float]:
+    """(CPUs, GPUs, the largest bundle's CPUs) of a reservation."""
+    return (sum(b.get("CPU", 0.0) for b in bundles), sum(b.get("GPU", 0.0) for b in bundles),
+            max((b.get("CPU", 0.0) for b in bundles), default=0.0))
+
+
+def check_arrival(executor: str, schedules: list[str], field: str = "schedule") -> None:
+    """Refuse ``arrival`` among ``schedules`` for an executor that follows a seeded order only."""
+    from dana_ray.config import ARRIVAL
+
+    if ARRIVAL in schedules and not EXECUTORS[executor].arrival:
+        able = [name for name in EXECUTORS if EXECUTORS[name].arrival]
+        raise ValueError(f"{field}: {ARRIVAL!r} is the real order gradients reach a server; executor {executor!r} "
+                         f"follows a seeded schedule (executors that take {ARRIVAL!r}: {', '.join(able)})")
+
+
+def _gradient_actor(settings: Mapping[str, Any]) -> Bundle:
+    gpus = settings["gpus_per_actor"]
+    return {"CPU": settings["cpus_per_actor"], "GPU": gpus} if gpus else {"CPU": settings["cpus_per_actor"]}
+
+
+def _actor_words(settings: Mapping[str, Any]) -> str:
+    gpus = settings["gpus_per_actor"]
+    return f"{settings['cpus_per_actor']:g} CPU" + (f" + {gpus:g} GPU" if gpus else "")
+
+
+def _actors(settings: Mapping[str, Any], workers: int) -> int:
+    return workers if settings["num_actors"] is None else min(workers, settings["num_actors"])
+
+
+# -- local: the whole simulation in one process ----------------------------------------------------------------
+
+def _make_local(cfg: TrialConfig, name: str | None, placement_group: Any, reuse: bool, metrics: bool) -> Executor:
+    from dana_ray.engine.local import LocalExecutor
+
+    if not metrics:
+        return LocalExecutor(cfg)
+    from dana_ray.metrics import RayMetrics
+
+    return LocalExecutor(cfg, RayMetrics(name or "trial", "local"))
+
+
+register_executor("local", ExecutorSpec(
+    make=_make_local,
+    bundles=lambda settings, workers, trial_cpus: [_gradient_actor(settings)],
+    sized=("cpus_per_actor",),
+    arrival=False,
+    describe=lambda settings, workers, trial_cpus: f"one actor's share: {_actor_words(settings)}",
+    in_trial_process=True,
+    help="the master and one model replica in one process (a Tune trial: one gradient actor's resources)"))
+
+
+# -- ray: a ParameterServer actor and its Worker actors --------------------------------------------------------
+
+def _make_ray(cfg: TrialConfig, name: str | None, placement_group: Any, reuse: bool, metrics: bool) -> Executor:
+    from dana_ray.engine.ray_executor import RayExecutor  # Ray is imported only when asked for
+
+    if reuse:
+        return RayExecutor.borrow(cfg, name, placement_group, metrics)
+    return RayExecutor(cfg, name, placement_group=placement_group, metrics=metrics)
+
+
+register_executor("ray", ExecutorSpec(
+    make=_make_ray,
+    bundles=lambda settings, workers, trial_cpus: (
+        [{"CPU": trial_cpus}, {"CPU": settings["server_cpus"]}]
+        + [_gradient_actor(settings) for _ in range(_actors(settings, workers))]),
+    sized=("num_actors", "server_cpus", "cpus_per_actor"),
+    arrival=True,
+    describe=lambda settings, workers, trial_cpus: (
+        f"trial_cpus {trial_cpus:g} + server_cpus {settings['server_cpus']:g} + {_actors(settings, workers)} "
+        f"actors x {_actor_words(settings)}"),
+    help="a ParameterServer actor and num_actors Worker actors per trial, across the cluster"))
