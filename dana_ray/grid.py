@@ -46,6 +46,8 @@ from dana_ray.plugins import load_plugins, normalize
 AXES = ("algorithm", "num_workers", "schedule", "seed")
 SECTIONS = ("description", "paper_table", "trial", "grid", "tune")
 TUNE_OPTIONS = ("max_concurrent_trials", "max_failures", "trial_cpus", "checkpoint_every", "executor")
+
+
 def check_executor(executor: Any, schedules: list[str], field: str = "tune.executor") -> None:
     """``executor`` is a registered executor that can follow every schedule of the grid."""
     check_name(field, executor, EXECUTORS)

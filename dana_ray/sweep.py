@@ -31,8 +31,8 @@ import yaml
 
 from dana_ray.cli import EXIT_FAILED, EXIT_INTERRUPTED, OneLineParser, bad_input, one_line
 from dana_ray.config import TrialConfig
-from dana_ray.fits import check_fits, generated_shapes, key_of
 from dana_ray.executors import EXECUTORS
+from dana_ray.fits import check_fits, generated_shapes, key_of
 from dana_ray.grid import GRID_FILE, Grid, GridError, cell_label, check_executor, load_grid, trial_folder
 from dana_ray.lock import LockError, claim
 

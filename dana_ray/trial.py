@@ -23,9 +23,9 @@ from dana_ray.algorithms import ALGORITHMS, is_single_worker
 from dana_ray.cli import OneLineParser, bad_input, one_line
 from dana_ray.config import AUTO, TrialConfig
 from dana_ray.data import check_dataset
-from dana_ray.fits import check_fits, generated_shapes, key_of
 from dana_ray.engine import Executor, resolve_device
 from dana_ray.executors import EXECUTORS, check_arrival
+from dana_ray.fits import check_fits, generated_shapes, key_of
 from dana_ray.plugins import load_plugins
 
 Callback = Callable[[dict[str, Any]], None]
