@@ -147,7 +147,7 @@ class Dispatcher:
                 result = self.transport.fetch(handle, slot)
                 self.traffic.waiting_s += time.perf_counter() - started
             except SlotLost as lost:
-                self._replace(lost.slot, lost.cause)
+                self.replace_slot(lost.slot, lost.cause)
                 continue
             del self.inflight[job.worker]
             self.local.discard(handle)
@@ -185,7 +185,9 @@ class Dispatcher:
             self.local.update(ready)
             self.pulled_ahead += len(ready)
 
-    def _replace(self, slot: int, cause: str) -> None:
+    def replace_slot(self, slot: int, cause: str) -> None:
+        """A new computer in ``slot`` (the transport's), and every job the dead one held sent to it again;
+        for whoever learns of the death first (a fetch here, or the server's own calls to its slots)."""
         self.transport.replace(slot, cause)
         self.traffic.actor_restarts += 1
         for worker, (handle, held_by, job) in list(self.inflight.items()):

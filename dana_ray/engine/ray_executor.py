@@ -215,9 +215,8 @@ class ParameterServer(MasterLoop):
             slot = self.dispatcher.least_loaded()
             try:
                 return ray.get(self.actors[slot].evaluate.remote(params, bn_stats))
-            except ray.exceptions.RayActorError as error:
-                self.replace(slot, _cause(error))
-                self.traffic.actor_restarts += 1
+            except ray.exceptions.RayActorError as error:  # its jobs in flight are lost too: sent again
+                self.dispatcher.replace_slot(slot, _cause(error))
 
     def load_state_dict(self, state: dict) -> None:
         """Restore the master (and the actors' worker-side state); the jobs in flight are dropped and the
