@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from dana_ray.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, make_algorithm
-from dana_ray.checks import check_bool, check_integer, check_name, check_number, is_number
+from dana_ray.checks import check_bool, check_integer, check_name, check_number, is_integer, is_number
 from dana_ray.data import DATASETS
 from dana_ray.lr_schedule import WARMUP_STARTS
 from dana_ray.models import MODELS, check_model
@@ -28,7 +28,7 @@ DEVICES = ("auto", "cpu", "cuda")
 MAX_WORKERS = 65536
 #: The schedules a config may name: the seeded ones, and ``arrival`` (real completion order; Ray executor).
 ARRIVAL = "arrival"
-#: ``jobs_per_call: auto``: sized by the server from what it measures (``engine/dispatch.CallSizer``).
+#: ``jobs_per_call: auto``: sized by the server from what it measures (``engine/dispatch.Dispatcher.size_calls``).
 AUTO = "auto"
 #: Where weight decay is applied: "worker" (g = ∇L(x) + λx at the point x the worker was sent) or "master"
 #: (g + λθ at the master's θ when the gradient is applied, PyTorch's SGD at the master: the DANA authors'
@@ -144,11 +144,8 @@ class TrialConfig:
                 raise ValueError(f"{name}: expected a mapping, got {getattr(self, name)!r}")
         for name in ("num_workers", "batch_size", "epochs", "eval_batch_size", "vmap_jobs"):
             check_integer(name, getattr(self, name), minimum=1)
-        if self.jobs_per_call != AUTO:
-            try:
-                check_integer("jobs_per_call", self.jobs_per_call, minimum=1)
-            except ValueError:
-                raise ValueError(f"jobs_per_call: expected {AUTO!r} or an integer >= 1, got {self.jobs_per_call!r}") from None
+        if self.jobs_per_call != AUTO and not (is_integer(self.jobs_per_call) and self.jobs_per_call >= 1):
+            raise ValueError(f"jobs_per_call: expected {AUTO!r} or an integer >= 1, got {self.jobs_per_call!r}")
         check_integer("num_workers", self.num_workers, minimum=1, maximum=MAX_WORKERS)
         check_integer("seed", self.seed, minimum=0)
         check_bool("fused_updates", self.fused_updates)

@@ -89,10 +89,6 @@ class DataShape:
         x, _ = data.test.batch(np.arange(1), None)
         return cls(len(data.train), len(data.test), data.num_classes, tuple(int(d) for d in x.shape[1:]))
 
-    def as_dict(self) -> dict:
-        return {"train": self.train, "test": self.test, "num_classes": self.num_classes,
-                "example": list(self.example)}
-
 
 class TensorImages:
     """Examples held in memory, augmented per batch with a seeded generator.
@@ -369,10 +365,12 @@ def load_cifar(name: str, data_dir: str) -> DataSet:
 def check_cifar(name: str, data_dir: str) -> DataShape:
     """Every file of torchvision's layout is there and unpickles: the batches into rows of 3x32x32 bytes with
     labels in range, the meta file into the class names; returns the splits' sizes and the class count."""
-    _, folder, files, label_key, _, _ = _CIFAR[name]
-    meta_file, names_key = ("batches.meta", "label_names") if name == "cifar10" else ("meta", "fine_label_names")
+    from torchvision import datasets
+
+    cls_name, folder, files, label_key, _, _ = _CIFAR[name]
+    meta = getattr(datasets, cls_name).meta  # the file and key the loader reads its class names from
     check_folders(name, data_dir, (folder,))
-    classes = len(_read_cifar_file(name, data_dir, folder, meta_file, lambda entry: list(entry[names_key])))
+    classes = len(_read_cifar_file(name, data_dir, folder, meta["filename"], lambda entry: list(entry[meta["key"]])))
     rows = {}
     for file in files:
         def labelled(entry: dict) -> int | None:

@@ -20,11 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from dana_ray.config import TrialConfig
+from dana_ray.config import ARRIVAL, TrialConfig
 from dana_ray.engine.executor import Executor
 from dana_ray.registry import Registry
 
 Bundle = dict[str, float]
+#: The trial settings an executor's ``bundles`` read (its ``settings`` mapping holds these keys).
+RESERVATIONS = ("num_actors", "cpus_per_actor", "gpus_per_actor", "server_cpus")
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,6 @@ def need(bundles: list[Bundle]) -> tuple[float, float, float]:
 
 def check_arrival(executor: str, schedules: list[str], field: str = "schedule") -> None:
     """Refuse ``arrival`` among ``schedules`` for an executor that follows a seeded order only."""
-    from dana_ray.config import ARRIVAL
-
     if ARRIVAL in schedules and not EXECUTORS[executor].arrival:
         able = [name for name in EXECUTORS if EXECUTORS[name].arrival]
         raise ValueError(f"{field}: {ARRIVAL!r} is the real order gradients reach a server; executor {executor!r} "

@@ -110,7 +110,7 @@ class Grid:
     def changes_from(self, other: "Grid") -> str | None:
         """The first difference in what is trained between two grids (``grid.seed: [0, 1] -> [0, 1, 2]``), or
         None; where the data lives (``trial.data_dir``) and the reservations a sweep sizes to its cluster
-        (``dana_ray.resources.SIZED``) may differ."""
+        (``IGNORED_CHANGES``) may differ."""
         for axis in AXES:
             if list(self.axes[axis]) != list(other.axes[axis]):
                 return f"grid.{axis}: {list(other.axes[axis])} -> {list(self.axes[axis])}"

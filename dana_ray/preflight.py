@@ -23,14 +23,15 @@ from dana_ray.fits import DataKey, has_files
 from dana_ray.plugins import load_plugins
 
 
-def _check_here(plugins: list[str], dataset: str, data_dir: str | None, options: str) -> tuple[str | None, dict | None]:
-    """(error, None) or (None, the data's shape as a dict, or None where its check says nothing)."""
+def _check_here(plugins: list[str], dataset: str, data_dir: str | None,
+                options: str) -> tuple[str | None, DataShape | None]:
+    """(error, None) or (None, the data's shape, or None where its check says nothing)."""
     try:
         load_plugins(plugins)
         shape = check_dataset(dataset, data_dir, **json.loads(options))
     except Exception as error:  # noqa: BLE001 - a plug-in's check may raise anything: one line, not a traceback
         return (str(error) if isinstance(error, ValueError) else f"{dataset}: {type(error).__name__}: {error}"), None
-    return None, shape.as_dict() if isinstance(shape, DataShape) else None
+    return None, shape if isinstance(shape, DataShape) else None
 
 
 _remote_check = ray.remote(num_cpus=0, max_retries=0)(_check_here)
@@ -55,7 +56,6 @@ def check_nodes(datasets: set[DataKey]) -> tuple[list[str], dict[DataKey, DataSh
         if message:
             problems.append(f"{message} [node {address}]")
         elif shape is not None:
-            shape = DataShape(**{**shape, "example": tuple(shape["example"])})
             if key in shapes and shapes[key] != shape:
                 problems.append(f"data_dir: {key[0]} under {key[1]!r} differs between nodes: {seen_on[key]} has "
                                 f"{_describe(shapes[key])}, {address} has {_describe(shape)}")

@@ -24,7 +24,7 @@ from ray import tune
 
 from dana_ray.config import TrialConfig
 from dana_ray.engine.executor import params_sha256
-from dana_ray.executors import EXECUTORS
+from dana_ray.executors import EXECUTORS, RESERVATIONS
 from dana_ray.grid import trial_from_tune
 from dana_ray.trial import run
 
@@ -40,7 +40,7 @@ def trial_resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:
     one for the ParameterServer, one per Worker actor; on the local executor one, a gradient actor's, for
     the trial process that computes everything."""
     cfg = TrialConfig.from_dict(trial_from_tune(config))
-    settings = {k: getattr(cfg, k) for k in ("num_actors", "cpus_per_actor", "gpus_per_actor", "server_cpus")}
+    settings = {k: getattr(cfg, k) for k in RESERVATIONS}
     spec = EXECUTORS[config.get("_executor", "ray")]
     return tune.PlacementGroupFactory(spec.bundles(settings, cfg.num_workers, config.get("_trial_cpus", 0.25)))
 

@@ -268,9 +268,9 @@ def test_nodes_whose_copies_of_the_data_differ_are_refused(monkeypatch, ray_sess
     import ray
 
     from dana_ray import preflight
+    from dana_ray.data import DataShape
 
-    answers = iter([{"train": 100, "test": 40, "num_classes": 10, "example": [3, 32, 32]},
-                    {"train": 90, "test": 40, "num_classes": 10, "example": [3, 32, 32]}])
+    answers = iter([DataShape(100, 40, 10, (3, 32, 32)), DataShape(90, 40, 10, (3, 32, 32))])
 
     class TwoNodes:
         def options(self, **_):

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from dana_ray.algorithms import UpdateRule
 from dana_ray.algorithms.ops import compiled_distance
-from dana_ray.engine.telemetry import Totals
+from dana_ray.engine.telemetry import Totals, tally
 from dana_ray.schedules import Schedule
 
 
@@ -136,9 +136,7 @@ class Master:
         m["count"] += 1
         m["delay_sum"] += delay
         m["delay_max"] = max(m["delay_max"], delay)
-        counts = m["delay_counts"]
-        counts.extend([0] * (delay + 1 - len(counts)))
-        counts[delay] += 1
+        tally(m["delay_counts"], delay)
         m["gap_sum"] += gap
         m["loss_sum"] += loss
 

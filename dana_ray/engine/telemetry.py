@@ -45,6 +45,13 @@ class Sink(Protocol):
     def epoch(self, row: dict[str, Any]) -> None: ...
 
 
+def tally(counts: list[int], index: int) -> None:
+    """``counts[index] += 1``, the list grown with zeros as needed (a histogram over 0, 1, 2, ...)."""
+    if index >= len(counts):
+        counts.extend([0] * (index + 1 - len(counts)))
+    counts[index] += 1
+
+
 class Totals:
     """Running totals since the process began serving the trial (never reset by an epoch, never saved)."""
 
@@ -54,10 +61,7 @@ class Totals:
 
     def record(self, worker: int, delay: int) -> None:
         self.per_worker[worker] += 1
-        counts = self.delay_counts
-        if delay >= len(counts):
-            counts.extend([0] * (delay + 1 - len(counts)))
-        counts[delay] += 1
+        tally(self.delay_counts, delay)
 
 
 @dataclass
