@@ -26,6 +26,8 @@ from dana_ray.schedules import SCHEDULES, make_schedule
 DEVICES = ("auto", "cpu", "cuda")
 #: The most logical workers a trial may have (a bound, so that a typo is refused rather than allocated).
 MAX_WORKERS = 65536
+#: The most server shards a trial may have.
+MAX_SHARDS = 256
 #: The schedules a config may name: the seeded ones, and ``arrival`` (real completion order; Ray executor).
 ARRIVAL = "arrival"
 #: ``jobs_per_call: auto``: sized by the server from what it measures (``engine/dispatch.Dispatcher.size_calls``).
@@ -93,6 +95,9 @@ class TrialConfig:
     gpus_per_actor: float = 0.0            # Ray GPUs per gradient actor; fractions share a GPU
     server_cpus: float = 1.0               # Ray CPUs reserved for the ParameterServer actor; its update
                                            # runs on round(server_cpus) torch threads (at least 1)
+    server_shards: int = 1                 # K: θ and the rule's state split over K server shard actors, a
+                                           # sequencer ordering the updates (engine/shards.py); the same
+                                           # numbers for any K; each server process takes server_cpus
     max_actor_restarts: int = 3            # dead gradient actors replaced per trial before it fails
     actor_start_timeout_s: float = 600.0   # a gradient actor (first or replacement) not running by then fails
                                            # the trial with one message, rather than waiting forever for room
@@ -150,6 +155,10 @@ class TrialConfig:
         check_integer("seed", self.seed, minimum=0)
         check_bool("fused_updates", self.fused_updates)
         check_integer("max_actor_restarts", self.max_actor_restarts, minimum=0)
+        check_integer("server_shards", self.server_shards, minimum=1, maximum=MAX_SHARDS)
+        if self.server_shards > 1 and not self.rule.per_coordinate:
+            raise ValueError(f"server_shards: algorithm {self.algorithm!r} reads across coordinates "
+                             f"(per_coordinate = False), so it cannot be split; use server_shards: 1")
         check_integer("prefetch_batches", self.prefetch_batches, minimum=0)
         for name in ("cpu_threads", "num_actors", "max_steps_per_epoch"):
             if getattr(self, name) is not None:

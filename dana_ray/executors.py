@@ -8,6 +8,8 @@ An entry says what the rest of the system needs to know of an executor, so that 
   Tune reserves them (``trainable.trial_resources``) and ``resources.fit`` sizes grids against them;
 - ``sized``: the settings ``resources.fit`` may choose when a grid leaves them unset;
 - ``arrival``: whether it can apply gradients in the order they arrive (``schedule: arrival``);
+- ``shards``: whether it can split θ over ``server_shards`` server processes; ``strategy``: how Ray places
+  the trial's bundles (``SPREAD`` puts shards on distinct nodes where the cluster has them);
 - ``describe(settings, workers, trial_cpus)``: the reservation in words, for one-line refusals.
 
 A new executor is one module that calls ``register_executor`` (and is listed in a config's ``plugins``),
@@ -26,7 +28,7 @@ from dana_ray.registry import Registry
 
 Bundle = dict[str, float]
 #: The trial settings an executor's ``bundles`` read (its ``settings`` mapping holds these keys).
-RESERVATIONS = ("num_actors", "cpus_per_actor", "gpus_per_actor", "server_cpus")
+RESERVATIONS = ("num_actors", "cpus_per_actor", "gpus_per_actor", "server_cpus", "server_shards")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class ExecutorSpec:
     arrival: bool
     describe: Callable[[Mapping[str, Any], int, float], str]
     in_trial_process: bool = False  # computes in the trial's own process (its torch threads: an actor's)
+    shards: bool = False  # can split θ over server_shards > 1 server processes
+    #: the placement group strategy of the trial's bundles (``settings`` -> a Ray strategy name)
+    strategy: Callable[[Mapping[str, Any]], str] = lambda settings: "PACK"
     help: str = ""
 
 
@@ -54,12 +59,18 @@ def need(bundles: list[Bundle]) -> tuple[float, float, float]:
             max((b.get("CPU", 0.0) for b in bundles), default=0.0))
 
 
-def check_arrival(executor: str, schedules: list[str], field: str = "schedule") -> None:
-    """Refuse ``arrival`` among ``schedules`` for an executor that follows a seeded order only."""
-    if ARRIVAL in schedules and not EXECUTORS[executor].arrival:
+def check_supports(executor: str, schedules: list[str], server_shards: int = 1, field: str = "schedule") -> None:
+    """Refuse ``arrival`` among ``schedules`` for an executor that follows a seeded order only, and
+    ``server_shards`` > 1 for one that holds θ in one process."""
+    spec = EXECUTORS[executor]
+    if ARRIVAL in schedules and not spec.arrival:
         able = [name for name in EXECUTORS if EXECUTORS[name].arrival]
         raise ValueError(f"{field}: {ARRIVAL!r} is the real order gradients reach a server; executor {executor!r} "
                          f"follows a seeded schedule (executors that take {ARRIVAL!r}: {', '.join(able)})")
+    if server_shards != 1 and not spec.shards:
+        able = [name for name in EXECUTORS if EXECUTORS[name].shards]
+        raise ValueError(f"{field}: executor {executor!r} holds θ in one process; server_shards: {server_shards} "
+                         f"needs an executor with server shards ({', '.join(able)})")
 
 
 def _gradient_actor(settings: Mapping[str, Any]) -> Bundle:
@@ -108,14 +119,28 @@ def _make_ray(cfg: TrialConfig, name: str | None, placement_group: Any, reuse: b
     return RayExecutor(cfg, name, placement_group=placement_group, metrics=metrics)
 
 
+def _ray_bundles(settings: Mapping[str, Any], workers: int, trial_cpus: float) -> list[Bundle]:
+    """``[trial process, server, actor 0, ...]``; with K > 1 server shards, ``[trial process, sequencer,
+    shard 0, ..., shard K-1, actor 0, ...]``, each server process taking ``server_cpus``."""
+    servers = 1 + (settings["server_shards"] if settings["server_shards"] > 1 else 0)
+    return ([{"CPU": trial_cpus}] + [{"CPU": settings["server_cpus"]} for _ in range(servers)]
+            + [_gradient_actor(settings) for _ in range(_actors(settings, workers))])
+
+
+def _ray_words(settings: Mapping[str, Any], workers: int, trial_cpus: float) -> str:
+    shards = settings["server_shards"]
+    servers = (f"server_cpus {settings['server_cpus']:g}" if shards == 1
+               else f"(1 + {shards} shards) x server_cpus {settings['server_cpus']:g}")
+    return f"trial_cpus {trial_cpus:g} + {servers} + {_actors(settings, workers)} actors x {_actor_words(settings)}"
+
+
 register_executor("ray", ExecutorSpec(
     make=_make_ray,
-    bundles=lambda settings, workers, trial_cpus: (
-        [{"CPU": trial_cpus}, {"CPU": settings["server_cpus"]}]
-        + [_gradient_actor(settings) for _ in range(_actors(settings, workers))]),
+    bundles=_ray_bundles,
     sized=("num_actors", "server_cpus", "cpus_per_actor"),
     arrival=True,
-    describe=lambda settings, workers, trial_cpus: (
-        f"trial_cpus {trial_cpus:g} + server_cpus {settings['server_cpus']:g} + {_actors(settings, workers)} "
-        f"actors x {_actor_words(settings)}"),
-    help="a ParameterServer actor and num_actors Worker actors per trial, across the cluster"))
+    describe=_ray_words,
+    shards=True,
+    strategy=lambda settings: "SPREAD" if settings["server_shards"] > 1 else "PACK",
+    help="a ParameterServer actor (or a sequencer and server_shards shards) and num_actors Worker actors per "
+         "trial, across the cluster"))

@@ -40,7 +40,7 @@ import yaml
 from dana_ray.algorithms import ALGORITHMS, is_single_worker
 from dana_ray.checks import check_integer, check_name, check_number, check_options, is_integer
 from dana_ray.config import MAX_WORKERS, TrialConfig, schedule_names
-from dana_ray.executors import EXECUTORS, check_arrival
+from dana_ray.executors import EXECUTORS, check_supports
 from dana_ray.plugins import load_plugins, normalize
 
 AXES = ("algorithm", "num_workers", "schedule", "seed")
@@ -48,10 +48,11 @@ SECTIONS = ("description", "paper_table", "trial", "grid", "tune")
 TUNE_OPTIONS = ("max_concurrent_trials", "max_failures", "trial_cpus", "checkpoint_every", "executor")
 
 
-def check_executor(executor: Any, schedules: list[str], field: str = "tune.executor") -> None:
-    """``executor`` is a registered executor that can follow every schedule of the grid."""
+def check_executor(executor: Any, schedules: list[str], server_shards: int = 1, field: str = "tune.executor") -> None:
+    """``executor`` is a registered executor that can follow every schedule of the grid and split θ over
+    the trials' ``server_shards``."""
     check_name(field, executor, EXECUTORS)
-    check_arrival(executor, schedules, field=field)
+    check_supports(executor, schedules, server_shards, field=field)
 
 
 #: A grid's ``tune:`` settings when it does not say (see ``load_grid`` for their checks).
@@ -263,7 +264,7 @@ def _parse(path: str, raw: Any, data_dir: str | None) -> Grid:
     if tune.setdefault("checkpoint_every", TUNE_DEFAULTS["checkpoint_every"]) != "auto":
         check_integer("tune.checkpoint_every", tune["checkpoint_every"], minimum=1)
     # how a Tune trial runs: a name in dana_ray.executors (its plug-ins, in the trial's, loaded by now)
-    check_executor(tune.setdefault("executor", TUNE_DEFAULTS["executor"]), axes["schedule"])
+    check_executor(tune.setdefault("executor", TUNE_DEFAULTS["executor"]), axes["schedule"], trial.get("server_shards", 1))
     check_number("tune.trial_cpus", tune.setdefault("trial_cpus", TUNE_DEFAULTS["trial_cpus"]), low=0.0)
     paper_table = raw.get("paper_table")
     if paper_table is not None:

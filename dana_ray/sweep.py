@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             grid = load_grid(args.config or "quickstart", **_grid_options(args))
             if args.executor:
                 try:
-                    check_executor(args.executor, grid.axes["schedule"], field="--executor")
+                    check_executor(args.executor, grid.axes["schedule"], grid.trial.get("server_shards", 1),
+                                   field="--executor")
                 except ValueError as error:
                     raise GridError(str(error)) from None
                 grid.tune["executor"] = args.executor

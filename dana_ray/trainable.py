@@ -42,7 +42,8 @@ def trial_resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:
     cfg = TrialConfig.from_dict(trial_from_tune(config))
     settings = {k: getattr(cfg, k) for k in RESERVATIONS}
     spec = EXECUTORS[config.get("_executor", "ray")]
-    return tune.PlacementGroupFactory(spec.bundles(settings, cfg.num_workers, config.get("_trial_cpus", 0.25)))
+    return tune.PlacementGroupFactory(spec.bundles(settings, cfg.num_workers, config.get("_trial_cpus", 0.25)),
+                                      strategy=spec.strategy(settings))
 
 
 def train_trial(config: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ from dana_ray.cli import OneLineParser, bad_input, one_line
 from dana_ray.config import AUTO, TrialConfig
 from dana_ray.data import check_dataset
 from dana_ray.engine import Executor, resolve_device
-from dana_ray.executors import EXECUTORS, check_arrival
+from dana_ray.executors import EXECUTORS, check_supports
 from dana_ray.fits import check_fits, generated_shapes, key_of
 from dana_ray.plugins import load_plugins
 
@@ -38,7 +38,7 @@ def make_executor(name: str, cfg: TrialConfig, run_name: str | None = None, plac
     trial's live figures to Ray's metrics agent (``dana_ray.metrics``), tagged ``run_name`` (in a Ray
     process, as a Tune trial is)."""
     spec = EXECUTORS[name]
-    check_arrival(name, [cfg.schedule])
+    check_supports(name, [cfg.schedule], cfg.server_shards, field="executor")
     return spec.make(cfg, run_name, placement_group, reuse, metrics)
 
 
@@ -216,7 +216,7 @@ def _checked_configs(args: argparse.Namespace) -> list[TrialConfig]:
     configs = [TrialConfig.from_dict(c) for c in grid]
     spec = EXECUTORS[args.executor]
     for cfg in configs:
-        check_arrival(args.executor, [cfg.schedule])
+        check_supports(args.executor, [cfg.schedule], cfg.server_shards, field="--executor")
     shapes = generated_shapes(configs)
     if spec.in_trial_process:  # the data is read here: its files are checked and fitted here too
         for cfg in configs:

@@ -83,6 +83,11 @@ class UpdateRule:
     worker_side: ClassVar[Any] = None
     #: With N = 1: one of SINGLE_WORKER_FORMS (checked by the tests against torch.optim.SGD), or None.
     single_worker_form: ClassVar[str | None] = None
+    #: True when the update of each coordinate reads only that coordinate of every d-vector (θ, g, the point,
+    #: the momenta) and scalars: the rule can then be split over K server shards (``server_shards``) with the
+    #: same numbers, a law the tests check (``laws.shard_law``). A rule that reduces across coordinates (a
+    #: norm, a global clip) sets False, and a trial with server_shards > 1 refuses it.
+    per_coordinate: ClassVar[bool] = True
     #: d-vectors the update's equations read and write once each per gradient, ``params_for`` included (the
     #: memory-bandwidth reference of ``benchmarks/server_update.py``); None: the benchmark counts them.
     vectors_per_update: ClassVar[int | None] = None

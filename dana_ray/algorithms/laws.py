@@ -5,6 +5,8 @@ plug-in author's over their own rule (``check_laws("my-rule")``), with no per-ru
   ``torch.optim.SGD`` ("sgd": no momentum; "momentum": momentum γ; "nesterov": the points it sends are
   ``SGD(momentum=γ, nesterov=True)``'s iterates), in float64, on a noisy quadratic;
 * **state round trip**: ``state_dict()`` then ``load_state_dict()`` into a fresh rule continues bitwise;
+* **per coordinate**: a rule that declares ``per_coordinate`` gives the same numbers split over K shards of θ
+  (what ``server_shards`` runs), bitwise;
 * **O(d) per update**: the elements an update reads and writes (``apply`` and ``params_for``, counted op by
   op under a ``TorchDispatchMode``, views excluded) do not grow with N: the same with 2 and with 64 workers,
   up to O(N) scalar bookkeeping.
@@ -182,8 +184,44 @@ def linear_cost_law(name: str, d: int = 4096) -> None:
         f"{name}: an update moves {many:.1f} d-vectors with 64 workers against {few:.1f} with 2: not O(d)")
 
 
+def shard_law(name: str, shards: tuple[int, ...] = (2, 3), workers: int = 3, d: int = 37, steps: int = 40) -> bool:
+    """A rule that declares ``per_coordinate`` gives, split into K rules over consecutive ranges of θ each fed
+    its slice of every gradient (a sharded server, ``engine/shards.py``), bitwise the parameters and points of
+    the whole rule, with a learning-rate schedule, delays and gradients that depend on the point. False when
+    the rule declares it is not per coordinate (nothing to check)."""
+    rule = ALGORITHMS[name]
+    if not rule.per_coordinate:
+        return False
+    n = workers_for(name, workers)
+    lr = lambda step: 0.05 * 0.5 ** (step // 15)  # noqa: E731
+    x0 = torch.linspace(-1, 1, d)
+    gen = torch.Generator().manual_seed(1)
+    curvature, noise = torch.rand(d, generator=gen) + 0.5, torch.randn(steps, d, generator=gen) * 0.1
+    order = torch.randint(n, (steps,), generator=gen).tolist()
+
+    def run(bounds: list[int]) -> tuple[Tensor, list[Tensor]]:
+        drivers = [Driver(rule(x0[a:b].clone(), n, lr, 0.9)) for a, b in zip(bounds, bounds[1:])]
+        for t, worker in enumerate(order if not rule.synchronous else [t % n for t in range(steps)]):
+            point = torch.cat([driver.sent[worker] for driver in drivers])
+            grad = curvature * point + noise[t]  # per coordinate, and depends on the point
+            for driver, a, b in zip(drivers, bounds, bounds[1:]):
+                driver.push(worker, grad[a:b])
+        return (torch.cat([driver.rule.params for driver in drivers]),
+                [torch.cat([driver.rule.params_for(i) for driver in drivers]) for i in range(n)])
+
+    whole, points = run([0, d])
+    for k in shards:
+        bounds = [d * j // k for j in range(k + 1)]
+        split, split_points = run(bounds)
+        assert torch.equal(split, whole) and all(map(torch.equal, split_points, points)), (
+            f"{name}: split over {k} shards, the rule does not give the whole rule's numbers; a rule whose update "
+            f"reads across coordinates must declare per_coordinate = False")
+    return True
+
+
 def check_laws(name: str) -> None:
     """Every law, for the rule registered as ``name``."""
     single_worker_law(name)
     state_dict_law(name)
     linear_cost_law(name)
+    shard_law(name)

@@ -10,15 +10,16 @@ import json
 
 import torch
 
-from dana_ray.algorithms import make_algorithm
+from dana_ray.algorithms import UpdateRule, make_algorithm
 from dana_ray.config import ARRIVAL, TrialConfig
 from dana_ray.data import DATASETS, DataSet, load_dataset
 from dana_ray.engine.flat import FlatModel
 from dana_ray.engine.master import Master
+from dana_ray.engine.shards import ShardedMaster, ShardSet
 from dana_ray.engine.worker import GradientWorker
 from dana_ray.lr_schedule import step_decay
 from dana_ray.models import make_model
-from dana_ray.schedules import make_schedule
+from dana_ray.schedules import Schedule, make_schedule
 
 
 def resolve_device(name: str) -> torch.device:
@@ -67,14 +68,30 @@ def build_worker(cfg: TrialConfig, device: torch.device | str | None = None,
                           prefetch=cfg.prefetch_batches)
 
 
+def build_rule(cfg: TrialConfig, params: torch.Tensor, steps_per_epoch: int, fused: bool | None = None) -> UpdateRule:
+    """The trial's rule over ``params`` (all of θ, a shard's slice of it, or none: a sequencer's shadow)."""
+    lr = step_decay(cfg.lr, steps_per_epoch, cfg.lr_decay_epochs, cfg.lr_decay_factor, cfg.warmup_epochs,
+                    cfg.warmup_start, cfg.num_workers)
+    return make_algorithm(cfg.algorithm, params, cfg.num_workers, lr, cfg.momentum,
+                          weight_decay=cfg.weight_decay if cfg.weight_decay_at == "master" else 0.0,
+                          fused=cfg.fused_updates if fused is None else fused, **cfg.algorithm_options)
+
+
+def build_schedule(cfg: TrialConfig) -> Schedule | None:
+    """The seeded order gradients are applied in (None: ``arrival``, the order they come)."""
+    return (None if cfg.schedule == ARRIVAL
+            else make_schedule(cfg.schedule, cfg.num_workers, cfg.seed, **cfg.schedule_options))
+
+
 def build_master(cfg: TrialConfig, params: torch.Tensor, bn_stats: torch.Tensor, bn_momentum: float,
                  steps_per_epoch: int) -> Master:
     """The rule (starting at ``params``), the schedule and the master's BatchNorm statistics."""
-    lr = step_decay(cfg.lr, steps_per_epoch, cfg.lr_decay_epochs, cfg.lr_decay_factor, cfg.warmup_epochs,
-                    cfg.warmup_start, cfg.num_workers)
-    rule = make_algorithm(cfg.algorithm, params, cfg.num_workers, lr, cfg.momentum,
-                          weight_decay=cfg.weight_decay if cfg.weight_decay_at == "master" else 0.0,
-                          fused=cfg.fused_updates, **cfg.algorithm_options)
-    schedule = (None if cfg.schedule == ARRIVAL
-                else make_schedule(cfg.schedule, cfg.num_workers, cfg.seed, **cfg.schedule_options))
-    return Master(rule, schedule, bn_stats, bn_momentum, fused=cfg.fused_updates)
+    return Master(build_rule(cfg, params, steps_per_epoch), build_schedule(cfg), bn_stats, bn_momentum,
+                  fused=cfg.fused_updates)
+
+
+def build_sequencer(cfg: TrialConfig, shards: ShardSet, bn_stats: torch.Tensor, bn_momentum: float,
+                    steps_per_epoch: int) -> ShardedMaster:
+    """A sharded server's master: the rule's shadow (over no coordinates), the schedule, the statistics."""
+    shadow = build_rule(cfg, torch.zeros(0), steps_per_epoch, fused=False)
+    return ShardedMaster(shadow, build_schedule(cfg), bn_stats, bn_momentum, shards)

@@ -34,7 +34,7 @@ import math
 import time
 from typing import Hashable, Protocol
 
-from dana_ray.engine.master import GradientResult, Job, Master
+from dana_ray.engine.master import GradientResult, Job, Master, nbytes
 from dana_ray.engine.telemetry import Telemetry, Traffic
 
 
@@ -129,7 +129,7 @@ class Dispatcher:
     def _send(self, jobs: list[Job], slot: int) -> None:
         for job, handle in zip(jobs, self.transport.send(slot, jobs)):
             self.inflight[job.worker] = (handle, slot, job)
-            self.traffic.bytes_to_workers += job.point.numel() * job.point.element_size()
+            self.traffic.bytes_to_workers += nbytes(job.point)
         self.load[slot] += len(jobs)
 
     # -- receiving ----------------------------------------------------------------------------------------
@@ -156,8 +156,7 @@ class Dispatcher:
                 self.measured.append(result.seconds)
                 if len(self.measured) >= AUTO_WARMUP:
                     self.size_calls()
-            self.traffic.bytes_from_workers += (result.grad.numel() * result.grad.element_size()
-                                                + result.bn_stats.numel() * result.bn_stats.element_size())
+            self.traffic.bytes_from_workers += nbytes(result.grad) + nbytes(result.bn_stats)
             return result
 
     def size_calls(self) -> None:

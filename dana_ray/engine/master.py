@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -26,16 +27,22 @@ from dana_ray.schedules import Schedule
 class Job:
     worker: int       # logical worker index
     batch: int        # position in that worker's batch stream
-    point: Tensor     # the parameters it was sent
+    point: Tensor     # the parameters it was sent (a sharded server: its shards' slices, ``shards.Sharded``)
     sent_version: int  # how many times the master's parameters had changed when it was sent
 
 
 @dataclass
 class GradientResult:
-    grad: Tensor      # ∇L + λ·point, flat (for a rule with a worker side: its update of that gradient)
+    grad: Tensor      # ∇L + λ·point, flat (for a rule with a worker side: its update of that gradient);
+                      # a sharded server: the slices for its shards (``shards.Sharded``)
     bn_stats: Tensor  # the batch's BatchNorm statistics, flat (empty without BatchNorm)
     loss: float       # mean training loss of the batch at the point
     seconds: float = 0.0  # how long computing it took where it was computed (0: not measured)
+
+
+def nbytes(vector: Any) -> int:
+    """The size in bytes of a point or gradient: a tensor, or anything with ``nbytes`` (``shards.Sharded``)."""
+    return vector.numel() * vector.element_size() if isinstance(vector, Tensor) else vector.nbytes
 
 
 class Master:
@@ -87,14 +94,12 @@ class Master:
         if not math.isfinite(result.loss):
             self.diverged = True
             return []
-        params = self.rule.params
         delay = self.version - job.sent_version
-        gap = self.gap(job.point)
-        self.rule.apply(job.worker, result.grad.to(params), point=job.point, delay=delay)
+        gap = self._apply_gradient(job, result.grad, delay)
         if self.bn_stats.numel():
             self.bn_stats.lerp_(result.bn_stats.to(self.bn_stats), self.bn_momentum)
         del self.outstanding[job.worker]
-        self._free_points.append(job.point)  # the job is done: its buffer takes a later point (no allocation)
+        self._release_point(job.point)
         self._record(delay, gap, result.loss)
         self.totals.record(job.worker, delay)
         if not self.rule.synchronous:
@@ -119,11 +124,26 @@ class Master:
         return {w: job.batch for w, job in self.outstanding.items()}
 
     def _issue(self, worker: int) -> Job:
-        buffer = self._free_points.pop() if self._free_points else None
-        job = Job(worker, self.batches_issued[worker], self.rule.params_for(worker, out=buffer), self.version)
+        job = Job(worker, self.batches_issued[worker], self._point_for(worker), self.version)
         self.batches_issued[worker] += 1
         self.outstanding[worker] = job
         return job
+
+    # -- where θ lives: here, in the rule (``engine/shards.ShardedMaster`` overrides these three) -----------
+
+    def _apply_gradient(self, job: Job, grad: Tensor, delay: int) -> float:
+        """Apply ``grad`` (computed at ``job.point``) to the rule; returns the job's gap, measured before."""
+        gap = self.gap(job.point)
+        self.rule.apply(job.worker, grad.to(self.rule.params), point=job.point, delay=delay)
+        return gap
+
+    def _point_for(self, worker: int) -> Tensor:
+        """The point a new job of ``worker`` carries, written into an applied job's buffer where one is free."""
+        return self.rule.params_for(worker, out=self._free_points.pop() if self._free_points else None)
+
+    def _release_point(self, point: Tensor) -> None:
+        """An applied job's point: its buffer takes a later point (no allocation)."""
+        self._free_points.append(point)
 
     # -- metrics ---------------------------------------------------------------------------------------------
 
@@ -152,24 +172,30 @@ class Master:
     # -- checkpoints -----------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
+        return {"rule": self.rule.state_dict(), **self._own_state(),
+                "outstanding": [(j.worker, j.batch, j.point.clone(), j.sent_version) for j in self.outstanding.values()]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rule.load_state_dict(state["rule"])
+        self._load_own_state(state)
+        self.outstanding = {w: Job(w, b, p.to(self.rule.params), s) for w, b, p, s in state["outstanding"]}
+
+    def _own_state(self) -> dict:
+        """The state that is the master's whatever holds θ: schedule, statistics, counters."""
         return {
-            "rule": self.rule.state_dict(),
             "schedule": self.schedule.state_dict() if self.schedule is not None else None,
             "bn_stats": self.bn_stats.clone(),
             "batches_issued": list(self.batches_issued),
-            "outstanding": [(j.worker, j.batch, j.point.clone(), j.sent_version) for j in self.outstanding.values()],
             "version": self.version,
             "diverged": self.diverged,
             "metrics": dict(self.metrics, delay_counts=list(self.metrics["delay_counts"])),
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        self.rule.load_state_dict(state["rule"])
+    def _load_own_state(self, state: dict) -> None:
         if self.schedule is not None:
             self.schedule.load_state_dict(state["schedule"])
         self.bn_stats.copy_(state["bn_stats"])
         self.batches_issued = list(state["batches_issued"])
-        self.outstanding = {w: Job(w, b, p.to(self.rule.params), s) for w, b, p, s in state["outstanding"]}
         self.version = int(state["version"])
         self.diverged = bool(state["diverged"])
         self.metrics = dict(state["metrics"], delay_counts=list(state["metrics"].get("delay_counts", [])))

@@ -37,7 +37,7 @@ from dana_ray.config import TrialConfig
 from dana_ray.engine.build import build_master, build_worker, resolve_device
 from dana_ray.engine.executor import Executor, MasterLoop
 from dana_ray.engine.dispatch import Dispatcher, SlotLost, run_steps
-from dana_ray.engine.master import GradientResult, Job
+from dana_ray.engine.master import GradientResult, Job, Master
 from dana_ray.engine.telemetry import Traffic
 from dana_ray.metrics import RayMetrics
 
@@ -94,12 +94,24 @@ class Worker:
         """Where this actor runs: its node's id and host name."""
         return {"node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname()}
 
-    def describe(self) -> dict[str, Any]:
-        """The model's initial state and the data's shape, for the server to build the master from."""
+    def describe(self, with_params: bool = True) -> dict[str, Any]:
+        """The model's initial state and the data's shape, for the server to build the master from (a
+        sequencer asks without θ: its shards take it from ``initial_params``)."""
         params, bn_stats = self.worker.model.initial_state()
-        return {"params": params.cpu().numpy(), "bn_stats": bn_stats.cpu().numpy(),
-                "bn_momentum": self.worker.model.bn_momentum, "num_classes": self.worker.data.num_classes,
-                "steps_per_epoch": self.worker.steps_per_epoch}
+        info = {"bn_stats": bn_stats.cpu().numpy(), "bn_momentum": self.worker.model.bn_momentum,
+                "num_classes": self.worker.data.num_classes, "steps_per_epoch": self.worker.steps_per_epoch,
+                "num_params": params.numel()}
+        return dict(info, params=params.cpu().numpy()) if with_params else info
+
+    def initial_params(self) -> np.ndarray:
+        """The model's initial θ, flat (for a sharded server's shards, each of which takes its range)."""
+        return self.worker.model.initial_state()[0].cpu().numpy()
+
+    def _assembled(self, parts: tuple[np.ndarray, ...]) -> torch.Tensor:
+        """One point on this actor's device from its shards' slices (in coordinate order)."""
+        if len(parts) == 1:
+            return as_tensor(parts[0]).to(self.device)
+        return torch.cat([as_tensor(p) for p in parts]).to(self.device)
 
     def compute(self, worker: int, batch: int, point: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
         """(gradient, BatchNorm statistics, loss, seconds computing it)."""
@@ -108,18 +120,31 @@ class Worker:
         grad, bn_stats = self._to_host([result.grad, result.bn_stats])
         return grad, bn_stats, result.loss, result.seconds
 
-    def compute_many(self, workers: list[int], batches: list[int], *points: np.ndarray) -> tuple:
+    def compute_many(self, workers: list[int], batches: list[int], *points: np.ndarray, shards: int = 1) -> tuple:
         """Several jobs sent in one call (``jobs_per_call``), computed ``vmap_jobs`` at a time (1: one by one,
         exactly as ``compute``); called with ``num_returns=len(workers)``, so each job's result is its own
-        object."""
-        jobs = [Job(w, b, as_tensor(p).to(self.device), sent_version=-1) for w, b, p in zip(workers, batches, points)]
+        object.
+
+        ``shards`` = K > 1 (a sharded server): each job's point comes as K slices, assembled here, and its
+        gradient goes back cut at the same places: per job K gradient slices, then (BatchNorm statistics,
+        loss, seconds), each its own object (``num_returns=len(workers) * (K + 1)``), so each slice can go
+        to its shard without passing through the sequencer."""
+        parts = [points[k * shards:(k + 1) * shards] for k in range(len(workers))]
+        jobs = [Job(w, b, self._assembled(p), sent_version=-1) for w, b, p in zip(workers, batches, parts)]
         results = [r for k in range(0, len(jobs), self.vmap_jobs)
                    for r in self.worker.compute_many(jobs[k:k + self.vmap_jobs])]
         host = self._to_host([t for r in results for t in (r.grad, r.bn_stats)])
-        return tuple((host[2 * k], host[2 * k + 1], r.loss, r.seconds) for k, r in enumerate(results))
+        if shards == 1:
+            return tuple((host[2 * k], host[2 * k + 1], r.loss, r.seconds) for k, r in enumerate(results))
+        out: list = []
+        for k, r in enumerate(results):
+            grad, cut = host[2 * k], np.cumsum([len(p) for p in parts[k]])[:-1]
+            out += [*np.split(grad, cut), (host[2 * k + 1], r.loss, r.seconds)]
+        return tuple(out)
 
-    def evaluate(self, params: np.ndarray, bn_stats: np.ndarray) -> tuple[float, float]:
-        return self.worker.evaluate(as_tensor(params).to(self.device), as_tensor(bn_stats).to(self.device))
+    def evaluate(self, bn_stats: np.ndarray, *params: np.ndarray) -> tuple[float, float]:
+        """(test error %, test loss) at θ, given whole or as its shards' slices."""
+        return self.worker.evaluate(self._assembled(params), as_tensor(bn_stats).to(self.device))
 
     def worker_side_state(self, next_batches: dict[int, int]) -> dict[int, tuple[int, np.ndarray]]:
         return {w: (b, v.cpu().numpy()) for w, (b, v) in self.worker.worker_side_state(next_batches).items()}
@@ -173,12 +198,14 @@ class ParameterServer(MasterLoop):
         self.name, self.restarts = name, 0
         self.traffic = Traffic()  # this trial's running totals (restarts while starting included)
 
+    #: Server shards: 0 here (θ is in this process); a ``ShardedParameterServer`` has K >= 2.
+    num_shards = 0
+
     def _begin(self) -> dict[str, Any]:
-        info = ray.get(self.actors[0].describe.remote())
+        info = ray.get(self.actors[0].describe.remote(with_params=not self.num_shards))
         self.steps_per_epoch, self.num_classes = info["steps_per_epoch"], info["num_classes"]
-        self.num_params = len(info["params"])
-        self.master = build_master(self.cfg, torch.tensor(info["params"]), torch.tensor(info["bn_stats"]),
-                                   info["bn_momentum"], self.steps_per_epoch)
+        self.num_params = info["num_params"]
+        self.master = self._build_master(info)
         self.watch(RayMetrics(self.name, "ray") if self.export_metrics else None)
         # A rule with worker-side state keeps logical worker i on actor slot i % P, which holds its state;
         # otherwise each job goes to the least-loaded actor.
@@ -190,6 +217,10 @@ class ParameterServer(MasterLoop):
             self.dispatcher.dispatch(job)
         return {"steps_per_epoch": self.steps_per_epoch, "num_classes": self.num_classes,
                 "num_params": self.num_params, "num_actors": self.num_actors}
+
+    def _build_master(self, info: dict[str, Any]) -> Master:
+        return build_master(self.cfg, torch.tensor(info["params"]), torch.tensor(info["bn_stats"]),
+                            info["bn_momentum"], self.steps_per_epoch)
 
     # -- the loop ---------------------------------------------------------------------------------------------
 
@@ -210,13 +241,14 @@ class ParameterServer(MasterLoop):
     def evaluate(self) -> tuple[float, float]:
         params, bn_stats = self.master.rule.params.cpu().numpy(), self.master.bn_stats.cpu().numpy()
         self.traffic.bytes_to_workers += params.nbytes + bn_stats.nbytes
+        self.traffic.bytes_through_server += params.nbytes + bn_stats.nbytes
         params, bn_stats = ray.put(params), ray.put(bn_stats)
         while True:
             slot = self.dispatcher.least_loaded()
             try:
-                return ray.get(self.actors[slot].evaluate.remote(params, bn_stats))
+                return ray.get(self.actors[slot].evaluate.remote(bn_stats, params))
             except ray.exceptions.RayActorError as error:  # its jobs in flight are lost too: sent again
-                self.dispatcher.replace_slot(slot, _cause(error))
+                self.dispatcher.replace_slot(slot, cause_of(error))
 
     def load_state_dict(self, state: dict) -> None:
         """Restore the master (and the actors' worker-side state); the jobs in flight are dropped and the
@@ -254,6 +286,7 @@ class ParameterServer(MasterLoop):
             point = job.point.cpu().numpy()
             # one copy into the object store (the actor maps it without copying); small points go inline
             points.append(ray.put(point) if point.nbytes > INLINE_BYTES else point)
+            self.traffic.bytes_through_server += point.nbytes
         actor = self.actors[slot]
         if len(jobs) == 1:
             return [actor.compute.remote(jobs[0].worker, jobs[0].batch, points[0])]
@@ -264,7 +297,8 @@ class ParameterServer(MasterLoop):
         try:
             grad, bn_stats, loss, seconds = ray.get(handle)
         except ray.exceptions.RayActorError as error:
-            raise SlotLost(slot, _cause(error)) from None
+            raise SlotLost(slot, cause_of(error)) from None
+        self.traffic.bytes_through_server += grad.nbytes + bn_stats.nbytes + 16
         return GradientResult(as_tensor(grad), as_tensor(bn_stats), loss, seconds)
 
     def call_overhead_s(self) -> float:
@@ -318,7 +352,8 @@ class ParameterServer(MasterLoop):
     def _spawn(self, slot: int) -> ray.actor.ActorHandle:
         name = self._actor_name(slot)
         if self.placement_group is not None:  # its bundle decides (Ray re-places a lost node's bundles)
-            where = _in_bundle(self.placement_group, server_bundle(self.placement_group, self.num_actors) + 1 + slot)
+            first = server_bundle(self.placement_group, self.num_actors, self.num_shards) + 1 + self.num_shards
+            where = in_bundle(self.placement_group, first + slot)
         elif self.lost_nodes:  # not where an actor died (its node may be dead, though not yet declared so)
             where = {"label_selector": {NODE_ID_LABEL: f"!in({','.join(sorted(self.lost_nodes))})"},
                      "fallback_strategy": [{"label_selector": {}}]}
@@ -341,7 +376,7 @@ class ParameterServer(MasterLoop):
             try:
                 self.nodes[k] = ray.get(ref)["node_id"]
             except ray.exceptions.RayActorError as error:
-                raise RuntimeError(f"{self._actor_name(k)} could not start: {_cause(error)}") from None
+                raise RuntimeError(f"{self._actor_name(k)} could not start: {cause_of(error)}") from None
         if missing:
             k = refs[missing[0]]
             for ref in missing:
@@ -353,7 +388,7 @@ class ParameterServer(MasterLoop):
                 f"checkpoint once the cluster has room (tune.max_failures)")
 
 
-def _cause(error: Exception) -> str:
+def cause_of(error: Exception) -> str:
     """An actor's error as one line (its last line: Ray wraps the remote traceback)."""
     lines = str(error).strip().splitlines()
     return " ".join(lines[-1].split()) if lines else type(error).__name__
@@ -362,13 +397,14 @@ def _cause(error: Exception) -> str:
 RemoteParameterServer = ray.remote(ParameterServer)
 
 
-def server_bundle(placement_group: Any, num_actors: int) -> int:
-    """The server's bundle in a trial's placement group ``[trial process, server, actor 0, ..., actor P-1]``:
-    1, or 0 when the trial process asked for no resources (Tune then leaves its empty bundle out)."""
-    return placement_group.bundle_count - num_actors - 1 if placement_group is not None else 0
+def server_bundle(placement_group: Any, num_actors: int, num_shards: int = 0) -> int:
+    """The server's bundle in a trial's placement group ``[trial process, server, actor 0, ..., actor P-1]``
+    (``[trial process, sequencer, shard 0, ..., shard K-1, actor 0, ...]`` with K shards): 1, or 0 when the
+    trial process asked for no resources (Tune then leaves its empty bundle out)."""
+    return placement_group.bundle_count - num_actors - num_shards - 1 if placement_group is not None else 0
 
 
-def _in_bundle(placement_group: Any, index: int) -> dict[str, Any]:
+def in_bundle(placement_group: Any, index: int) -> dict[str, Any]:
     """Actor options that pin it to one bundle of the trial's placement group (none outside one): bundles of
     equal size would otherwise let the server take a worker's bundle and leave that worker waiting forever."""
     if placement_group is None:
@@ -432,19 +468,30 @@ class RayExecutor(Executor):
     @staticmethod
     def _key(cfg: TrialConfig, placement_group: Any, metrics: bool) -> tuple:
         return (actor_count(cfg, placement_group), cfg.cpus_per_actor, cfg.gpus_per_actor, cfg.server_cpus,
+                cfg.server_shards,
                 None if placement_group is None else placement_group.id.hex(), metrics)
 
     def __init__(self, cfg: TrialConfig, name: str | None = None, worker_class: Any = None,
-                 placement_group: Any = None, metrics: bool = False) -> None:
-        """``metrics``: the server exports the trial's live figures (``dana_ray.metrics``)."""
+                 placement_group: Any = None, metrics: bool = False, shard_class: Any = None) -> None:
+        """``metrics``: the server exports the trial's live figures (``dana_ray.metrics``). ``worker_class``,
+        ``shard_class``: the remote classes of the gradient actors and server shards (tests and benchmarks
+        pass their own)."""
         if not ray.is_initialized():
             ray.init()  # joins the cluster in RAY_ADDRESS (ray job submit) or on this machine, else starts one
         self.name = name or f"trial-{uuid.uuid4().hex[:8]}"
         self.key: tuple | None = None  # set when borrowed: the executor may go back to the pool
         self.num_actors = actor_count(cfg, placement_group)
-        self.server = RemoteParameterServer.options(
-            name=f"{self.name}/ParameterServer", num_cpus=cfg.server_cpus, **_in_bundle(placement_group, server_bundle(placement_group, self.num_actors)),
-        ).remote(cfg.to_dict(), self.name, self.num_actors, worker_class, placement_group, metrics)
+        shards = cfg.server_shards if cfg.server_shards > 1 else 0
+        args = [cfg.to_dict(), self.name, self.num_actors, worker_class, placement_group, metrics]
+        if shards:
+            from dana_ray.engine.ray_shards import RemoteShardedParameterServer as server_class
+            args.append(shard_class)
+        else:
+            server_class = RemoteParameterServer
+        self.server = server_class.options(
+            name=f"{self.name}/ParameterServer", num_cpus=cfg.server_cpus,
+            **in_bundle(placement_group, server_bundle(placement_group, self.num_actors, shards)),
+        ).remote(*args)
         try:
             info = ray.get(self.server.start.remote())
         except Exception:

@@ -70,6 +70,8 @@ class Traffic:
     waiting_s: float = 0.0
     bytes_to_workers: int = 0
     bytes_from_workers: int = 0
+    bytes_through_server: int = 0  # of those and the rest, what the server process itself read or wrote by
+                                   # value (a sharded server's sequencer: O(1) per update, whatever d)
     actor_restarts: int = 0
 
 

@@ -1,0 +1,129 @@
+"""``server_shards`` on Ray: K shard actors and a sequencer give one server's numbers, arrival runs, a shard
+that dies mid-epoch is recovered to the same numbers, checkpoints restore with any K, and the sequencer
+moves the same few bytes per update whatever d. (Every rule, Ray-free: ``tests/test_shards.py``.)"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from dana_ray.trial import run
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+BASE = dict(model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=32, epochs=2, lr=0.05,
+            lr_decay_epochs=[1], cpu_threads=1, cpus_per_actor=0.25, server_cpus=0.25, max_steps_per_epoch=25,
+            num_workers=4, num_actors=2)
+
+
+@pytest.mark.parametrize("algorithm,schedule,shards", [("dana", "gamma", 3), ("ssgd", "round-robin", 2),
+                                                       ("dana-slim", "block-random", 2)])
+def test_k_shards_give_one_servers_numbers(algorithm, schedule, shards):
+    """Against the local executor, which equals the Ray executor's single server (``test_ray_executor``)."""
+    config = dict(BASE, algorithm=algorithm, schedule=schedule)
+    one = run(config)
+    sharded = run(dict(config, server_shards=shards), executor="ray")
+    assert sharded["params_sha256"] == one["params_sha256"]
+    assert sharded["test_error"] == one["test_error"]
+    assert [r["mean_delay"] for r in sharded["history"]] == [r["mean_delay"] for r in one["history"]]
+    assert sharded["history"][-1]["mean_gap"] == pytest.approx(one["history"][-1]["mean_gap"], rel=1e-5)
+
+
+def test_arrival_order_runs_with_two_shards():
+    result = run(dict(BASE, algorithm="dana", schedule="arrival", server_shards=2), executor="ray")
+    assert result["steps"] == 2 * 25 and not result["diverged"]
+    assert sum(result["history"][-1]["delay_histogram"]) == 25
+
+
+class CrashingShard:
+    """A shard actor class whose shard ``shard`` exits on its ``at``-th ``apply``, once (a marker file)."""
+
+    def __init__(self, marker: str, shard: int, at: int) -> None:
+        self.marker, self.shard, self.at = marker, shard, at
+
+    def remote_class(self):
+        import ray
+
+        from dana_ray.engine.ray_shards import ShardActor
+
+        marker, crash_shard, at = self.marker, self.shard, self.at
+
+        class Crashing(ShardActor):
+            def reset(self, config, start, stop, steps_per_epoch, params):
+                self.applied, self.crashes = 0, start == 0 if crash_shard == 0 else start > 0
+                super().reset(config, start, stop, steps_per_epoch, params)
+
+            def apply(self, worker, grad, delay):
+                self.applied += 1
+                if self.crashes and self.applied == at and not os.path.exists(marker):
+                    open(marker, "w").close()
+                    os._exit(1)
+                return super().apply(worker, grad, delay)
+
+        return ray.remote(Crashing)
+
+
+def test_a_shard_dying_mid_epoch_is_recovered_to_the_same_numbers(tmp_path):
+    from dana_ray.config import TrialConfig
+    from dana_ray.engine.ray_executor import RayExecutor
+
+    config = dict(BASE, algorithm="dana", schedule="gamma", server_shards=2)
+    crash = CrashingShard(str(tmp_path / "crashed"), shard=1, at=30)  # in the second epoch
+    executor = RayExecutor(TrialConfig.from_dict(config), "shard-crash", shard_class=crash.remote_class())
+    try:
+        rows = [executor.run_epoch(25) for _ in range(2)]
+        sha = executor.params_sha256()
+    finally:
+        executor.close()
+    assert os.path.exists(crash.marker)
+    assert rows[0]["actor_restarts"] == 0 and rows[1]["actor_restarts"] == 1
+    assert rows[1]["step"] == 50 and rows[1]["gradients"] == 25
+    assert sha == run(dict(config, server_shards=1))["params_sha256"]
+
+
+def test_a_dead_shard_with_worker_side_state_fails_the_trial_in_one_line(tmp_path):
+    from dana_ray.config import TrialConfig
+    from dana_ray.engine.ray_executor import RayExecutor
+
+    config = dict(BASE, algorithm="dana-slim", server_shards=2)
+    crash = CrashingShard(str(tmp_path / "crashed"), shard=0, at=5)
+    executor = RayExecutor(TrialConfig.from_dict(config), "shard-slim", shard_class=crash.remote_class())
+    try:
+        with pytest.raises(Exception, match="shard-slim/Shard-0 died; rule 'dana-slim' keeps worker-side state"):
+            executor.run_epoch(25)
+    finally:
+        executor.close()
+
+
+def test_a_checkpoint_restores_with_another_number_of_shards():
+    config = dict(BASE, algorithm="gap-aware", schedule="block-random")
+    states = []
+    whole = run(dict(config, server_shards=2), executor="ray", checkpoint=states.append)
+    resumed = run(dict(config, server_shards=3), executor="ray", resume=states[0])
+    assert resumed["params_sha256"] == whole["params_sha256"]
+
+
+def test_the_sequencer_moves_no_d_sized_array():
+    """Per update the sequencer reads the small result (BatchNorm statistics, loss, seconds) and, at the
+    epoch's end, K partial sums of 8 bytes; once an epoch it sends the statistics for the evaluation. Nothing
+    scales with d (at 9x the parameters, the same formula); a single server moves the point and gradient."""
+    import ray
+
+    through = {}
+    for channels, shards in ((4, 2), (16, 2), (16, 1)):
+        name = f"bytes-{channels}-{shards}"
+
+        def on_epoch(row, name=name, key=(channels, shards)):
+            server = ray.get_actor(f"{name}/ParameterServer")
+            through[key] = ray.get(server.__ray_call__.remote(
+                lambda s: (s.traffic.bytes_through_server, s.master.step, s.num_params, s.master.bn_stats.numel() * 4)))
+
+        run(dict(BASE, model_options={"channels": channels}, algorithm="dana", epochs=1, server_shards=shards),
+            executor="ray", name=name, callback=on_epoch)
+    assert through[(16, 2)][2] > 9 * through[(4, 2)][2]
+    for channels in (4, 16):
+        moved, steps, d, bn = through[(channels, 2)]
+        assert moved == steps * (bn + 16 + 8 * 2) + bn
+    moved, steps, d, bn = through[(16, 1)]
+    assert moved >= steps * 2 * 4 * d  # one server: each update's point out and gradient in
