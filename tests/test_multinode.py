@@ -164,3 +164,37 @@ class _LoseANodeThenAddOne(tune.Callback):
         # waiting (actor_start_timeout_s), and Tune's next retry then finds it
         if not any(kind == "added" for kind, _ in _TUNE_TEST["events"]):
             _TUNE_TEST["events"].append(("added", _TUNE_TEST["cluster"].add_node(num_cpus=1).node_id))
+
+
+def test_server_shards_land_on_distinct_nodes_and_compute_one_servers_run(cluster, local_sha):
+    """The trial's placement group, as Tune would reserve it (the ray executor's bundles and strategy:
+    SPREAD with K > 1), over three nodes with room for several bundles each: the two shards are on two
+    nodes (with PACK they share one), and the run is the single server's."""
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    from dana_ray.config import TrialConfig
+    from dana_ray.engine.ray_executor import RayExecutor
+    from dana_ray.executors import EXECUTORS, RESERVATIONS
+
+    for _ in range(2):
+        cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    cfg = TrialConfig.from_dict(dict(BASE, server_shards=2, server_cpus=0.5, cpus_per_actor=0.5))
+    settings = {k: getattr(cfg, k) for k in RESERVATIONS}
+    spec = EXECUTORS["ray"]
+    bundles = spec.bundles(settings, cfg.num_workers, 0.0)[1:]  # Tune leaves an empty trial bundle out
+    group = placement_group(bundles, strategy=spec.strategy(settings))
+    ray.get(group.ready())
+    executor = RayExecutor(cfg, "shards", placement_group=group)
+    try:
+        nodes = [node_of(f"shards/Shard-{k}") for k in range(2)]
+        for _ in range(cfg.epochs):
+            executor.run_epoch(executor.steps_per_epoch)
+        sha = executor.params_sha256()
+    finally:
+        executor.close()
+        remove_placement_group(group)
+    assert spec.strategy(settings) == "SPREAD" and len(set(nodes)) == 2
+    assert sha == local_sha
