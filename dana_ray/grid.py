@@ -59,8 +59,9 @@ def check_executor(executor: Any, schedules: list[str], server_shards: int = 1, 
 TUNE_DEFAULTS: dict[str, Any] = {"max_failures": 2, "checkpoint_every": "auto", "executor": "ray", "trial_cpus": 0.25}
 #: The grid a sweep ran, written into its experiment folder (a grid file: it can be run again as it is).
 GRID_FILE = "grid.yaml"
-#: Trial keys a resumed grid may change: where the data lives, and what ``dana_ray.resources.fit`` sizes.
-IGNORED_CHANGES = ("data_dir", "num_actors", "server_cpus", "cpus_per_actor")
+#: Trial keys a resumed grid may change: where the data lives, what ``dana_ray.resources.fit`` sizes, and the
+#: server shards (a checkpoint restores with any number).
+IGNORED_CHANGES = ("data_dir", "num_actors", "server_cpus", "cpus_per_actor", "server_shards")
 REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tune_configs")
 
 

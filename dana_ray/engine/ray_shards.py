@@ -68,6 +68,11 @@ class ShardActor:
     def apply(self, worker: int, grad: np.ndarray, delay: int) -> float:
         return self.shard.apply(worker, as_tensor(grad), delay)
 
+    @ray.method(num_returns=2)
+    def apply_then_point(self, worker: int, grad: np.ndarray, delay: int) -> tuple[float, np.ndarray]:
+        """``apply``, then ``point_for`` the same worker: an asynchronous rule's step in one call, not two."""
+        return self.apply(worker, grad, delay), self.point_for(worker)
+
     def params(self) -> np.ndarray:
         return self.shard.rule.params.numpy()
 
@@ -96,6 +101,11 @@ class RayShards:
 
     def apply(self, worker: int, grads: tuple[ray.ObjectRef, ...], delay: int) -> list[ray.ObjectRef]:
         return [shard.apply.remote(worker, grad, delay) for shard, grad in zip(self.server.shards, grads)]
+
+    def apply_then_point(self, worker: int, grads: tuple[ray.ObjectRef, ...],
+                         delay: int) -> tuple[list[ray.ObjectRef], tuple[ray.ObjectRef, ...]]:
+        calls = [shard.apply_then_point.remote(worker, grad, delay) for shard, grad in zip(self.server.shards, grads)]
+        return [squares for squares, _ in calls], tuple(point for _, point in calls)
 
     def squares(self, handles: list[list[ray.ObjectRef]]) -> list[float]:
         values = self.server.get([ref for refs in handles for ref in refs])

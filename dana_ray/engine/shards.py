@@ -122,6 +122,9 @@ class ShardSet(Protocol):
     def apply(self, worker: int, grads: tuple[Hashable, ...], delay: int) -> Any:
         """Give shard k gradient slice ``grads[k]``; returns a handle to the partial sums of squares."""
 
+    def apply_then_point(self, worker: int, grads: tuple[Hashable, ...], delay: int) -> tuple[Any, tuple[Hashable, ...]]:
+        """``apply``, then ``point_for`` the same worker, in one call to each shard: (its handle, the point's)."""
+
     def squares(self, handles: list[Any]) -> list[float]:
         """The total sum of squares behind each handle ``apply`` returned (waits for them)."""
 
@@ -170,15 +173,21 @@ class ShardedMaster(Master):
         self.num_params = shards.bounds[-1]
         self._point_bytes = self.num_params * shadow.params.element_size()
         self._gaps: list[Any] = []  # the shards' handles to each applied gradient's squares, this epoch
+        self._next_point: tuple | None = None  # an asynchronous step's next point, asked with its gradient
 
     def _apply_gradient(self, job: Job, grad: Sharded, delay: int) -> float:
         nothing = self.rule.params
         self.rule.apply(job.worker, nothing, point=nothing, delay=delay)  # the shadow: step and scalars
-        self._gaps.append(self.shards.apply(job.worker, grad.parts, delay))
+        if self.rule.synchronous:
+            self._gaps.append(self.shards.apply(job.worker, grad.parts, delay))
+        else:  # the master issues this worker's next job next: its point comes with the same call
+            gaps, self._next_point = self.shards.apply_then_point(job.worker, grad.parts, delay)
+            self._gaps.append(gaps)
         return 0.0  # the gap is added when the shards have reported it (take_metrics)
 
     def _point_for(self, worker: int) -> Sharded:
-        return Sharded(self.shards.point_for(worker), self._point_bytes)
+        parts, self._next_point = self._next_point or self.shards.point_for(worker), None
+        return Sharded(parts, self._point_bytes)
 
     def _release_point(self, point: Sharded) -> None:
         pass  # the shards reuse their own buffers
@@ -240,6 +249,9 @@ class LocalShards:
 
     def apply(self, worker: int, grads: tuple[Tensor, ...], delay: int) -> float:
         return sum(shard.apply(worker, grad, delay) for shard, grad in zip(self.shards, grads))
+
+    def apply_then_point(self, worker: int, grads: tuple[Tensor, ...], delay: int) -> tuple[float, tuple[Tensor, ...]]:
+        return self.apply(worker, grads, delay), self.point_for(worker)
 
     def squares(self, handles: list[float]) -> list[float]:
         return list(handles)

@@ -1,0 +1,143 @@
+"""Sharded server benchmark (``server_shards``); every figure is a ratio or a count measured in this one run.
+
+For d = 0.27M (ResNet-20), 4M and 25.6M (ResNet-50) parameters: the server's updates/s (DANA, N = 8 logical
+workers on 2 stub gradient actors that answer every job at once with a precomputed gradient, one job a
+call) with one ParameterServer (K = 1) and with a sequencer and K = 2 shard actors, beside the same-run echo
+ceiling of one server process (``benchmarks/ray_executor.py``: 8 calls in flight, each a fresh d-float
+array out and back); and the bytes that passed through the server process (K = 1) or the sequencer (K = 2)
+per update, by value (``Traffic.bytes_through_server``). Each row is the median of ``--repeats`` runs.
+
+``--nodes 2``: the same across two Ray nodes on this machine (``ray.cluster_utils.Cluster``, 1 CPU each): the
+server, or the sequencer and its shards, spread by Ray over both nodes with the stub actors; the echo
+ceiling pulls its results ahead as the server does.
+
+    python benchmarks/server_shards.py [--dims 270000 4000000 25600000] [--updates 30] [--repeats 3] [--nodes 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import ray
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+
+from dana_ray.engine.ray_executor import RemoteParameterServer  # noqa: E402
+from dana_ray.engine.ray_shards import RemoteShardedParameterServer  # noqa: E402
+from ray_executor import echo_ceiling  # noqa: E402
+
+WORKERS, ACTORS = 8, 2
+
+
+def stub_worker_class(dim: int):
+    """A gradient actor that answers every job at once with a precomputed gradient of ``dim`` floats (cut
+    into the shards' slices when the server is sharded)."""
+
+    class StubWorker:
+        def __init__(self, config: dict, index: int) -> None:
+            self.grad = np.random.default_rng(index).standard_normal(dim).astype(np.float32) * 1e-3
+
+        def ready(self) -> dict:
+            return {"node_id": ray.get_runtime_context().get_node_id(), "host": "stub"}
+
+        def describe(self, with_params: bool = True) -> dict:
+            info = {"bn_stats": np.zeros(0, np.float32), "bn_momentum": 0.1, "num_classes": 10,
+                    "steps_per_epoch": 1, "num_params": dim}
+            return dict(info, params=np.zeros(dim, np.float32)) if with_params else info
+
+        def initial_params(self) -> np.ndarray:
+            return np.zeros(dim, np.float32)
+
+        def compute(self, worker: int, batch: int, point: np.ndarray):
+            return self.grad, np.zeros(0, np.float32), 0.0, 0.0
+
+        def compute_many(self, workers: list, batches: list, *points: np.ndarray, shards: int = 1) -> tuple:
+            out: list = []
+            for k in range(len(workers)):
+                if shards == 1:
+                    out.append((self.grad, np.zeros(0, np.float32), 0.0, 0.0))
+                else:
+                    cut = np.cumsum([len(p) for p in points[k * shards:(k + 1) * shards]])[:-1]
+                    out += [*np.split(self.grad, cut), (np.zeros(0, np.float32), 0.0, 0.0)]
+            return tuple(out)
+
+    return ray.remote(StubWorker)
+
+
+def server_rate(dim: int, shards: int, updates: int, server_cpus: float) -> tuple[float, float]:
+    """(updates/s, bytes through the server or sequencer per update) after 10 updates of warm-up."""
+    config = dict(algorithm="dana", num_workers=WORKERS, cpus_per_actor=0.25, server_cpus=server_cpus,
+                  jobs_per_call=1, server_shards=shards)
+    remote = RemoteShardedParameterServer if shards > 1 else RemoteParameterServer
+    server = remote.options(num_cpus=server_cpus).remote(config, f"bench-{shards}", ACTORS, stub_worker_class(dim))
+    try:
+        ray.get(server.start.remote())
+        ray.get(server.run_steps.remote(10))
+        before = ray.get(server.__ray_call__.remote(lambda s: (s.master.take_metrics(), s.traffic.bytes_through_server)[1]))
+        started = time.perf_counter()
+        ray.get(server.run_steps.remote(updates))
+        elapsed = time.perf_counter() - started
+        # the sequencer's partial sums of squares come in when the epoch's metrics are taken
+        after = ray.get(server.__ray_call__.remote(lambda s: (s.master.take_metrics(), s.traffic.bytes_through_server)[1]))
+    finally:
+        ray.get(server.close.remote())
+        ray.kill(server)
+    return updates / elapsed, (after - before) / updates
+
+
+def measure(dims: list[int], updates: int, repeats: int, server_cpus: float, caller_cpus: float,
+            pull_ahead: bool = False) -> None:
+    """Each row: the median of ``repeats`` measurements, the three kinds interleaved (this machine is noisy)."""
+    print(f"   {'d':>11} {'echo/s':>7} {'K=1 /s':>7} {'K=2 /s':>7} {'K=2/K=1':>8} {'K=1/echo':>9} "
+          f"{'K=2/echo':>9} {'B/update K=1':>13} {'B/update K=2':>13}")
+    for dim in dims:
+        runs: dict[str, list] = {"echo": [], "one": [], "two": []}
+        for _ in range(repeats):
+            runs["echo"].append(echo_ceiling(dim, WORKERS, updates, caller_cpus, pull_ahead=pull_ahead))
+            runs["one"].append(server_rate(dim, 1, updates, server_cpus))
+            runs["two"].append(server_rate(dim, 2, updates, server_cpus))
+        ceiling = float(np.median(runs["echo"]))
+        one, two = (float(np.median([rate for rate, _ in runs[k]])) for k in ("one", "two"))
+        through_one, through_two = (runs[k][0][1] for k in ("one", "two"))
+        print(f"   {dim:>11,} {ceiling:>7.1f} {one:>7.1f} {two:>7.1f} {two / one:>8.2f} {one / ceiling:>9.2f} "
+              f"{two / ceiling:>9.2f} {through_one:>13,.0f} {through_two:>13,.0f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dims", type=int, nargs="+", default=[270_000, 4_000_000, 25_600_000])
+    parser.add_argument("--updates", type=int, default=30)
+    parser.add_argument("--nodes", type=int, choices=[1, 2], default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="measurements per row (the median is printed)")
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    print(f"DANA N = {WORKERS} on {ACTORS} stub actors; {args.updates} updates after 10 of warm-up; the server, "
+          f"the sequencer and each shard reserve the same CPUs")
+    if args.nodes == 1:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            measure(args.dims, args.updates, args.repeats, server_cpus=0.25, caller_cpus=0.25)
+        finally:
+            ray.shutdown()
+        return
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        print("Across two 1-CPU nodes (shards spread over both by Ray's SPREAD scheduling)")
+        measure(args.dims, args.updates, args.repeats, server_cpus=0.25, caller_cpus=0.25, pull_ahead=True)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main()
