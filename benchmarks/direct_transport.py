@@ -47,8 +47,8 @@ class Sender:
         return self._fresh(k)
 
 
-@ray.remote
-class Receiver:
+@ray.remote(enable_tensor_transport=True)  # its receiving thread (without it the first transfer hangs 60 s:
+class Receiver:                              # ray-project/ray#66264)
     def take(self, gradient) -> float:
         return float(torch.as_tensor(gradient).double().sum())
 

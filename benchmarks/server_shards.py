@@ -11,7 +11,7 @@ per update, by value (``Traffic.bytes_through_server``). Each row is the median 
 server, or the sequencer and its shards, spread by Ray over both nodes with the stub actors; the echo
 ceiling pulls its results ahead as the server does.
 
-    python benchmarks/server_shards.py [--dims 270000 4000000 25600000] [--updates 30] [--repeats 3] [--nodes 2]
+    python benchmarks/server_shards.py [--dims 270000 4000000 25600000] [--shards 1 2] [--updates 30] [--repeats 3] [--nodes 2]
 """
 
 from __future__ import annotations
@@ -90,22 +90,26 @@ def server_rate(dim: int, shards: int, updates: int, server_cpus: float) -> tupl
     return updates / elapsed, (after - before) / updates
 
 
-def measure(dims: list[int], updates: int, repeats: int, server_cpus: float, caller_cpus: float,
+def measure(dims: list[int], shards: list[int], updates: int, repeats: int, server_cpus: float, caller_cpus: float,
             pull_ahead: bool = False) -> None:
-    """Each row: the median of ``repeats`` measurements, the three kinds interleaved (this machine is noisy)."""
-    print(f"   {'d':>11} {'echo/s':>7} {'K=1 /s':>7} {'K=2 /s':>7} {'K=2/K=1':>8} {'K=1/echo':>9} "
-          f"{'K=2/echo':>9} {'B/update K=1':>13} {'B/update K=2':>13}")
+    """Each row: the median of ``repeats`` measurements, the kinds interleaved (this machine is noisy)."""
+    ks = [k for k in shards if k != 1]
+    print(f"   {'d':>11} {'echo/s':>7} {'K=1 /s':>7} " + " ".join(f"{f'K={k} /s':>7} {f'K={k}/K=1':>8}" for k in ks)
+          + f" {'K=1/echo':>9} " + " ".join(f"{f'K={k}/echo':>9}" for k in ks)
+          + f" {'B/update K=1':>13} " + " ".join(f"{f'B/update K={k}':>13}" for k in ks))
     for dim in dims:
-        runs: dict[str, list] = {"echo": [], "one": [], "two": []}
+        runs: dict = {"echo": [], **{k: [] for k in [1, *ks]}}
         for _ in range(repeats):
             runs["echo"].append(echo_ceiling(dim, WORKERS, updates, caller_cpus, pull_ahead=pull_ahead))
-            runs["one"].append(server_rate(dim, 1, updates, server_cpus))
-            runs["two"].append(server_rate(dim, 2, updates, server_cpus))
+            for k in [1, *ks]:
+                runs[k].append(server_rate(dim, k, updates, server_cpus))
         ceiling = float(np.median(runs["echo"]))
-        one, two = (float(np.median([rate for rate, _ in runs[k]])) for k in ("one", "two"))
-        through_one, through_two = (runs[k][0][1] for k in ("one", "two"))
-        print(f"   {dim:>11,} {ceiling:>7.1f} {one:>7.1f} {two:>7.1f} {two / one:>8.2f} {one / ceiling:>9.2f} "
-              f"{two / ceiling:>9.2f} {through_one:>13,.0f} {through_two:>13,.0f}", flush=True)
+        rate = {k: float(np.median([r for r, _ in runs[k]])) for k in [1, *ks]}
+        through = {k: runs[k][0][1] for k in [1, *ks]}
+        print(f"   {dim:>11,} {ceiling:>7.1f} {rate[1]:>7.1f} "
+              + " ".join(f"{rate[k]:>7.1f} {rate[k] / rate[1]:>8.2f}" for k in ks)
+              + f" {rate[1] / ceiling:>9.2f} " + " ".join(f"{rate[k] / ceiling:>9.2f}" for k in ks)
+              + f" {through[1]:>13,.0f} " + " ".join(f"{through[k]:>13,.0f}" for k in ks), flush=True)
 
 
 def main() -> None:
@@ -114,6 +118,7 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=30)
     parser.add_argument("--nodes", type=int, choices=[1, 2], default=1)
     parser.add_argument("--repeats", type=int, default=3, help="measurements per row (the median is printed)")
+    parser.add_argument("--shards", type=int, nargs="+", default=[1, 2], help="the K to measure (K = 1 always)")
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     print(f"DANA N = {WORKERS} on {ACTORS} stub actors; {args.updates} updates after 10 of warm-up; the server, "
@@ -121,7 +126,7 @@ def main() -> None:
     if args.nodes == 1:
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
-            measure(args.dims, args.updates, args.repeats, server_cpus=0.25, caller_cpus=0.25)
+            measure(args.dims, args.shards, args.updates, args.repeats, server_cpus=0.25, caller_cpus=0.25)
         finally:
             ray.shutdown()
         return
@@ -133,7 +138,7 @@ def main() -> None:
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
         print("Across two 1-CPU nodes (shards spread over both by Ray's SPREAD scheduling)")
-        measure(args.dims, args.updates, args.repeats, server_cpus=0.25, caller_cpus=0.25, pull_ahead=True)
+        measure(args.dims, args.shards, args.updates, args.repeats, server_cpus=0.25, caller_cpus=0.25, pull_ahead=True)
     finally:
         ray.shutdown()
         cluster.shutdown()
