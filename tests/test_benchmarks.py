@@ -80,3 +80,23 @@ def test_gpu_check_runs_every_path_with_the_cpu_on_both_sides():
     rows = [line for line in out.splitlines() if line.rstrip().endswith(("ok", "FAILED"))]
     assert len(rows) == 6 and all(row.rstrip().endswith("ok") for row in rows), out
     assert "6 of 6 paths ok" in out
+
+
+def _table(out: str) -> list[list[str]]:
+    """The rows of a whitespace-separated table whose lines start with a number (commas allowed)."""
+    return [line.split() for line in out.splitlines() if re.match(r"^\s+[\d,]+\s", line)]
+
+
+@pytest.mark.slow
+def test_server_shards_benchmark_on_one_node_and_across_two():
+    for extra in ([], ["--nodes", "2"]):
+        rows = _table(bench("server_shards.py", "--dims", "30000", "--updates", "10", "--repeats", "1", *extra))
+        assert len(rows) == 1 and all(float(v.replace(",", "")) > 0 for v in rows[0])
+        assert rows[0][-1] == "32"  # the sequencer's bytes per update (no BatchNorm in the stub)
+
+
+@pytest.mark.slow
+def test_direct_transport_benchmark_is_exact_every_way():
+    rows = _table(bench("direct_transport.py", "--dims", "30000", "--trips", "5", "--repeats", "1"))
+    assert [" ".join(r[2:-3]) for r in rows] == ["object store (numpy)", "object store (torch)", "RDT gloo"]
+    assert all(r[-1] == "True" and float(r[-3]) > 0 for r in rows)
