@@ -59,9 +59,10 @@ def need(bundles: list[Bundle]) -> tuple[float, float, float]:
             max((b.get("CPU", 0.0) for b in bundles), default=0.0))
 
 
-def check_supports(executor: str, schedules: list[str], server_shards: int = 1, field: str = "schedule") -> None:
+def check_supports(executor: str, schedules: list[str], server_shards: int = 1, field: str = "schedule",
+                   shards_field: str = "server_shards") -> None:
     """Refuse ``arrival`` among ``schedules`` for an executor that follows a seeded order only, and
-    ``server_shards`` > 1 for one that holds θ in one process."""
+    ``server_shards`` > 1 for one that holds θ in one process (the errors named ``field``, ``shards_field``)."""
     spec = EXECUTORS[executor]
     if ARRIVAL in schedules and not spec.arrival:
         able = [name for name in EXECUTORS if EXECUTORS[name].arrival]
@@ -69,7 +70,7 @@ def check_supports(executor: str, schedules: list[str], server_shards: int = 1, 
                          f"follows a seeded schedule (executors that take {ARRIVAL!r}: {', '.join(able)})")
     if server_shards != 1 and not spec.shards:
         able = [name for name in EXECUTORS if EXECUTORS[name].shards]
-        raise ValueError(f"{field}: executor {executor!r} holds θ in one process; server_shards: {server_shards} "
+        raise ValueError(f"{shards_field}: executor {executor!r} holds θ in one process; server_shards {server_shards} "
                          f"needs an executor with server shards ({', '.join(able)})")
 
 

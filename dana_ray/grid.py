@@ -52,7 +52,7 @@ def check_executor(executor: Any, schedules: list[str], server_shards: int = 1, 
     """``executor`` is a registered executor that can follow every schedule of the grid and split θ over
     the trials' ``server_shards``."""
     check_name(field, executor, EXECUTORS)
-    check_supports(executor, schedules, server_shards, field=field)
+    check_supports(executor, schedules, server_shards, field=field, shards_field=field)
 
 
 #: A grid's ``tune:`` settings when it does not say (see ``load_grid`` for their checks).

@@ -38,7 +38,7 @@ def make_executor(name: str, cfg: TrialConfig, run_name: str | None = None, plac
     trial's live figures to Ray's metrics agent (``dana_ray.metrics``), tagged ``run_name`` (in a Ray
     process, as a Tune trial is)."""
     spec = EXECUTORS[name]
-    check_supports(name, [cfg.schedule], cfg.server_shards, field="executor")
+    check_supports(name, [cfg.schedule], cfg.server_shards)
     return spec.make(cfg, run_name, placement_group, reuse, metrics)
 
 
@@ -216,7 +216,7 @@ def _checked_configs(args: argparse.Namespace) -> list[TrialConfig]:
     configs = [TrialConfig.from_dict(c) for c in grid]
     spec = EXECUTORS[args.executor]
     for cfg in configs:
-        check_supports(args.executor, [cfg.schedule], cfg.server_shards, field="--executor")
+        check_supports(args.executor, [cfg.schedule], cfg.server_shards)
     shapes = generated_shapes(configs)
     if spec.in_trial_process:  # the data is read here: its files are checked and fitted here too
         for cfg in configs:

@@ -151,3 +151,44 @@ def test_the_shard_law_catches_a_rule_that_reads_across_coordinates():
         assert shard_law("test-clipped-sgd") is False
     finally:
         ALGORITHMS._entries.pop("test-clipped-sgd")  # not a rule the other tests should meet
+
+
+def test_server_shards_are_refused_where_they_cannot_run():
+    from dana_ray.config import TrialConfig
+    from dana_ray.executors import check_supports
+    from dana_ray.trial import run
+
+    with pytest.raises(ValueError, match=r"^server_shards: expected an integer in \[1, 256\], got 0$"):
+        TrialConfig.from_dict({"server_shards": 0})
+    with pytest.raises(ValueError, match=r"^server_shards: executor 'local' holds θ in one process; server_shards 2 "
+                                         r"needs an executor with server shards \(ray(, .+)?\)$"):
+        run({"server_shards": 2, "epochs": 1})
+    with pytest.raises(ValueError, match=r"^tune\.executor: executor 'local' holds θ"):
+        check_supports("local", ["round-robin"], 3, field="tune.executor", shards_field="tune.executor")
+
+    @register_rule("test-normalised-sgd")
+    class NormalisedSGD(UpdateRule):
+        """θ <- θ - η g / ||g||: reads across coordinates, and says so."""
+        per_coordinate = False
+
+        def _apply(self, worker, grad, lr, point, delay):
+            self.params.sub_(grad / float(grad.norm()), alpha=lr)
+
+    try:
+        with pytest.raises(ValueError, match=r"^server_shards: algorithm 'test-normalised-sgd' reads across "
+                                             r"coordinates \(per_coordinate = False\)"):
+            TrialConfig.from_dict({"algorithm": "test-normalised-sgd", "server_shards": 2})
+        assert TrialConfig.from_dict({"algorithm": "test-normalised-sgd"}).server_shards == 1
+    finally:
+        ALGORITHMS._entries.pop("test-normalised-sgd")
+
+
+def test_the_ray_reservation_holds_a_sequencer_and_k_shards_spread_over_nodes():
+    from dana_ray.executors import EXECUTORS
+
+    spec = EXECUTORS["ray"]
+    settings = {"num_actors": 2, "cpus_per_actor": 1.0, "gpus_per_actor": 0.5, "server_cpus": 2.0, "server_shards": 3}
+    assert spec.bundles(settings, 4, 0.25) == [{"CPU": 0.25}] + [{"CPU": 2.0}] * 4 + [{"CPU": 1.0, "GPU": 0.5}] * 2
+    assert spec.strategy(settings) == "SPREAD" and spec.strategy(dict(settings, server_shards=1)) == "PACK"
+    assert "(1 + 3 shards) x server_cpus 2" in spec.describe(settings, 4, 0.25)
+    assert len(spec.bundles(dict(settings, server_shards=1), 4, 0.25)) == 4

@@ -3,7 +3,8 @@
 * ``Worker`` (P actors, ``num_actors``): a model replica and the data, on a GPU where ``gpus_per_actor`` > 0.
   It computes the gradient of whichever logical worker a job names (that worker's own batch stream), so
   N logical workers run on any P: 32 workers on 1, 4 or 32 actors.
-* ``ParameterServer`` (one per trial): the ``Master`` (rule, schedule, BatchNorm statistics, step, jobs), a
+* ``ParameterServer`` (one per trial; with ``server_shards`` > 1 a sequencer and K shard actors,
+  ``engine/ray_shards.py``): the ``Master`` (rule, schedule, BatchNorm statistics, step, jobs), a
   ``Dispatcher`` (``engine/dispatch.py``: which actor gets which job, grouping, resends, pulling results
   ahead) and the Ray side of it: the server is the dispatcher's ``Transport`` over its actor fleet (send a
   call, fetch a result, wait for the first, replace a dead actor). Results are applied in the order the

@@ -9,7 +9,7 @@ same sequence of (worker, gradient slice, delay), end exactly where one rule ove
   gradient slices and hands out point slices, in the order the sequencer submits them.
 * ``ShardedMaster`` (the sequencer): a ``Master`` whose rule is the *shadow* of the rule, the same rule over
   zero coordinates. It keeps everything that is not per coordinate (the step, learning-rate schedule, a
-  synchronous round's bookkeeping, gap-aware's largest η, the schedule, BatchNorm statistics, outstanding
+  synchronous round's bookkeeping, a running maximum of η, the schedule, BatchNorm statistics, outstanding
   jobs, delays) and decides the order of updates, but no d-sized array passes through it: a job's point is
   the K shards' handles to their slices (``Sharded``), which the gradient computer assembles, and a result's
   gradient is K handles to the slices the computer cut, which go to the shards directly. Per update it moves
