@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from dana_ray.algorithms import BUILTIN_ALGORITHMS, is_single_worker
 from dana_ray.trial import run
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -28,6 +29,16 @@ def test_k_shards_give_one_servers_numbers(algorithm, schedule, shards):
     assert sharded["test_error"] == one["test_error"]
     assert [r["mean_delay"] for r in sharded["history"]] == [r["mean_delay"] for r in one["history"]]
     assert sharded["history"][-1]["mean_gap"] == pytest.approx(one["history"][-1]["mean_gap"], rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", BUILTIN_ALGORITHMS)
+def test_every_builtin_rule_on_ray_shards_gives_one_servers_numbers(algorithm):
+    """All of them on real shard actors (in process, every registered rule: ``tests/test_shards.py``)."""
+    n = 1 if is_single_worker(algorithm) else 3
+    config = dict(BASE, algorithm=algorithm, num_workers=n, num_actors=2, schedule="gamma" if n > 1 else "round-robin")
+    want = run(config)["params_sha256"]
+    assert [run(dict(config, server_shards=k), executor="ray")["params_sha256"] for k in (2, 3)] == [want, want]
 
 
 def test_arrival_order_runs_with_two_shards():
