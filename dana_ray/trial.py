@@ -4,7 +4,7 @@ Also a command line for a single trial or a small comparison on a laptop::
 
     python -m dana_ray.trial                                   # DANA, 1 worker, embedded digits
     python -m dana_ray.trial --algorithm asgd dana --num-workers 1 4 16
-    python -m dana_ray.trial --executor ray --num-workers 8 --num-actors 2
+    python -m dana_ray.trial --executor ray --num-workers 8 --num-actors 2 [--server-shards 2]
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-decay-epochs", nargs="*", type=float, default=list(d.lr_decay_epochs))
     for name in ("cpus_per_actor", "gpus_per_actor", "server_cpus"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
-    for name in ("num_actors", "cpu_threads", "vmap_jobs"):
+    for name in ("num_actors", "cpu_threads", "vmap_jobs", "server_shards"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
     p.add_argument("--jobs-per-call", type=lambda text: text if text == AUTO else int(text), default=d.jobs_per_call,
                    help="Ray executor: jobs sent to an actor in one call, or auto (sized from measured times)")
