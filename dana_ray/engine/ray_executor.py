@@ -335,20 +335,25 @@ class ParameterServer(MasterLoop):
     def replace(self, slot: int, cause: str) -> None:
         """Replace the dead actor in ``slot`` (not on the node it died on, where another has room); the
         dispatcher then sends its jobs again."""
-        if self.dispatcher.sticky:
-            raise RuntimeError(f"{self.name}/Worker-{slot} died holding the worker-side state of rule "
-                               f"{self.cfg.algorithm!r} (its logical workers' momenta), which cannot be "
-                               f"rebuilt; resume the trial from its last checkpoint: {cause}")
-        if self.restarts >= self.cfg.max_actor_restarts:
-            raise RuntimeError(f"{self.name}/Worker-{slot} died and max_actor_restarts="
-                               f"{self.cfg.max_actor_restarts} replacements are used up: {cause}")
-        self.restarts += 1
+        self._count_restart(f"{self.name}/Worker-{slot}", cause,
+                            f" holding the worker-side state of rule {self.cfg.algorithm!r} (its logical workers' "
+                            f"momenta), which cannot be rebuilt")
         ray.kill(self.actors[slot])
         lost = self.nodes[slot]
         if lost is not None:
             self.lost_nodes.add(lost)
         self.actors[slot] = self._spawn(slot)
         self._await_ready([slot], f"to replace its predecessor, which died ({cause})")
+
+    def _count_restart(self, who: str, cause: str, worker_side_loss: str) -> None:
+        """Count one replacement of the dead actor ``who``; or fail the trial in one line when the rule keeps
+        worker-side state (what is lost: ``worker_side_loss``) or ``max_actor_restarts`` are used up."""
+        if self.dispatcher.sticky:
+            raise RuntimeError(f"{who} died{worker_side_loss}; resume the trial from its last checkpoint: {cause}")
+        if self.restarts >= self.cfg.max_actor_restarts:
+            raise RuntimeError(f"{who} died and max_actor_restarts={self.cfg.max_actor_restarts} replacements "
+                               f"are used up: {cause}")
+        self.restarts += 1
 
     def _spawn(self, slot: int) -> ray.actor.ActorHandle:
         name = self._actor_name(slot)

@@ -232,14 +232,8 @@ class ShardedParameterServer(ParameterServer):
     def _recover(self, lost: ShardLost, sequencer: dict, snapshot: list[ray.ObjectRef]) -> None:
         """A new shard in ``lost.shard``'s place; every shard and the sequencer back to the epoch's start."""
         who = f"{self.name}/Shard-{lost.shard}"
-        if self.dispatcher.sticky:
-            raise RuntimeError(f"{who} died; rule {self.cfg.algorithm!r} keeps worker-side state on the gradient "
-                               f"actors, which cannot go back to the epoch's start; resume the trial from its last "
-                               f"checkpoint: {lost.cause}")
-        if self.restarts >= self.cfg.max_actor_restarts:
-            raise RuntimeError(f"{who} died and max_actor_restarts={self.cfg.max_actor_restarts} replacements "
-                               f"are used up: {lost.cause}")
-        self.restarts += 1
+        self._count_restart(who, lost.cause, f"; rule {self.cfg.algorithm!r} keeps worker-side state on the gradient "
+                                             f"actors, which cannot go back to the epoch's start")
         self.traffic.actor_restarts += 1
         ray.kill(self.shards[lost.shard])
         start, stop = self.bounds[lost.shard], self.bounds[lost.shard + 1]
