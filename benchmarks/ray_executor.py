@@ -66,14 +66,14 @@ def stub_worker_class(dim: int):
         def ready(self) -> dict:
             return {"node_id": ray.get_runtime_context().get_node_id(), "host": "stub"}
 
-        def describe(self) -> dict:
+        def describe(self, with_params: bool = True) -> dict:
             return {"params": np.zeros(dim, np.float32), "bn_stats": np.zeros(0, np.float32), "bn_momentum": 0.1,
-                    "num_classes": 10, "steps_per_epoch": 1}
+                    "num_classes": 10, "steps_per_epoch": 1, "num_params": dim}
 
         def compute(self, worker: int, batch: int, point: np.ndarray):
             return self.grad, np.zeros(0, np.float32), 0.0, 0.0
 
-        def evaluate(self, params, bn_stats):
+        def evaluate(self, bn_stats, *params):
             return 0.0, 0.0
 
     return ray.remote(StubWorker)
