@@ -57,7 +57,8 @@ def trial_ratios() -> None:
 
 
 def stub_worker_class(dim: int):
-    """A gradient actor that answers every job at once with a precomputed gradient of ``dim`` floats."""
+    """A gradient actor that answers every job at once with a precomputed gradient of ``dim`` floats (cut into
+    the shards' slices when the server is sharded: ``benchmarks/server_shards.py``)."""
 
     class StubWorker:
         def __init__(self, config: dict, index: int) -> None:
@@ -67,11 +68,26 @@ def stub_worker_class(dim: int):
             return {"node_id": ray.get_runtime_context().get_node_id(), "host": "stub"}
 
         def describe(self, with_params: bool = True) -> dict:
-            return {"params": np.zeros(dim, np.float32), "bn_stats": np.zeros(0, np.float32), "bn_momentum": 0.1,
-                    "num_classes": 10, "steps_per_epoch": 1, "num_params": dim}
+            info = {"bn_stats": np.zeros(0, np.float32), "bn_momentum": 0.1, "num_classes": 10,
+                    "steps_per_epoch": 1, "num_params": dim}
+            return dict(info, params=np.zeros(dim, np.float32)) if with_params else info
+
+        def initial_params(self) -> np.ndarray:
+            return np.zeros(dim, np.float32)
 
         def compute(self, worker: int, batch: int, point: np.ndarray):
             return self.grad, np.zeros(0, np.float32), 0.0, 0.0
+
+        def compute_many(self, workers: list, batches: list, *points: np.ndarray, shards: int = 1) -> tuple:
+            """As ``Worker.compute_many``: with a sharded server, the gradient cut where the point's slices are."""
+            out: list = []
+            for k in range(len(workers)):
+                if shards == 1:
+                    out.append((self.grad, np.zeros(0, np.float32), 0.0, 0.0))
+                else:
+                    cut = np.cumsum([len(p) for p in points[k * shards:(k + 1) * shards]])[:-1]
+                    out += [*np.split(self.grad, cut), (np.zeros(0, np.float32), 0.0, 0.0)]
+            return tuple(out)
 
         def evaluate(self, bn_stats, *params):
             return 0.0, 0.0

@@ -29,44 +29,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from dana_ray.engine.ray_executor import RemoteParameterServer  # noqa: E402
 from dana_ray.engine.ray_shards import RemoteShardedParameterServer  # noqa: E402
-from ray_executor import echo_ceiling  # noqa: E402
+from ray_executor import echo_ceiling, stub_worker_class  # noqa: E402
 
 WORKERS, ACTORS = 8, 2
-
-
-def stub_worker_class(dim: int):
-    """A gradient actor that answers every job at once with a precomputed gradient of ``dim`` floats (cut
-    into the shards' slices when the server is sharded)."""
-
-    class StubWorker:
-        def __init__(self, config: dict, index: int) -> None:
-            self.grad = np.random.default_rng(index).standard_normal(dim).astype(np.float32) * 1e-3
-
-        def ready(self) -> dict:
-            return {"node_id": ray.get_runtime_context().get_node_id(), "host": "stub"}
-
-        def describe(self, with_params: bool = True) -> dict:
-            info = {"bn_stats": np.zeros(0, np.float32), "bn_momentum": 0.1, "num_classes": 10,
-                    "steps_per_epoch": 1, "num_params": dim}
-            return dict(info, params=np.zeros(dim, np.float32)) if with_params else info
-
-        def initial_params(self) -> np.ndarray:
-            return np.zeros(dim, np.float32)
-
-        def compute(self, worker: int, batch: int, point: np.ndarray):
-            return self.grad, np.zeros(0, np.float32), 0.0, 0.0
-
-        def compute_many(self, workers: list, batches: list, *points: np.ndarray, shards: int = 1) -> tuple:
-            out: list = []
-            for k in range(len(workers)):
-                if shards == 1:
-                    out.append((self.grad, np.zeros(0, np.float32), 0.0, 0.0))
-                else:
-                    cut = np.cumsum([len(p) for p in points[k * shards:(k + 1) * shards]])[:-1]
-                    out += [*np.split(self.grad, cut), (np.zeros(0, np.float32), 0.0, 0.0)]
-            return tuple(out)
-
-    return ray.remote(StubWorker)
 
 
 def server_rate(dim: int, shards: int, updates: int, server_cpus: float) -> tuple[float, float]:

@@ -373,25 +373,31 @@ class ParameterServer(MasterLoop):
         return f"{self.name}/Worker-{slot}" + (f".{self.restarts}" if self.restarts else "")
 
     def _await_ready(self, slots: Any, why: str) -> None:
-        """Wait until the actors in ``slots`` run, at most ``actor_start_timeout_s``; then fail with one message
-        (a cluster with no room would otherwise keep the trial waiting forever, silently)."""
-        refs = {self.actors[k].ready.remote(): k for k in slots}
-        ready, missing = ray.wait(list(refs), num_returns=len(refs), timeout=self.cfg.actor_start_timeout_s)
-        for ref in ready:
-            k = refs[ref]
-            try:
-                self.nodes[k] = ray.get(ref)["node_id"]
-            except ray.exceptions.RayActorError as error:
-                raise RuntimeError(f"{self._actor_name(k)} could not start: {cause_of(error)}") from None
-        if missing:
-            k = refs[missing[0]]
-            for ref in missing:
-                ray.kill(self.actors[refs[ref]])
-            wants = f"{self.cfg.cpus_per_actor:g} CPU" + (f", {self.cfg.gpus_per_actor:g} GPU" if self.cfg.gpus_per_actor else "")
-            raise RuntimeError(
-                f"{self._actor_name(k)} was not running {self.cfg.actor_start_timeout_s:g} s after it was asked {why}: "
-                f"no live node has room for it ({wants}). The trial stops here; under Tune it resumes from its last "
-                f"checkpoint once the cluster has room (tune.max_failures)")
+        """Wait until the gradient actors in ``slots`` run (see ``_await_running``)."""
+        wants = f"{self.cfg.cpus_per_actor:g} CPU" + (f", {self.cfg.gpus_per_actor:g} GPU" if self.cfg.gpus_per_actor else "")
+        await_running(self.actors, self.nodes, self._actor_name, slots, wants, why, self.cfg.actor_start_timeout_s)
+
+
+def await_running(actors: list, nodes: list, name_of: Any, slots: Any, wants: str, why: str, timeout_s: float) -> None:
+    """Wait until ``actors[k]`` for k in ``slots`` run (each reports its node into ``nodes[k]``), at most
+    ``timeout_s``; then kill those still waiting and fail with one message naming ``name_of(k)`` and what it
+    ``wants`` (a cluster with no room would otherwise keep the trial waiting forever, silently)."""
+    refs = {actors[k].ready.remote(): k for k in slots}
+    ready, missing = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+    for ref in ready:
+        k = refs[ref]
+        try:
+            nodes[k] = ray.get(ref)["node_id"]
+        except ray.exceptions.RayActorError as error:
+            raise RuntimeError(f"{name_of(k)} could not start: {cause_of(error)}") from None
+    if missing:
+        k = refs[missing[0]]
+        for ref in missing:
+            ray.kill(actors[refs[ref]])
+        raise RuntimeError(
+            f"{name_of(k)} was not running {timeout_s:g} s after it was asked {why}: no live node has room for it "
+            f"({wants}). The trial stops here; under Tune it resumes from its last checkpoint once the cluster has "
+            f"room (tune.max_failures)")
 
 
 def cause_of(error: Exception) -> str:

@@ -38,7 +38,8 @@ from dana_ray.config import TrialConfig
 from dana_ray.engine.build import build_rule, build_sequencer
 from dana_ray.engine.dispatch import SlotLost
 from dana_ray.engine.master import GradientResult, Job, Master
-from dana_ray.engine.ray_executor import ParameterServer, as_tensor, cause_of, in_bundle, server_bundle
+from dana_ray.engine.ray_executor import (ParameterServer, as_tensor, await_running, cause_of, in_bundle,
+                                          server_bundle)
 from dana_ray.engine.shards import ParameterShard, Sharded, ShardLost, shard_bounds
 
 
@@ -161,20 +162,8 @@ class ShardedParameterServer(ParameterServer):
 
     def _await_shards(self, ks: Any, why: str) -> None:
         """Wait at most ``actor_start_timeout_s`` for the shards in ``ks``; then fail with one line."""
-        refs = {self.shards[k].ready.remote(): k for k in ks}
-        ready, missing = ray.wait(list(refs), num_returns=len(refs), timeout=self.cfg.actor_start_timeout_s)
-        for ref in ready:
-            try:
-                self.shard_nodes[refs[ref]] = ray.get(ref)["node_id"]
-            except ray.exceptions.RayActorError as error:
-                raise RuntimeError(f"{self._shard_name(refs[ref])} could not start: {cause_of(error)}") from None
-        if missing:
-            for ref in missing:
-                ray.kill(self.shards[refs[ref]])
-            raise RuntimeError(
-                f"{self._shard_name(refs[missing[0]])} was not running {self.cfg.actor_start_timeout_s:g} s after "
-                f"it was asked {why}: no live node has room for it ({self.cfg.server_cpus:g} CPU). The trial stops "
-                f"here; under Tune it resumes from its last checkpoint once the cluster has room (tune.max_failures)")
+        await_running(self.shards, self.shard_nodes, self._shard_name, ks, f"{self.cfg.server_cpus:g} CPU", why,
+                      self.cfg.actor_start_timeout_s)
 
     def get(self, refs: list[ray.ObjectRef]) -> list:
         """``ray.get``, a dead shard's error raised as ``ShardLost``."""
