@@ -5,7 +5,8 @@ workers on 2 stub gradient actors that answer every job at once with a precomput
 call) with one ParameterServer (K = 1) and with a sequencer and K = 2 shard actors, beside the same-run echo
 ceiling of one server process (``benchmarks/ray_executor.py``: 8 calls in flight, each a fresh d-float
 array out and back); and the bytes that passed through the server process (K = 1) or the sequencer (K = 2)
-per update, by value (``Traffic.bytes_through_server``). Each row is the median of ``--repeats`` runs.
+per update, by value (``Traffic.bytes_through_server``), and the CPU time the whole machine spent busy per
+update (``/proc/stat``: every process, Ray's own included). Each row is the median of ``--repeats`` runs.
 
 ``--nodes 2``: the same across two Ray nodes on this machine (``ray.cluster_utils.Cluster``, 1 CPU each): the
 server, or the sequencer and its shards, spread by Ray over both nodes with the stub actors; the echo
@@ -34,8 +35,20 @@ from ray_executor import echo_ceiling, stub_worker_class  # noqa: E402
 WORKERS, ACTORS = 8, 2
 
 
-def server_rate(dim: int, shards: int, updates: int, server_cpus: float) -> tuple[float, float]:
-    """(updates/s, bytes through the server or sequencer per update) after 10 updates of warm-up."""
+def busy_cpu_s() -> float:
+    """CPU seconds this machine has spent busy (all processes: Ray's, the actors', the driver's), from
+    ``/proc/stat``; NaN where there is none."""
+    try:
+        with open("/proc/stat") as f:
+            user, nice, system, idle, iowait, *rest = (int(v) for v in f.readline().split()[1:])
+    except (OSError, ValueError):
+        return float("nan")
+    return (user + nice + system + sum(rest[:3])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_rate(dim: int, shards: int, updates: int, server_cpus: float) -> tuple[float, float, float]:
+    """(updates/s, bytes through the server or sequencer per update, the machine's busy CPU ms per update)
+    after 10 updates of warm-up."""
     config = dict(algorithm="dana", num_workers=WORKERS, cpus_per_actor=0.25, server_cpus=server_cpus,
                   jobs_per_call=1, server_shards=shards)
     remote = RemoteShardedParameterServer if shards > 1 else RemoteParameterServer
@@ -44,15 +57,15 @@ def server_rate(dim: int, shards: int, updates: int, server_cpus: float) -> tupl
         ray.get(server.start.remote())
         ray.get(server.run_steps.remote(10))
         before = ray.get(server.__ray_call__.remote(lambda s: (s.master.take_metrics(), s.traffic.bytes_through_server)[1]))
-        started = time.perf_counter()
+        started, busy = time.perf_counter(), busy_cpu_s()
         ray.get(server.run_steps.remote(updates))
-        elapsed = time.perf_counter() - started
+        elapsed, busy = time.perf_counter() - started, busy_cpu_s() - busy
         # the sequencer's partial sums of squares come in when the epoch's metrics are taken
         after = ray.get(server.__ray_call__.remote(lambda s: (s.master.take_metrics(), s.traffic.bytes_through_server)[1]))
     finally:
         ray.get(server.close.remote())
         ray.kill(server)
-    return updates / elapsed, (after - before) / updates
+    return updates / elapsed, (after - before) / updates, 1e3 * busy / updates
 
 
 def measure(dims: list[int], shards: list[int], updates: int, repeats: int, server_cpus: float, caller_cpus: float,
@@ -61,7 +74,8 @@ def measure(dims: list[int], shards: list[int], updates: int, repeats: int, serv
     ks = [k for k in shards if k != 1]
     print(f"   {'d':>11} {'echo/s':>7} {'K=1 /s':>7} " + " ".join(f"{f'K={k} /s':>7} {f'K={k}/K=1':>8}" for k in ks)
           + f" {'K=1/echo':>9} " + " ".join(f"{f'K={k}/echo':>9}" for k in ks)
-          + f" {'B/update K=1':>13} " + " ".join(f"{f'B/update K={k}':>13}" for k in ks))
+          + f" {'B/update K=1':>13} " + " ".join(f"{f'B/update K={k}':>13}" for k in ks)
+          + f" {'CPU ms/update K=1':>18} " + " ".join(f"{f'CPU ms/update K={k}':>18}" for k in ks))
     for dim in dims:
         runs: dict = {"echo": [], **{k: [] for k in [1, *ks]}}
         for _ in range(repeats):
@@ -69,12 +83,14 @@ def measure(dims: list[int], shards: list[int], updates: int, repeats: int, serv
             for k in [1, *ks]:
                 runs[k].append(server_rate(dim, k, updates, server_cpus))
         ceiling = float(np.median(runs["echo"]))
-        rate = {k: float(np.median([r for r, _ in runs[k]])) for k in [1, *ks]}
+        rate = {k: float(np.median([r for r, _, _ in runs[k]])) for k in [1, *ks]}
         through = {k: runs[k][0][1] for k in [1, *ks]}
+        cpu = {k: float(np.median([c for _, _, c in runs[k]])) for k in [1, *ks]}
         print(f"   {dim:>11,} {ceiling:>7.1f} {rate[1]:>7.1f} "
               + " ".join(f"{rate[k]:>7.1f} {rate[k] / rate[1]:>8.2f}" for k in ks)
               + f" {rate[1] / ceiling:>9.2f} " + " ".join(f"{rate[k] / ceiling:>9.2f}" for k in ks)
-              + f" {through[1]:>13,.0f} " + " ".join(f"{through[k]:>13,.0f}" for k in ks), flush=True)
+              + f" {through[1]:>13,.0f} " + " ".join(f"{through[k]:>13,.0f}" for k in ks)
+              + f" {cpu[1]:>18.1f} " + " ".join(f"{cpu[k]:>18.1f}" for k in ks), flush=True)
 
 
 def main() -> None:
