@@ -75,10 +75,11 @@ def stub_worker_class(dim: int):
         def initial_params(self) -> np.ndarray:
             return np.zeros(dim, np.float32)
 
-        def compute(self, worker: int, batch: int, point: np.ndarray):
+        def compute(self, worker: int, batch: int, point: np.ndarray, lr: float = 0.0):
             return self.grad, np.zeros(0, np.float32), 0.0, 0.0
 
-        def compute_many(self, workers: list, batches: list, *points: np.ndarray, shards: int = 1) -> tuple:
+        def compute_many(self, workers: list, batches: list, *points: np.ndarray, shards: int = 1,
+                         lrs: list | None = None) -> tuple:
             """As ``Worker.compute_many``: with a sharded server, the gradient cut where the point's slices are."""
             out: list = []
             for k in range(len(workers)):

@@ -57,7 +57,7 @@ class TransferOnly(Worker):
         self.grad, self.bn_stats = torch.full((d,), 1e-3), torch.zeros(64)
         self.seen: dict[str, bool] = {}
 
-    def compute(self, worker: int, batch: int, point: np.ndarray):
+    def compute(self, worker: int, batch: int, point: np.ndarray, lr: float = 0.0):
         received = as_tensor(point)
         self.seen["point arrives as a view of the object store"] = not point.flags.writeable and \
             received.data_ptr() == point.ctypes.data

@@ -81,7 +81,7 @@ class FakeExecutor(MasterLoop):
         self.transport = FakeTransport(self.worker, num_slots, remote)
         self.transport.compute_s = compute_s
         self.dispatcher = Dispatcher(self.transport, per_call=cfg.jobs_per_call, vmap_jobs=cfg.vmap_jobs,
-                                     num_workers=cfg.num_workers, sticky=self.master.rule.worker_side is not None,
+                                     num_workers=cfg.num_workers, sticky=self.master.rule.has_worker_side(),
                                      traffic=self.traffic)
         for job in self.master.start():
             self.dispatcher.dispatch(job)

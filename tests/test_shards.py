@@ -41,13 +41,13 @@ def drive(master, shards, steps: int, start: int = 0) -> None:
     """Apply ``steps`` gradients of a point-dependent, per-coordinate loss, as executors do (a worker side,
     where the rule has one, turns the gradient into the update before it is split)."""
     curvature = torch.linspace(0.5, 1.5, D)
-    side = master.rule.worker_side(master.rule.momentum) if master.rule.worker_side else None
+    side = type(master.rule).make_worker_side(master.rule.momentum, master.rule.option_values)
     for t in range(start, start + steps):
         job = master.next_job()
         point = torch.cat(job.point.parts) if shards is not None else job.point
         grad = curvature * point + torch.sin(torch.arange(D) * (t + 1.0)) * 0.1
         if side is not None:
-            grad = side.update(job.worker, job.batch, grad)
+            grad = side.run(job.worker, job.batch, point, job.lr, lambda x, h, g=grad: g)
         if shards is not None:
             bounds = shards.bounds
             grad = Sharded(tuple(grad[a:b] for a, b in zip(bounds, bounds[1:])), grad.numel() * 4)

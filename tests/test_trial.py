@@ -45,7 +45,9 @@ def test_with_one_worker_the_rules_collapse_to_their_single_worker_forms():
     forms: dict = {}
     for name in BUILTIN_ALGORITHMS:
         form = ALGORITHMS[name].single_worker_form
-        if form is not None and not (form == "nesterov" and ALGORITHMS[name].worker_side):  # dana-slim evaluates x
+        # dana-slim evaluates x; a local-steps rule takes its form under other options, up to rounding
+        rule = ALGORITHMS[name]
+        if form is not None and not rule.make_worker_side(0.9, rule.resolved_options({})):
             sha = run(dict(FAST, algorithm=name, num_workers=1, epochs=1))["params_sha256"]
             forms.setdefault(form, set()).add(sha)
     assert {form: len(shas) for form, shas in forms.items()} == {"sgd": 1, "momentum": 1, "nesterov": 1}
@@ -55,9 +57,24 @@ def test_with_one_worker_the_rules_collapse_to_their_single_worker_forms():
 def test_every_algorithm_learns_the_digits_with_one_worker():
     from dana_ray.algorithms import ALGORITHMS
 
-    for name in ALGORITHMS:
-        result = run(dict(FAST, model_options={}, lr=0.1, algorithm=name, num_workers=1, epochs=3))
+    for name in ALGORITHMS:  # each in its single-worker form (a local-steps rule: one step, a plain outer step)
+        result = run(dict(FAST, model_options={}, lr=0.1, algorithm=name, num_workers=1, epochs=3,
+                          algorithm_options=ALGORITHMS[name].single_worker_options))
         assert result["test_error"] < 15, (name, result["test_error"])  # chance: 90
+
+
+def test_local_steps_learn_the_digits_and_match_their_synchronous_form():
+    """diloco with one local step and a plain outer step is SSGD up to rounding (same test error here); with
+    H = 4 it learns too, an epoch being a quarter as many jobs (same data)."""
+    config = dict(FAST, num_workers=4, epochs=8)
+    ssgd = run(dict(config, algorithm="ssgd"))
+    plain = dict(local_steps=1, outer_lr=1.0, outer_momentum=0.0)
+    one_step = run(dict(config, algorithm="diloco", algorithm_options=plain))
+    assert one_step["test_error"] == ssgd["test_error"] and one_step["steps"] == ssgd["steps"]
+    rows: list = []
+    four = run(dict(config, algorithm="diloco", algorithm_options=dict(plain, local_steps=4)), callback=rows.append)
+    assert four["steps"] == 8 * (1437 // 32 // 4) and four["test_error"] < 25, four["test_error"]
+    assert rows[0]["gradients"] == 1437 // 32 // 4
 
 
 def test_divergence_ends_the_run_at_chance_level():

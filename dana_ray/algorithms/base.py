@@ -39,7 +39,7 @@ its update once as a module-level function in the ``ops`` vocabulary, and regist
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Union
+from typing import Any, Callable, ClassVar, Protocol, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -49,6 +49,85 @@ from dana_ray.checks import check_bool, check_integer, check_number
 from dana_ray.registry import Option, Registry, resolve_options
 
 LearningRate = Union[float, Callable[[int], float]]
+#: ``gradient(x, h)``: the gradient at ``x`` of the job's h-th batch (h < ``local_steps``), with the worker's
+#: weight decay; the replica computes it (and keeps the batch's BatchNorm statistics and loss).
+GradientAt = Callable[[Tensor, int], Tensor]
+#: A worker side's checkpoint: ``{worker: (the job it computes next, {name: tensor})}``.
+WorkerSideState = dict[int, tuple[int, dict[str, Tensor]]]
+
+
+class WorkerSide(Protocol):
+    """What a rule runs where gradients are computed, per logical worker: it turns a job (worker i's job b,
+    the point x it was sent, η at the time it was sent) into what worker i sends the master, asking the
+    replica for gradients. Built by the rule from its own options (``UpdateRule.make_worker_side``).
+
+    * ``local_steps`` = H: the batches one job computes; batch h of job b is batch b·H + h of worker i's
+      stream, so a batch's content stays a function of (seed, worker, batch index);
+    * idempotent per job: computing worker i's job b again (re-sent after a restore or a lost replica)
+      starts from the state before b (``PerWorkerState`` keeps that);
+    * ``state_dict(next_job)``: for the workers held here, the state as of just before the job each
+      computes next, whether or not that job was computed already; ``load_state_dict`` holds exactly those.
+    """
+
+    local_steps: int
+
+    def run(self, worker: int, job: int, point: Tensor, lr: float, gradient: GradientAt) -> Tensor:
+        """What worker ``worker`` sends for its job ``job`` at ``point`` (a new tensor; ``point`` unchanged)."""
+
+    def state_dict(self, next_job: dict[int, int]) -> WorkerSideState:
+        """The state of the workers in ``next_job`` (worker -> job) held here."""
+
+    def load_state_dict(self, state: WorkerSideState) -> None:
+        """Hold exactly the workers in ``state``, each about to compute the job saved with it."""
+
+
+class PerWorkerState:
+    """Each logical worker's tensors, as of before and after its last job: the bookkeeping that makes a
+    worker side idempotent per job and its checkpoints consistent with the master's outstanding jobs."""
+
+    def __init__(self) -> None:
+        self.after: dict[int, dict[str, Tensor]] = {}   # after the last job computed
+        self.before: dict[int, dict[str, Tensor]] = {}  # before it
+        self.last_job: dict[int, int] = {}
+
+    def begin(self, worker: int, job: int, fresh: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
+        """Worker ``worker``'s state positioned before job ``job`` (``fresh()`` for a worker's first job),
+        to be updated in place by the job; a job computed again starts from the state before it."""
+        if worker not in self.after:
+            self.after[worker] = fresh()
+            self.before[worker] = {key: value.clone() for key, value in self.after[worker].items()}
+            self.last_job[worker] = job - 1
+        after, before, last = self.after[worker], self.before[worker], self.last_job[worker]
+        if job == last:  # the same job again: start from the state before it
+            _copy_into(after, before)
+        elif job == last + 1:
+            _copy_into(before, after)
+        else:
+            raise ValueError(f"job: worker {worker}'s worker-side state is at job {last + 1}; got job {job}")
+        self.last_job[worker] = job
+        return after
+
+    def state_dict(self, next_job: dict[int, int]) -> WorkerSideState:
+        state = {}
+        for worker, job in next_job.items():
+            if worker not in self.after:
+                continue
+            last = self.last_job[worker]
+            if job not in (last, last + 1):
+                raise ValueError(f"next_job: worker {worker}'s worker-side state is at job {last + 1}; asked for {job}")
+            tensors = self.before[worker] if job == last else self.after[worker]
+            state[worker] = (job, {key: value.clone() for key, value in tensors.items()})
+        return state
+
+    def load_state_dict(self, state: WorkerSideState) -> None:
+        self.after = {w: {k: v.clone() for k, v in tensors.items()} for w, (_, tensors) in state.items()}
+        self.before = {w: {k: v.clone() for k, v in tensors.items()} for w, (_, tensors) in state.items()}
+        self.last_job = {w: job - 1 for w, (job, _) in state.items()}
+
+
+def _copy_into(target: dict[str, Tensor], source: dict[str, Tensor]) -> None:
+    for key, value in source.items():
+        target[key].copy_(value)
 
 #: What a rule reduces to with one worker, for the laws the tests check on every registered rule:
 #: "sgd" (plain SGD, θ), "momentum" (momentum SGD, θ), "nesterov" (the points sent are Nesterov iterates).
@@ -72,17 +151,17 @@ class UpdateRule:
     #: per schedule and seed with one worker, and the report measures the other rules against it).
     min_workers: ClassVar[int] = 1
     max_workers: ClassVar[int | None] = None
-    #: True when the rule combines one gradient from every worker before it moves θ (SSGD). Executors then
-    #: hand every worker the same θ each round instead of following an arrival schedule.
+    #: True for a ``RoundRule`` (one result from every worker before θ moves, as SSGD): the job protocol
+    #: (``algorithms/jobs.py``, the one place that reads it) then applies a round's results in worker order
+    #: instead of following the arrival schedule.
     synchronous: ClassVar[bool] = False
     #: The rule's own options (``algorithm_options`` in a trial config), with defaults and checks.
     options: ClassVar[dict[str, Option]] = {}
-    #: State the rule keeps on the worker side, per logical worker (a class built with ``momentum``; see
-    #: ``WorkerMomentum``), or None. Workers then send ``worker_side.update(...)`` instead of the gradient,
-    #: and executors keep each logical worker's state with the replica that computes its gradients.
-    worker_side: ClassVar[Any] = None
     #: With N = 1: one of SINGLE_WORKER_FORMS (checked by the tests against torch.optim.SGD), or None.
     single_worker_form: ClassVar[str | None] = None
+    #: The options under which ``single_worker_form`` holds (the law builds the rule with them), e.g. one
+    #: local step and a plain outer step for a local-steps rule; empty: its defaults.
+    single_worker_options: ClassVar[dict[str, Any]] = {}
     #: True when the update of each coordinate reads only that coordinate of every d-vector (θ, g, the point,
     #: the momenta) and scalars: the rule can then be split over K server shards (``server_shards``) with the
     #: same numbers, a law the tests check (``laws.shard_law``). A rule that reduces across coordinates (a
@@ -107,17 +186,23 @@ class UpdateRule:
         check_number("weight_decay", weight_decay, low=0.0)
         check_bool("fused", fused)
         #: the rule's own options, checked, with their defaults filled in
-        self.option_values: dict[str, Any] = resolve_options("algorithm_options", self.name, options,
-                                                             type(self).options)
+        self.option_values: dict[str, Any] = self.resolved_options(options)
         self.params: Tensor = params.detach().clone()
         self.num_workers: int = num_workers
         self.momentum: float = float(momentum)
         self.weight_decay: float = float(weight_decay)  # master-side; 0 when the workers add it
         self.step: int = 0
+        #: whether the last ``apply`` changed θ (False: a synchronous round still open, a discarded gradient)
+        self.moved: bool = False
         self.fused: bool = fused
         self._lr = lr
         self._kernels: dict[Callable, Kernel] = {}
         self._allocate()
+
+    @classmethod
+    def resolved_options(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """``given`` (a config's ``algorithm_options``) checked, with the defaults filled in."""
+        return resolve_options("algorithm_options", cls.name, given, cls.options)
 
     @classmethod
     def check_num_workers(cls, num_workers: object) -> None:
@@ -138,8 +223,35 @@ class UpdateRule:
         if not isinstance(grad, Tensor) or grad.dim() != 1 or grad.numel() != self.params.numel():
             shape = tuple(grad.shape) if isinstance(grad, Tensor) else type(grad).__name__
             raise ValueError(f"grad: expected a 1-D tensor of {self.params.numel()} elements, got {shape}")
-        self._apply(worker, grad, self.lr_at(self.step), point, delay)
+        self.moved = self._apply(worker, grad, self.lr_at(self.step), point, delay) is not False
         self.step += 1
+
+    def workers_to_send(self, worker: int) -> Sequence[int]:
+        """After worker ``worker``'s gradient was applied: the workers that get a new point now (each then
+        has one job outstanding again). An asynchronous rule: that worker. A synchronous rule (``RoundRule``):
+        nobody until the round is complete, then everybody."""
+        return (worker,)
+
+    @property
+    def local_steps(self) -> int:
+        """Batches one job computes (H): 1, unless the rule's worker side takes local steps."""
+        return int(self.option_values.get("local_steps", 1))
+
+    @classmethod
+    def make_worker_side(cls, momentum: float, options: dict[str, Any]) -> "WorkerSide | None":
+        """The rule's worker side, built from the trial's momentum and the rule's options as
+        ``resolved_options`` gives them (None: the workers send their gradients as they are). Called where
+        gradients are computed, once per replica."""
+        return None
+
+    def has_worker_side(self) -> bool:
+        """Whether workers keep state for this rule (executors then keep logical worker i on one replica)."""
+        return type(self).make_worker_side(self.momentum, self.option_values) is not None
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Figures the rule reports in every epoch's row beside the master's (e.g. gradients discarded so
+        far); read from the rule's state, so equal on every shard and after a restore."""
+        return {}
 
     def params_for(self, worker: int, out: Tensor | None = None) -> Tensor:
         """The point the master sends worker ``worker`` now: a new tensor, unaffected by later updates; or,
@@ -165,7 +277,8 @@ class UpdateRule:
     def _allocate(self) -> None:
         """Allocate the rule's state (zeros), listed in ``_tensor_state``."""
 
-    def _apply(self, worker: int, grad: Tensor, lr: float, point: Tensor | None, delay: int) -> None:
+    def _apply(self, worker: int, grad: Tensor, lr: float, point: Tensor | None, delay: int) -> bool | None:
+        """Apply one gradient; return False when θ did not change (an open round, a discarded gradient)."""
         raise NotImplementedError
 
     def _params_for(self, worker: int, out: Tensor | None) -> Tensor:
@@ -227,6 +340,17 @@ class UpdateRule:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, d={self.params.numel()}, "
                 f"num_workers={self.num_workers}, momentum={self.momentum}, step={self.step})")
+
+
+class RoundRule(UpdateRule):
+    """A synchronous rule: every round, each of the N workers sends one result computed at the same θ; the
+    rule combines them and moves θ once the round is complete (its ``_apply`` returns whether it did), and
+    only then are the workers sent new points: optax's ``MultiSteps`` shape, expressed here once."""
+
+    synchronous = True
+
+    def workers_to_send(self, worker: int) -> Sequence[int]:
+        return range(self.num_workers) if self.moved else ()
 
 
 #: Every rule by the exact name configs, the CLI and the sweep use, in registration order.

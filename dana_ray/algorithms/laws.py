@@ -11,8 +11,9 @@ plug-in author's over their own rule (``check_laws("my-rule")``), with no per-ru
   op under a ``TorchDispatchMode``, views excluded) do not grow with N: the same with 2 and with 64 workers,
   up to O(N) scalar bookkeeping.
 
-Each function drives the rule as the master does: worker i's gradient is computed at the point it was last
-sent and applied with that point and its delay; a rule with a worker side has it applied first.
+Each function drives the rule as the master does, through the same job protocol (``jobs.py``): worker i's
+gradient is computed at the point it was last sent and applied with that point and its delay; a rule with a
+worker side has it run first (its local steps included).
 """
 
 from __future__ import annotations
@@ -22,47 +23,49 @@ from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from dana_ray.algorithms.base import ALGORITHMS, UpdateRule
+from dana_ray.algorithms.base import ALGORITHMS, GradientAt, UpdateRule
+from dana_ray.algorithms.jobs import JobProtocol
 
 
 class Driver:
-    """A rule as the master drives it: points sent, delays, the worker side; SSGD's rounds."""
+    """A rule as the master drives it, through the engine's own job protocol (``jobs.JobProtocol``): points
+    sent, versions and delays, a synchronous rule's rounds, and the rule's worker side."""
 
     def __init__(self, rule: UpdateRule) -> None:
         self.rule = rule
-        self.side = rule.worker_side(rule.momentum) if rule.worker_side else None
-        self.batches = [0] * rule.num_workers          # batches each worker has computed
-        self.sent = [rule.params_for(i) for i in range(rule.num_workers)]
-        self.sent_version = [0] * rule.num_workers
-        self.version = 0
+        self.side = type(rule).make_worker_side(rule.momentum, rule.option_values)
+        self.sent: list[Tensor] = [rule.params] * rule.num_workers  # the point each worker was sent last
+        self.jobs = JobProtocol(rule)
+        self.jobs.start(self._point_for)
 
-    def push(self, worker: int, grad: Tensor) -> None:
-        """Apply ``grad`` (computed by ``worker`` at ``self.sent[worker]``) and send the worker its next point."""
-        rule = self.rule
-        if self.side is not None:
-            grad = self.side.update(worker, self.batches[worker], grad)
-        self.batches[worker] += 1
-        rule.apply(worker, grad, point=self.sent[worker], delay=self.version - self.sent_version[worker])
-        if not rule.synchronous:
-            self.version += 1
-            self.sent[worker], self.sent_version[worker] = rule.params_for(worker), self.version
-        elif rule.step % rule.num_workers == 0:  # a round is complete: every worker gets the new θ
-            self.version += 1
-            self.sent = [rule.params_for(i) for i in range(rule.num_workers)]
-            self.sent_version = [self.version] * rule.num_workers
+    def _point_for(self, worker: int) -> Tensor:
+        self.sent[worker] = self.rule.params_for(worker)
+        return self.sent[worker]
+
+    def push(self, worker: int, gradient: Tensor | GradientAt) -> None:
+        """Apply what ``worker`` sends for its outstanding job, and issue the jobs that follows. ``gradient``:
+        the gradient at the point it was sent (``self.sent[worker]``), or, for a rule whose jobs take local
+        steps, ``gradient(x, h)``: the gradient of the job's h-th batch at x."""
+        if worker not in self.jobs.outstanding:
+            raise ValueError(f"worker: {worker} has no job outstanding (it already sent this round's result)")
+        job = self.jobs.outstanding[worker]
+        at = gradient if callable(gradient) else (lambda x, h: gradient)
+        sent = self.side.run(worker, job.batch, job.point, job.lr, at) if self.side is not None else at(job.point, 0)
+        self.rule.apply(worker, sent, point=job.point, delay=self.jobs.delay(job))
+        self.jobs.complete(job, self._point_for)
 
     def state_dict(self):
-        side = self.side.state_dict(dict(enumerate(self.batches))) if self.side else None
-        return (self.rule.state_dict(), side, list(self.batches), [p.clone() for p in self.sent],
-                list(self.sent_version), self.version)
+        side = self.side.state_dict(self.jobs.next_batches()) if self.side is not None else None
+        return (self.rule.state_dict(), side, self.jobs.state_dict(lambda job: job.point.clone()),
+                [p.clone() for p in self.sent])
 
     def load_state_dict(self, state) -> None:
-        rule, side, batches, sent, sent_version, version = state
+        rule, side, jobs, sent = state
         self.rule.load_state_dict(rule)
         if self.side is not None:
             self.side.load_state_dict(side)
-        self.batches, self.sent = list(batches), [p.clone() for p in sent]
-        self.sent_version, self.version = list(sent_version), version
+        self.jobs.load_state_dict(jobs, lambda worker, point: point.clone())
+        self.sent = [p.clone() for p in sent]
 
 
 def workers_for(name: str, n: int) -> int:
@@ -112,7 +115,8 @@ def single_worker_law(name: str, steps: int = 50) -> bool:
         opt.step()
         want.append(x.detach().clone())
     grad, _, _ = noisy_quadratic()
-    driver = Driver(ALGORITHMS[name](x0, 1, 0.05, 0.9))  # the rule gets γ = 0.9 whatever its form
+    rule = ALGORITHMS[name]
+    driver = Driver(rule(x0, 1, 0.05, 0.9, **rule.single_worker_options))  # γ = 0.9 whatever its form
     for t in range(steps):
         driver.push(0, grad(driver.sent[0]))
         got = driver.rule.params_for(0) if form == "nesterov" else driver.rule.params
@@ -167,7 +171,7 @@ def update_traffic(name: str, d: int, workers: int, steps: int = 8) -> float:
     n = workers_for(name, workers)
     gen = torch.Generator().manual_seed(0)
     driver = Driver(ALGORITHMS[name](torch.zeros(d), n, 0.01, 0.9))
-    steps = 2 * n if ALGORITHMS[name].synchronous else steps
+    steps = n * max(2, -(-steps // n))  # whole rounds (a synchronous rule's step is shared by N gradients)
     grads = [torch.randn(d, generator=gen) * 1e-3 for _ in range(2)]
     for k in range(n):
         driver.push(k, grads[k % 2])
@@ -201,7 +205,9 @@ def shard_law(name: str, shards: tuple[int, ...] = (2, 3), workers: int = 3, d: 
 
     def run(bounds: list[int]) -> tuple[Tensor, list[Tensor]]:
         drivers = [Driver(rule(x0[a:b].clone(), n, lr, 0.9)) for a, b in zip(bounds, bounds[1:])]
-        for t, worker in enumerate(order if not rule.synchronous else [t % n for t in range(steps)]):
+        schedule = iter(order)
+        for t in range(steps):
+            worker = drivers[0].jobs.next_worker(schedule)  # the schedule's; a synchronous rule's round order
             point = torch.cat([driver.sent[worker] for driver in drivers])
             grad = curvature * point + noise[t]  # per coordinate, and depends on the point
             for driver, a, b in zip(drivers, bounds, bounds[1:]):

@@ -45,7 +45,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from dana_ray.algorithms.base import UpdateRule, register_rule
+from dana_ray.algorithms.base import RoundRule, UpdateRule, register_rule
 from dana_ray.algorithms.ops import Scalar, descend_, heavy_ball_, scaled_add
 
 
@@ -123,7 +123,7 @@ class Baseline(_HeavyBall):
 
 
 @register_rule("ssgd")
-class SSGD(UpdateRule):
+class SSGD(RoundRule):
     r"""Synchronous SGD with momentum (the paper's SSGD baseline, Tables 4, 7, 8).
 
     Every round, each of the N workers computes one gradient at the same θ; the master averages them and
@@ -140,7 +140,6 @@ class SSGD(UpdateRule):
     """
 
     paper_name = "SSGD"
-    synchronous = True
     single_worker_form = "momentum"
     vectors_per_update = 2 + 1 + 2  # per gradient: read g, Σg; write Σg.  params_for: copy θ
     #: d-vectors moved once per round of N gradients (the step: read Σg, v, θ; write v, θ and Σg zeroed).
@@ -152,7 +151,7 @@ class SSGD(UpdateRule):
         self.grad_sum = self._zeros()
         self.contributed = torch.zeros(self.num_workers, dtype=torch.bool, device=self.params.device)
 
-    def _apply(self, worker: int, grad: Tensor, lr: float, point: Tensor | None, delay: int) -> None:
+    def _apply(self, worker: int, grad: Tensor, lr: float, point: Tensor | None, delay: int) -> bool:
         if self.contributed[worker]:
             raise ValueError(
                 f"worker: 'ssgd' takes one gradient per worker per round; worker {worker} already sent one "
@@ -160,11 +159,13 @@ class SSGD(UpdateRule):
             )
         self.grad_sum.add_(grad)
         self.contributed[worker] = True
-        if bool(self.contributed.all()):
-            self._kernel(ssgd_round_update)(self.params, self.velocity, self.grad_sum,
-                                            num_workers=float(self.num_workers), lr=lr, momentum=self.momentum,
-                                            weight_decay=self.weight_decay)
-            self.contributed.zero_()
+        if not bool(self.contributed.all()):
+            return False
+        self._kernel(ssgd_round_update)(self.params, self.velocity, self.grad_sum,
+                                        num_workers=float(self.num_workers), lr=lr, momentum=self.momentum,
+                                        weight_decay=self.weight_decay)
+        self.contributed.zero_()
+        return True
 
     def missing_workers(self) -> list[int]:
         """Workers whose gradient the current round still waits for."""

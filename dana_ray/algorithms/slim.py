@@ -28,60 +28,36 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dana_ray.algorithms.base import UpdateRule, register_rule
+from dana_ray.algorithms.base import GradientAt, PerWorkerState, UpdateRule, WorkerSideState, register_rule
 from dana_ray.algorithms.momentum import sgd_update
 
 
 class WorkerMomentum:
-    r"""Each logical worker's own momentum, on the worker side; turns a gradient into the update it sends:
+    r"""DANA-Slim's worker side (a ``WorkerSide``): each logical worker's own momentum; turns the job's
+    gradient g into the update it sends:
 
         v_i <- γ v_i + g;   u = γ v_i + g
 
-    Idempotent per job: computing worker i's batch b again (a job re-sent after a restore) starts again from
-    the momentum before b. ``state_dict(next_batch)`` gives, per worker, the momentum as of just before the
-    batch it will compute next, so a checkpoint is consistent with the master's outstanding jobs whether or
-    not those jobs were already computed.
+    Idempotent per job and checkpointed as of each worker's next job (``PerWorkerState``).
     """
+
+    local_steps = 1
 
     def __init__(self, momentum: float) -> None:
         self.momentum = float(momentum)
-        self.velocity: dict[int, Tensor] = {}   # after the last batch computed
-        self.previous: dict[int, Tensor] = {}   # before it
-        self.last_batch: dict[int, int] = {}
+        self.state = PerWorkerState()
 
-    def update(self, worker: int, batch: int, grad: Tensor) -> Tensor:
-        """Worker ``worker``'s update for its batch ``batch`` with gradient ``grad`` (a new tensor)."""
-        if worker not in self.velocity:
-            self.velocity[worker], self.previous[worker] = torch.zeros_like(grad), torch.zeros_like(grad)
-            self.last_batch[worker] = batch - 1
-        velocity, previous, last = self.velocity[worker], self.previous[worker], self.last_batch[worker]
-        if batch == last:        # the same job again: start from the momentum before it
-            velocity.copy_(previous)
-        elif batch == last + 1:
-            previous.copy_(velocity)
-        else:
-            raise ValueError(f"batch: worker {worker}'s momentum is at batch {last + 1}; got batch {batch}")
-        self.last_batch[worker] = batch
+    def run(self, worker: int, job: int, point: Tensor, lr: float, gradient: GradientAt) -> Tensor:
+        grad = gradient(point, 0)
+        velocity = self.state.begin(worker, job, lambda: {"velocity": torch.zeros_like(grad)})["velocity"]
         velocity.mul_(self.momentum).add_(grad)
         return grad.add(velocity, alpha=self.momentum)
 
-    def state_dict(self, next_batch: dict[int, int]) -> dict[int, tuple[int, Tensor]]:
-        """``{worker: (b, v_i before batch b)}`` for the workers in ``next_batch`` (worker -> b) held here."""
-        state = {}
-        for worker, batch in next_batch.items():
-            if worker not in self.velocity:
-                continue
-            last = self.last_batch[worker]
-            if batch not in (last, last + 1):
-                raise ValueError(f"next_batch: worker {worker}'s momentum is at batch {last + 1}; asked for {batch}")
-            state[worker] = (batch, (self.previous if batch == last else self.velocity)[worker].clone())
-        return state
+    def state_dict(self, next_job: dict[int, int]) -> WorkerSideState:
+        return self.state.state_dict(next_job)
 
-    def load_state_dict(self, state: dict[int, tuple[int, Tensor]]) -> None:
-        """Hold exactly the workers in ``state``, each about to compute the batch saved with it."""
-        self.velocity = {w: v.clone() for w, (_, v) in state.items()}
-        self.previous = {w: v.clone() for w, (_, v) in state.items()}
-        self.last_batch = {w: b - 1 for w, (b, _) in state.items()}
+    def load_state_dict(self, state: WorkerSideState) -> None:
+        self.state.load_state_dict(state)
 
 
 @register_rule("dana-slim")
@@ -95,9 +71,12 @@ class DANASlim(UpdateRule):
     master adds λx to the update it receives (the workers' momenta then carry no weight decay).
     """
 
-    worker_side = WorkerMomentum
     single_worker_form = "nesterov"
     vectors_per_update = 2 + 1 + 2  # apply: read u, θ; write θ.  params_for: copy
+
+    @classmethod
+    def make_worker_side(cls, momentum: float, options: dict) -> WorkerMomentum:
+        return WorkerMomentum(momentum)
 
     def _apply(self, worker: int, update: Tensor, lr: float, point: Tensor | None, delay: int) -> None:
         self._kernel(sgd_update)(self.params, update, lr=lr, weight_decay=self.weight_decay)

@@ -61,10 +61,10 @@ def build_worker(cfg: TrialConfig, device: torch.device | str | None = None,
         torch.manual_seed(cfg.seed)
         module = make_model(cfg.model, data.num_classes, data.in_channels, **cfg.model_options)
     model = FlatModel(module, device if device is not None else resolve_device(cfg.device))
-    worker_side = cfg.rule.worker_side
+    options = cfg.rule.resolved_options(cfg.algorithm_options)
     return GradientWorker(model, data, cfg.batch_size, cfg.seed,
                           cfg.weight_decay if cfg.weight_decay_at == "worker" else 0.0, cfg.eval_batch_size,
-                          worker_side=worker_side(cfg.momentum) if worker_side else None,
+                          worker_side=cfg.rule.make_worker_side(cfg.momentum, options),
                           prefetch=cfg.prefetch_batches)
 
 

@@ -206,7 +206,7 @@ class Dispatcher:
 def run_steps(master: Master, dispatcher: Dispatcher, telemetry: Telemetry, steps: int) -> None:
     """Apply ``steps`` gradients in the schedule's order (with no schedule, in the order they arrive), each
     applied gradient's new jobs dispatched at once; stops early if the run diverges."""
-    arrival = master.schedule is None and not master.rule.synchronous
+    arrival = master.follows_arrival()
     for _ in range(steps):
         if master.diverged:
             return

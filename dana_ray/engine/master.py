@@ -1,11 +1,10 @@
 """The master's side of a trial, executor-agnostic: the rule, the arrival order, BatchNorm statistics, and
-the gradient jobs handed out to logical workers.
+the jobs handed out to logical workers.
 
-A job is "logical worker i, compute batch k of your stream at this point". The master issues one job per
-worker at the start; when it applies worker i's gradient it issues i's next job, at ``rule.params_for(i)``
-(for a synchronous rule: every worker's next job once the round is complete). Which outstanding job is
-applied next is the schedule's choice (synchronous rules: worker index order). Everything here is plain
-state, so ``state_dict()`` is a complete checkpoint of a trial, outstanding jobs included.
+Which jobs are issued, their versions and delays, and a synchronous rule's rounds are the job protocol's
+(``algorithms/jobs.py``, which the laws run too); which outstanding job is applied next is the schedule's
+choice. Everything here is plain state, so ``state_dict()`` is a complete checkpoint of a trial,
+outstanding jobs included.
 """
 
 from __future__ import annotations
@@ -18,22 +17,15 @@ import torch
 from torch import Tensor
 
 from dana_ray.algorithms import UpdateRule
+from dana_ray.algorithms.jobs import Job, JobProtocol
 from dana_ray.algorithms.ops import compiled_distance
 from dana_ray.engine.telemetry import Totals, tally
 from dana_ray.schedules import Schedule
 
 
 @dataclass
-class Job:
-    worker: int       # logical worker index
-    batch: int        # position in that worker's batch stream
-    point: Tensor     # the parameters it was sent (a sharded server: its shards' slices, ``shards.Sharded``)
-    sent_version: int  # how many times the master's parameters had changed when it was sent
-
-
-@dataclass
 class GradientResult:
-    grad: Tensor      # ∇L + λ·point, flat (for a rule with a worker side: its update of that gradient);
+    grad: Tensor      # ∇L + λ·point, flat (for a rule with a worker side: what the side made of the job);
                       # a sharded server: the slices for its shards (``shards.Sharded``)
     bn_stats: Tensor  # the batch's BatchNorm statistics, flat (empty without BatchNorm)
     loss: float       # mean training loss of the batch at the point
@@ -53,9 +45,7 @@ class Master:
         self.rule, self.schedule = rule, schedule
         self.bn_stats = bn_stats.clone()
         self.bn_momentum = bn_momentum
-        self.batches_issued = [0] * rule.num_workers
-        self.outstanding: dict[int, Job] = {}
-        self.version = 0  # parameter updates so far: one per gradient, or one per round for a synchronous rule
+        self.jobs = JobProtocol(rule)
         self.diverged = False
         # the gap of every applied gradient, ||x - θ||: one compiled pass with fused updates, else two eager
         # passes through a scratch vector (no allocation per step either way)
@@ -73,42 +63,48 @@ class Master:
     def num_workers(self) -> int:
         return self.rule.num_workers
 
+    @property
+    def outstanding(self) -> dict[int, Job]:
+        return self.jobs.outstanding
+
+    @property
+    def version(self) -> int:
+        """θ's changes so far: one per applied gradient, one per round for a synchronous rule."""
+        return self.jobs.version
+
+    @property
+    def batches_issued(self) -> list[int]:
+        return self.jobs.batches_issued
+
     def start(self) -> list[Job]:
         """Issue a job to every worker that has none (all of them, unless restored from a checkpoint)."""
-        return [self._issue(i) for i in range(self.num_workers) if i not in self.outstanding]
+        return self.jobs.start(self._point_for)
+
+    def follows_arrival(self) -> bool:
+        """Whether the executor applies results as they arrive (no schedule), not ``next_job``'s order."""
+        return self.jobs.follows_arrival(self.schedule)
 
     def next_job(self) -> Job:
         """The outstanding job whose gradient the master applies next."""
-        if self.schedule is None and not self.rule.synchronous:
-            raise ValueError("schedule: none is set (arrival order), so the executor picks the next job")
-        worker = self.step % self.num_workers if self.rule.synchronous else next(self.schedule)
-        return self.outstanding[worker]
+        return self.outstanding[self.jobs.next_worker(self.schedule)]
 
     def apply(self, job: Job, result: GradientResult) -> list[Job]:
         """Apply ``job``'s gradient; returns the jobs this issues. A non-finite loss marks the trial diverged.
 
         ``job.point``'s buffer is reused for a later job's point: executors must be done with it (sent or
         computed) by the time they pass the job here."""
-        if self.outstanding.get(job.worker) is not job:
-            raise ValueError(f"job: worker {job.worker}'s job (batch {job.batch}) is not outstanding")
+        self.jobs.check_outstanding(job)
         if not math.isfinite(result.loss):
             self.diverged = True
             return []
-        delay = self.version - job.sent_version
+        delay = self.jobs.delay(job)
         gap = self._apply_gradient(job, result.grad, delay)
         if self.bn_stats.numel():
             self.bn_stats.lerp_(result.bn_stats.to(self.bn_stats), self.bn_momentum)
-        del self.outstanding[job.worker]
         self._release_point(job.point)
         self._record(delay, gap, result.loss)
         self.totals.record(job.worker, delay)
-        if not self.rule.synchronous:
-            self.version += 1
-            return [self._issue(job.worker)]
-        if self.outstanding:
-            return []
-        self.version += 1
-        return [self._issue(i) for i in range(self.num_workers)]
+        return self.jobs.complete(job, self._point_for)
 
     def gap(self, point: Tensor) -> float:
         """RMS distance ``||x - θ|| / sqrt(d)`` between a point and the master's parameters now."""
@@ -120,14 +116,8 @@ class Master:
         return math.sqrt(float(torch.dot(difference, difference)) / params.numel())
 
     def next_batches(self) -> dict[int, int]:
-        """Logical worker -> the batch of its outstanding job (where its worker-side state must stand)."""
-        return {w: job.batch for w, job in self.outstanding.items()}
-
-    def _issue(self, worker: int) -> Job:
-        job = Job(worker, self.batches_issued[worker], self._point_for(worker), self.version)
-        self.batches_issued[worker] += 1
-        self.outstanding[worker] = job
-        return job
+        """Logical worker -> its outstanding job (where its worker-side state must stand)."""
+        return self.jobs.next_batches()
 
     # -- where θ lives: here, in the rule (``engine/shards.ShardedMaster`` overrides these three) -----------
 
@@ -162,31 +152,30 @@ class Master:
 
     def take_metrics(self) -> dict:
         """Over the gradients applied since the last call: mean/max delay, the delay histogram
-        (``delay_histogram[d]``: how many had delay d), mean gap, train loss."""
+        (``delay_histogram[d]``: how many had delay d), mean gap, train loss; and the rule's own figures
+        (``UpdateRule.epoch_metrics``, e.g. gradients discarded so far)."""
         m, n = self.metrics, max(self.metrics["count"], 1)
         self._reset_metrics()
         return {"gradients": m["count"], "mean_delay": m["delay_sum"] / n, "max_delay": m["delay_max"],
                 "delay_histogram": list(m["delay_counts"]), "mean_gap": m["gap_sum"] / n,
-                "train_loss": m["loss_sum"] / n if m["count"] else math.nan}
+                "train_loss": m["loss_sum"] / n if m["count"] else math.nan, **self.rule.epoch_metrics()}
 
     # -- checkpoints -----------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
         return {"rule": self.rule.state_dict(), **self._own_state(),
-                "outstanding": [(j.worker, j.batch, j.point.clone(), j.sent_version) for j in self.outstanding.values()]}
+                **self.jobs.state_dict(lambda job: job.point.clone())}
 
     def load_state_dict(self, state: dict) -> None:
         self.rule.load_state_dict(state["rule"])
         self._load_own_state(state)
-        self.outstanding = {w: Job(w, b, p.to(self.rule.params), s) for w, b, p, s in state["outstanding"]}
+        self.jobs.load_state_dict(state, lambda worker, point: point.to(self.rule.params))
 
     def _own_state(self) -> dict:
-        """The state that is the master's whatever holds θ: schedule, statistics, counters."""
+        """The state that is the master's whatever holds θ or deals the jobs: schedule, statistics."""
         return {
             "schedule": self.schedule.state_dict() if self.schedule is not None else None,
             "bn_stats": self.bn_stats.clone(),
-            "batches_issued": list(self.batches_issued),
-            "version": self.version,
             "diverged": self.diverged,
             "metrics": dict(self.metrics, delay_counts=list(self.metrics["delay_counts"])),
         }
@@ -195,7 +184,5 @@ class Master:
         if self.schedule is not None:
             self.schedule.load_state_dict(state["schedule"])
         self.bn_stats.copy_(state["bn_stats"])
-        self.batches_issued = list(state["batches_issued"])
-        self.version = int(state["version"])
         self.diverged = bool(state["diverged"])
         self.metrics = dict(state["metrics"], delay_counts=list(state["metrics"].get("delay_counts", [])))

@@ -114,14 +114,15 @@ class Worker:
             return as_tensor(parts[0]).to(self.device)
         return torch.cat([as_tensor(p) for p in parts]).to(self.device)
 
-    def compute(self, worker: int, batch: int, point: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
-        """(gradient, BatchNorm statistics, loss, seconds computing it)."""
-        job = Job(worker, batch, as_tensor(point).to(self.device), sent_version=-1)
+    def compute(self, worker: int, batch: int, point: np.ndarray, lr: float = 0.0) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """(gradient, BatchNorm statistics, loss, seconds computing it); ``lr``: η when the job was sent."""
+        job = Job(worker, batch, as_tensor(point).to(self.device), sent_version=-1, lr=lr)
         result = self.worker.compute(job)
         grad, bn_stats = self._to_host([result.grad, result.bn_stats])
         return grad, bn_stats, result.loss, result.seconds
 
-    def compute_many(self, workers: list[int], batches: list[int], *points: np.ndarray, shards: int = 1) -> tuple:
+    def compute_many(self, workers: list[int], batches: list[int], *points: np.ndarray, shards: int = 1,
+                     lrs: list[float] | None = None) -> tuple:
         """Several jobs sent in one call (``jobs_per_call``), computed ``vmap_jobs`` at a time (1: one by one,
         exactly as ``compute``); called with ``num_returns=len(workers)``, so each job's result is its own
         object.
@@ -131,7 +132,9 @@ class Worker:
         loss, seconds), each its own object (``num_returns=len(workers) * (K + 1)``), so each slice can go
         to its shard without passing through the sequencer."""
         parts = [points[k * shards:(k + 1) * shards] for k in range(len(workers))]
-        jobs = [Job(w, b, self._assembled(p), sent_version=-1) for w, b, p in zip(workers, batches, parts)]
+        lrs = lrs if lrs is not None else [0.0] * len(workers)
+        jobs = [Job(w, b, self._assembled(p), sent_version=-1, lr=lr)
+                for w, b, p, lr in zip(workers, batches, parts, lrs)]
         results = [r for k in range(0, len(jobs), self.vmap_jobs)
                    for r in self.worker.compute_many(jobs[k:k + self.vmap_jobs])]
         host = self._to_host([t for r in results for t in (r.grad, r.bn_stats)])
@@ -147,11 +150,13 @@ class Worker:
         """(test error %, test loss) at θ, given whole or as its shards' slices."""
         return self.worker.evaluate(self._assembled(params), as_tensor(bn_stats).to(self.device))
 
-    def worker_side_state(self, next_batches: dict[int, int]) -> dict[int, tuple[int, np.ndarray]]:
-        return {w: (b, v.cpu().numpy()) for w, (b, v) in self.worker.worker_side_state(next_batches).items()}
+    def worker_side_state(self, next_batches: dict[int, int]) -> dict[int, tuple[int, dict[str, np.ndarray]]]:
+        return {w: (b, {k: v.cpu().numpy() for k, v in tensors.items()})
+                for w, (b, tensors) in self.worker.worker_side_state(next_batches).items()}
 
-    def load_worker_side_state(self, state: dict[int, tuple[int, np.ndarray]]) -> None:
-        self.worker.load_worker_side_state({w: (b, as_tensor(v)) for w, (b, v) in state.items()})
+    def load_worker_side_state(self, state: dict[int, tuple[int, dict[str, np.ndarray]]]) -> None:
+        self.worker.load_worker_side_state({w: (b, {k: as_tensor(v) for k, v in tensors.items()})
+                                            for w, (b, tensors) in state.items()})
 
 
 RemoteWorker = ray.remote(Worker)
@@ -213,7 +218,7 @@ class ParameterServer(MasterLoop):
         self._call_overhead_s = None
         self.dispatcher = Dispatcher(self, per_call=self.cfg.jobs_per_call, vmap_jobs=self.cfg.vmap_jobs,
                                      num_workers=self.cfg.num_workers,
-                                     sticky=self.master.rule.worker_side is not None, traffic=self.traffic)
+                                     sticky=self.master.rule.has_worker_side(), traffic=self.traffic)
         for job in self.master.start():
             self.dispatcher.dispatch(job)
         return {"steps_per_epoch": self.steps_per_epoch, "num_classes": self.num_classes,
@@ -263,12 +268,14 @@ class ParameterServer(MasterLoop):
         """Merged from every actor; each call runs after the jobs already sent to that actor."""
         state: dict = {}
         for part in ray.get([actor.worker_side_state.remote(next_batches) for actor in self.actors]):
-            state.update({w: (b, torch.from_numpy(v.copy())) for w, (b, v) in part.items()})
+            state.update({w: (b, {k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
+                          for w, (b, tensors) in part.items()})
         return state
 
     def load_worker_side_state(self, state: dict) -> None:
         ray.get([actor.load_worker_side_state.remote(
-            {w: (b, v.cpu().numpy()) for w, (b, v) in state.items() if self.dispatcher.home_slot(w) == slot})
+            {w: (b, {k: v.cpu().numpy() for k, v in tensors.items()}) for w, (b, tensors) in state.items()
+             if self.dispatcher.home_slot(w) == slot})
             for slot, actor in enumerate(self.actors)])
 
     def close(self, reusable: bool = False) -> None:
@@ -290,9 +297,9 @@ class ParameterServer(MasterLoop):
             self.traffic.bytes_through_server += point.nbytes
         actor = self.actors[slot]
         if len(jobs) == 1:
-            return [actor.compute.remote(jobs[0].worker, jobs[0].batch, points[0])]
+            return [actor.compute.remote(jobs[0].worker, jobs[0].batch, points[0], jobs[0].lr)]
         return actor.compute_many.options(num_returns=len(jobs)).remote(
-            [j.worker for j in jobs], [j.batch for j in jobs], *points)
+            [j.worker for j in jobs], [j.batch for j in jobs], *points, lrs=[j.lr for j in jobs])
 
     def fetch(self, handle: ray.ObjectRef, slot: int) -> GradientResult:
         try:

@@ -186,7 +186,7 @@ class ShardedParameterServer(ParameterServer):
         k = self.num_shards
         parts = [ref for job in jobs for ref in job.point.parts]
         refs = self.actors[slot].compute_many.options(num_returns=len(jobs) * (k + 1)).remote(
-            [j.worker for j in jobs], [j.batch for j in jobs], *parts, shards=k)
+            [j.worker for j in jobs], [j.batch for j in jobs], *parts, shards=k, lrs=[j.lr for j in jobs])
         return [tuple(refs[i * (k + 1):(i + 1) * (k + 1)]) for i in range(len(jobs))]
 
     def fetch(self, handle: tuple[ray.ObjectRef, ...], slot: int) -> GradientResult:

@@ -178,11 +178,12 @@ class ShardedMaster(Master):
     def _apply_gradient(self, job: Job, grad: Sharded, delay: int) -> float:
         nothing = self.rule.params
         self.rule.apply(job.worker, nothing, point=nothing, delay=delay)  # the shadow: step and scalars
-        if self.rule.synchronous:
-            self._gaps.append(self.shards.apply(job.worker, grad.parts, delay))
-        else:  # the master issues this worker's next job next: its point comes with the same call
+        if tuple(self.rule.workers_to_send(job.worker)) == (job.worker,):
+            # the master issues this worker's next job next: its point comes with the same call
             gaps, self._next_point = self.shards.apply_then_point(job.worker, grad.parts, delay)
             self._gaps.append(gaps)
+        else:
+            self._gaps.append(self.shards.apply(job.worker, grad.parts, delay))
         return 0.0  # the gap is added when the shards have reported it (take_metrics)
 
     def _point_for(self, worker: int) -> Sharded:
@@ -201,8 +202,7 @@ class ShardedMaster(Master):
 
     def sequencer_state(self) -> dict:
         """Everything but the shards' (the outstanding jobs without their points); small."""
-        return {**self._own_state(), "rule": self.rule.state_dict(),
-                "outstanding": [(j.worker, j.batch, None, j.sent_version) for j in self.outstanding.values()],
+        return {**self._own_state(), "rule": self.rule.state_dict(), **self.jobs.state_dict(lambda job: None),
                 "pending_gaps": list(self._gaps)}
 
     def load_sequencer_state(self, state: dict) -> None:
@@ -211,18 +211,16 @@ class ShardedMaster(Master):
         self.rule.load_state_dict(state["rule"])
         self._load_own_state(state)
         self._gaps = list(state["pending_gaps"])
-        self.outstanding = {w: Job(w, b, Sharded(self.shards.sent_point(w), self._point_bytes), s)
-                            for w, b, _, s in state["outstanding"]}
+        self.jobs.load_state_dict(state, lambda worker, _: Sharded(self.shards.sent_point(worker), self._point_bytes))
 
     def state_dict(self) -> dict:
         states = self.shards.states()
         return {**self._own_state(), "rule": join_rule_states(self.rule, [s["rule"] for s in states]),
-                "outstanding": [(j.worker, j.batch, torch.cat([s["sent"][j.worker] for s in states]),
-                                 j.sent_version) for j in self.outstanding.values()]}
+                **self.jobs.state_dict(lambda job: torch.cat([s["sent"][job.worker] for s in states]))}
 
     def load_state_dict(self, state: dict) -> None:
         rules = split_rule_state(self.rule, state["rule"], self.shards.bounds)
-        points = {w: p for w, _, p, _ in state["outstanding"]}
+        points = {saved[0]: saved[2] for saved in state["outstanding"]}
         self.shards.load_states([
             {"rule": rule, "sent": {w: p[start:stop] for w, p in points.items()}}
             for rule, start, stop in zip(rules, self.shards.bounds, self.shards.bounds[1:])])
