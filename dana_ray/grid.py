@@ -15,6 +15,11 @@ A grid file::
       num_workers: [4, 8, 16, 32]
       schedule: [round-robin]
       seed: [0, 1, 2]              # an explicit list, so every cell gets the same seeds
+    per:                           # optional: settings for some values of an axis, over trial's
+      algorithm:
+        diloco: {lr: 0.015, algorithm_options: {local_steps: 8}}
+      schedule:
+        gamma: {schedule_options: {slow_fraction: 0.25, slow_factor: 2.0}}
     tune:                          # optional
       max_concurrent_trials: 4     # default: as many as the cluster holds
       max_failures: 2              # a failed trial resumes from its last epoch's checkpoint this often
@@ -44,7 +49,12 @@ from dana_ray.executors import EXECUTORS, check_supports
 from dana_ray.plugins import load_plugins, normalize
 
 AXES = ("algorithm", "num_workers", "schedule", "seed")
-SECTIONS = ("description", "paper_table", "trial", "grid", "tune")
+SECTIONS = ("description", "paper_table", "trial", "grid", "per", "tune")
+#: The axes whose values may carry settings of their own (``per:``), applied in this order over ``trial:``.
+PER_AXES = ("schedule", "algorithm")
+#: What ``per:`` may set: how a trial is trained, not where it runs (its reservations are sized per grid).
+PER_KEYS = ("algorithm_options", "schedule_options", "lr", "lr_decay_epochs", "lr_decay_factor", "warmup_epochs",
+            "warmup_start", "momentum", "weight_decay", "weight_decay_at", "batch_size")
 TUNE_OPTIONS = ("max_concurrent_trials", "max_failures", "trial_cpus", "checkpoint_every", "executor")
 
 
@@ -78,6 +88,8 @@ class Grid:
     trial: dict[str, Any]
     axes: dict[str, list]
     tune: dict[str, Any] = field(default_factory=dict)
+    #: axis -> value -> trial keys for that value (``per:``)
+    per: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.tune = {**TUNE_DEFAULTS, **self.tune}
@@ -97,7 +109,7 @@ class Grid:
 
     def trials(self) -> list[dict[str, Any]]:
         """Every trial's full config: cells x schedules x seeds."""
-        return [trial_config(self.trial, algorithm, workers, schedule, seed)
+        return [trial_config(self.trial, algorithm, workers, schedule, seed, self.per)
                 for algorithm, workers in self.cells() for schedule in self.axes["schedule"]
                 for seed in self.axes["seed"]]
 
@@ -105,7 +117,8 @@ class Grid:
         """Write this grid as a grid file (every key resolved: data_dir and plugins absolute): a sweep writes
         it into its experiment folder, where ``--resume`` and the report read what was asked for."""
         raw = {"description": self.description, "paper_table": self.paper_table, "trial": dict(self.trial),
-               "grid": {axis: list(self.axes[axis]) for axis in AXES}, "tune": dict(self.tune)}
+               "grid": {axis: list(self.axes[axis]) for axis in AXES}, "per": self.per or None,
+               "tune": dict(self.tune)}
         with open(path, "w") as f:
             yaml.safe_dump({k: v for k, v in raw.items() if v is not None}, f, sort_keys=False)
 
@@ -119,17 +132,23 @@ class Grid:
         for key in sorted(set(self.trial) | set(other.trial)):
             if key not in IGNORED_CHANGES and self.trial.get(key) != other.trial.get(key):
                 return f"trial.{key}: {other.trial.get(key)!r} -> {self.trial.get(key)!r}"
+        if self.per != other.per:
+            return f"per: {other.per!r} -> {self.per!r}"
         return None
 
     def smoke_test(self) -> "Grid":
         """One epoch, the first seed: a quick check that every cell starts, trains and reports."""
         return Grid(self.name, self.path, self.description, self.paper_table, dict(self.trial, epochs=1),
-                    dict(self.axes, seed=self.axes["seed"][:1]), self.tune)
+                    dict(self.axes, seed=self.axes["seed"][:1]), self.tune, self.per)
 
 
-def trial_config(fixed: dict[str, Any], algorithm: str, num_workers: int, schedule: str, seed: int) -> dict[str, Any]:
-    """One trial's config: the fixed keys, the axes, and min(N, the num_actors cap) actors."""
-    config = dict(fixed, algorithm=algorithm, num_workers=num_workers, schedule=schedule, seed=seed)
+def trial_config(fixed: dict[str, Any], algorithm: str, num_workers: int, schedule: str, seed: int,
+                 per: dict[str, dict[str, dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """One trial's config: the fixed keys, the settings of its schedule and its rule (``per``), the axes,
+    and min(N, the num_actors cap) actors."""
+    per = per or {}
+    config = dict(fixed, **per.get("schedule", {}).get(schedule, {}), **per.get("algorithm", {}).get(algorithm, {}))
+    config.update(algorithm=algorithm, num_workers=num_workers, schedule=schedule, seed=seed)
     cap = fixed.get("num_actors")
     # a cap that is not a positive integer passes through as it is, for the config's check to name it
     config["num_actors"] = min(num_workers, cap) if is_integer(cap) and cap >= 1 else cap if cap is not None else num_workers
@@ -140,7 +159,7 @@ def trial_from_tune(config: dict[str, Any]) -> dict[str, Any]:
     """The trial config that a Tune trial's config stands for: its grid-searched ``cell`` ("<rule> N=16"),
     ``schedule`` and ``seed``, and the grid's fixed keys in ``_fixed`` (see ``dana_ray.sweep``)."""
     algorithm, workers = parse_cell(config["cell"])
-    return trial_config(config["_fixed"], algorithm, workers, config["schedule"], config["seed"])
+    return trial_config(config["_fixed"], algorithm, workers, config["schedule"], config["seed"], config.get("_per"))
 
 
 def cell_label(algorithm: str, num_workers: int) -> str:
@@ -257,6 +276,7 @@ def _parse(path: str, raw: Any, data_dir: str | None) -> Grid:
         repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
         if repeated:
             raise ValueError(f"grid.{axis}: {repeated[0]!r} is listed twice; every value once")
+    per = _parse_per(raw.get("per"), os.path.basename(path))
     tune = dict(raw.get("tune") or {})
     check_options("tune", os.path.basename(path), tune, TUNE_OPTIONS)
     if tune.get("max_concurrent_trials") is not None:
@@ -271,4 +291,25 @@ def _parse(path: str, raw: Any, data_dir: str | None) -> Grid:
     if paper_table is not None:
         check_integer("paper_table", paper_table, minimum=1)
     name = os.path.splitext(os.path.basename(path))[0]
-    return Grid(name, path, str(raw.get("description", name)), paper_table, trial, dict(axes), tune)
+    return Grid(name, path, str(raw.get("description", name)), paper_table, trial, dict(axes), tune, per)
+
+
+def _parse_per(raw: Any, owner: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """``per:``, checked: axes among PER_AXES, values registered names (a grid cut by ``--only`` may not
+    run them all), keys among PER_KEYS; each trial's config is then checked whole."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"per: expected a mapping of {' or '.join(PER_AXES)} to settings, got {raw!r}")
+    check_options("per", owner, raw, PER_AXES)
+    per: dict[str, dict[str, dict[str, Any]]] = {}
+    for axis, by_value in raw.items():
+        if not isinstance(by_value, dict):
+            raise ValueError(f"per.{axis}: expected a mapping of {axis} names to settings, got {by_value!r}")
+        for value, settings in by_value.items():
+            check_name(f"per.{axis}", value, ALGORITHMS if axis == "algorithm" else schedule_names())
+            if not isinstance(settings, dict):
+                raise ValueError(f"per.{axis}.{value}: expected a mapping of trial keys, got {settings!r}")
+            check_options(f"per.{axis}.{value}", owner, settings, PER_KEYS)
+        per[axis] = {value: dict(settings) for value, settings in by_value.items()}
+    return per

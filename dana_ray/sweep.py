@@ -47,6 +47,7 @@ def param_space(grid: Grid) -> dict[str, Any]:
         "schedule": tune.grid_search(list(grid.axes["schedule"])),
         "seed": tune.grid_search(list(grid.axes["seed"])),
         "_fixed": grid.trial,
+        "_per": grid.per,
         "_trial_cpus": grid.tune["trial_cpus"],
         "_checkpoint_every": grid.tune["checkpoint_every"],
         "_executor": grid.tune["executor"],

@@ -29,10 +29,11 @@ from dana_ray.grid import trial_from_tune
 from dana_ray.trial import run
 
 STATE_FILE = "trial_state.pt"
-#: Reported every epoch, in this order (Tune's console shows the first few).
+#: Reported every epoch, in this order (Tune's console shows the first few); a key the row lacks is left out
+#: (``discarded_gradients``: rules that discard stale gradients, from ``UpdateRule.epoch_metrics``).
 REPORTED = ("test_error", "epoch", "train_loss", "mean_delay", "max_delay", "mean_gap", "test_loss", "step", "lr",
             "gradients", "gradients_per_s", "diverged", "actor_restarts", "server_busy", "jobs_per_call",
-            "delay_histogram", "params_sha256")
+            "delay_histogram", "discarded_gradients", "params_sha256")
 
 
 def trial_resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:

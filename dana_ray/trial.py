@@ -119,6 +119,7 @@ def summarize(cfg: TrialConfig, history: list[dict[str, Any]], sha: str, wall: f
         "epochs": len(history) - int(diverged),
         "mean_delay": sum(r["mean_delay"] * r["gradients"] for r in history) / max(gradients, 1),
         "max_delay": max((r["max_delay"] for r in history), default=0),
+        **({"discarded_gradients": last["discarded_gradients"]} if "discarded_gradients" in last else {}),
         "params_sha256": sha,
         "wall_time_s": wall,
         "num_params": num_params,

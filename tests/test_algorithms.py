@@ -523,3 +523,61 @@ def test_a_name_cannot_be_registered_twice_by_another_rule():
         class Impostor(UpdateRule):
             pass
     assert ALGORITHMS["dana"].__name__ == "DANA"
+
+
+# -- local steps: the worker side of diloco and async-diloco ----------------------------------------------------
+
+@pytest.mark.parametrize("inner", ["sgd", "adamw"])
+def test_local_steps_are_the_torch_optimizer_and_keep_its_state_across_jobs(inner):
+    """Two jobs of H = 5 inner steps (worker 2, at η = .05) from where torch.optim's optimizer stands: the
+    iterates, and so Δ = x_0 - x_H, are torch.optim.SGD(momentum)/AdamW's, whose state carries over."""
+    from dana_ray.algorithms.local_steps import LocalSteps
+
+    grad, _, _ = noisy_quadratic()
+    x = torch.linspace(-1, 1, 5, dtype=torch.float64).requires_grad_(True)
+    opt = (torch.optim.SGD([x], lr=0.05, momentum=0.9) if inner == "sgd" else
+           torch.optim.AdamW([x], lr=0.05, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1, foreach=False))
+    want = []
+    for _ in range(10):
+        opt.zero_grad()
+        x.grad = grad(x.detach())
+        opt.step()
+        want.append(x.detach().clone())
+    grad, _, _ = noisy_quadratic()
+    side = LocalSteps(5, inner, 0.9, (0.8, 0.99), 1e-6, 0.1)
+    point = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    for job in range(2):
+        delta = side.run(2, job, point, 0.05, lambda at, h: grad(at))
+        point = point - delta
+        torch.testing.assert_close(point, want[5 * job + 4], rtol=1e-12, atol=1e-12)
+
+
+def test_local_steps_recompute_a_job_from_the_state_before_it():
+    from dana_ray.algorithms.local_steps import LocalSteps
+
+    side = LocalSteps(3, "adamw", 0.9)
+    gradient = lambda x, h: x + h  # noqa: E731
+    first = side.run(0, 0, torch.ones(4), 0.1, gradient)
+    second = side.run(0, 1, torch.ones(4), 0.1, gradient)
+    saved = side.state_dict({0: 1})  # about to compute job 1 again
+    assert saved[0][0] == 1 and float(saved[0][1]["steps"]) == 3
+    assert torch.equal(side.run(0, 1, torch.ones(4), 0.1, gradient), second)
+    fresh = LocalSteps(3, "adamw", 0.9)
+    fresh.load_state_dict(saved)
+    assert torch.equal(fresh.run(0, 1, torch.ones(4), 0.1, gradient), second)
+    assert not torch.equal(first, second)  # the moments carried over from job 0
+
+
+def test_async_diloco_with_one_plain_step_is_asgd():
+    """H = 1, inner SGD without momentum, K = 1, μ = 0, η_out = 1: each arrival is θ <- θ - (θ - (θ - ηg)),
+    asgd's step up to the rounding of Δ, for 4 workers under a gamma schedule."""
+    grad, _, _ = noisy_quadratic(dim=6)
+    x0 = torch.linspace(-1, 1, 6, dtype=torch.float64)
+    asgd = drive("asgd", x0, 4, lr=0.05, momentum=0.0)
+    local = drive("async-diloco", x0, 4, lr=0.05, momentum=0.0, local_steps=1, momentum_every=1,
+                  outer_momentum=0.0, outer_lr=1.0)
+    for worker, _ in zip(make_schedule("gamma", 4, seed=1), range(200)):
+        g = grad(asgd.sent[worker])
+        asgd.push(worker, g)
+        local.push(worker, g)
+        torch.testing.assert_close(local.rule.params, asgd.rule.params, rtol=1e-12, atol=1e-12)

@@ -24,12 +24,51 @@ def test_quickstart_grid():
     assert {t["num_actors"] for t in trials} == {1} and {t["num_workers"] for t in trials} == {1, 2, 4, 8, 16}
 
 
+#: The rules of 2022-2025, compared in recent.yaml (the other grids predate them).
+RECENT = {"delay-adaptive", "ringmaster", "diloco", "async-diloco"}
+
+
 def test_heterogeneous_grid_compares_every_rule_with_slow_workers_under_the_authors_protocol():
     trials = load_grid("heterogeneous").trials()
-    assert {t["algorithm"] for t in trials} == set(BUILTIN_ALGORITHMS)
+    assert {t["algorithm"] for t in trials} == set(BUILTIN_ALGORITHMS) - RECENT
     assert {(t["schedule"], t["schedule_options"]["slow_fraction"], t["schedule_options"]["slow_factor"])
             for t in trials} == {("gamma", 0.25, 2.0)}
     assert {(t["weight_decay_at"], t["warmup_start"], t["warmup_epochs"]) for t in trials} == {("master", "lr/N", 5)}
+
+
+def test_recent_grid_sets_the_local_steps_rules_apart_under_the_authors_protocol():
+    """recent.yaml: the rules of 2022-2025 against DANA, DANA-DC and gap-aware (and the baseline) at N = 8, 16,
+    32 with gamma workers; per: gives the local-steps rules their jobs of H = 8 and the baseline's effective
+    step, and nothing to the others."""
+    grid = load_grid("recent", data_dir="/unused")
+    trials = grid.trials()
+    assert {t["algorithm"] for t in trials} == RECENT | {"baseline", "dana", "dana-dc", "gap-aware"}
+    assert {t["num_workers"] for t in trials} == {1, 8, 16, 32} and {t["schedule"] for t in trials} == {"gamma"}
+    for t in trials:
+        local = t["algorithm"] in ("diloco", "async-diloco")
+        assert (t["lr"], t.get("algorithm_options")) == ((0.015, {"local_steps": 8}) if local else (0.1, None))
+        assert (t["model"], t["dataset"], t["weight_decay_at"], t["warmup_start"]) == ("resnet20", "cifar10", "master", "lr/N")
+
+
+def test_per_sets_a_schedule_and_a_rule_apart_and_survives_only_and_tune(tmp_path):
+    path = tmp_path / "per.yaml"
+    path.write_text("trial: {epochs: 1}\n"
+                    "grid: {algorithm: [dana, diloco], num_workers: [4], schedule: [round-robin, gamma], seed: [0]}\n"
+                    "per:\n  schedule: {gamma: {schedule_options: {slow_fraction: 0.25, slow_factor: 2.0}}}\n"
+                    "  algorithm: {diloco: {lr: 0.01, algorithm_options: {local_steps: 2}}}\n")
+    grid = load_grid(str(path))
+    got = {(t["algorithm"], t["schedule"]): (t.get("lr"), t.get("schedule_options"), t.get("algorithm_options"))
+           for t in grid.trials()}
+    slow = {"slow_fraction": 0.25, "slow_factor": 2.0}
+    assert got == {("dana", "round-robin"): (None, None, None), ("dana", "gamma"): (None, slow, None),
+                   ("diloco", "round-robin"): (0.01, None, {"local_steps": 2}),
+                   ("diloco", "gamma"): (0.01, slow, {"local_steps": 2})}
+    tune_config = {"cell": cell_label("diloco", 4), "schedule": "gamma", "seed": 0, "_fixed": grid.trial, "_per": grid.per}
+    assert trial_from_tune(tune_config) == [t for t in grid.trials() if (t["algorithm"], t["schedule"]) == ("diloco", "gamma")][0]
+    assert len(load_grid(str(path), only={"algorithm": ["dana"]}).trials()) == 2  # per.diloco unused, still valid
+    stored = tmp_path / "stored.yaml"
+    grid.to_file(str(stored))
+    assert load_grid(str(stored)).per == grid.per and load_grid(str(stored)).changes_from(grid) is None
 
 
 def test_num_actors_is_a_cap(tmp_path):
@@ -79,6 +118,18 @@ BAD = {
     "bad trial key": ("trial: {optimizer: sgd}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], seed: [0]}\n",
                       r"config: unknown key 'optimizer'"),
     "not yaml": ("trial: [\n", r"not valid YAML"),
+    "per of an axis without settings": ("trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], "
+                                        "seed: [0]}\nper: {seed: {0: {lr: 0.1}}}\n",
+                                        r"per: unknown option 'seed' for 'bad.yaml'; allowed: schedule, algorithm"),
+    "per of an unknown rule": ("trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], "
+                               "seed: [0]}\nper: {algorithm: {dnaa: {lr: 0.1}}}\n",
+                               r"per.algorithm: unknown name 'dnaa'; allowed: baseline"),
+    "per of where it runs": ("trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], "
+                             "seed: [0]}\nper: {algorithm: {dana: {num_actors: 1}}}\n",
+                             r"per.algorithm.dana: unknown option 'num_actors' for 'bad.yaml'; allowed: algorithm_options"),
+    "per option the rule lacks": ("trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], "
+                                  "seed: [0]}\nper: {algorithm: {dana: {algorithm_options: {local_steps: 2}}}}\n",
+                                  r"algorithm_options: unknown option 'local_steps' for 'dana'; allowed: none"),
     "duplicate seed": ("trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], seed: [0, 0]}\n",
                        r"grid.seed: 0 is listed twice; every value once"),
     "workers as words": ("trial: {}\ngrid: {algorithm: [dana], num_workers: [eight], schedule: [round-robin], seed: [0]}\n",
@@ -106,7 +157,7 @@ def test_bad_grid_exits_2_naming_file_and_field(case, tmp_path, capsys):
 
 
 def test_unknown_grid_name_lists_the_known_ones():
-    with pytest.raises(GridError, match=r"table99: no such grid file; known names: heterogeneous, quickstart, table2, table3"):
+    with pytest.raises(GridError, match=r"table99: no such grid file; known names: heterogeneous, quickstart, recent, table2"):
         load_grid("table99")
 
 

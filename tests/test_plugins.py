@@ -38,7 +38,7 @@ def config(folder, **change):
 
 def test_the_readme_holds_each_file_and_each_is_short():
     files = readme_files()
-    assert set(files) == {*FILES, "my_executor.py"}
+    assert set(files) == {*FILES, "my_executor.py", "my_local_rule.py"}
     assert all(len(files[f].splitlines()) <= 35 for f in FILES[:3])  # "one file" of about 30 lines
 
 
@@ -58,6 +58,28 @@ def test_the_plugin_rule_keeps_the_laws_and_sees_the_delay(plugin_dir):
     rule = make_algorithm("staleness-aware", torch.zeros(2, dtype=torch.float64), 4, lr=0.1, momentum=0.0)
     rule.apply(0, torch.ones(2, dtype=torch.float64), delay=4)  # damped by 1/4
     torch.testing.assert_close(rule.params, torch.full((2,), -0.025, dtype=torch.float64))
+
+
+def test_the_plugin_rule_with_local_steps_keeps_the_laws_and_trains(plugin_dir):
+    """The README's rule with a worker side: its laws, its H = 4 steps per job (a quarter of the jobs per
+    epoch), learning the blobs."""
+    from dana_ray.algorithms.laws import check_laws
+    from dana_ray.plugins import load_plugins
+
+    load_plugins([str(plugin_dir / "my_local_rule.py")])
+    check_laws("damped-local-sgd")
+    rows: list = []
+    cfg = config(plugin_dir, plugins=config(plugin_dir)["plugins"] + [str(plugin_dir / "my_local_rule.py")],
+                 algorithm="damped-local-sgd", epochs=3)
+    result = run(cfg, callback=rows.append)
+    assert rows[0]["gradients"] == 2000 // 32 // 4 and result["test_error"] < 30, result["test_error"]
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_the_plugin_rule_with_local_steps_gives_the_local_sha_on_ray(plugin_dir):
+    cfg = config(plugin_dir, plugins=config(plugin_dir)["plugins"] + [str(plugin_dir / "my_local_rule.py")],
+                 algorithm="damped-local-sgd", num_actors=2, epochs=1)
+    assert run(cfg, executor="ray")["params_sha256"] == run(cfg)["params_sha256"]
 
 
 @pytest.mark.usefixtures("ray_session")

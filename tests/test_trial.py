@@ -180,14 +180,14 @@ def test_resume_from_a_checkpoint_finishes_identically():
     assert resumed["mean_delay"] == whole["mean_delay"] and resumed["steps"] == whole["steps"]
 
 
-@pytest.mark.parametrize("algorithm", ["dana-slim", "dana-dc"])
+@pytest.mark.parametrize("algorithm", ["dana-slim", "dana-dc", "diloco", "async-diloco"])
 def test_resume_restores_worker_side_and_compensation_state(algorithm):
-    """dana-slim's momenta live with the workers, and dana-dc's points with the master's outstanding jobs:
-    both are saved."""
+    """dana-slim's momenta and the local-steps rules' inner optimizers live with the workers, dana-dc's points
+    with the master's outstanding jobs: all are saved (diloco's mid-round too: 44 // 4 jobs an epoch)."""
     config = dict(FAST, algorithm=algorithm, num_workers=4, schedule="gamma", epochs=2)
     states = []
     whole = run(config, checkpoint=states.append)
-    assert bool(states[0]["master"]["worker_side"]) == (algorithm == "dana-slim")
+    assert bool(states[0]["master"]["worker_side"]) == (algorithm != "dana-dc")
     assert run(config, resume=states[0])["params_sha256"] == whole["params_sha256"]
 
 
@@ -337,3 +337,14 @@ def test_cli_prints_each_finished_run_at_once_and_a_later_failure_loses_nothing(
     assert captured.err == "error: dana N=1 seed=1: data_dir: gone\n"
     summary = [line.split() for line in captured.out.split("\n\n")[1].splitlines()[1:]]
     assert [row[:2] + row[-2:] for row in summary] == [["dana", "1", "2", "0"]]  # the two finished runs
+
+
+def test_ringmaster_reports_the_gradients_it_discarded():
+    """Every gradient R = 4 or more updates old is discarded: the count in each row and in the result is the
+    delay histogram's tail (the histogram counts every gradient that arrived)."""
+    rows: list = []
+    result = run(dict(FAST, algorithm="ringmaster", num_workers=8, schedule="gamma",
+                      algorithm_options={"max_delay": 4}), callback=rows.append)
+    tails = [sum(sum(r["delay_histogram"][4:]) for r in rows[:k + 1]) for k in range(len(rows))]
+    assert [r["discarded_gradients"] for r in rows] == tails and tails[-1] > 0
+    assert result["discarded_gradients"] == tails[-1] and not result["diverged"]
