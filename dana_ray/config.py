@@ -1,7 +1,7 @@
 """One trial's settings: a frozen dataclass whose field names are the keys of configs, YAML grids and Tune.
 
 ``TrialConfig.from_dict`` imports the config's plug-ins, then validates everything that can be checked
-without loading data: every name against its registry, every option value against what its plug-in
+without loading data, once, in the driver (other processes take it with ``TrialConfig.received``): every name against its registry, every option value against what its plug-in
 declares, the rule's worker count, the schedule (built), the model (built on the meta device). Its one-line
 error names the field and the allowed values.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -42,71 +42,91 @@ def schedule_names() -> list[str]:
     return [*SCHEDULES, ARRIVAL]
 
 
+#: The checks of the four fields a grid's axes range over, used by a config's fields and a grid's axes
+#: alike (``check(field, value)``; the field named as its caller says: ``seed`` or ``grid.seed``).
+AXIS_CHECKS: dict[str, Callable[[str, Any], None]] = {
+    "algorithm": lambda field, value: check_name(field, value, ALGORITHMS),
+    "num_workers": lambda field, value: check_integer(field, value, minimum=1, maximum=MAX_WORKERS),
+    "schedule": lambda field, value: check_name(field, value, schedule_names()),
+    "seed": lambda field, value: check_integer(field, value, minimum=0),
+}
+
+
+def _field(default: Any, help: str, factory: bool = False, item: type = str) -> Any:
+    """A config field with its one-line help (``field.metadata["help"]``: the trial CLI's ``--help``, whose
+    flags are generated from the fields) and, for a list, its items' type."""
+    metadata = {"help": help, "item": item}
+    return field(default_factory=default, metadata=metadata) if factory else field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class TrialConfig:
     # what is trained
-    model: str = "cnn"                     # a name in dana_ray.models.MODELS
-    model_options: dict = field(default_factory=dict)
-    dataset: str = "digits"                # a name in dana_ray.data.DATASETS
-    data_dir: str | None = None            # where cifar10/cifar100/imagefolder/... live (never downloaded)
-    dataset_options: dict = field(default_factory=dict)
-    plugins: tuple = ()                    # modules (or .py files) registering rules, data sets, models
+    model: str = _field("cnn", "a name in dana_ray.models.MODELS")
+    model_options: dict = _field(dict, "the model's own options, e.g. {\"channels\": 8}", factory=True)
+    dataset: str = _field("digits", "a name in dana_ray.data.DATASETS")
+    data_dir: str | None = _field(None, "where cifar10/cifar100/imagefolder/... live (never downloaded)")
+    dataset_options: dict = _field(dict, "the data set's own options", factory=True)
+    plugins: tuple = _field((), "modules (or .py files) registering rules, data sets, models")
     # how
-    algorithm: str = DEFAULT_ALGORITHM     # a name in dana_ray.algorithms.ALGORITHMS
-    algorithm_options: dict = field(default_factory=dict)  # the rule's own options, e.g. {"dc_lambda": 0.04}
-    num_workers: int = 1                   # N logical workers
-    schedule: str = "round-robin"          # a name in SCHEDULES, or "arrival" (Ray executor only)
-    schedule_options: dict = field(default_factory=dict)
-    seed: int = 0                          # model init, data order, augmentation, schedule
+    algorithm: str = _field(DEFAULT_ALGORITHM, "a name in dana_ray.algorithms.ALGORITHMS")
+    algorithm_options: dict = _field(dict, "the rule's own options, e.g. {\"dc_lambda\": 0.04}", factory=True)
+    num_workers: int = _field(1, "N logical workers")
+    schedule: str = _field("round-robin", "a name in SCHEDULES, or \"arrival\" (Ray executor only)")
+    schedule_options: dict = _field(dict, "the schedule's own options, e.g. {\"slow_fraction\": 0.25, \"slow_factor\": 2}", factory=True)
+    seed: int = _field(0, "model init, data order, augmentation, schedule")
     # hyperparameters, the single worker's: DANA's point is that they stay unchanged as N grows. The defaults
     # are tuned for the baseline on the embedded digits (about 2% test error).
-    batch_size: int = 32                   # per worker, examples per gradient
-    epochs: int = 20                       # an epoch = len(train set) // batch_size gradients, whatever N
-    max_steps_per_epoch: int | None = None  # apply at most this many gradients per epoch (quick checks)
-    lr: float = 0.05                       # η
-    lr_decay_epochs: tuple = (10, 15)      # η is multiplied by lr_decay_factor at each of these epochs
-    lr_decay_factor: float = 0.1
-    warmup_epochs: float = 0.0             # linear warm-up over these first epochs (0: none)
-    warmup_start: str = "lr/N"             # where it starts: "lr/N" (the DANA authors'; none when N = 1) or
-                                           # "lr/steps" (η·(t+1)/W, from almost zero); see lr_schedule.py
-    momentum: float = 0.9                  # γ
-    weight_decay: float = 5e-4             # λ
-    weight_decay_at: str = "worker"        # "worker": + λx at the worker's point; "master": + λθ when applied
+    batch_size: int = _field(32, "per worker, examples per gradient")
+    epochs: int = _field(20, "an epoch = len(train set) // batch_size gradients, whatever N")
+    max_steps_per_epoch: int | None = _field(None, "apply at most this many gradients per epoch (quick checks)")
+    lr: float = _field(0.05, "η")
+    lr_decay_epochs: tuple = _field((10, 15), "η is multiplied by lr_decay_factor at each of these epochs (none: constant)",
+                                    item=float)
+    lr_decay_factor: float = _field(0.1, "what η is multiplied by at each of lr_decay_epochs")
+    warmup_epochs: float = _field(0.0, "linear warm-up over these first epochs (0: none)")
+    warmup_start: str = _field("lr/N", "where it starts: \"lr/N\" (the DANA authors'; none when N = 1) or \"lr/steps\" (η·(t+1)/W, from almost zero); see lr_schedule.py")
+    momentum: float = _field(0.9, "γ")
+    weight_decay: float = _field(5e-4, "λ (where: weight_decay_at)")
+    weight_decay_at: str = _field("worker", "\"worker\": + λx at the worker's point; \"master\": + λθ when applied")
     # where
-    device: str = "auto"                   # auto: cuda when available, else cpu
-    eval_batch_size: int = 1000
-    vmap_jobs: int = 1                     # up to this many ready gradient jobs a model replica computes
-                                           # together with torch.func.vmap (1: one by one); same numbers
-                                           # up to float rounding
-    jobs_per_call: int | str = "auto"      # Ray executor: up to this many ready jobs go to an actor in one
-                                           # call (one call's overhead for all), computed one by one (or
-                                           # vmap_jobs at a time); exactly the same numbers. "auto": sized
-                                           # from the measured gradient time and call overhead
-    fused_updates: bool = False            # each server update as one compiled pass (torch.compile); equal to
-                                           # the eager update up to float rounding; see algorithms/ops.py
-    cpu_threads: int | None = None         # torch intra-op threads (None: torch's default locally, and
-                                           # round(cpus_per_actor) on actors); CPU results depend on it
-    prefetch_batches: int = 2              # batches of a file-decoded data set (imagefolder, imagenet) made
-                                           # ahead on a background thread while the model computes (0: none);
-                                           # never changes a number
+    device: str = _field("auto", "auto: cuda when available, else cpu")
+    eval_batch_size: int = _field(1000, "examples per batch when evaluating")
+    vmap_jobs: int = _field(1, "up to this many ready gradient jobs a model replica computes together with torch.func.vmap (1: one by one); same numbers up to float rounding")
+    jobs_per_call: int | str = _field("auto", "Ray executor: up to this many ready jobs go to an actor in one call (one call's overhead for all), computed one by one (or vmap_jobs at a time); exactly the same numbers. \"auto\": sized from the measured gradient time and call overhead")
+    fused_updates: bool = _field(False, "each server update as one compiled pass (torch.compile); equal to the eager update up to float rounding; see algorithms/ops.py")
+    cpu_threads: int | None = _field(None, "torch intra-op threads (None: torch's default locally, and round(cpus_per_actor) on actors); CPU results depend on it")
+    prefetch_batches: int = _field(2, "batches of a file-decoded data set (imagefolder, imagenet) made ahead on a background thread while the model computes (0: none); never changes a number")
     # the Ray executor
-    num_actors: int | None = None          # P gradient actors (None: min(N, what the cluster can place))
-    cpus_per_actor: float = 1.0            # Ray CPUs reserved per gradient actor
-    gpus_per_actor: float = 0.0            # Ray GPUs per gradient actor; fractions share a GPU
-    server_cpus: float = 1.0               # Ray CPUs reserved for the ParameterServer actor; its update
-                                           # runs on round(server_cpus) torch threads (at least 1)
-    server_shards: int = 1                 # K: θ and the rule's state split over K server shard actors, a
-                                           # sequencer ordering the updates (engine/shards.py); the same
-                                           # numbers for any K; each server process takes server_cpus
-    max_actor_restarts: int = 3            # dead gradient actors replaced per trial before it fails
-    actor_start_timeout_s: float = 600.0   # a gradient actor (first or replacement) not running by then fails
-                                           # the trial with one message, rather than waiting forever for room
-                                           # (an autoscaler adding a GPU node takes minutes)
+    num_actors: int | None = _field(None, "P gradient actors (None: min(N, what the cluster can place))")
+    cpus_per_actor: float = _field(1.0, "Ray CPUs reserved per gradient actor")
+    gpus_per_actor: float = _field(0.0, "Ray GPUs per gradient actor; fractions share a GPU")
+    server_cpus: float = _field(1.0, "Ray CPUs reserved for the ParameterServer actor; its update runs on round(server_cpus) torch threads (at least 1)")
+    server_shards: int = _field(1, "K: θ and the rule's state split over K server shard actors, a sequencer ordering the updates (engine/shards.py); the same numbers for any K; each server process takes server_cpus")
+    max_actor_restarts: int = _field(3, "dead gradient actors replaced per trial before it fails")
+    actor_start_timeout_s: float = _field(600.0, "a gradient actor (first or replacement) not running by then fails the trial with one message, rather than waiting forever for room (an autoscaler adding a GPU node takes minutes)")
 
     @classmethod
     def from_dict(cls, config: dict[str, Any] | "TrialConfig") -> "TrialConfig":
+        """The config, its plug-ins imported and every field checked (a ``TrialConfig`` is returned as it is:
+        it was checked when it was made)."""
         if isinstance(config, TrialConfig):
             return config
+        cfg = cls._unchecked(config)
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def received(cls, config: dict[str, Any] | "TrialConfig") -> "TrialConfig":
+        """A config the driver checked already, as another process receives it (a Tune trial, the server, a
+        gradient or shard actor): its plug-ins imported here, nothing checked again."""
+        if isinstance(config, TrialConfig):
+            load_plugins(config.plugins)
+            return config
+        return cls._unchecked(config)
+
+    @classmethod
+    def _unchecked(cls, config: dict[str, Any]) -> "TrialConfig":
         if not isinstance(config, dict):
             raise ValueError(f"config: expected a dict, got {type(config).__name__}")
         allowed = [f.name for f in dataclasses.fields(cls)]
@@ -122,9 +142,7 @@ class TrialConfig:
         if values.get("plugins"):
             values["plugins"] = tuple(normalize(p) if isinstance(p, str) else p for p in values["plugins"])
             load_plugins(values["plugins"])
-        cfg = cls(**values)
-        cfg.validate()
-        return cfg
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -137,22 +155,20 @@ class TrialConfig:
         return ALGORITHMS[self.algorithm]
 
     def validate(self) -> None:
+        for axis, check in AXIS_CHECKS.items():
+            check(axis, getattr(self, axis))
         check_name("model", self.model, MODELS)
         check_name("dataset", self.dataset, DATASETS)
-        check_name("algorithm", self.algorithm, ALGORITHMS)
-        check_name("schedule", self.schedule, schedule_names())
         check_name("device", self.device, DEVICES)
         check_name("warmup_start", self.warmup_start, WARMUP_STARTS)
         check_name("weight_decay_at", self.weight_decay_at, WEIGHT_DECAY_AT)
         for name in ("model_options", "dataset_options", "schedule_options", "algorithm_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name}: expected a mapping, got {getattr(self, name)!r}")
-        for name in ("num_workers", "batch_size", "epochs", "eval_batch_size", "vmap_jobs"):
+        for name in ("batch_size", "epochs", "eval_batch_size", "vmap_jobs"):
             check_integer(name, getattr(self, name), minimum=1)
         if self.jobs_per_call != AUTO and not (is_integer(self.jobs_per_call) and self.jobs_per_call >= 1):
             raise ValueError(f"jobs_per_call: expected {AUTO!r} or an integer >= 1, got {self.jobs_per_call!r}")
-        check_integer("num_workers", self.num_workers, minimum=1, maximum=MAX_WORKERS)
-        check_integer("seed", self.seed, minimum=0)
         check_bool("fused_updates", self.fused_updates)
         check_integer("max_actor_restarts", self.max_actor_restarts, minimum=0)
         check_integer("server_shards", self.server_shards, minimum=1, maximum=MAX_SHARDS)

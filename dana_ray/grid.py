@@ -17,7 +17,7 @@ A grid file::
       seed: [0, 1, 2]              # an explicit list, so every cell gets the same seeds
     per:                           # optional: settings for some values of an axis, over trial's
       algorithm:
-        diloco: {lr: 0.015, algorithm_options: {local_steps: 8}}
+        my-rule: {lr: 0.015, algorithm_options: {steps: 8}}
       schedule:
         gamma: {schedule_options: {slow_fraction: 0.25, slow_factor: 2.0}}
     tune:                          # optional
@@ -42,9 +42,9 @@ from typing import Any
 
 import yaml
 
-from dana_ray.algorithms import ALGORITHMS, is_single_worker
+from dana_ray.algorithms import is_single_worker
 from dana_ray.checks import check_integer, check_name, check_number, check_options, is_integer
-from dana_ray.config import MAX_WORKERS, TrialConfig, schedule_names
+from dana_ray.config import AXIS_CHECKS, TrialConfig
 from dana_ray.executors import EXECUTORS, check_supports
 from dana_ray.plugins import load_plugins, normalize
 
@@ -90,6 +90,8 @@ class Grid:
     tune: dict[str, Any] = field(default_factory=dict)
     #: axis -> value -> trial keys for that value (``per:``)
     per: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    #: every trial's config, checked (``load_grid`` checks each once; the sweep uses these)
+    checked: list[TrialConfig] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.tune = {**TUNE_DEFAULTS, **self.tune}
@@ -217,8 +219,7 @@ def load_grid(name_or_path: str, data_dir: str | None = None, smoke_test: bool =
         grid = _parse(path, raw, data_dir)
         if smoke_test:
             grid = grid.smoke_test()
-        for config in grid.trials():
-            TrialConfig.from_dict(config)
+        grid.checked = [TrialConfig.from_dict(config) for config in grid.trials()]
     except ValueError as error:
         raise GridError(f"{path}: {error}") from None
     return grid
@@ -265,14 +266,7 @@ def _parse(path: str, raw: Any, data_dir: str | None) -> Grid:
         if not isinstance(values, list) or not values:
             raise ValueError(f"grid.{axis}: expected a non-empty list, got {values!r}")
         for value in values:
-            if axis == "algorithm":
-                check_name("grid.algorithm", value, ALGORITHMS)
-            elif axis == "schedule":
-                check_name("grid.schedule", value, schedule_names())
-            elif axis == "num_workers":
-                check_integer("grid.num_workers", value, minimum=1, maximum=MAX_WORKERS)
-            else:
-                check_integer("grid.seed", value, minimum=0)
+            AXIS_CHECKS[axis](f"grid.{axis}", value)
         repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
         if repeated:
             raise ValueError(f"grid.{axis}: {repeated[0]!r} is listed twice; every value once")
@@ -307,7 +301,7 @@ def _parse_per(raw: Any, owner: str) -> dict[str, dict[str, dict[str, Any]]]:
         if not isinstance(by_value, dict):
             raise ValueError(f"per.{axis}: expected a mapping of {axis} names to settings, got {by_value!r}")
         for value, settings in by_value.items():
-            check_name(f"per.{axis}", value, ALGORITHMS if axis == "algorithm" else schedule_names())
+            AXIS_CHECKS[axis](f"per.{axis}", value)
             if not isinstance(settings, dict):
                 raise ValueError(f"per.{axis}.{value}: expected a mapping of trial keys, got {settings!r}")
             check_options(f"per.{axis}.{value}", owner, settings, PER_KEYS)

@@ -133,13 +133,7 @@ class WideResNet(nn.Module):
 
     def __init__(self, depth: int = 16, width: int = 4, dropout: float = 0.0, num_classes: int = 10,
                  in_channels: int = 3) -> None:
-        super().__init__()
-        if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
-            raise ValueError(f"model_options.depth: expected an integer 6n+4 >= 10 (10, 16, 22, 28, ...), got {depth!r}")
-        if not isinstance(width, int) or width < 1:
-            raise ValueError(f"model_options.width: expected an integer >= 1, got {width!r}")
-        if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ValueError(f"model_options.dropout: expected a number in [0, 1), got {dropout!r}")
+        super().__init__()  # depth, width and dropout are checked by the "wrn" entry's Options
         n = (depth - 4) // 6
         self.conv = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
         layers, in_planes = [], 16

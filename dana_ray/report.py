@@ -138,6 +138,14 @@ def _row(config: dict, trial: str | None = None, broken: str = "", **reported) -
     return dict(row, **reported, broken=broken)
 
 
+def results_frame(results: list[dict]) -> pd.DataFrame:
+    """Finished runs (``trial.run``'s results) as a trials frame, for ``summarize``: the command line's
+    mean/std table is the report's."""
+    return pd.DataFrame([_row(r["config"], epochs_done=r["epochs"], test_error=r["test_error"],
+                              diverged=r["diverged"], finished=True, mean_delay=r["mean_delay"],
+                              params_sha256=r["params_sha256"]) for r in results])
+
+
 def _grid_trials(path: str) -> list[dict]:
     """The trial configs of the grid stored in the experiment folder ([] without one, or if it cannot be
     read here, e.g. a plug-in this machine lacks: then only the trials found are reported)."""

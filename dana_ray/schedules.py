@@ -23,7 +23,7 @@ from typing import ClassVar, Iterator
 
 import numpy as np
 
-from dana_ray.checks import check_integer, fraction, is_number, number, numbers, optional
+from dana_ray.checks import check_integer, fraction, number, numbers, optional
 from dana_ray.registry import Option, Registry, resolve_options
 
 _BLOCK_RANDOM_TAG = 1
@@ -112,10 +112,7 @@ class Gamma(Schedule):
     def __init__(self, num_workers: int, seed: int, shape: float = 100.0, scale: float = 1.28,
                  time_factors: list[float] | None = None, slow_fraction: float | None = None,
                  slow_factor: float | None = None) -> None:
-        super().__init__(num_workers, seed)
-        for field, value in (("shape", shape), ("scale", scale)):
-            if not _positive(value):
-                raise ValueError(f"schedule_options.{field}: expected a number > 0, got {value!r}")
+        super().__init__(num_workers, seed)  # each option's own check is its Option's (``make_schedule``)
         self.shape, self.scale = float(shape), float(scale)
         self.time_factors = _time_factors(num_workers, time_factors, slow_fraction, slow_factor)
         self.finish_times = [self._duration(i, 0) for i in range(num_workers)]
@@ -140,26 +137,19 @@ class Gamma(Schedule):
         self.draws = [int(k) for k in state["draws"]]
 
 
-def _positive(value: object) -> bool:
-    return is_number(value) and value > 0
-
-
 def _time_factors(num_workers: int, time_factors: list[float] | None, slow_fraction: float | None,
                   slow_factor: float | None) -> list[float]:
+    """The options taken together (each one alone is checked by its Option)."""
     if time_factors is not None:
         if slow_fraction is not None or slow_factor is not None:
             raise ValueError("schedule_options: give either time_factors or slow_fraction/slow_factor, not both")
-        if len(time_factors) != num_workers or not all(_positive(f) for f in time_factors):
+        if len(time_factors) != num_workers:
             raise ValueError(f"schedule_options.time_factors: expected {num_workers} numbers > 0, got {time_factors!r}")
         return [float(f) for f in time_factors]
     if (slow_fraction is None) != (slow_factor is None):
         raise ValueError("schedule_options: slow_fraction and slow_factor go together")
     if slow_fraction is None:
         return [1.0] * num_workers
-    if not is_number(slow_fraction) or not 0 <= slow_fraction <= 1:
-        raise ValueError(f"schedule_options.slow_fraction: expected a number in [0, 1], got {slow_fraction!r}")
-    if not _positive(slow_factor):
-        raise ValueError(f"schedule_options.slow_factor: expected a number > 0, got {slow_factor!r}")
     num_slow = round(slow_fraction * num_workers)
     return [1.0] * (num_workers - num_slow) + [float(slow_factor)] * num_slow
 

@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                 grid.tune["executor"] = args.executor
             path = os.path.join(storage, args.name or f"{grid.name}-{time.strftime('%Y%m%d-%H%M%S')}")
         check_storage(storage)
-        configs = [TrialConfig.from_dict(t) for t in grid.trials()]
+        configs = grid.checked  # load_grid checked each trial once
         if not args.skip_data_check:  # data sets with no files: built here and fitted, before Ray starts
             try:
                 check_fits(configs, generated_shapes(configs))

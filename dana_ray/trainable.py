@@ -13,6 +13,8 @@ and reports a one-line note that the sweep's driver prints (``CheckpointNotes``)
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import shutil
 import sys
@@ -40,7 +42,7 @@ def trial_resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:
     """The trial's executor's bundles (``dana_ray.executors``): on the Ray executor one for the trial process,
     one for the ParameterServer, one per Worker actor; on the local executor one, a gradient actor's, for
     the trial process that computes everything."""
-    cfg = TrialConfig.from_dict(trial_from_tune(config))
+    cfg = TrialConfig.received(trial_from_tune(config))  # the sweep checked every trial
     settings = {k: getattr(cfg, k) for k in RESERVATIONS}
     spec = EXECUTORS[config.get("_executor", "ray")]
     return tune.PlacementGroupFactory(spec.bundles(settings, cfg.num_workers, config.get("_trial_cpus", 0.25)),
@@ -49,11 +51,11 @@ def trial_resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:
 
 def train_trial(config: dict[str, Any]) -> None:
     """Tune function trainable (uses only ``ray.tune`` APIs inside, as Ray 2.60 requires)."""
-    cfg = TrialConfig.from_dict(trial_from_tune(config))
+    cfg = TrialConfig.received(trial_from_tune(config))  # the sweep checked every trial
     every = config.get("_checkpoint_every", "auto")
     executor = config.get("_executor", "ray")
     if EXECUTORS[executor].in_trial_process and cfg.cpu_threads is None:  # as a gradient actor would
-        cfg = TrialConfig.from_dict(dict(cfg.to_dict(), cpu_threads=max(1, round(cfg.cpus_per_actor))))
+        cfg = dataclasses.replace(cfg, cpu_threads=max(1, round(cfg.cpus_per_actor)))
     resume, note = None, None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:

@@ -10,22 +10,23 @@ Also a command line for a single trial or a small comparison on a laptop::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
 import time
+import typing
 from typing import Any, Callable
 
-import torch
 from tqdm import tqdm
 
-from dana_ray.algorithms import ALGORITHMS, is_single_worker
 from dana_ray.cli import OneLineParser, bad_input, one_line
-from dana_ray.config import AUTO, TrialConfig
+from dana_ray.config import TrialConfig
 from dana_ray.data import check_dataset
 from dana_ray.engine import Executor, resolve_device
 from dana_ray.executors import EXECUTORS, check_supports
 from dana_ray.fits import check_fits, generated_shapes, key_of
+from dana_ray.grid import Grid
 from dana_ray.plugins import load_plugins
 
 Callback = Callable[[dict[str, Any]], None]
@@ -130,38 +131,48 @@ def summarize(cfg: TrialConfig, history: list[dict[str, Any]], sha: str, wall: f
 
 # -- command line ----------------------------------------------------------------------------------------------
 
+#: The fields a command line gives several values of: every combination runs, one after another.
+AXES = ("algorithm", "num_workers", "seed")
+
+
 def _parser() -> argparse.ArgumentParser:
+    """One flag per ``TrialConfig`` field, generated from the field's type, default and help (``--lr``,
+    ``--num-actors``, ``--max-steps-per-epoch``, ...); the axes take several values."""
     p = OneLineParser(prog="python -m dana_ray.trial", description=__doc__.split("\n\n")[0],
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    d = TrialConfig()
-    p.add_argument("--algorithm", nargs="+", default=[d.algorithm], help="one or more rule names")
-    p.add_argument("--num-workers", nargs="+", type=int, default=[d.num_workers], help="one or more N")
-    p.add_argument("--seed", nargs="+", type=int, default=[d.seed], help="one or more seeds")
-    for name in ("model", "dataset", "data_dir", "schedule", "device"):
-        p.add_argument("--" + name.replace("_", "-"), default=getattr(d, name))
-    for name in ("batch_size", "epochs", "eval_batch_size"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    for name in ("lr", "lr_decay_factor", "warmup_epochs", "momentum", "weight_decay"):
-        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
-    p.add_argument("--lr-decay-epochs", nargs="*", type=float, default=list(d.lr_decay_epochs))
-    for name in ("cpus_per_actor", "gpus_per_actor", "server_cpus"):
-        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
-    for name in ("num_actors", "cpu_threads", "vmap_jobs", "server_shards"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    p.add_argument("--jobs-per-call", type=lambda text: text if text == AUTO else int(text), default=d.jobs_per_call,
-                   help="Ray executor: jobs sent to an actor in one call, or auto (sized from measured times)")
-    for name in ("model_options", "dataset_options", "schedule_options", "algorithm_options"):
-        p.add_argument("--" + name.replace("_", "-"), type=_json_mapping, default={}, metavar="JSON",
-                       help='a JSON mapping, e.g. \'{"slow_fraction": 0.25, "slow_factor": 2}\'')
-    p.add_argument("--fused-updates", action="store_true", help="compile each server update into one pass")
-    p.add_argument("--plugins", nargs="*", default=[], metavar="MODULE_OR_FILE",
-                   help="modules or .py files that register rules, data sets or models (imported first)")
-    p.add_argument("--warmup-start", default=d.warmup_start, help="lr/N or lr/steps")
-    p.add_argument("--weight-decay-at", default=d.weight_decay_at, help="worker or master")
+    defaults, hints = TrialConfig(), typing.get_type_hints(TrialConfig)
+    for f in dataclasses.fields(TrialConfig):
+        flag, default, help = "--" + f.name.replace("_", "-"), getattr(defaults, f.name), f.metadata["help"]
+        kinds = [k for k in (typing.get_args(hints[f.name]) or (hints[f.name],)) if k is not type(None)]
+        if f.name in AXES:
+            p.add_argument(flag, nargs="+", type=kinds[0], default=[default], help=f"{help} (one or more)")
+        elif kinds == [bool]:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help)
+        elif kinds == [dict]:
+            p.add_argument(flag, type=_json_mapping, default={}, metavar="JSON", help=f"{help} (a JSON mapping)")
+        elif kinds == [tuple]:
+            p.add_argument(flag, nargs="*", type=f.metadata.get("item", str), default=list(default), help=help)
+        else:
+            p.add_argument(flag, type=_scalar(kinds), default=default, help=help)
     p.add_argument("--executor", default="local", help=f"one of: {', '.join(EXECUTORS)} (or a plug-in's)")
     p.add_argument("--json", action="store_true", help="print each result as one JSON line")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     return p
+
+
+def _scalar(kinds: list[type]) -> Callable[[str], Any]:
+    """A flag's parser for a field of these types (``int | str``: a number where the text is one)."""
+    if len(kinds) == 1:
+        return kinds[0]
+
+    def parse(text: str) -> Any:
+        for kind in kinds:
+            try:
+                return kind(text)
+            except ValueError:
+                continue
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(k.__name__ for k in kinds)}, got {text!r}")
+    return parse
 
 
 def _json_mapping(text: str) -> dict:
@@ -186,35 +197,25 @@ def format_run(result: dict) -> str:
 
 
 def format_summary(results: list[dict]) -> str:
-    """Test error mean ± std over seeds per (algorithm, N)."""
-    cells: dict[tuple[str, int], list[dict]] = {}
-    for r in results:
-        cells.setdefault((r["config"]["algorithm"], r["config"]["num_workers"]), []).append(r)
+    """Test error mean ± std over seeds per (algorithm, N): the report's ``summarize``, as text."""
+    from dana_ray.report import results_frame, summarize
+
     lines = [f"{'algorithm':<13} {'N':>3} {'mean %':>8} {'std':>6} {'n':>3} {'diverged':>8}"]
-    order = ALGORITHMS.names()
-    for (algorithm, n), runs in sorted(cells.items(), key=lambda kv: (kv[0][1], order.index(kv[0][0]))):
-        errors = torch.tensor([r["test_error"] for r in runs], dtype=torch.float64)
-        std = float(errors.std()) if len(runs) > 1 else math.nan
-        lines.append(f"{algorithm:<13} {n:>3} {float(errors.mean()):>8.2f} {std:>6.2f} {len(runs):>3} "
-                     f"{sum(r['diverged'] for r in runs):>8}")
+    for _, row in summarize(results_frame(results)).iterrows():
+        lines.append(f"{row['algorithm']:<13} {row['num_workers']:>3} {row['mean']:>8.2f} {row['std']:>6.2f} "
+                     f"{row['n']:>3} {row['diverged']:>8}")
     return "\n".join(lines)
-
-
-def format_results(results: list[dict]) -> str:
-    """One line per run, then test error mean ± std over seeds per (algorithm, N)."""
-    return "\n".join([RUN_HEADER, *map(format_run, results), "", format_summary(results)])
 
 
 def _checked_configs(args: argparse.Namespace) -> list[TrialConfig]:
     """Every run's config, checked before the first starts: values, and for the local executor the device
-    and the data on this machine."""
+    and the data on this machine. The runs are a grid's cells (a single-worker rule once, with N = 1)."""
     load_plugins(args.plugins)
-    fixed = {k: v for k, v in vars(args).items()
-             if k not in ("algorithm", "num_workers", "seed", "json", "quiet", "executor")}
-    grid = [dict(fixed, algorithm=a, num_workers=n, seed=s)
-            for a in args.algorithm for n in args.num_workers for s in args.seed
-            if not (is_single_worker(a) and n != 1)]
-    configs = [TrialConfig.from_dict(c) for c in grid]
+    fixed = {k: v for k, v in vars(args).items() if k not in (*AXES, "json", "quiet", "executor")}
+    cells = Grid("command line", "", "", None, fixed, {"algorithm": args.algorithm, "num_workers": args.num_workers,
+                                                       "schedule": [args.schedule], "seed": args.seed}).cells()
+    configs = [TrialConfig.from_dict(dict(fixed, algorithm=a, num_workers=n, seed=s))
+               for a, n in cells for s in args.seed]
     spec = EXECUTORS[args.executor]
     for cfg in configs:
         check_supports(args.executor, [cfg.schedule], cfg.server_shards)

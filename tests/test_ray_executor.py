@@ -97,13 +97,13 @@ class CrashOnce:
                 os._exit(1)
 
         class Crashing(Worker):
-            def compute(self, worker, batch, point):
+            def compute(self, worker, batch, point, lr=0.0):
                 crash_if_chosen([worker], [batch])
-                return super().compute(worker, batch, point)
+                return super().compute(worker, batch, point, lr)
 
-            def compute_many(self, workers, batches, *points):
+            def compute_many(self, workers, batches, *points, **options):
                 crash_if_chosen(workers, batches)
-                return super().compute_many(workers, batches, *points)
+                return super().compute_many(workers, batches, *points, **options)
 
         return ray.remote(Crashing)
 
@@ -183,13 +183,13 @@ def test_jobs_per_call_sends_several_jobs_in_one_call_and_changes_nothing(algori
     class Counting(Worker):
         calls = jobs = 0
 
-        def compute(self, worker, batch, point):
+        def compute(self, worker, batch, point, lr=0.0):
             self.calls, self.jobs = self.calls + 1, self.jobs + 1
-            return super().compute(worker, batch, point)
+            return super().compute(worker, batch, point, lr)
 
-        def compute_many(self, workers, batches, *points):
+        def compute_many(self, workers, batches, *points, **options):
             self.calls, self.jobs = self.calls + 1, self.jobs + len(workers)
-            return super().compute_many(workers, batches, *points)
+            return super().compute_many(workers, batches, *points, **options)
 
         def counts(self):
             return self.calls, self.jobs

@@ -128,7 +128,7 @@ def test_decay_applies_inside_a_run():
     (dict(gpus_per_actor=-1), r"gpus_per_actor: expected a finite number >= 0.0, got -1"),
     (dict(model="vgg"), r"model: unknown name 'vgg'"),
     (dict(dataset="mnist"), r"dataset: unknown name 'mnist'"),
-    (dict(num_workers=0), r"num_workers: expected an integer >= 1, got 0"),
+    (dict(num_workers=0), r"num_workers: expected an integer in \[1, 65536\], got 0"),
     (dict(algorithm="baseline", num_workers=4), r"num_workers: algorithm 'baseline' takes exactly 1 worker, got 4"),
     (dict(warmup_start="zero"), r"warmup_start: unknown name 'zero'; allowed: lr/N, lr/steps"),
     (dict(weight_decay_at="server"), r"weight_decay_at: unknown name 'server'; allowed: worker, master"),
@@ -285,6 +285,27 @@ def test_cli_compares_algorithms_and_workers(capsys):
     assert float(rows[2][2]) == pytest.approx(sum(dana2) / 2, abs=0.01)
     assert float(rows[2][3]) == pytest.approx(abs(dana2[0] - dana2[1]) / 2 ** 0.5, abs=0.01)
     assert rows[2][4:] == ["2", "0"]
+
+
+def test_cli_has_a_flag_for_every_config_field_and_each_reaches_the_config(monkeypatch):
+    """The flags are generated from TrialConfig's fields: none is missing (max_steps_per_epoch,
+    prefetch_batches, max_actor_restarts, actor_start_timeout_s were), and each value given arrives."""
+    import dataclasses
+
+    import dana_ray.trial as trial
+    from dana_ray.config import TrialConfig
+
+    flags = {a.dest for a in trial._parser()._actions}
+    assert {f.name for f in dataclasses.fields(TrialConfig)} <= flags
+    seen = []
+    monkeypatch.setattr(trial, "run", lambda cfg, *a, **k: seen.append(cfg) or run(cfg, *a, **k))
+    assert main(["--max-steps-per-epoch", "3", "--prefetch-batches", "0", "--max-actor-restarts", "1",
+                 "--actor-start-timeout-s", "5", "--jobs-per-call", "4", "--no-fused-updates", "--epochs", "1",
+                 "--lr-decay-epochs", "--quiet"]) == 0
+    cfg = seen[0]
+    assert (cfg.max_steps_per_epoch, cfg.prefetch_batches, cfg.max_actor_restarts, cfg.actor_start_timeout_s,
+            cfg.jobs_per_call, cfg.fused_updates, cfg.lr_decay_epochs) == (3, 0, 1, 5.0, 4, False, ())
+    assert trial._parser().parse_args(["--jobs-per-call", "auto"]).jobs_per_call == "auto"
 
 
 def test_cli_bad_value_exits_2_with_one_line_on_stderr(capsys):

@@ -67,7 +67,7 @@ class Worker:
 
     def reset(self, config: dict, index: int) -> None:
         """Serve a new trial: its model replica and worker side; the data set is kept if it is the same."""
-        cfg = TrialConfig.from_dict(config)
+        cfg = TrialConfig.received(config)
         torch.set_num_threads(cfg.cpu_threads or max(1, round(cfg.cpus_per_actor)))
         self.index, self.device = index, resolve_device(cfg.device)
         self.vmap_jobs = cfg.vmap_jobs
@@ -197,7 +197,7 @@ class ParameterServer(MasterLoop):
 
     def _serve(self, config: dict, name: str) -> None:
         """Take trial ``name``'s config, with its counters at zero."""
-        self.cfg = TrialConfig.from_dict(config)
+        self.cfg = TrialConfig.received(config)
         # The update is memory-bound: use every core reserved for the server (Ray starts actors with one
         # torch thread whatever num_cpus).
         torch.set_num_threads(max(1, round(self.cfg.server_cpus)))

@@ -51,7 +51,7 @@ class ShardActor:
 
     def reset(self, config: dict, start: int, stop: int, steps_per_epoch: int, params: np.ndarray | None) -> None:
         """Serve a trial: its rule over ``params[start:stop]`` (None: zeros, to be loaded from a snapshot)."""
-        cfg = TrialConfig.from_dict(config)
+        cfg = TrialConfig.received(config)
         torch.set_num_threads(max(1, round(cfg.server_cpus)))  # the update is memory-bound: every reserved core
         initial = torch.from_numpy(params[start:stop].copy()) if params is not None else torch.zeros(stop - start)
         self.shard = ParameterShard(build_rule(cfg, initial, steps_per_epoch))
