@@ -1,9 +1,20 @@
 """One trial's settings: a frozen dataclass whose field names are the keys of configs, YAML grids and Tune.
 
-``TrialConfig.from_dict`` imports the config's plug-ins, then validates everything that can be checked
-without loading data, once, in the driver (other processes take it with ``TrialConfig.received``): every name against its registry, every option value against what its plug-in
-declares, the rule's worker count, the schedule (built), the model (built on the meta device). Its one-line
-error names the field and the allowed values.
+A config holds *what is trained* (model, data, rule, schedule, hyperparameters: the fields) apart from *how it
+runs*, in sections, each declared by its owner with its options (``Option``: default, check, help):
+``compute`` (how any executor computes: device, threads, vmap, a replica's reservation; declared here) and
+each executor's own (``ray``: actors, server processes, calls; declared where the executor is registered,
+``dana_ray/executors.py``)::
+
+    {"model": "resnet20", "lr": 0.1, ..., "compute": {"device": "cuda", "gpus_per_actor": 0.25},
+     "ray": {"num_actors": 32, "server_shards": 2}}
+
+A section's option may also be written at the top level (the form configs had before sections, still read):
+it is moved into its section. ``TrialConfig.from_dict`` imports the config's plug-ins (which may declare
+sections), then validates everything that can be checked without loading data, once, in the driver (other
+processes take it with ``TrialConfig.received``): every name against its registry, every option value against
+what its owner declares, the rule's worker count, the schedule (built), the model (built on the meta device).
+Its one-line error names the field (``ray.num_actors``) and the allowed values.
 """
 
 from __future__ import annotations
@@ -15,12 +26,13 @@ from typing import Any, Callable
 import torch
 
 from dana_ray.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, make_algorithm
-from dana_ray.checks import check_bool, check_integer, check_name, check_number, is_integer, is_number
+from dana_ray.checks import check_integer, check_name, check_number, is_number
 from dana_ray.data import DATASETS
 from dana_ray.lr_schedule import WARMUP_STARTS
 from dana_ray.models import MODELS, check_model
 from dana_ray.plugins import load_plugins, normalize
-from dana_ray.registry import resolve_options
+from dana_ray.registry import Option, Registry, resolve_options
+from dana_ray.checks import boolean, integer, number, one_of, optional
 from dana_ray.schedules import SCHEDULES, make_schedule
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -59,6 +71,109 @@ def _field(default: Any, help: str, factory: bool = False, item: type = str) -> 
     return field(default_factory=default, metadata=metadata) if factory else field(default=default, metadata=metadata)
 
 
+class Section(dict):
+    """One section of a config, its options resolved (defaults filled in); read as ``cfg.compute.device``
+    or ``cfg.compute["device"]``."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    options: dict[str, Option]
+    #: a check of the section against the whole config (``check(cfg)``, raising a one-line error), or None
+    check: Callable[["TrialConfig"], None] | None = None
+    help: str = ""
+
+
+#: The sections of a config, by name: ``compute`` and each executor's (``register_section``).
+SECTIONS: Registry[SectionSpec] = Registry("config section")
+
+
+def register_section(name: str, options: dict[str, Option], check: Callable[["TrialConfig"], None] | None = None,
+                     help: str = "") -> SectionSpec:
+    """Declare a config section and its options (an option's name is unique among every section's, so a
+    top-level key, the older form, goes to one place)."""
+    for other, spec in SECTIONS.items():
+        shared = sorted(set(spec.options) & set(options))
+        if shared and other != name:
+            raise ValueError(f"section {name!r}: option {shared[0]!r} is section {other!r}'s already")
+    clash = sorted(set(options) & ({name, *SECTIONS} | {f.name for f in dataclasses.fields(TrialConfig)}))
+    if clash:
+        raise ValueError(f"section {name!r}: option {clash[0]!r} is the name of a section or a config field")
+    if name in SECTIONS:
+        return SECTIONS[name]  # a plug-in imported twice declares the same section
+    return SECTIONS.register(name, SectionSpec(dict(options), check, help))
+
+
+def section_of(option: str) -> str | None:
+    """The section that declares ``option``, or None."""
+    return next((name for name, spec in SECTIONS.items() if option in spec.options), None)
+
+
+def nested(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` (a trial config or a grid's ``trial:``) with every top-level key that is a section's
+    option moved into that section (a new dict; sections copied)."""
+    out = {key: (dict(value) if key in SECTIONS and isinstance(value, dict) else value) for key, value in config.items()}
+    for key in list(out):
+        owner = section_of(key) if key not in SECTIONS else None
+        if owner is None:
+            continue
+        section = out.setdefault(owner, {})
+        if not isinstance(section, dict):
+            raise ValueError(f"{owner}: expected a mapping of its options, got {section!r}")
+        if key in section:
+            raise ValueError(f"{key}: given twice, at the top level and in {owner}; keep {owner}.{key}")
+        section[key] = out.pop(key)
+    return out
+
+
+def get_option(config: dict[str, Any], option: str) -> Any:
+    """A section option's value in a config or grid ``trial:`` dict (nested or not), or its default."""
+    owner = section_of(option)
+    if owner is None:
+        raise ValueError(f"option: {option!r} is no section's")
+    given = nested(config).get(owner) or {}
+    return given.get(option, SECTIONS[owner].options[option].default)
+
+
+def given_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The section options a config or grid ``trial:`` dict sets (nested or not), by name."""
+    return {option: value for name, section in nested(config).items() if name in SECTIONS and isinstance(section, dict)
+            for option, value in section.items()}
+
+
+def set_options(config: dict[str, Any], values: dict[str, Any]) -> None:
+    """Set section options (by name) in a config or grid ``trial:`` dict, in their sections, in place."""
+    whole = nested(config)
+    config.clear()
+    config.update(whole)
+    for option, value in values.items():
+        config.setdefault(section_of(option), {})[option] = value
+
+
+#: How any executor computes: a model replica's device, threads and reservation, the server's update.
+COMPUTE_OPTIONS = {
+    "device": Option("auto", one_of(*DEVICES), "auto: cuda when available, else cpu"),
+    "eval_batch_size": Option(1000, integer(1), "examples per batch when evaluating"),
+    "vmap_jobs": Option(1, integer(1), "up to this many ready gradient jobs a model replica computes together "
+                        "with torch.func.vmap (1: one by one); same numbers up to float rounding"),
+    "fused_updates": Option(False, boolean(), "each server update as one compiled pass (torch.compile); equal to "
+                            "the eager update up to float rounding; see algorithms/ops.py"),
+    "cpu_threads": Option(None, optional(integer(1)), "torch intra-op threads (None: torch's default locally, "
+                          "and round(cpus_per_actor) on actors); CPU results depend on it"),
+    "prefetch_batches": Option(2, integer(0), "batches of a file-decoded data set made ahead on a background "
+                               "thread while the model computes (0: none); never changes a number"),
+    "cpus_per_actor": Option(1.0, number(0.0), "CPUs reserved per model replica (a gradient actor; the local "
+                             "executor's trial process)"),
+    "gpus_per_actor": Option(0.0, number(0.0), "GPUs per model replica; fractions share a GPU"),
+}
+
+
 @dataclass(frozen=True)
 class TrialConfig:
     # what is trained
@@ -89,22 +204,33 @@ class TrialConfig:
     momentum: float = _field(0.9, "γ")
     weight_decay: float = _field(5e-4, "λ (where: weight_decay_at)")
     weight_decay_at: str = _field("worker", "\"worker\": + λx at the worker's point; \"master\": + λθ when applied")
-    # where
-    device: str = _field("auto", "auto: cuda when available, else cpu")
-    eval_batch_size: int = _field(1000, "examples per batch when evaluating")
-    vmap_jobs: int = _field(1, "up to this many ready gradient jobs a model replica computes together with torch.func.vmap (1: one by one); same numbers up to float rounding")
-    jobs_per_call: int | str = _field("auto", "Ray executor: up to this many ready jobs go to an actor in one call (one call's overhead for all), computed one by one (or vmap_jobs at a time); exactly the same numbers. \"auto\": sized from the measured gradient time and call overhead")
-    fused_updates: bool = _field(False, "each server update as one compiled pass (torch.compile); equal to the eager update up to float rounding; see algorithms/ops.py")
-    cpu_threads: int | None = _field(None, "torch intra-op threads (None: torch's default locally, and round(cpus_per_actor) on actors); CPU results depend on it")
-    prefetch_batches: int = _field(2, "batches of a file-decoded data set (imagefolder, imagenet) made ahead on a background thread while the model computes (0: none); never changes a number")
-    # the Ray executor
-    num_actors: int | None = _field(None, "P gradient actors (None: min(N, what the cluster can place))")
-    cpus_per_actor: float = _field(1.0, "Ray CPUs reserved per gradient actor")
-    gpus_per_actor: float = _field(0.0, "Ray GPUs per gradient actor; fractions share a GPU")
-    server_cpus: float = _field(1.0, "Ray CPUs reserved for the ParameterServer actor; its update runs on round(server_cpus) torch threads (at least 1)")
-    server_shards: int = _field(1, "K: θ and the rule's state split over K server shard actors, a sequencer ordering the updates (engine/shards.py); the same numbers for any K; each server process takes server_cpus")
-    max_actor_restarts: int = _field(3, "dead gradient actors replaced per trial before it fails")
-    actor_start_timeout_s: float = _field(600.0, "a gradient actor (first or replacement) not running by then fails the trial with one message, rather than waiting forever for room (an autoscaler adding a GPU node takes minutes)")
+    # how it runs: section name -> its options, resolved (``compute``, each executor's)
+    sections: dict = _field(dict, "how it runs, by section", factory=True)
+
+    @property
+    def compute(self) -> Section:
+        """How any executor computes (device, threads, vmap, a replica's reservation)."""
+        return self.section("compute")
+
+    def section(self, name: str) -> Section:
+        """Section ``name``'s options, resolved (a section the config does not give: its defaults)."""
+        if name in self.sections:
+            return self.sections[name]
+        return Section({option: spec.default for option, spec in SECTIONS[name].options.items()})
+
+    def with_options(self, **options: Any) -> "TrialConfig":
+        """A copy with these section options (by name) set, unchecked (the caller's values are valid)."""
+        sections = {name: Section(section) for name, section in self.sections.items()}
+        for option, value in options.items():
+            sections.setdefault(section_of(option), self.section(section_of(option)))[option] = value
+        return dataclasses.replace(self, sections=sections)
+
+    def option(self, name: str) -> Any:
+        """A section option by its name alone (names are unique among sections)."""
+        owner = section_of(name)
+        if owner is None:
+            raise ValueError(f"option: {name!r} is no section's")
+        return self.section(owner)[name]
 
     @classmethod
     def from_dict(cls, config: dict[str, Any] | "TrialConfig") -> "TrialConfig":
@@ -129,11 +255,23 @@ class TrialConfig:
     def _unchecked(cls, config: dict[str, Any]) -> "TrialConfig":
         if not isinstance(config, dict):
             raise ValueError(f"config: expected a dict, got {type(config).__name__}")
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(config) - set(allowed), key=str)
-        if unknown:
-            raise ValueError(f"config: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
         values = dict(config)
+        if values.get("plugins"):  # first: a plug-in may declare a section
+            if isinstance(values["plugins"], (list, tuple)):
+                load_plugins(tuple(normalize(p) if isinstance(p, str) else p for p in values["plugins"]))
+        values = nested(values)
+        allowed = [f.name for f in dataclasses.fields(cls) if f.name != "sections"] + list(SECTIONS)
+        unknown = sorted(set(values) - set(allowed), key=str)
+        if unknown:
+            raise ValueError(f"config: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}, or an option of "
+                             f"a section ({', '.join(o for _, spec in SECTIONS.items() for o in spec.options)})")
+        given = {name: values.pop(name) for name in list(values) if name in SECTIONS}
+        if "sections" in config:  # a config's own to_dict() form
+            raise ValueError("config: unknown key 'sections'; write each section at the top level")
+        # the sections given, resolved (a section not given is its defaults: ``section``); only these travel
+        # with the config, so a process that lacks another plug-in executor's section can still read it
+        values["sections"] = {name: Section(resolve_options(name, name, given[name] or {}, SECTIONS[name].options))
+                              for name in given}
         for name, what in (("lr_decay_epochs", "a list of epochs > 0"), ("plugins", "a list of module names or .py files")):
             if name in values:
                 if not isinstance(values[name], (list, tuple)):
@@ -145,9 +283,11 @@ class TrialConfig:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        values = dataclasses.asdict(self)
+        """The config as it is written: the fields, then each section at the top level (``compute: {...}``)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "sections"}
         values["lr_decay_epochs"], values["plugins"] = list(self.lr_decay_epochs), list(self.plugins)
-        return values
+        values.update({name: dict(section) for name, section in self.sections.items()})
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in values.items()}
 
     @property
     def rule(self) -> type:
@@ -159,29 +299,19 @@ class TrialConfig:
             check(axis, getattr(self, axis))
         check_name("model", self.model, MODELS)
         check_name("dataset", self.dataset, DATASETS)
-        check_name("device", self.device, DEVICES)
         check_name("warmup_start", self.warmup_start, WARMUP_STARTS)
         check_name("weight_decay_at", self.weight_decay_at, WEIGHT_DECAY_AT)
         for name in ("model_options", "dataset_options", "schedule_options", "algorithm_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name}: expected a mapping, got {getattr(self, name)!r}")
-        for name in ("batch_size", "epochs", "eval_batch_size", "vmap_jobs"):
+        for name in ("batch_size", "epochs"):
             check_integer(name, getattr(self, name), minimum=1)
-        if self.jobs_per_call != AUTO and not (is_integer(self.jobs_per_call) and self.jobs_per_call >= 1):
-            raise ValueError(f"jobs_per_call: expected {AUTO!r} or an integer >= 1, got {self.jobs_per_call!r}")
-        check_bool("fused_updates", self.fused_updates)
-        check_integer("max_actor_restarts", self.max_actor_restarts, minimum=0)
-        check_integer("server_shards", self.server_shards, minimum=1, maximum=MAX_SHARDS)
-        if self.server_shards > 1 and not self.rule.per_coordinate:
-            raise ValueError(f"server_shards: algorithm {self.algorithm!r} reads across coordinates "
-                             f"(per_coordinate = False), so it cannot be split; use server_shards: 1")
-        check_integer("prefetch_batches", self.prefetch_batches, minimum=0)
-        for name in ("cpu_threads", "num_actors", "max_steps_per_epoch"):
-            if getattr(self, name) is not None:
-                check_integer(name, getattr(self, name), minimum=1)
-        for name in ("cpus_per_actor", "gpus_per_actor", "server_cpus"):
-            check_number(name, getattr(self, name), low=0.0)
-        check_number("actor_start_timeout_s", self.actor_start_timeout_s, low=0.0, above=True)
+        if self.max_steps_per_epoch is not None:
+            check_integer("max_steps_per_epoch", self.max_steps_per_epoch, minimum=1)
+        for name, section in self.sections.items():  # each option by its Option, then the section as a whole
+            resolve_options(name, name, dict(section), SECTIONS[name].options)
+            if SECTIONS[name].check is not None:
+                SECTIONS[name].check(self)
         for name in ("lr", "lr_decay_factor", "warmup_epochs", "weight_decay"):
             check_number(name, getattr(self, name), low=0.0)
         check_number("momentum", self.momentum, low=0.0, below=1.0)
@@ -214,3 +344,10 @@ def _check_model_once(name: str, options: dict) -> None:
     if key not in _models_checked:
         check_model(name, options, num_classes=10, in_channels=3)
         _models_checked.add(key)
+
+
+register_section("compute", COMPUTE_OPTIONS, help="how any executor computes")
+
+# The executors' sections (``ray:``) are declared where the executors are registered; importing them here
+# makes every config see them (at the end: that module reads this one).
+from dana_ray import executors as _executors  # noqa: E402,F401

@@ -4,13 +4,16 @@ An entry says what the rest of the system needs to know of an executor, so that 
 
 - ``make(cfg, name, placement_group, reuse, metrics)``: build it for one trial (``trial.run``);
 - ``bundles(settings, workers, trial_cpus)``: the trial's reservation, a placement group's bundles, the trial
-  process's first (``settings``: ``num_actors``, ``cpus_per_actor``, ``gpus_per_actor``, ``server_cpus``);
+  process's first (``settings``: every section option by name, ``reservation``: ``num_actors``,
+  ``cpus_per_actor``, ``gpus_per_actor``, ``server_cpus``, ``server_shards``, and the executor's own);
   Tune reserves them (``trainable.trial_resources``) and ``resources.fit`` sizes grids against them;
 - ``sized``: the settings ``resources.fit`` may choose when a grid leaves them unset;
 - ``arrival``: whether it can apply gradients in the order they arrive (``schedule: arrival``);
 - ``shards``: whether it can split θ over ``server_shards`` server processes; ``strategy``: how Ray places
   the trial's bundles (``SPREAD`` puts shards on distinct nodes where the cluster has them);
-- ``describe(settings, workers, trial_cpus)``: the reservation in words, for one-line refusals.
+- ``describe(settings, workers, trial_cpus)``: the reservation in words, for one-line refusals;
+- ``options``: the executor's own config section (``ray:``), declared and checked here as a rule's options
+  are by the rule; ``check``: that section against the whole config.
 
 A new executor is one module that calls ``register_executor`` (and is listed in a config's ``plugins``),
 like a rule: its name is then accepted by ``trial.run``, the trial CLI, a grid's ``tune.executor`` and the
@@ -19,16 +22,26 @@ sweep's ``--executor``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from dana_ray.config import ARRIVAL, TrialConfig
+from dana_ray.checks import integer, is_integer, number, optional
+from dana_ray.config import ARRIVAL, AUTO, MAX_SHARDS, SECTIONS, TrialConfig, get_option, register_section
 from dana_ray.engine.executor import Executor
-from dana_ray.registry import Registry
+from dana_ray.registry import Option, Registry
 
 Bundle = dict[str, float]
-#: The trial settings an executor's ``bundles`` read (its ``settings`` mapping holds these keys).
+#: The section options an executor's ``bundles`` read (its ``settings`` mapping holds these keys).
 RESERVATIONS = ("num_actors", "cpus_per_actor", "gpus_per_actor", "server_cpus", "server_shards")
+
+
+def reservation(cfg: TrialConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """The ``settings`` an executor's ``bundles`` read: every section option of a config, or of a config dict
+    (a grid's ``trial:``), by name, defaults filled (``RESERVATIONS`` and a plug-in executor's own)."""
+    names = [option for _, spec in SECTIONS.items() for option in spec.options]
+    if isinstance(cfg, TrialConfig):
+        return {k: cfg.option(k) for k in names}
+    return {k: get_option(dict(cfg), k) for k in names}
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,10 @@ class ExecutorSpec:
     #: the placement group strategy of the trial's bundles (``settings`` -> a Ray strategy name)
     strategy: Callable[[Mapping[str, Any]], str] = lambda settings: "PACK"
     help: str = ""
+    #: the executor's own config section (its options, checked by them), or none
+    options: Mapping[str, Option] = field(default_factory=dict)
+    #: a check of that section against the whole config (``check(cfg)``), or None
+    check: Callable[[TrialConfig], None] | None = None
 
 
 #: Every executor by the name configs, grids and command lines use.
@@ -50,6 +67,9 @@ EXECUTORS: Registry[ExecutorSpec] = Registry("executor")
 
 
 def register_executor(name: str, spec: ExecutorSpec) -> ExecutorSpec:
+    """Register an executor; its options (if any) become the config section of its name."""
+    if spec.options:
+        register_section(name, dict(spec.options), spec.check, help=spec.help)
     return EXECUTORS.register(name, spec)
 
 
@@ -60,7 +80,7 @@ def need(bundles: list[Bundle]) -> tuple[float, float, float]:
 
 
 def check_supports(executor: str, schedules: list[str], server_shards: int = 1, field: str = "schedule",
-                   shards_field: str = "server_shards") -> None:
+                   shards_field: str = "ray.server_shards") -> None:
     """Refuse ``arrival`` among ``schedules`` for an executor that follows a seeded order only, and
     ``server_shards`` > 1 for one that holds θ in one process (the errors named ``field``, ``shards_field``)."""
     spec = EXECUTORS[executor]
@@ -135,6 +155,33 @@ def _ray_words(settings: Mapping[str, Any], workers: int, trial_cpus: float) -> 
     return f"trial_cpus {trial_cpus:g} + {servers} + {_actors(settings, workers)} actors x {_actor_words(settings)}"
 
 
+def _jobs_per_call(field: str, value: object) -> None:
+    if value != AUTO and not (is_integer(value) and value >= 1):
+        raise ValueError(f"{field}: expected {AUTO!r} or an integer >= 1, got {value!r}")
+
+
+#: The Ray executor's section, ``ray:``.
+RAY_OPTIONS = {
+    "num_actors": Option(None, optional(integer(1)), "P gradient actors (None: min(N, what the cluster can place))"),
+    "server_cpus": Option(1.0, number(0.0), "CPUs reserved for the ParameterServer actor (and each shard); its "
+                          "update runs on round(server_cpus) torch threads (at least 1)"),
+    "server_shards": Option(1, integer(1, MAX_SHARDS), "K: θ and the rule's state split over K server shard "
+                            "actors, a sequencer ordering the updates (engine/shards.py); the same numbers for any K"),
+    "jobs_per_call": Option(AUTO, _jobs_per_call, "up to this many ready jobs go to an actor in one call, computed "
+                            "one by one (or vmap_jobs at a time); the same numbers. auto: sized from measured times"),
+    "max_actor_restarts": Option(3, integer(0), "dead gradient actors replaced per trial before it fails"),
+    "actor_start_timeout_s": Option(600.0, number(0.0, above=True), "a gradient actor (first or replacement) not "
+                                    "running by then fails the trial with one message, rather than waiting for room"),
+}
+
+
+def _check_ray(cfg: TrialConfig) -> None:
+    shards = cfg.section("ray").server_shards
+    if shards > 1 and not cfg.rule.per_coordinate:
+        raise ValueError(f"ray.server_shards: algorithm {cfg.algorithm!r} reads across coordinates "
+                         f"(per_coordinate = False), so it cannot be split; use server_shards: 1")
+
+
 register_executor("ray", ExecutorSpec(
     make=_make_ray,
     bundles=_ray_bundles,
@@ -144,4 +191,6 @@ register_executor("ray", ExecutorSpec(
     shards=True,
     strategy=lambda settings: "SPREAD" if settings["server_shards"] > 1 else "PACK",
     help="a ParameterServer actor (or a sequencer and server_shards shards) and num_actors Worker actors per "
-         "trial, across the cluster"))
+         "trial, across the cluster",
+    options=RAY_OPTIONS,
+    check=_check_ray))

@@ -10,6 +10,8 @@ A grid file::
       data_dir: ~/data/cifar       # --data-dir overrides it
       epochs: 160
       ...
+      compute: {gpus_per_actor: 0.25}  # how it runs: sections (a section option at the top level is
+      ray: {num_actors: 32}            # moved into its section; ``--set num_actors=8`` likewise)
     grid:                          # the axes; their product is the list of trials
       algorithm: [...]             # names in dana_ray.algorithms.ALGORITHMS
       num_workers: [4, 8, 16, 32]
@@ -27,7 +29,7 @@ A grid file::
 
 A single-worker rule (one whose ``max_workers`` is 1, the baseline) runs once per schedule and seed with
 ``num_workers: 1``, whatever the ``num_workers`` axis says. A trial of N workers gets min(N, num_actors)
-actors: ``trial.num_actors`` is a cap (unset: one actor per logical worker). ``trial.plugins`` names modules
+actors: ``ray.num_actors`` is a cap (unset: one actor per logical worker). ``trial.plugins`` names modules
 (or .py files, relative to the working directory) that register rules, data sets and models; they are
 imported before the grid is checked.
 """
@@ -44,7 +46,8 @@ import yaml
 
 from dana_ray.algorithms import is_single_worker
 from dana_ray.checks import check_integer, check_name, check_number, check_options, is_integer
-from dana_ray.config import AXIS_CHECKS, TrialConfig
+from dana_ray.config import SECTIONS as CONFIG_SECTIONS
+from dana_ray.config import AXIS_CHECKS, TrialConfig, get_option, given_options, nested, section_of, set_options
 from dana_ray.executors import EXECUTORS, check_supports
 from dana_ray.plugins import load_plugins, normalize
 
@@ -71,7 +74,7 @@ TUNE_DEFAULTS: dict[str, Any] = {"max_failures": 2, "checkpoint_every": "auto", 
 GRID_FILE = "grid.yaml"
 #: Trial keys a resumed grid may change: where the data lives, what ``dana_ray.resources.fit`` sizes, and the
 #: server shards (a checkpoint restores with any number).
-IGNORED_CHANGES = ("data_dir", "num_actors", "server_cpus", "cpus_per_actor", "server_shards")
+IGNORED_CHANGES = ("data_dir", "num_actors", "server_cpus", "cpus_per_actor", "server_shards")  # section options by name
 REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tune_configs")
 
 
@@ -131,9 +134,10 @@ class Grid:
         for axis in AXES:
             if list(self.axes[axis]) != list(other.axes[axis]):
                 return f"grid.{axis}: {list(other.axes[axis])} -> {list(self.axes[axis])}"
-        for key in sorted(set(self.trial) | set(other.trial)):
-            if key not in IGNORED_CHANGES and self.trial.get(key) != other.trial.get(key):
-                return f"trial.{key}: {other.trial.get(key)!r} -> {self.trial.get(key)!r}"
+        mine, theirs = _flat(self.trial), _flat(other.trial)
+        for key in sorted(set(mine) | set(theirs)):
+            if key.rsplit(".", 1)[-1] not in IGNORED_CHANGES and mine.get(key) != theirs.get(key):
+                return f"trial.{key}: {theirs.get(key)!r} -> {mine.get(key)!r}"
         if self.per != other.per:
             return f"per: {other.per!r} -> {self.per!r}"
         return None
@@ -144,6 +148,13 @@ class Grid:
                     dict(self.axes, seed=self.axes["seed"][:1]), self.tune, self.per)
 
 
+def _flat(trial: dict[str, Any]) -> dict[str, Any]:
+    """A grid's ``trial:`` with its sections' options as ``section.option`` keys."""
+    flat = {k: v for k, v in nested(trial).items() if k not in CONFIG_SECTIONS}
+    flat.update({f"{section_of(k)}.{k}": v for k, v in given_options(trial).items()})
+    return flat
+
+
 def trial_config(fixed: dict[str, Any], algorithm: str, num_workers: int, schedule: str, seed: int,
                  per: dict[str, dict[str, dict[str, Any]]] | None = None) -> dict[str, Any]:
     """One trial's config: the fixed keys, the settings of its schedule and its rule (``per``), the axes,
@@ -151,9 +162,10 @@ def trial_config(fixed: dict[str, Any], algorithm: str, num_workers: int, schedu
     per = per or {}
     config = dict(fixed, **per.get("schedule", {}).get(schedule, {}), **per.get("algorithm", {}).get(algorithm, {}))
     config.update(algorithm=algorithm, num_workers=num_workers, schedule=schedule, seed=seed)
-    cap = fixed.get("num_actors")
+    cap = get_option(config, "num_actors")
     # a cap that is not a positive integer passes through as it is, for the config's check to name it
-    config["num_actors"] = min(num_workers, cap) if is_integer(cap) and cap >= 1 else cap if cap is not None else num_workers
+    set_options(config, {"num_actors": min(num_workers, cap) if is_integer(cap) and cap >= 1
+                         else cap if cap is not None else num_workers})
     return config
 
 
@@ -229,7 +241,14 @@ def _restricted(raw: Any, overrides: dict[str, Any], only: dict[str, list]) -> d
     """The grid file's contents with ``overrides`` set in its trial section and its axes cut to ``only``."""
     if not isinstance(raw, dict) or not isinstance(raw.get("trial"), dict) or not isinstance(raw.get("grid"), dict):
         return raw  # _parse names what is wrong
-    raw = dict(raw, trial=dict(raw["trial"], **overrides), grid=dict(raw["grid"]))
+    trial = nested(raw["trial"])
+    for key, value in overrides.items():  # a section's option by its name (num_actors) or path (ray.num_actors)
+        option = key.split(".", 1)[1] if "." in key and key.split(".", 1)[0] in CONFIG_SECTIONS else key
+        if section_of(option) is not None:
+            set_options(trial, {option: value})
+        else:
+            trial[key] = value
+    raw = dict(raw, trial=trial, grid=dict(raw["grid"]))
     for axis, values in only.items():
         check_name("--only", axis, AXES)
         listed = raw["grid"].get(axis)
@@ -246,7 +265,7 @@ def _parse(path: str, raw: Any, data_dir: str | None) -> Grid:
     for section in ("trial", "grid"):
         if not isinstance(raw.get(section), dict):
             raise ValueError(f"{section}: expected a mapping, got {raw.get(section)!r}")
-    trial = dict(raw["trial"])
+    trial = nested(raw["trial"])  # a section's option written at the top level goes to its section
     bad = sorted(set(trial) & set(AXES))
     if bad:
         raise ValueError(f"trial.{bad[0]}: is a grid axis; put it under grid")
@@ -279,7 +298,8 @@ def _parse(path: str, raw: Any, data_dir: str | None) -> Grid:
     if tune.setdefault("checkpoint_every", TUNE_DEFAULTS["checkpoint_every"]) != "auto":
         check_integer("tune.checkpoint_every", tune["checkpoint_every"], minimum=1)
     # how a Tune trial runs: a name in dana_ray.executors (its plug-ins, in the trial's, loaded by now)
-    check_executor(tune.setdefault("executor", TUNE_DEFAULTS["executor"]), axes["schedule"], trial.get("server_shards", 1))
+    check_executor(tune.setdefault("executor", TUNE_DEFAULTS["executor"]), axes["schedule"],
+                   get_option(trial, "server_shards"))
     check_number("tune.trial_cpus", tune.setdefault("trial_cpus", TUNE_DEFAULTS["trial_cpus"]), low=0.0)
     paper_table = raw.get("paper_table")
     if paper_table is not None:

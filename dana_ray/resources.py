@@ -21,16 +21,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from dana_ray.config import TrialConfig
-from dana_ray.executors import EXECUTORS, RESERVATIONS, need
+from dana_ray.config import given_options, section_of
+from dana_ray.executors import EXECUTORS, RESERVATIONS, need, reservation
 
 
 
 def _settings(trial: dict[str, Any]) -> dict[str, Any]:
-    """The reservations of ``trial`` (a grid's trial section), the config's defaults where it leaves them
-    unset (or None)."""
-    defaults = TrialConfig()
-    return {k: trial[k] if trial.get(k) is not None else getattr(defaults, k) for k in RESERVATIONS}
+    """The reservations of ``trial`` (a grid's trial section, its sections nested or not), the config's
+    defaults where it leaves them unset (or None)."""
+    given = given_options(trial)
+    return {k: given[k] if given.get(k) is not None else v for k, v in reservation({}).items()}
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def fit(trial: dict[str, Any], worker_counts: list[int], executor: str, trial_cp
     """The settings of the executor's ``sized`` (``dana_ray.executors``; they change no number) to add to the
     grid's ``trial`` section so that a trial of every N in ``worker_counts`` fits ``cluster`` ({} when it fits
     as it is); raises ValueError when it cannot."""
-    trial = {k: v for k, v in trial.items() if v is not None}  # a setting left None is left unset
+    trial = {k: v for k, v in given_options(trial).items() if v is not None}  # None: left unset
     settings = _settings(trial)
     largest = max(worker_counts)
     chosen: dict[str, Any] = {}
@@ -94,7 +94,7 @@ def fit(trial: dict[str, Any], worker_counts: list[int], executor: str, trial_cp
             f"resources: a trial of N={largest} needs {_n(cpus)} CPUs and {_n(gpus)} GPUs "
             f"({EXECUTORS[executor].describe(settings, largest, trial_cpus)}), and this cluster has {cluster.describe()} "
             f"(at most {_n(cluster.node_cpus)} CPUs and {_n(cluster.node_gpus)} GPUs on one node) and cannot grow; "
-            f"lower {', '.join(k for k in RESERVATIONS if k in trial) or 'the settings'}"
+            f"lower {', '.join(f'{section_of(k)}.{k}' for k in RESERVATIONS if k in trial) or 'the settings'}"
             f" in the grid's trial: section, or leave them unset to have them sized")
     return chosen
 

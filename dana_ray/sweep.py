@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from dana_ray.cli import EXIT_FAILED, EXIT_INTERRUPTED, OneLineParser, bad_input, one_line
-from dana_ray.config import TrialConfig
+from dana_ray.config import TrialConfig, get_option, set_options
 from dana_ray.executors import EXECUTORS
 from dana_ray.fits import check_fits, generated_shapes, key_of
 from dana_ray.grid import GRID_FILE, Grid, GridError, cell_label, check_executor, load_grid, trial_folder
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             grid = load_grid(args.config or "quickstart", **_grid_options(args))
             if args.executor:
                 try:
-                    check_executor(args.executor, grid.axes["schedule"], grid.trial.get("server_shards", 1),
+                    check_executor(args.executor, grid.axes["schedule"], get_option(grid.trial, "server_shards"),
                                    field="--executor")
                 except ValueError as error:
                     raise GridError(str(error)) from None
@@ -266,7 +266,7 @@ def _sweep(args: argparse.Namespace, grid: Grid, configs: list[TrialConfig], sto
         except ValueError as error:
             return bad_input(f"{grid.path}: {error}")
         if chosen:
-            grid.trial.update(chosen)
+            set_options(grid.trial, chosen)
             print(resources.sized_line(chosen, cluster))
     if args.resume:
         print(f"resuming {path}")

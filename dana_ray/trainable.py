@@ -13,7 +13,6 @@ and reports a one-line note that the sweep's driver prints (``CheckpointNotes``)
 
 from __future__ import annotations
 
-import dataclasses
 
 import os
 import shutil
@@ -26,7 +25,7 @@ from ray import tune
 
 from dana_ray.config import TrialConfig
 from dana_ray.engine.executor import params_sha256
-from dana_ray.executors import EXECUTORS, RESERVATIONS
+from dana_ray.executors import EXECUTORS, reservation
 from dana_ray.grid import trial_from_tune
 from dana_ray.trial import run
 
@@ -43,7 +42,7 @@ def trial_resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:
     one for the ParameterServer, one per Worker actor; on the local executor one, a gradient actor's, for
     the trial process that computes everything."""
     cfg = TrialConfig.received(trial_from_tune(config))  # the sweep checked every trial
-    settings = {k: getattr(cfg, k) for k in RESERVATIONS}
+    settings = reservation(cfg)
     spec = EXECUTORS[config.get("_executor", "ray")]
     return tune.PlacementGroupFactory(spec.bundles(settings, cfg.num_workers, config.get("_trial_cpus", 0.25)),
                                       strategy=spec.strategy(settings))
@@ -54,8 +53,8 @@ def train_trial(config: dict[str, Any]) -> None:
     cfg = TrialConfig.received(trial_from_tune(config))  # the sweep checked every trial
     every = config.get("_checkpoint_every", "auto")
     executor = config.get("_executor", "ray")
-    if EXECUTORS[executor].in_trial_process and cfg.cpu_threads is None:  # as a gradient actor would
-        cfg = dataclasses.replace(cfg, cpu_threads=max(1, round(cfg.cpus_per_actor)))
+    if EXECUTORS[executor].in_trial_process and cfg.compute.cpu_threads is None:  # as a gradient actor would
+        cfg = cfg.with_options(cpu_threads=max(1, round(cfg.compute.cpus_per_actor)))
     resume, note = None, None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:

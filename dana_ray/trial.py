@@ -18,10 +18,11 @@ import time
 import typing
 from typing import Any, Callable
 
+import yaml
 from tqdm import tqdm
 
 from dana_ray.cli import OneLineParser, bad_input, one_line
-from dana_ray.config import TrialConfig
+from dana_ray.config import SECTIONS, TrialConfig
 from dana_ray.data import check_dataset
 from dana_ray.engine import Executor, resolve_device
 from dana_ray.executors import EXECUTORS, check_supports
@@ -39,7 +40,7 @@ def make_executor(name: str, cfg: TrialConfig, run_name: str | None = None, plac
     trial's live figures to Ray's metrics agent (``dana_ray.metrics``), tagged ``run_name`` (in a Ray
     process, as a Tune trial is)."""
     spec = EXECUTORS[name]
-    check_supports(name, [cfg.schedule], cfg.server_shards)
+    check_supports(name, [cfg.schedule], cfg.option("server_shards"))
     return spec.make(cfg, run_name, placement_group, reuse, metrics)
 
 
@@ -137,11 +138,14 @@ AXES = ("algorithm", "num_workers", "seed")
 
 def _parser() -> argparse.ArgumentParser:
     """One flag per ``TrialConfig`` field, generated from the field's type, default and help (``--lr``,
-    ``--num-actors``, ``--max-steps-per-epoch``, ...); the axes take several values."""
+    ``--max-steps-per-epoch``, ...; the axes take several values), and one per option of every config section
+    (``--device``, ``--num-actors``, ...: the section's declared options, a plug-in executor's included)."""
     p = OneLineParser(prog="python -m dana_ray.trial", description=__doc__.split("\n\n")[0],
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     defaults, hints = TrialConfig(), typing.get_type_hints(TrialConfig)
     for f in dataclasses.fields(TrialConfig):
+        if f.name == "sections":
+            continue
         flag, default, help = "--" + f.name.replace("_", "-"), getattr(defaults, f.name), f.metadata["help"]
         kinds = [k for k in (typing.get_args(hints[f.name]) or (hints[f.name],)) if k is not type(None)]
         if f.name in AXES:
@@ -154,6 +158,14 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument(flag, nargs="*", type=f.metadata.get("item", str), default=list(default), help=help)
         else:
             p.add_argument(flag, type=_scalar(kinds), default=default, help=help)
+    for section, spec in SECTIONS.items():  # given only where given: a section's defaults are its own
+        for name, option in spec.options.items():
+            flag = "--" + name.replace("_", "-")
+            help = f"{section}.{name}: {option.help} (default: {option.default})"
+            if isinstance(option.default, bool):
+                p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help)
+            else:  # a YAML value, checked by the option's own check
+                p.add_argument(flag, type=yaml.safe_load, default=argparse.SUPPRESS, help=help)
     p.add_argument("--executor", default="local", help=f"one of: {', '.join(EXECUTORS)} (or a plug-in's)")
     p.add_argument("--json", action="store_true", help="print each result as one JSON line")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
@@ -173,6 +185,13 @@ def _scalar(kinds: list[type]) -> Callable[[str], Any]:
                 continue
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(k.__name__ for k in kinds)}, got {text!r}")
     return parse
+
+
+def _given_plugins(argv: list[str] | None) -> list[str]:
+    """The ``--plugins`` of a command line, read before the parser is built."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--plugins", nargs="*", default=[])
+    return p.parse_known_args(argv)[0].plugins
 
 
 def _json_mapping(text: str) -> dict:
@@ -218,11 +237,11 @@ def _checked_configs(args: argparse.Namespace) -> list[TrialConfig]:
                for a, n in cells for s in args.seed]
     spec = EXECUTORS[args.executor]
     for cfg in configs:
-        check_supports(args.executor, [cfg.schedule], cfg.server_shards)
+        check_supports(args.executor, [cfg.schedule], cfg.option("server_shards"))
     shapes = generated_shapes(configs)
     if spec.in_trial_process:  # the data is read here: its files are checked and fitted here too
         for cfg in configs:
-            resolve_device(cfg.device)
+            resolve_device(cfg.compute.device)
         for key, cfg in {key_of(c): c for c in configs}.items():
             shape = check_dataset(cfg.dataset, cfg.data_dir, **cfg.dataset_options)
             if shape is not None:
@@ -235,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     """Runs one after another; each finished run is printed at once (a later failure loses nothing), then
     the mean/std table. Bad input: one line on stderr, exit 2, nothing run. A run that fails: one line on
     stderr, the others still run, exit 1."""
+    try:
+        load_plugins(_given_plugins(argv))  # first: a plug-in executor's section adds flags
+    except ValueError as error:
+        return bad_input(error)
     args = _parser().parse_args(argv)
     try:
         configs = _checked_configs(args)

@@ -72,7 +72,7 @@ class FakeExecutor(MasterLoop):
 
     def __init__(self, cfg: TrialConfig, num_slots: int, remote: frozenset = frozenset(),
                  compute_s: float | None = None) -> None:
-        torch.set_num_threads(cfg.cpu_threads)  # as the local executor does: the sums' order depends on it
+        torch.set_num_threads(cfg.compute.cpu_threads)  # as the local executor does: the sums' order depends on it
         self.worker = build_worker(cfg)
         self.steps_per_epoch, self.num_classes = self.worker.steps_per_epoch, self.worker.data.num_classes
         params, bn_stats = self.worker.model.initial_state()
@@ -80,7 +80,7 @@ class FakeExecutor(MasterLoop):
         self.watch(None)
         self.transport = FakeTransport(self.worker, num_slots, remote)
         self.transport.compute_s = compute_s
-        self.dispatcher = Dispatcher(self.transport, per_call=cfg.jobs_per_call, vmap_jobs=cfg.vmap_jobs,
+        self.dispatcher = Dispatcher(self.transport, per_call=cfg.section("ray").jobs_per_call, vmap_jobs=cfg.compute.vmap_jobs,
                                      num_workers=cfg.num_workers, sticky=self.master.rule.has_worker_side(),
                                      traffic=self.traffic)
         for job in self.master.start():
@@ -176,6 +176,6 @@ def test_auto_jobs_per_call_is_sized_from_gradient_time_and_call_overhead(comput
 
 
 def test_jobs_per_call_is_auto_by_default_and_refuses_other_words():
-    assert TrialConfig().jobs_per_call == "auto"
-    with pytest.raises(ValueError, match=r"^jobs_per_call: expected 'auto' or an integer >= 1, got 'many'$"):
+    assert TrialConfig().section("ray").jobs_per_call == "auto"
+    with pytest.raises(ValueError, match=r"^ray.jobs_per_call: expected 'auto' or an integer >= 1, got 'many'$"):
         TrialConfig.from_dict(dict(BASE, algorithm="asgd", jobs_per_call="many"))

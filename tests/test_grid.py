@@ -21,7 +21,7 @@ def test_quickstart_grid():
     paper = paper_tables()
     table3 = set(paper.loc[paper["table"] == 3, "algorithm"])  # the round-robin table's rows are all there
     assert {paper_rows()[a] for a in rules if a in paper_rows()} == table3
-    assert {t["num_actors"] for t in trials} == {1} and {t["num_workers"] for t in trials} == {1, 2, 4, 8, 16}
+    assert {t["ray"]["num_actors"] for t in trials} == {1} and {t["num_workers"] for t in trials} == {1, 2, 4, 8, 16}
 
 
 #: The rules of 2022-2025, compared in recent.yaml (the other grids predate them).
@@ -73,7 +73,7 @@ def test_per_sets_a_schedule_and_a_rule_apart_and_survives_only_and_tune(tmp_pat
 
 def test_num_actors_is_a_cap(tmp_path):
     grid = load_grid("table3", data_dir=str(tmp_path))
-    actors = {(t["algorithm"], t["num_workers"]): t["num_actors"] for t in grid.trials()}
+    actors = {(t["algorithm"], t["num_workers"]): t["ray"]["num_actors"] for t in grid.trials()}
     assert actors[("dana", 4)] == 4 and actors[("dana", 32)] == 32 and actors[("baseline", 1)] == 1
 
 
@@ -104,7 +104,7 @@ def test_tune_config_round_trip():
     assert parse_cell(cell_label("nag-asgd", 16)) == ("nag-asgd", 16)
     fixed = {"model": "cnn", "num_actors": 4}
     assert trial_from_tune({"cell": "dana N=16", "schedule": "gamma", "seed": 2, "_fixed": fixed}) == dict(
-        model="cnn", algorithm="dana", num_workers=16, schedule="gamma", seed=2, num_actors=4)
+        model="cnn", algorithm="dana", num_workers=16, schedule="gamma", seed=2, ray={"num_actors": 4})
 
 
 BAD = {

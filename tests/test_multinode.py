@@ -175,14 +175,14 @@ def test_server_shards_land_on_distinct_nodes_and_compute_one_servers_run(cluste
 
     from dana_ray.config import TrialConfig
     from dana_ray.engine.ray_executor import RayExecutor
-    from dana_ray.executors import EXECUTORS, RESERVATIONS
+    from dana_ray.executors import EXECUTORS, reservation
 
     for _ in range(2):
         cluster.add_node(num_cpus=2)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     cfg = TrialConfig.from_dict(dict(BASE, server_shards=2, server_cpus=0.5, cpus_per_actor=0.5))
-    settings = {k: getattr(cfg, k) for k in RESERVATIONS}
+    settings = reservation(cfg)
     spec = EXECUTORS["ray"]
     bundles = spec.bundles(settings, cfg.num_workers, 0.0)[1:]  # Tune leaves an empty trial bundle out
     group = placement_group(bundles, strategy=spec.strategy(settings))

@@ -127,11 +127,10 @@ def test_an_executor_of_ones_own_is_one_file_and_gives_the_local_numbers(plugin_
 
     mine = str(plugin_dir / "my_executor.py")
     base = dict(model="cnn", model_options={"channels": 4}, dataset="digits", algorithm="dana", num_workers=4,
-                epochs=1, batch_size=32, lr=0.05, lr_decay_epochs=[], cpu_threads=1, max_steps_per_epoch=30,
-                num_actors=2)
-    threaded = run(dict(base, plugins=[mine]), executor="threads")
+                epochs=1, batch_size=32, lr=0.05, lr_decay_epochs=[], cpu_threads=1, max_steps_per_epoch=30)
+    threaded = run(dict(base, plugins=[mine], threads={"num_threads": 2}), executor="threads")
     assert threaded["params_sha256"] == run(base)["params_sha256"]
-    assert "threads" in EXECUTORS and trial_need({"cpus_per_actor": 0.5, "num_actors": 2}, 4, "threads", 0.25)[0] == 1.0
+    assert "threads" in EXECUTORS and trial_need({"cpus_per_actor": 0.5, "num_threads": 2}, 4, "threads", 0.25)[0] == 1.0
     with pytest.raises(ValueError, match=r"executor: 'threads' does not keep worker-side state"):
         run(dict(base, plugins=[mine], algorithm="dana-slim"), executor="threads")
     assert main(["--plugins", mine, "--executor", "threads", "--algorithm", "asgd", "--num-workers", "2",

@@ -37,8 +37,8 @@ def test_settings_the_grid_gives_that_cannot_fit_are_refused_naming_them_and_the
     assert str(refused.value) == (
         "resources: a trial of N=4 needs 5.25 CPUs and 0 GPUs (trial_cpus 0.25 + server_cpus 1 + 4 actors x 1 CPU)"
         ", and this cluster has 2 CPUs and 0 GPUs (at most 2 CPUs and 0 GPUs on one node) and cannot grow; lower "
-        "num_actors, cpus_per_actor in the grid's trial: section, or leave them unset to have them sized")
-    with pytest.raises(ValueError, match=r"needs 2 CPUs and 1 GPUs .*1 actors x 0.875 CPU \+ 1 GPU.*lower gpus_per_actor"):
+        "ray.num_actors, compute.cpus_per_actor in the grid's trial: section, or leave them unset to have them sized")
+    with pytest.raises(ValueError, match=r"needs 2 CPUs and 1 GPUs .*1 actors x 0.875 CPU \+ 1 GPU.*lower compute.gpus_per_actor"):
         fit({"gpus_per_actor": 1}, [4], "ray", 0.25, LAPTOP)  # GPUs are never sized away
 
 

@@ -158,9 +158,9 @@ def test_server_shards_are_refused_where_they_cannot_run():
     from dana_ray.executors import check_supports
     from dana_ray.trial import run
 
-    with pytest.raises(ValueError, match=r"^server_shards: expected an integer in \[1, 256\], got 0$"):
+    with pytest.raises(ValueError, match=r"^ray.server_shards: expected an integer in \[1, 256\], got 0$"):
         TrialConfig.from_dict({"server_shards": 0})
-    with pytest.raises(ValueError, match=r"^server_shards: executor 'local' holds θ in one process; server_shards 2 "
+    with pytest.raises(ValueError, match=r"^ray.server_shards: executor 'local' holds θ in one process; server_shards 2 "
                                          r"needs an executor with server shards \(ray(, .+)?\)$"):
         run({"server_shards": 2, "epochs": 1})
     with pytest.raises(ValueError, match=r"^tune\.executor: executor 'local' holds θ"):
@@ -175,10 +175,10 @@ def test_server_shards_are_refused_where_they_cannot_run():
             self.params.sub_(grad / float(grad.norm()), alpha=lr)
 
     try:
-        with pytest.raises(ValueError, match=r"^server_shards: algorithm 'test-normalised-sgd' reads across "
+        with pytest.raises(ValueError, match=r"^ray.server_shards: algorithm 'test-normalised-sgd' reads across "
                                              r"coordinates \(per_coordinate = False\)"):
             TrialConfig.from_dict({"algorithm": "test-normalised-sgd", "server_shards": 2})
-        assert TrialConfig.from_dict({"algorithm": "test-normalised-sgd"}).server_shards == 1
+        assert TrialConfig.from_dict({"algorithm": "test-normalised-sgd"}).option("server_shards") == 1
     finally:
         ALGORITHMS._entries.pop("test-normalised-sgd")
 

@@ -11,6 +11,7 @@ import os
 
 import pytest
 
+from dana_ray.config import get_option
 from dana_ray.grid import REPO_CONFIGS, load_grid
 from dana_ray.report import load_experiment, render
 from dana_ray.sweep import main
@@ -53,6 +54,8 @@ def test_a_table_grid_runs_end_to_end(name, data, tmp_path, capsys):
     assert set(trials["algorithm"]) == set(grid.axes["algorithm"])
     ran = load_grid(str(tmp_path / name / "grid.yaml"))  # what ran: the grid's model, batch and settings
     for key in ("model", "dataset", "batch_size", "lr", "momentum", "weight_decay", "weight_decay_at",
-                "warmup_epochs", "lr_decay_epochs", "fused_updates"):
+                "warmup_epochs", "lr_decay_epochs"):
         assert ran.trial.get(key) == grid.trial.get(key), key
+    assert get_option(ran.trial, "fused_updates") == get_option(grid.trial, "fused_updates")
+    assert ran.per == grid.per
     assert "###" in render(trials)

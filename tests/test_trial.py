@@ -295,16 +295,20 @@ def test_cli_has_a_flag_for_every_config_field_and_each_reaches_the_config(monke
     import dana_ray.trial as trial
     from dana_ray.config import TrialConfig
 
+    from dana_ray.config import SECTIONS
+
     flags = {a.dest for a in trial._parser()._actions}
-    assert {f.name for f in dataclasses.fields(TrialConfig)} <= flags
+    options = {o for _, spec in SECTIONS.items() for o in spec.options}
+    assert {f.name for f in dataclasses.fields(TrialConfig)} - {"sections"} | options <= flags
     seen = []
     monkeypatch.setattr(trial, "run", lambda cfg, *a, **k: seen.append(cfg) or run(cfg, *a, **k))
     assert main(["--max-steps-per-epoch", "3", "--prefetch-batches", "0", "--max-actor-restarts", "1",
                  "--actor-start-timeout-s", "5", "--jobs-per-call", "4", "--no-fused-updates", "--epochs", "1",
                  "--lr-decay-epochs", "--quiet"]) == 0
     cfg = seen[0]
-    assert (cfg.max_steps_per_epoch, cfg.prefetch_batches, cfg.max_actor_restarts, cfg.actor_start_timeout_s,
-            cfg.jobs_per_call, cfg.fused_updates, cfg.lr_decay_epochs) == (3, 0, 1, 5.0, 4, False, ())
+    assert (cfg.max_steps_per_epoch, cfg.compute.prefetch_batches, cfg.option("max_actor_restarts"),
+            cfg.option("actor_start_timeout_s"), cfg.option("jobs_per_call"), cfg.compute.fused_updates,
+            cfg.lr_decay_epochs) == (3, 0, 1, 5.0, 4, False, ())
     assert trial._parser().parse_args(["--jobs-per-call", "auto"]).jobs_per_call == "auto"
 
 

@@ -344,10 +344,39 @@ class UpdateRule:
 
 class RoundRule(UpdateRule):
     """A synchronous rule: every round, each of the N workers sends one result computed at the same θ; the
-    rule combines them and moves θ once the round is complete (its ``_apply`` returns whether it did), and
-    only then are the workers sent new points: optax's ``MultiSteps`` shape, expressed here once."""
+    results are summed, and once the round is complete the rule moves θ (``_step_round``) and only then are
+    the workers sent new points: optax's ``MultiSteps`` shape, written here once.
+
+    A subclass allocates the sum (a zero d-vector named ``round_sum``, listed with ``contributed`` in its
+    ``_tensor_state``; ``_allocate_round`` does both) and writes ``_step_round(lr)``, which reads the sum and
+    leaves it zeroed."""
 
     synchronous = True
+    #: the attribute holding the round's sum of results
+    round_sum: ClassVar[str] = "round_sum"
+
+    def _allocate_round(self) -> None:
+        setattr(self, self.round_sum, self._zeros())
+        self.contributed = torch.zeros(self.num_workers, dtype=torch.bool, device=self.params.device)
+
+    def _apply(self, worker: int, grad: Tensor, lr: float, point: Tensor | None, delay: int) -> bool:
+        if self.contributed[worker]:
+            raise ValueError(f"worker: {self.name!r} takes one result per worker per round; worker {worker} already "
+                             f"sent one this round (still missing: {self.missing_workers()})")
+        getattr(self, self.round_sum).add_(grad)
+        self.contributed[worker] = True
+        if not bool(self.contributed.all()):
+            return False
+        self._step_round(lr)
+        self.contributed.zero_()
+        return True
+
+    def _step_round(self, lr: float) -> None:
+        raise NotImplementedError
+
+    def missing_workers(self) -> list[int]:
+        """Workers whose result the current round still waits for."""
+        return [i for i in range(self.num_workers) if not self.contributed[i]]
 
     def workers_to_send(self, worker: int) -> Sequence[int]:
         return range(self.num_workers) if self.moved else ()

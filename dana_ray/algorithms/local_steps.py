@@ -150,26 +150,17 @@ class DiLoCo(_LocalStepsRule, RoundRule):
 
     vectors_per_update = 2 + 1 + 2  # per result: read Δ, ΣΔ; write ΣΔ.  params_for: copy θ
     _tensor_state = ("params", "outer_velocity", "delta_sum", "contributed")
+    round_sum = "delta_sum"
 
     def _allocate(self) -> None:
         self.outer_velocity = self._zeros()
-        self.delta_sum = self._zeros()
-        self.contributed = torch.zeros(self.num_workers, dtype=torch.bool, device=self.params.device)
+        self._allocate_round()
 
-    def _apply(self, worker: int, delta: Tensor, lr: float, point: Tensor | None, delay: int) -> bool:
-        if self.contributed[worker]:
-            raise ValueError(f"worker: 'diloco' takes one result per worker per round; worker {worker} already "
-                             f"sent one this round")
-        self.delta_sum.add_(delta)
-        self.contributed[worker] = True
-        if not bool(self.contributed.all()):
-            return False
+    def _step_round(self, lr: float) -> None:
         self._kernel(diloco_round_update)(
             self.params, self.outer_velocity, self.delta_sum, num_workers=float(self.num_workers),
             lr=self.option_values["outer_lr"], momentum=self.option_values["outer_momentum"],
             weight_decay=self.weight_decay)
-        self.contributed.zero_()
-        return True
 
 
 def delayed_nesterov_plain(params: Tensor, delta_sum: Tensor, delta: Tensor, *, lr: Scalar, every: Scalar,

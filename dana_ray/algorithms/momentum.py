@@ -145,31 +145,16 @@ class SSGD(RoundRule):
     #: d-vectors moved once per round of N gradients (the step: read Σg, v, θ; write v, θ and Σg zeroed).
     vectors_per_round: ClassVar[int] = 6
     _tensor_state = ("params", "velocity", "grad_sum", "contributed")
+    round_sum = "grad_sum"
 
     def _allocate(self) -> None:
         self.velocity = self._zeros()
-        self.grad_sum = self._zeros()
-        self.contributed = torch.zeros(self.num_workers, dtype=torch.bool, device=self.params.device)
+        self._allocate_round()
 
-    def _apply(self, worker: int, grad: Tensor, lr: float, point: Tensor | None, delay: int) -> bool:
-        if self.contributed[worker]:
-            raise ValueError(
-                f"worker: 'ssgd' takes one gradient per worker per round; worker {worker} already sent one "
-                f"this round (still missing: {self.missing_workers()})"
-            )
-        self.grad_sum.add_(grad)
-        self.contributed[worker] = True
-        if not bool(self.contributed.all()):
-            return False
+    def _step_round(self, lr: float) -> None:
         self._kernel(ssgd_round_update)(self.params, self.velocity, self.grad_sum,
                                         num_workers=float(self.num_workers), lr=lr, momentum=self.momentum,
                                         weight_decay=self.weight_decay)
-        self.contributed.zero_()
-        return True
-
-    def missing_workers(self) -> list[int]:
-        """Workers whose gradient the current round still waits for."""
-        return [i for i in range(self.num_workers) if not self.contributed[i]]
 
 
 @register_rule("asgd")

@@ -50,7 +50,7 @@ def trial_data(cfg: TrialConfig, threads: int = 1) -> DataSet:
 
 def build_worker(cfg: TrialConfig, device: torch.device | str | None = None,
                  decode_threads: int | None = None) -> GradientWorker:
-    """Load the data and build the seeded model replica on ``device`` (default: ``cfg.device`` resolved).
+    """Load the data and build the seeded model replica on ``device`` (default: ``cfg.compute.device`` resolved).
     ``decode_threads``: for a file-decoded data set whose options leave ``threads`` unset (default: the
     torch threads this process computes on; a gradient actor passes its reserved CPUs)."""
     data = trial_data(cfg, threads=decode_threads or torch.get_num_threads())
@@ -60,12 +60,12 @@ def build_worker(cfg: TrialConfig, device: torch.device | str | None = None,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         module = make_model(cfg.model, data.num_classes, data.in_channels, **cfg.model_options)
-    model = FlatModel(module, device if device is not None else resolve_device(cfg.device))
+    model = FlatModel(module, device if device is not None else resolve_device(cfg.compute.device))
     options = cfg.rule.resolved_options(cfg.algorithm_options)
     return GradientWorker(model, data, cfg.batch_size, cfg.seed,
-                          cfg.weight_decay if cfg.weight_decay_at == "worker" else 0.0, cfg.eval_batch_size,
+                          cfg.weight_decay if cfg.weight_decay_at == "worker" else 0.0, cfg.compute.eval_batch_size,
                           worker_side=cfg.rule.make_worker_side(cfg.momentum, options),
-                          prefetch=cfg.prefetch_batches)
+                          prefetch=cfg.compute.prefetch_batches)
 
 
 def build_rule(cfg: TrialConfig, params: torch.Tensor, steps_per_epoch: int, fused: bool | None = None) -> UpdateRule:
@@ -74,7 +74,7 @@ def build_rule(cfg: TrialConfig, params: torch.Tensor, steps_per_epoch: int, fus
                     cfg.warmup_start, cfg.num_workers)
     return make_algorithm(cfg.algorithm, params, cfg.num_workers, lr, cfg.momentum,
                           weight_decay=cfg.weight_decay if cfg.weight_decay_at == "master" else 0.0,
-                          fused=cfg.fused_updates if fused is None else fused, **cfg.algorithm_options)
+                          fused=cfg.compute.fused_updates if fused is None else fused, **cfg.algorithm_options)
 
 
 def build_schedule(cfg: TrialConfig) -> Schedule | None:
@@ -87,7 +87,7 @@ def build_master(cfg: TrialConfig, params: torch.Tensor, bn_stats: torch.Tensor,
                  steps_per_epoch: int) -> Master:
     """The rule (starting at ``params``), the schedule and the master's BatchNorm statistics."""
     return Master(build_rule(cfg, params, steps_per_epoch), build_schedule(cfg), bn_stats, bn_momentum,
-                  fused=cfg.fused_updates)
+                  fused=cfg.compute.fused_updates)
 
 
 def build_sequencer(cfg: TrialConfig, shards: ShardSet, bn_stats: torch.Tensor, bn_momentum: float,

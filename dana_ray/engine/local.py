@@ -22,8 +22,8 @@ class LocalExecutor(MasterLoop):
         """``sink``: where the trial's live figures go (``MasterLoop.watch``); its "waiting" is the time spent
         computing gradients, so the busy fraction is the share of stepping spent on the master's side."""
         self._threads = torch.get_num_threads()
-        if cfg.cpu_threads is not None:
-            torch.set_num_threads(cfg.cpu_threads)
+        if cfg.compute.cpu_threads is not None:
+            torch.set_num_threads(cfg.compute.cpu_threads)
         self.worker = build_worker(cfg)
         self.steps_per_epoch = self.worker.steps_per_epoch
         self.num_classes = self.worker.data.num_classes
@@ -32,7 +32,7 @@ class LocalExecutor(MasterLoop):
         self.master = build_master(cfg, params, bn_stats, self.worker.model.bn_momentum, self.steps_per_epoch)
         self.master.start()
         self.watch(sink)
-        self.vmap_jobs = cfg.vmap_jobs
+        self.vmap_jobs = cfg.compute.vmap_jobs
         self._computed: dict[tuple[int, int], GradientResult] = {}  # (worker, batch) -> result, ahead of use
 
     def run_steps(self, steps: int) -> None:

@@ -34,7 +34,7 @@ import numpy as np
 import ray
 import torch
 
-from dana_ray.config import TrialConfig
+from dana_ray.config import Section, TrialConfig
 from dana_ray.engine.build import build_master, build_worker, resolve_device
 from dana_ray.engine.executor import Executor, MasterLoop
 from dana_ray.engine.dispatch import Dispatcher, SlotLost, run_steps
@@ -58,6 +58,12 @@ def as_tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array)
 
 
+
+def ray_options(cfg: TrialConfig) -> Section:
+    """The config's ``ray:`` section: this executor's own options (``executors.RAY_OPTIONS``)."""
+    return cfg.section("ray")
+
+
 class Worker:
     """A gradient actor: one model replica serving any logical worker's jobs."""
 
@@ -68,12 +74,12 @@ class Worker:
     def reset(self, config: dict, index: int) -> None:
         """Serve a new trial: its model replica and worker side; the data set is kept if it is the same."""
         cfg = TrialConfig.received(config)
-        torch.set_num_threads(cfg.cpu_threads or max(1, round(cfg.cpus_per_actor)))
-        self.index, self.device = index, resolve_device(cfg.device)
-        self.vmap_jobs = cfg.vmap_jobs
+        torch.set_num_threads(cfg.compute.cpu_threads or max(1, round(cfg.compute.cpus_per_actor)))
+        self.index, self.device = index, resolve_device(cfg.compute.device)
+        self.vmap_jobs = cfg.compute.vmap_jobs
         if getattr(self, "worker", None) is not None:
             self.worker.close()
-        self.worker = build_worker(cfg, self.device, decode_threads=max(1, round(cfg.cpus_per_actor)))
+        self.worker = build_worker(cfg, self.device, decode_threads=max(1, round(cfg.compute.cpus_per_actor)))
 
     def _to_host(self, tensors: list[torch.Tensor]) -> list[np.ndarray]:
         """Results as numpy arrays for the object store. On the CPU: views, no copy. On a GPU: one DMA each
@@ -200,7 +206,7 @@ class ParameterServer(MasterLoop):
         self.cfg = TrialConfig.received(config)
         # The update is memory-bound: use every core reserved for the server (Ray starts actors with one
         # torch thread whatever num_cpus).
-        torch.set_num_threads(max(1, round(self.cfg.server_cpus)))
+        torch.set_num_threads(max(1, round(ray_options(self.cfg).server_cpus)))
         self.name, self.restarts = name, 0
         self.traffic = Traffic()  # this trial's running totals (restarts while starting included)
 
@@ -216,7 +222,7 @@ class ParameterServer(MasterLoop):
         # A rule with worker-side state keeps logical worker i on actor slot i % P, which holds its state;
         # otherwise each job goes to the least-loaded actor.
         self._call_overhead_s = None
-        self.dispatcher = Dispatcher(self, per_call=self.cfg.jobs_per_call, vmap_jobs=self.cfg.vmap_jobs,
+        self.dispatcher = Dispatcher(self, per_call=ray_options(self.cfg).jobs_per_call, vmap_jobs=self.cfg.compute.vmap_jobs,
                                      num_workers=self.cfg.num_workers,
                                      sticky=self.master.rule.has_worker_side(), traffic=self.traffic)
         for job in self.master.start():
@@ -357,8 +363,8 @@ class ParameterServer(MasterLoop):
         worker-side state (what is lost: ``worker_side_loss``) or ``max_actor_restarts`` are used up."""
         if self.dispatcher.sticky:
             raise RuntimeError(f"{who} died{worker_side_loss}; resume the trial from its last checkpoint: {cause}")
-        if self.restarts >= self.cfg.max_actor_restarts:
-            raise RuntimeError(f"{who} died and max_actor_restarts={self.cfg.max_actor_restarts} replacements "
+        if self.restarts >= ray_options(self.cfg).max_actor_restarts:
+            raise RuntimeError(f"{who} died and max_actor_restarts={ray_options(self.cfg).max_actor_restarts} replacements "
                                f"are used up: {cause}")
         self.restarts += 1
 
@@ -372,7 +378,7 @@ class ParameterServer(MasterLoop):
                      "fallback_strategy": [{"label_selector": {}}]}
         else:
             where = {}
-        return self.worker_class.options(name=name, num_cpus=self.cfg.cpus_per_actor, num_gpus=self.cfg.gpus_per_actor,
+        return self.worker_class.options(name=name, num_cpus=self.cfg.compute.cpus_per_actor, num_gpus=self.cfg.compute.gpus_per_actor,
                                          **where).remote(self.cfg.to_dict(), slot)
 
     def _actor_name(self, slot: int) -> str:
@@ -381,8 +387,8 @@ class ParameterServer(MasterLoop):
 
     def _await_ready(self, slots: Any, why: str) -> None:
         """Wait until the gradient actors in ``slots`` run (see ``_await_running``)."""
-        wants = f"{self.cfg.cpus_per_actor:g} CPU" + (f", {self.cfg.gpus_per_actor:g} GPU" if self.cfg.gpus_per_actor else "")
-        await_running(self.actors, self.nodes, self._actor_name, slots, wants, why, self.cfg.actor_start_timeout_s)
+        wants = f"{self.cfg.compute.cpus_per_actor:g} CPU" + (f", {self.cfg.compute.gpus_per_actor:g} GPU" if self.cfg.compute.gpus_per_actor else "")
+        await_running(self.actors, self.nodes, self._actor_name, slots, wants, why, ray_options(self.cfg).actor_start_timeout_s)
 
 
 def await_running(actors: list, nodes: list, name_of: Any, slots: Any, wants: str, why: str, timeout_s: float) -> None:
@@ -437,18 +443,18 @@ def actor_count(cfg: TrialConfig, placement_group: Any = None) -> int:
     """P: ``num_actors`` (at most N: an actor beyond one per logical worker would idle); unset, N in a
     trial's placement group (which reserves one bundle per worker, ``dana_ray.executors``), else what the
     cluster can place now."""
-    if cfg.num_actors:
-        return min(cfg.num_workers, cfg.num_actors)
+    if ray_options(cfg).num_actors:
+        return min(cfg.num_workers, ray_options(cfg).num_actors)
     return cfg.num_workers if placement_group is not None else default_num_actors(cfg)
 
 
 def default_num_actors(cfg: TrialConfig) -> int:
     """min(N, the actors of this size that the cluster's free resources hold now), at least 1."""
     free = ray.available_resources()
-    if cfg.gpus_per_actor > 0:
-        capacity = int(free.get("GPU", 0) // cfg.gpus_per_actor)
-    elif cfg.cpus_per_actor > 0:
-        capacity = int(max(free.get("CPU", 0) - cfg.server_cpus, 0) // cfg.cpus_per_actor)
+    if cfg.compute.gpus_per_actor > 0:
+        capacity = int(free.get("GPU", 0) // cfg.compute.gpus_per_actor)
+    elif cfg.compute.cpus_per_actor > 0:
+        capacity = int(max(free.get("CPU", 0) - ray_options(cfg).server_cpus, 0) // cfg.compute.cpus_per_actor)
     else:
         capacity = cfg.num_workers
     return max(1, min(cfg.num_workers, capacity))
@@ -486,8 +492,8 @@ class RayExecutor(Executor):
 
     @staticmethod
     def _key(cfg: TrialConfig, placement_group: Any, metrics: bool) -> tuple:
-        return (actor_count(cfg, placement_group), cfg.cpus_per_actor, cfg.gpus_per_actor, cfg.server_cpus,
-                cfg.server_shards,
+        return (actor_count(cfg, placement_group), cfg.compute.cpus_per_actor, cfg.compute.gpus_per_actor, ray_options(cfg).server_cpus,
+                ray_options(cfg).server_shards,
                 None if placement_group is None else placement_group.id.hex(), metrics)
 
     def __init__(self, cfg: TrialConfig, name: str | None = None, worker_class: Any = None,
@@ -500,7 +506,7 @@ class RayExecutor(Executor):
         self.name = name or f"trial-{uuid.uuid4().hex[:8]}"
         self.key: tuple | None = None  # set when borrowed: the executor may go back to the pool
         self.num_actors = actor_count(cfg, placement_group)
-        shards = cfg.server_shards if cfg.server_shards > 1 else 0
+        shards = ray_options(cfg).server_shards if ray_options(cfg).server_shards > 1 else 0
         args = [cfg.to_dict(), self.name, self.num_actors, worker_class, placement_group, metrics]
         if shards:
             from dana_ray.engine.ray_shards import RemoteShardedParameterServer as server_class
@@ -508,7 +514,7 @@ class RayExecutor(Executor):
         else:
             server_class = RemoteParameterServer
         self.server = server_class.options(
-            name=f"{self.name}/ParameterServer", num_cpus=cfg.server_cpus,
+            name=f"{self.name}/ParameterServer", num_cpus=ray_options(cfg).server_cpus,
             **in_bundle(placement_group, server_bundle(placement_group, self.num_actors, shards)),
         ).remote(*args)
         try:

@@ -38,7 +38,7 @@ from dana_ray.config import TrialConfig
 from dana_ray.engine.build import build_rule, build_sequencer
 from dana_ray.engine.dispatch import SlotLost
 from dana_ray.engine.master import GradientResult, Job, Master
-from dana_ray.engine.ray_executor import (ParameterServer, as_tensor, await_running, cause_of, in_bundle,
+from dana_ray.engine.ray_executor import (ParameterServer, as_tensor, await_running, cause_of, in_bundle, ray_options,
                                           server_bundle)
 from dana_ray.engine.shards import ParameterShard, Sharded, ShardLost, shard_bounds
 
@@ -52,7 +52,7 @@ class ShardActor:
     def reset(self, config: dict, start: int, stop: int, steps_per_epoch: int, params: np.ndarray | None) -> None:
         """Serve a trial: its rule over ``params[start:stop]`` (None: zeros, to be loaded from a snapshot)."""
         cfg = TrialConfig.received(config)
-        torch.set_num_threads(max(1, round(cfg.server_cpus)))  # the update is memory-bound: every reserved core
+        torch.set_num_threads(max(1, round(ray_options(cfg).server_cpus)))  # the update is memory-bound: every reserved core
         initial = torch.from_numpy(params[start:stop].copy()) if params is not None else torch.zeros(stop - start)
         self.shard = ParameterShard(build_rule(cfg, initial, steps_per_epoch))
 
@@ -128,7 +128,7 @@ class ShardedParameterServer(ParameterServer):
                  placement_group: Any = None, export_metrics: bool = False, shard_class: Any = None) -> None:
         """As ``ParameterServer``; ``shard_class``: the remote class of the shards (default ``ShardActor``)."""
         super().__init__(config, name, num_actors, worker_class, placement_group, export_metrics)
-        self.num_shards = self.cfg.server_shards
+        self.num_shards = ray_options(self.cfg).server_shards
         self.shard_class = shard_class or RemoteShardActor
         self.shards: list[ray.actor.ActorHandle] = []
         self.shard_nodes: list[str | None] = [None] * self.num_shards
@@ -158,12 +158,12 @@ class ShardedParameterServer(ParameterServer):
                               server_bundle(self.placement_group, self.num_actors, self.num_shards) + 1 + k)
         else:
             where = {"scheduling_strategy": "SPREAD"}
-        return self.shard_class.options(name=self._shard_name(k), num_cpus=self.cfg.server_cpus, **where).remote(*args)
+        return self.shard_class.options(name=self._shard_name(k), num_cpus=ray_options(self.cfg).server_cpus, **where).remote(*args)
 
     def _await_shards(self, ks: Any, why: str) -> None:
         """Wait at most ``actor_start_timeout_s`` for the shards in ``ks``; then fail with one line."""
-        await_running(self.shards, self.shard_nodes, self._shard_name, ks, f"{self.cfg.server_cpus:g} CPU", why,
-                      self.cfg.actor_start_timeout_s)
+        await_running(self.shards, self.shard_nodes, self._shard_name, ks, f"{ray_options(self.cfg).server_cpus:g} CPU", why,
+                      ray_options(self.cfg).actor_start_timeout_s)
 
     def get(self, refs: list[ray.ObjectRef]) -> list:
         """``ray.get``, a dead shard's error raised as ``ShardLost``."""
