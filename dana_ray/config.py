@@ -26,13 +26,13 @@ from typing import Any, Callable
 import torch
 
 from dana_ray.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, make_algorithm
-from dana_ray.checks import check_integer, check_name, check_number, is_number
+from dana_ray.checks import (boolean, check_integer, check_name, check_number, integer, is_number, number, one_of,
+                             optional)
 from dana_ray.data import DATASETS
 from dana_ray.lr_schedule import WARMUP_STARTS
 from dana_ray.models import MODELS, check_model
 from dana_ray.plugins import load_plugins, normalize
 from dana_ray.registry import Option, Registry, resolve_options
-from dana_ray.checks import boolean, integer, number, one_of, optional
 from dana_ray.schedules import SCHEDULES, make_schedule
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -118,7 +118,8 @@ def section_of(option: str) -> str | None:
 def nested(config: dict[str, Any]) -> dict[str, Any]:
     """``config`` (a trial config or a grid's ``trial:``) with every top-level key that is a section's
     option moved into that section (a new dict; sections copied)."""
-    out = {key: (dict(value) if key in SECTIONS and isinstance(value, dict) else value) for key, value in config.items()}
+    out = {key: (dict(value) if key in SECTIONS and isinstance(value, dict) else value)
+           for key, value in config.items()}
     for key in list(out):
         owner = section_of(key) if key not in SECTIONS else None
         if owner is None:
@@ -183,12 +184,13 @@ class TrialConfig:
     data_dir: str | None = _field(None, "where cifar10/cifar100/imagefolder/... live (never downloaded)")
     dataset_options: dict = _field(dict, "the data set's own options", factory=True)
     plugins: tuple = _field((), "modules (or .py files) registering rules, data sets, models")
-    # how
+    # the rule, its workers, their order
     algorithm: str = _field(DEFAULT_ALGORITHM, "a name in dana_ray.algorithms.ALGORITHMS")
     algorithm_options: dict = _field(dict, "the rule's own options, e.g. {\"dc_lambda\": 0.04}", factory=True)
     num_workers: int = _field(1, "N logical workers")
     schedule: str = _field("round-robin", "a name in SCHEDULES, or \"arrival\" (Ray executor only)")
-    schedule_options: dict = _field(dict, "the schedule's own options, e.g. {\"slow_fraction\": 0.25, \"slow_factor\": 2}", factory=True)
+    schedule_options: dict = _field(dict, "the schedule's own options, e.g. {\"slow_fraction\": 0.25, "
+                                          "\"slow_factor\": 2}", factory=True)
     seed: int = _field(0, "model init, data order, augmentation, schedule")
     # hyperparameters, the single worker's: DANA's point is that they stay unchanged as N grows. The defaults
     # are tuned for the baseline on the embedded digits (about 2% test error).
@@ -196,11 +198,12 @@ class TrialConfig:
     epochs: int = _field(20, "an epoch = len(train set) // batch_size gradients, whatever N")
     max_steps_per_epoch: int | None = _field(None, "apply at most this many gradients per epoch (quick checks)")
     lr: float = _field(0.05, "η")
-    lr_decay_epochs: tuple = _field((10, 15), "η is multiplied by lr_decay_factor at each of these epochs (none: constant)",
-                                    item=float)
+    lr_decay_epochs: tuple = _field((10, 15), "η is multiplied by lr_decay_factor at each of these epochs "
+                                              "(none: constant)", item=float)
     lr_decay_factor: float = _field(0.1, "what η is multiplied by at each of lr_decay_epochs")
     warmup_epochs: float = _field(0.0, "linear warm-up over these first epochs (0: none)")
-    warmup_start: str = _field("lr/N", "where it starts: \"lr/N\" (the DANA authors'; none when N = 1) or \"lr/steps\" (η·(t+1)/W, from almost zero); see lr_schedule.py")
+    warmup_start: str = _field("lr/N", "where it starts: \"lr/N\" (the DANA authors'; none when N = 1) or "
+                                       "\"lr/steps\" (η·(t+1)/W, from almost zero); see lr_schedule.py")
     momentum: float = _field(0.9, "γ")
     weight_decay: float = _field(5e-4, "λ (where: weight_decay_at)")
     weight_decay_at: str = _field("worker", "\"worker\": + λx at the worker's point; \"master\": + λθ when applied")
@@ -272,7 +275,8 @@ class TrialConfig:
         # with the config, so a process that lacks another plug-in executor's section can still read it
         values["sections"] = {name: Section(resolve_options(name, name, given[name] or {}, SECTIONS[name].options))
                               for name in given}
-        for name, what in (("lr_decay_epochs", "a list of epochs > 0"), ("plugins", "a list of module names or .py files")):
+        for name, what in (("lr_decay_epochs", "a list of epochs > 0"),
+                           ("plugins", "a list of module names or .py files")):
             if name in values:
                 if not isinstance(values[name], (list, tuple)):
                     raise ValueError(f"{name}: expected {what}, got {values[name]!r}")

@@ -135,10 +135,13 @@ def test_restored_server_state_finishes_identically():
     assert resumed["params_sha256"] == whole["params_sha256"] == run(config)["params_sha256"]
 
 
-def test_dana_slim_momenta_stay_with_their_actor_and_restore():
-    """Worker-side momenta: logical worker i stays on actor i % P; a checkpoint gathers them from the actors
-    (as of each worker's outstanding job, computed or not) and a restored run on Ray finishes like local."""
-    config = dict(BASE, algorithm="dana-slim", num_workers=5, num_actors=2, epochs=2, schedule="gamma")
+@pytest.mark.parametrize("algorithm", ["dana-slim", "diloco", "async-diloco"])
+def test_worker_side_state_stays_with_its_actor_and_restores(algorithm):
+    """Worker-side state (dana-slim's momenta; the local-steps rules' inner optimizers, jobs of 4 batches):
+    logical worker i stays on actor i % P; a checkpoint gathers it from the actors (as of each worker's next
+    job, computed or not; for diloco mid-round: 11 jobs an epoch, rounds of 5) and a restored run on Ray
+    finishes like local."""
+    config = dict(BASE, algorithm=algorithm, num_workers=5, num_actors=2, epochs=2, schedule="gamma")
     states = []
     whole = run(config, executor="ray", checkpoint=states.append)
     assert sorted(states[0]["master"]["worker_side"]) == [0, 1, 2, 3, 4]

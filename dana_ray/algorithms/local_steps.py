@@ -121,7 +121,8 @@ class _LocalStepsRule(UpdateRule):
 
 def outer_nesterov_update(params: Tensor, velocity: Tensor, delta: Tensor, *, lr: Scalar, momentum: Scalar,
                           weight_decay: Scalar) -> None:
-    """``d = Δ + λθ;  u <- μ u + d;  θ <- θ - η (d + μ u)``: torch.optim.SGD(momentum=μ, nesterov=True) on Δ."""
+    """``d = Δ + λθ;  u <- μ u + d;  θ <- θ - η (d + μ u)``: torch.optim.SGD(momentum=μ, nesterov=True) on
+    Δ."""
     momentum_(velocity, momentum, delta, params, weight_decay)
     descend_(params, lr, delta, weight_decay)
     scaled_add(params, -lr * momentum, velocity)

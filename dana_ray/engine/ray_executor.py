@@ -222,8 +222,8 @@ class ParameterServer(MasterLoop):
         # A rule with worker-side state keeps logical worker i on actor slot i % P, which holds its state;
         # otherwise each job goes to the least-loaded actor.
         self._call_overhead_s = None
-        self.dispatcher = Dispatcher(self, per_call=ray_options(self.cfg).jobs_per_call, vmap_jobs=self.cfg.compute.vmap_jobs,
-                                     num_workers=self.cfg.num_workers,
+        self.dispatcher = Dispatcher(self, per_call=ray_options(self.cfg).jobs_per_call,
+                                     vmap_jobs=self.cfg.compute.vmap_jobs, num_workers=self.cfg.num_workers,
                                      sticky=self.master.rule.has_worker_side(), traffic=self.traffic)
         for job in self.master.start():
             self.dispatcher.dispatch(job)
@@ -363,9 +363,9 @@ class ParameterServer(MasterLoop):
         worker-side state (what is lost: ``worker_side_loss``) or ``max_actor_restarts`` are used up."""
         if self.dispatcher.sticky:
             raise RuntimeError(f"{who} died{worker_side_loss}; resume the trial from its last checkpoint: {cause}")
-        if self.restarts >= ray_options(self.cfg).max_actor_restarts:
-            raise RuntimeError(f"{who} died and max_actor_restarts={ray_options(self.cfg).max_actor_restarts} replacements "
-                               f"are used up: {cause}")
+        most = ray_options(self.cfg).max_actor_restarts
+        if self.restarts >= most:
+            raise RuntimeError(f"{who} died and max_actor_restarts={most} replacements are used up: {cause}")
         self.restarts += 1
 
     def _spawn(self, slot: int) -> ray.actor.ActorHandle:
@@ -387,8 +387,10 @@ class ParameterServer(MasterLoop):
 
     def _await_ready(self, slots: Any, why: str) -> None:
         """Wait until the gradient actors in ``slots`` run (see ``_await_running``)."""
-        wants = f"{self.cfg.compute.cpus_per_actor:g} CPU" + (f", {self.cfg.compute.gpus_per_actor:g} GPU" if self.cfg.compute.gpus_per_actor else "")
-        await_running(self.actors, self.nodes, self._actor_name, slots, wants, why, ray_options(self.cfg).actor_start_timeout_s)
+        compute = self.cfg.compute
+        wants = f"{compute.cpus_per_actor:g} CPU" + (f", {compute.gpus_per_actor:g} GPU" if compute.gpus_per_actor else "")
+        await_running(self.actors, self.nodes, self._actor_name, slots, wants, why,
+                      ray_options(self.cfg).actor_start_timeout_s)
 
 
 def await_running(actors: list, nodes: list, name_of: Any, slots: Any, wants: str, why: str, timeout_s: float) -> None:
@@ -492,9 +494,9 @@ class RayExecutor(Executor):
 
     @staticmethod
     def _key(cfg: TrialConfig, placement_group: Any, metrics: bool) -> tuple:
-        return (actor_count(cfg, placement_group), cfg.compute.cpus_per_actor, cfg.compute.gpus_per_actor, ray_options(cfg).server_cpus,
-                ray_options(cfg).server_shards,
-                None if placement_group is None else placement_group.id.hex(), metrics)
+        own = ray_options(cfg)
+        return (actor_count(cfg, placement_group), cfg.compute.cpus_per_actor, cfg.compute.gpus_per_actor,
+                own.server_cpus, own.server_shards, None if placement_group is None else placement_group.id.hex(), metrics)
 
     def __init__(self, cfg: TrialConfig, name: str | None = None, worker_class: Any = None,
                  placement_group: Any = None, metrics: bool = False, shard_class: Any = None) -> None:
@@ -506,7 +508,7 @@ class RayExecutor(Executor):
         self.name = name or f"trial-{uuid.uuid4().hex[:8]}"
         self.key: tuple | None = None  # set when borrowed: the executor may go back to the pool
         self.num_actors = actor_count(cfg, placement_group)
-        shards = ray_options(cfg).server_shards if ray_options(cfg).server_shards > 1 else 0
+        shards = ray_options(cfg).server_shards if ray_options(cfg).server_shards > 1 else 0  # K, or none
         args = [cfg.to_dict(), self.name, self.num_actors, worker_class, placement_group, metrics]
         if shards:
             from dana_ray.engine.ray_shards import RemoteShardedParameterServer as server_class

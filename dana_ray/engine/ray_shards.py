@@ -52,7 +52,7 @@ class ShardActor:
     def reset(self, config: dict, start: int, stop: int, steps_per_epoch: int, params: np.ndarray | None) -> None:
         """Serve a trial: its rule over ``params[start:stop]`` (None: zeros, to be loaded from a snapshot)."""
         cfg = TrialConfig.received(config)
-        torch.set_num_threads(max(1, round(ray_options(cfg).server_cpus)))  # the update is memory-bound: every reserved core
+        torch.set_num_threads(max(1, round(ray_options(cfg).server_cpus)))  # memory-bound: every reserved core
         initial = torch.from_numpy(params[start:stop].copy()) if params is not None else torch.zeros(stop - start)
         self.shard = ParameterShard(build_rule(cfg, initial, steps_per_epoch))
 
@@ -158,12 +158,14 @@ class ShardedParameterServer(ParameterServer):
                               server_bundle(self.placement_group, self.num_actors, self.num_shards) + 1 + k)
         else:
             where = {"scheduling_strategy": "SPREAD"}
-        return self.shard_class.options(name=self._shard_name(k), num_cpus=ray_options(self.cfg).server_cpus, **where).remote(*args)
+        return self.shard_class.options(name=self._shard_name(k), num_cpus=ray_options(self.cfg).server_cpus,
+                                        **where).remote(*args)
 
     def _await_shards(self, ks: Any, why: str) -> None:
         """Wait at most ``actor_start_timeout_s`` for the shards in ``ks``; then fail with one line."""
-        await_running(self.shards, self.shard_nodes, self._shard_name, ks, f"{ray_options(self.cfg).server_cpus:g} CPU", why,
-                      ray_options(self.cfg).actor_start_timeout_s)
+        own = ray_options(self.cfg)
+        await_running(self.shards, self.shard_nodes, self._shard_name, ks, f"{own.server_cpus:g} CPU", why,
+                      own.actor_start_timeout_s)
 
     def get(self, refs: list[ray.ObjectRef]) -> list:
         """``ray.get``, a dead shard's error raised as ``ShardLost``."""
