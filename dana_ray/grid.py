@@ -160,7 +160,9 @@ def trial_config(fixed: dict[str, Any], algorithm: str, num_workers: int, schedu
     """One trial's config: the fixed keys, the settings of its schedule and its rule (``per``), the axes,
     and min(N, the num_actors cap) actors."""
     per = per or {}
-    config = dict(fixed, **per.get("schedule", {}).get(schedule, {}), **per.get("algorithm", {}).get(algorithm, {}))
+    config = dict(fixed)
+    config.update(per.get("schedule", {}).get(schedule, {}))
+    config.update(per.get("algorithm", {}).get(algorithm, {}))  # a rule's settings over its schedule's
     config.update(algorithm=algorithm, num_workers=num_workers, schedule=schedule, seed=seed)
     cap = get_option(config, "num_actors")
     # a cap that is not a positive integer passes through as it is, for the config's check to name it

@@ -66,6 +66,11 @@ def test_per_sets_a_schedule_and_a_rule_apart_and_survives_only_and_tune(tmp_pat
     tune_config = {"cell": cell_label("diloco", 4), "schedule": "gamma", "seed": 0, "_fixed": grid.trial, "_per": grid.per}
     assert trial_from_tune(tune_config) == [t for t in grid.trials() if (t["algorithm"], t["schedule"]) == ("diloco", "gamma")][0]
     assert len(load_grid(str(path), only={"algorithm": ["dana"]}).trials()) == 2  # per.diloco unused, still valid
+    both = tmp_path / "both.yaml"  # a rule's setting of a key its schedule also sets wins
+    both.write_text(path.read_text().replace("gamma: {schedule_options:", "gamma: {lr: 0.02, schedule_options:"))
+    lrs = {(t["algorithm"], t["schedule"]): t.get("lr") for t in load_grid(str(both)).trials()}
+    assert lrs == {("dana", "round-robin"): None, ("dana", "gamma"): 0.02, ("diloco", "round-robin"): 0.01,
+                   ("diloco", "gamma"): 0.01}
     stored = tmp_path / "stored.yaml"
     grid.to_file(str(stored))
     assert load_grid(str(stored)).per == grid.per and load_grid(str(stored)).changes_from(grid) is None
