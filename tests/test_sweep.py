@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from dana_ray.config import get_option
 from dana_ray.fits import data_key
 from dana_ray.grid import load_grid, trial_from_tune
 from dana_ray.report import load_experiment
@@ -181,7 +182,9 @@ def test_resume_continues_an_interrupted_experiment_without_redoing_finished_tri
     grid = load_grid(tiny_grid)
     grid.tune = dict(grid.tune, max_failures=0)
     # one actor per worker: a dana trial cannot borrow (and be named after) a baseline trial's pooled server
-    grid.trial = {k: v for k, v in grid.trial.items() if k != "num_actors"}
+    grid.trial = {k: ({o: w for o, w in v.items() if o != "num_actors"} if k == "ray" else v)
+                  for k, v in grid.trial.items()}
+    assert get_option(grid.trial, "num_actors") is None
     storage, path = str(tmp_path), os.path.join(str(tmp_path), "interrupted")
     results = make_tuner(grid, storage, "interrupted", callbacks=[KillOneServer()]).fit()
     assert len(results.errors) == 1
