@@ -259,9 +259,15 @@ class TrialConfig:
         if not isinstance(config, dict):
             raise ValueError(f"config: expected a dict, got {type(config).__name__}")
         values = dict(config)
+        for name, what in (("lr_decay_epochs", "a list of epochs > 0"),
+                           ("plugins", "a list of module names or .py files")):
+            if name in values:
+                if not isinstance(values[name], (list, tuple)):
+                    raise ValueError(f"{name}: expected {what}, got {values[name]!r}")
+                values[name] = tuple(values[name])
         if values.get("plugins"):  # first: a plug-in may declare a section
-            if isinstance(values["plugins"], (list, tuple)):
-                load_plugins(tuple(normalize(p) if isinstance(p, str) else p for p in values["plugins"]))
+            values["plugins"] = tuple(normalize(p) if isinstance(p, str) else p for p in values["plugins"])
+            load_plugins(values["plugins"])
         values = nested(values)
         allowed = [f.name for f in dataclasses.fields(cls) if f.name != "sections"] + list(SECTIONS)
         unknown = sorted(set(values) - set(allowed), key=str)
@@ -269,21 +275,11 @@ class TrialConfig:
             raise ValueError(f"config: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}, or an option of "
                              f"a section ({', '.join(o for _, spec in SECTIONS.items() for o in spec.options)})")
         given = {name: values.pop(name) for name in list(values) if name in SECTIONS}
-        if "sections" in config:  # a config's own to_dict() form
-            raise ValueError("config: unknown key 'sections'; write each section at the top level")
-        # the sections given, resolved (a section not given is its defaults: ``section``); only these travel
-        # with the config, so a process that lacks another plug-in executor's section can still read it
+        # the sections given, resolved and each option checked by its Option (a section not given is its
+        # defaults: ``section``); only these travel with the config, so a process that lacks another plug-in
+        # executor's section can still read it
         values["sections"] = {name: Section(resolve_options(name, name, given[name] or {}, SECTIONS[name].options))
                               for name in given}
-        for name, what in (("lr_decay_epochs", "a list of epochs > 0"),
-                           ("plugins", "a list of module names or .py files")):
-            if name in values:
-                if not isinstance(values[name], (list, tuple)):
-                    raise ValueError(f"{name}: expected {what}, got {values[name]!r}")
-                values[name] = tuple(values[name])
-        if values.get("plugins"):
-            values["plugins"] = tuple(normalize(p) if isinstance(p, str) else p for p in values["plugins"])
-            load_plugins(values["plugins"])
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -312,8 +308,7 @@ class TrialConfig:
             check_integer(name, getattr(self, name), minimum=1)
         if self.max_steps_per_epoch is not None:
             check_integer("max_steps_per_epoch", self.max_steps_per_epoch, minimum=1)
-        for name, section in self.sections.items():  # each option by its Option, then the section as a whole
-            resolve_options(name, name, dict(section), SECTIONS[name].options)
+        for name in self.sections:  # each option was checked by its Option when read: the section as a whole
             if SECTIONS[name].check is not None:
                 SECTIONS[name].check(self)
         for name in ("lr", "lr_decay_factor", "warmup_epochs", "weight_decay"):
