@@ -93,6 +93,24 @@ def numbers(low: float, above: bool = False) -> Check:
     return check
 
 
+#: Resources Ray reserves through their own settings (``num_cpus``, ``num_gpus``, ...), not by name.
+BUILTIN_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+
+
+def custom_resources() -> Check:
+    """A mapping of a cluster's custom resource names (``resources:`` of a node type) to amounts > 0."""
+    def check(field: str, value: object) -> None:
+        if not isinstance(value, dict):
+            raise ValueError(f"{field}: expected a mapping of custom resource names to amounts, e.g. "
+                             f"{{server: 1}}, got {value!r}")
+        for name, amount in value.items():
+            if not isinstance(name, str) or not name or name in BUILTIN_RESOURCES:
+                raise ValueError(f"{field}: expected a custom resource name (not one of "
+                                 f"{', '.join(BUILTIN_RESOURCES)}, which have their own settings), got {name!r}")
+            check_number(f"{field}.{name}", amount, 0.0, above=True)
+    return check
+
+
 def optional(check: Check) -> Check:
     """``check``, or None (the option left unset)."""
     return lambda field, value: None if value is None else check(field, value)

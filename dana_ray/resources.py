@@ -18,9 +18,10 @@ changed, and ``waiting_line`` says once what a trial needs that the cluster does
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from dana_ray.checks import BUILTIN_RESOURCES
 from dana_ray.config import given_options, section_of
 from dana_ray.executors import EXECUTORS, RESERVATIONS, need, reservation
 
@@ -39,9 +40,11 @@ class Cluster:
     gpus: float
     node_cpus: float      # on the largest node: one bundle must fit on one node
     node_gpus: float
+    custom: dict[str, float] = field(default_factory=dict)  # custom resources (``server: 4``), in all
 
     def describe(self) -> str:
-        return f"{_n(self.cpus)} CPUs and {_n(self.gpus)} GPUs"
+        custom = "".join(f", {_n(amount)} {name}" for name, amount in sorted(self.custom.items()))
+        return f"{_n(self.cpus)} CPUs{custom} and {_n(self.gpus)} GPUs"
 
 
 def _n(value: float) -> str:
@@ -54,11 +57,23 @@ def trial_need(settings: dict[str, Any], workers: int, executor: str, trial_cpus
     return need(EXECUTORS[executor].bundles(_settings(settings), workers, trial_cpus))
 
 
+def custom_need(settings: dict[str, Any], workers: int, executor: str, trial_cpus: float) -> dict[str, float]:
+    """The custom resources (``server_resources``) one trial of ``workers`` reserves, by name, in all."""
+    total: dict[str, float] = {}
+    for bundle in EXECUTORS[executor].bundles(_settings(settings), workers, trial_cpus):
+        for name, amount in bundle.items():
+            if name not in ("CPU", "GPU"):
+                total[name] = total.get(name, 0.0) + amount
+    return total
+
+
 def _fits(settings: dict, workers: int, executor: str, trial_cpus: float, cluster: Cluster) -> bool:
     cpus, gpus, bundle = trial_need(settings, workers, executor, trial_cpus)
     eps = 1e-9
     return (cpus <= cluster.cpus + eps and gpus <= cluster.gpus + eps and bundle <= cluster.node_cpus + eps
-            and _settings(settings)["gpus_per_actor"] <= cluster.node_gpus + eps)
+            and _settings(settings)["gpus_per_actor"] <= cluster.node_gpus + eps
+            and all(amount <= cluster.custom.get(name, 0.0) + eps
+                    for name, amount in custom_need(settings, workers, executor, trial_cpus).items()))
 
 
 def fit(trial: dict[str, Any], worker_counts: list[int], executor: str, trial_cpus: float,
@@ -88,6 +103,14 @@ def fit(trial: dict[str, Any], worker_counts: list[int], executor: str, trial_cp
         if value > 0:
             for k in free:
                 chosen[k] = settings[k] = min(settings[k], value)
+    lacking = {name: amount for name, amount in custom_need(settings, largest, executor, trial_cpus).items()
+               if amount > cluster.custom.get(name, 0.0) + 1e-9}
+    if lacking:
+        name = sorted(lacking)[0]
+        raise ValueError(
+            f"resources: a trial of N={largest} reserves {_n(lacking[name])} {name} (ray.server_resources), and this "
+            f"cluster has {_n(cluster.custom.get(name, 0.0))} {name} and cannot grow; declare it on a node type "
+            f"(cluster.yaml: resources: {{{name}: ...}}) or leave ray.server_resources unset")
     if not _fits(settings, largest, executor, trial_cpus, cluster):
         cpus, gpus, _ = trial_need(settings, largest, executor, trial_cpus)
         raise ValueError(
@@ -113,8 +136,14 @@ def waiting_line(trial: dict[str, Any], worker_counts: list[int], executor: str,
     if _fits(trial, largest, executor, trial_cpus, cluster):
         return None
     cpus, gpus, _ = trial_need(trial, largest, executor, trial_cpus)
-    return (f"resources: a trial of N={largest} needs {_n(cpus)} CPUs and {_n(gpus)} GPUs; the cluster has "
+    custom = "".join(f", {_n(amount)} {name}" for name, amount in custom_need(trial, largest, executor, trial_cpus).items())
+    return (f"resources: a trial of N={largest} needs {_n(cpus)} CPUs{custom} and {_n(gpus)} GPUs; the cluster has "
             f"{cluster.describe()} now: waiting for its autoscaler to add nodes (Ctrl+C stops; see `ray status`)")
+
+
+def _is_custom(name: str) -> bool:
+    """A resource a node type declares (``server``), not Ray's own (CPU, memory, ``node:<ip>``, ...)."""
+    return name not in BUILTIN_RESOURCES and not name.startswith(("node:", "accelerator_type:"))
 
 
 def read_cluster() -> tuple[Cluster, bool]:
@@ -125,7 +154,8 @@ def read_cluster() -> tuple[Cluster, bool]:
     total = ray.cluster_resources()
     cluster = Cluster(cpus=float(total.get("CPU", 0)), gpus=float(total.get("GPU", 0)),
                       node_cpus=max((float(n["Resources"].get("CPU", 0)) for n in nodes), default=0.0),
-                      node_gpus=max((float(n["Resources"].get("GPU", 0)) for n in nodes), default=0.0))
+                      node_gpus=max((float(n["Resources"].get("GPU", 0)) for n in nodes), default=0.0),
+                      custom={name: float(amount) for name, amount in total.items() if _is_custom(name)})
     try:
         node = ray._private.worker._global_node  # set in the process that started Ray (a head node here)
         started_here = node is not None and node.is_head()

@@ -250,6 +250,30 @@ def _checked_configs(args: argparse.Namespace) -> list[TrialConfig]:
     return configs
 
 
+def _sized_to_ray(args: argparse.Namespace, configs: list[TrialConfig]) -> tuple[list[TrialConfig], str | None]:
+    """Runs on the Ray executor reserve their server and actors from this Ray cluster (joined, or started
+    here). On one started here, which cannot grow (a laptop), the reservations the command line leaves unset
+    are sized to fit as a sweep's are (``dana_ray.resources``; no number changes), and a run that cannot fit
+    is refused (ValueError) rather than left waiting for room; on a cluster that can grow, nothing changes.
+    Returns the configs and the line to print (or None)."""
+    import ray
+
+    from dana_ray import resources
+
+    if not ray.is_initialized():
+        ray.init()  # joins the cluster in RAY_ADDRESS (ray job submit) or on this machine, else starts one
+    cluster, can_grow = resources.read_cluster()
+    given = {k: v for k, v in vars(args).items() if k not in (*AXES, "json", "quiet", "executor", "plugins")}
+    counts = sorted({cfg.num_workers for cfg in configs})
+    if can_grow:  # the runs are not under Tune: no trial process reserves CPUs (trial_cpus 0)
+        return configs, resources.waiting_line(given, counts, args.executor, 0.0, cluster)
+    chosen = resources.fit(given, counts, args.executor, 0.0, cluster)
+    if not chosen:
+        return configs, None
+    line = resources.sized_line(chosen, cluster).replace("in the grid's trial: section", "on the command line")
+    return [cfg.with_options(**chosen) for cfg in configs], line
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs one after another; each finished run is printed at once (a later failure loses nothing), then
     the mean/std table. Bad input: one line on stderr, exit 2, nothing run. A run that fails: one line on
@@ -261,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         configs = _checked_configs(args)
+        line = None
+        if not EXECUTORS[args.executor].in_trial_process:  # its actors are placed on the Ray cluster
+            configs, line = _sized_to_ray(args, configs)
     except ValueError as error:
         return bad_input(error)
     rows, failed = [], 0
@@ -274,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             tqdm.write(line, file=file)
 
+    if line:
+        say(line, file=sys.stderr if args.json else sys.stdout)
     if not args.json:
         say(RUN_HEADER)
     for k, cfg in enumerate(configs, 1):

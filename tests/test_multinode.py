@@ -198,3 +198,39 @@ def test_server_shards_land_on_distinct_nodes_and_compute_one_servers_run(cluste
         remove_placement_group(group)
     assert spec.strategy(settings) == "SPREAD" and len(set(nodes)) == 2
     assert sha == local_sha
+
+
+def test_server_resources_pin_the_sequencer_and_shards_to_the_server_nodes(cluster, local_sha):
+    """``ray.server_resources: {server: 1}`` on a cluster whose server nodes declare ``server`` (cluster.yaml's
+    server node type): the sequencer and both shards run on those nodes, the shards on two of them, while the
+    gradient actors stay on a node without it; the run is the single server's."""
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    from dana_ray.config import TrialConfig
+    from dana_ray.engine.ray_executor import RayExecutor
+    from dana_ray.executors import EXECUTORS, reservation
+
+    cluster.add_node(num_cpus=3)
+    server_nodes = {cluster.add_node(num_cpus=1, resources={"server": 2}).node_id for _ in range(2)}
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    cfg = TrialConfig.from_dict(dict(BASE, server_shards=2, server_cpus=0.25, cpus_per_actor=1.0,
+                                     server_resources={"server": 1}))
+    settings = reservation(cfg)
+    spec = EXECUTORS["ray"]
+    group = placement_group(spec.bundles(settings, cfg.num_workers, 0.0)[1:], strategy=spec.strategy(settings))
+    ray.get(group.ready())
+    executor = RayExecutor(cfg, "pinned", placement_group=group)
+    try:
+        sequencer = ray.get(ray.get_actor("pinned/ParameterServer").__ray_call__.remote(
+            lambda server: ray.get_runtime_context().get_node_id()))
+        shards = [node_of(f"pinned/Shard-{k}") for k in range(2)]
+        for _ in range(cfg.epochs):
+            executor.run_epoch(executor.steps_per_epoch)
+        sha = executor.params_sha256()
+    finally:
+        executor.close()
+        remove_placement_group(group)
+    assert sequencer in server_nodes and set(shards) == server_nodes
+    assert sha == local_sha

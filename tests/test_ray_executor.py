@@ -277,3 +277,23 @@ def test_cli_runs_on_ray(capsys):
                  "--cpus-per-actor", "0.25", "--server-cpus", "0.25", "--cpu-threads", "1", "--lr-decay-epochs"])
     assert code == 0
     assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["dana", "2"]
+
+
+def test_the_trial_cli_on_ray_sizes_what_it_leaves_unset_to_a_cluster_that_cannot_grow(capsys):
+    """``python -m dana_ray.trial --executor ray`` on a laptop: the default reservations (1 CPU for the server
+    and for each of N actors) do not fit 2 CPUs, so ``num_actors`` is sized as a sweep's is, and the run
+    starts at once (it used to wait ``actor_start_timeout_s`` for room, then fail); a custom resource the
+    cluster lacks is refused in one line before anything runs."""
+    from dana_ray.trial import main
+
+    flags = ["--executor", "ray", "--model", "cnn", "--model-options", '{"channels": 8}', "--algorithm", "dana",
+             "--num-workers", "4", "--epochs", "1", "--max-steps-per-epoch", "3", "--quiet",
+             "--actor-start-timeout-s", "30"]
+    assert main(flags) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("resources: sized to this cluster (2 CPUs and 0 GPUs, which cannot grow): num_actors 1 "
+                          "(set them on the command line to choose)\n")
+    assert main(flags + ["--server-resources", "{server: 1}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: resources: a trial of N=4 reserves 1 server (ray.server_resources)")
+    assert len(err.splitlines()) == 1

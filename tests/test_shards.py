@@ -184,11 +184,15 @@ def test_server_shards_are_refused_where_they_cannot_run():
 
 
 def test_the_ray_reservation_holds_a_sequencer_and_k_shards_spread_over_nodes():
-    from dana_ray.executors import EXECUTORS
+    from dana_ray.executors import EXECUTORS, reservation
 
     spec = EXECUTORS["ray"]
-    settings = {"num_actors": 2, "cpus_per_actor": 1.0, "gpus_per_actor": 0.5, "server_cpus": 2.0, "server_shards": 3}
+    settings = reservation({"num_actors": 2, "cpus_per_actor": 1.0, "gpus_per_actor": 0.5, "server_cpus": 2.0,
+                            "server_shards": 3})
     assert spec.bundles(settings, 4, 0.25) == [{"CPU": 0.25}] + [{"CPU": 2.0}] * 4 + [{"CPU": 1.0, "GPU": 0.5}] * 2
+    pinned = dict(settings, server_resources={"server": 1})
+    assert spec.bundles(pinned, 4, 0.25)[1:5] == [{"CPU": 2.0, "server": 1}] * 4
+    assert "(1 + 3 shards) x server_cpus 2 + 1 server" in spec.describe(pinned, 4, 0.25)
     assert spec.strategy(settings) == "SPREAD" and spec.strategy(dict(settings, server_shards=1)) == "PACK"
     assert "(1 + 3 shards) x server_cpus 2" in spec.describe(settings, 4, 0.25)
     assert len(spec.bundles(dict(settings, server_shards=1), 4, 0.25)) == 4

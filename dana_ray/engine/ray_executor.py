@@ -415,6 +415,11 @@ def await_running(actors: list, nodes: list, name_of: Any, slots: Any, wants: st
             f"room (tune.max_failures)")
 
 
+def server_words(own: Any) -> str:
+    """What one server process (a ParameterServer, a sequencer or a shard) reserves, in words."""
+    return f"{own.server_cpus:g} CPU" + "".join(f" + {amount:g} {name}" for name, amount in own.server_resources.items())
+
+
 def cause_of(error: Exception) -> str:
     """An actor's error as one line (its last line: Ray wraps the remote traceback)."""
     lines = str(error).strip().splitlines()
@@ -496,7 +501,7 @@ class RayExecutor(Executor):
     def _key(cfg: TrialConfig, placement_group: Any, metrics: bool) -> tuple:
         own = ray_options(cfg)
         return (actor_count(cfg, placement_group), cfg.compute.cpus_per_actor, cfg.compute.gpus_per_actor,
-                own.server_cpus, own.server_shards, None if placement_group is None else placement_group.id.hex(), metrics)
+                own.server_cpus, tuple(sorted(own.server_resources.items())), own.server_shards, None if placement_group is None else placement_group.id.hex(), metrics)
 
     def __init__(self, cfg: TrialConfig, name: str | None = None, worker_class: Any = None,
                  placement_group: Any = None, metrics: bool = False, shard_class: Any = None) -> None:
@@ -517,14 +522,26 @@ class RayExecutor(Executor):
             server_class = RemoteParameterServer
         self.server = server_class.options(
             name=f"{self.name}/ParameterServer", num_cpus=ray_options(cfg).server_cpus,
+            resources=dict(ray_options(cfg).server_resources),
             **in_bundle(placement_group, server_bundle(placement_group, self.num_actors, shards)),
         ).remote(*args)
         try:
+            self._await_server(cfg)
             info = ray.get(self.server.start.remote())
         except Exception:
             ray.kill(self.server)
             raise
         self._started(info)
+
+    def _await_server(self, cfg: TrialConfig) -> None:
+        """Wait at most ``actor_start_timeout_s`` for the server process to run; then fail with one line."""
+        timeout = ray_options(cfg).actor_start_timeout_s
+        ready, _ = ray.wait([self.server.__ray_ready__.remote()], timeout=timeout)
+        if not ready:
+            raise RuntimeError(
+                f"{self.name}/ParameterServer was not running {timeout:g} s after it was asked to start the trial: "
+                f"no live node has room for it ({server_words(ray_options(cfg))}). The trial stops here; under "
+                f"Tune it resumes from its last checkpoint once the cluster has room (tune.max_failures)")
 
     def _started(self, info: dict[str, Any]) -> None:
         self.steps_per_epoch, self.num_classes = info["steps_per_epoch"], info["num_classes"]

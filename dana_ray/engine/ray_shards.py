@@ -39,7 +39,7 @@ from dana_ray.engine.build import build_rule, build_sequencer
 from dana_ray.engine.dispatch import SlotLost
 from dana_ray.engine.master import GradientResult, Job, Master
 from dana_ray.engine.ray_executor import (ParameterServer, as_tensor, await_running, cause_of, in_bundle, ray_options,
-                                          server_bundle)
+                                          server_bundle, server_words)
 from dana_ray.engine.shards import ParameterShard, Sharded, ShardLost, shard_bounds
 
 
@@ -158,13 +158,14 @@ class ShardedParameterServer(ParameterServer):
                               server_bundle(self.placement_group, self.num_actors, self.num_shards) + 1 + k)
         else:
             where = {"scheduling_strategy": "SPREAD"}
-        return self.shard_class.options(name=self._shard_name(k), num_cpus=ray_options(self.cfg).server_cpus,
-                                        **where).remote(*args)
+        own = ray_options(self.cfg)
+        return self.shard_class.options(name=self._shard_name(k), num_cpus=own.server_cpus,
+                                        resources=dict(own.server_resources), **where).remote(*args)
 
     def _await_shards(self, ks: Any, why: str) -> None:
         """Wait at most ``actor_start_timeout_s`` for the shards in ``ks``; then fail with one line."""
         own = ray_options(self.cfg)
-        await_running(self.shards, self.shard_nodes, self._shard_name, ks, f"{own.server_cpus:g} CPU", why,
+        await_running(self.shards, self.shard_nodes, self._shard_name, ks, server_words(own), why,
                       own.actor_start_timeout_s)
 
     def get(self, refs: list[ray.ObjectRef]) -> list:
