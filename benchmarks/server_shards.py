@@ -6,7 +6,9 @@ call) with one ParameterServer (K = 1) and with a sequencer and K = 2 shard acto
 ceiling of one server process (``benchmarks/ray_executor.py``: 8 calls in flight, each a fresh d-float
 array out and back); and the bytes that passed through the server process (K = 1) or the sequencer (K = 2)
 per update, by value (``Traffic.bytes_through_server``), and the CPU time the whole machine spent busy per
-update (``/proc/stat``: every process, Ray's own included). Each row is the median of ``--repeats`` runs.
+update (``/proc/stat``: every process, Ray's own included), and from them the cores K = 1 keeps busy and the
+most any K can gain on this machine, cores / those (a sharded server does the same copies and arithmetic,
+split, plus the sequencer's calls). Each row is the median of ``--repeats`` runs.
 
 ``--nodes 2``: the same across two Ray nodes on this machine (``ray.cluster_utils.Cluster``, 1 CPU each): the
 server, or the sequencer and its shards, spread by Ray over both nodes with the stub actors; the echo
@@ -75,7 +77,8 @@ def measure(dims: list[int], shards: list[int], updates: int, repeats: int, serv
     print(f"   {'d':>11} {'echo/s':>7} {'K=1 /s':>7} " + " ".join(f"{f'K={k} /s':>7} {f'K={k}/K=1':>8}" for k in ks)
           + f" {'K=1/echo':>9} " + " ".join(f"{f'K={k}/echo':>9}" for k in ks)
           + f" {'B/update K=1':>13} " + " ".join(f"{f'B/update K={k}':>13}" for k in ks)
-          + f" {'CPU ms/update K=1':>18} " + " ".join(f"{f'CPU ms/update K={k}':>18}" for k in ks))
+          + f" {'CPU ms/update K=1':>18} " + " ".join(f"{f'CPU ms/update K={k}':>18}" for k in ks)
+          + f" {'busy cores K=1':>14} {'bound':>6}")
     for dim in dims:
         runs: dict = {"echo": [], **{k: [] for k in [1, *ks]}}
         for _ in range(repeats):
@@ -86,11 +89,16 @@ def measure(dims: list[int], shards: list[int], updates: int, repeats: int, serv
         rate = {k: float(np.median([r for r, _, _ in runs[k]])) for k in [1, *ks]}
         through = {k: runs[k][0][1] for k in [1, *ks]}
         cpu = {k: float(np.median([c for _, _, c in runs[k]])) for k in [1, *ks]}
+        # the cores K = 1 keeps busy; sharding splits the same work (and adds calls), so on this machine's
+        # cores no K can beat K = 1 by more than cores / busy (the "bound" column)
+        busy = {1: rate[1] * cpu[1] / 1e3}
+        cores = os.cpu_count() or 1
         print(f"   {dim:>11,} {ceiling:>7.1f} {rate[1]:>7.1f} "
               + " ".join(f"{rate[k]:>7.1f} {rate[k] / rate[1]:>8.2f}" for k in ks)
               + f" {rate[1] / ceiling:>9.2f} " + " ".join(f"{rate[k] / ceiling:>9.2f}" for k in ks)
               + f" {through[1]:>13,.0f} " + " ".join(f"{through[k]:>13,.0f}" for k in ks)
-              + f" {cpu[1]:>18.1f} " + " ".join(f"{cpu[k]:>18.1f}" for k in ks), flush=True)
+              + f" {cpu[1]:>18.1f} " + " ".join(f"{cpu[k]:>18.1f}" for k in ks)
+              + f" {busy[1]:>14.2f} {cores / busy[1]:>6.2f}", flush=True)
 
 
 def main() -> None:
