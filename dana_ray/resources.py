@@ -122,11 +122,11 @@ def fit(trial: dict[str, Any], worker_counts: list[int], executor: str, trial_cp
     return chosen
 
 
-def sized_line(chosen: dict[str, Any], cluster: Cluster) -> str:
-    """The one line a sweep prints when ``fit`` chose settings."""
+def sized_line(chosen: dict[str, Any], cluster: Cluster, where: str = "in the grid's trial: section") -> str:
+    """The one line a sweep (or the trial CLI) prints when ``fit`` chose settings; ``where`` they are set."""
     settings = ", ".join(f"{k} {_n(v)}" for k, v in chosen.items())
     return (f"resources: sized to this cluster ({cluster.describe()}, which cannot grow): {settings} "
-            f"(set them in the grid's trial: section to choose)")
+            f"(set them {where} to choose)")
 
 
 def waiting_line(trial: dict[str, Any], worker_counts: list[int], executor: str, trial_cpus: float,

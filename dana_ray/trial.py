@@ -270,7 +270,7 @@ def _sized_to_ray(args: argparse.Namespace, configs: list[TrialConfig]) -> tuple
     chosen = resources.fit(given, counts, args.executor, 0.0, cluster)
     if not chosen:
         return configs, None
-    line = resources.sized_line(chosen, cluster).replace("in the grid's trial: section", "on the command line")
+    line = resources.sized_line(chosen, cluster, where="on the command line")
     return [cfg.with_options(**chosen) for cfg in configs], line
 
 

@@ -501,7 +501,8 @@ class RayExecutor(Executor):
     def _key(cfg: TrialConfig, placement_group: Any, metrics: bool) -> tuple:
         own = ray_options(cfg)
         return (actor_count(cfg, placement_group), cfg.compute.cpus_per_actor, cfg.compute.gpus_per_actor,
-                own.server_cpus, tuple(sorted(own.server_resources.items())), own.server_shards, None if placement_group is None else placement_group.id.hex(), metrics)
+                own.server_cpus, tuple(sorted(own.server_resources.items())), own.server_shards,
+                None if placement_group is None else placement_group.id.hex(), metrics)
 
     def __init__(self, cfg: TrialConfig, name: str | None = None, worker_class: Any = None,
                  placement_group: Any = None, metrics: bool = False, shard_class: Any = None) -> None:
