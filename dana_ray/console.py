@@ -25,6 +25,11 @@ from ray import tune
 from dana_ray.grid import parse_cell
 
 
+def _trial_time(seconds: float) -> str:
+    """A trial's time: tenths under 10 s (a quick trial on a pooled server takes well under a second)."""
+    return f"{seconds:.1f} s" if seconds < 9.95 else _minutes(seconds)
+
+
 def _minutes(seconds: float) -> str:
     seconds = int(round(seconds))
     if seconds < 60:
@@ -74,7 +79,7 @@ class SweepConsole(tune.Callback):
         outcome = "diverged" if result.get("diverged") else (
             f"test error {error:.2f}%" if isinstance(error, (int, float)) else "done")
         self._finished(trials, f"{cell_of(trial)}: {outcome} ({result.get('epoch', 0)} epochs, "
-                                f"{_minutes(result.get('time_total_s', 0.0))})")
+                                f"{_trial_time(result.get('time_total_s', 0.0))})")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._ended[trial.trial_id] = "ERROR"

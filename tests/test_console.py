@@ -25,8 +25,8 @@ def test_off_a_terminal_one_line_per_finished_or_failed_trial_and_nothing_else()
     console.on_trial_complete(3, trials, b)
     console.on_trial_error(4, trials, c)
     assert out.getvalue().splitlines() == [
-        "[1/3] dana N=16, round-robin, seed 0: done (0 epochs, 0 s)",
-        "[2/3] asgd N=16, round-robin, seed 0: diverged (3 epochs, 4 s)",
+        "[1/3] dana N=16, round-robin, seed 0: done (0 epochs, 0.0 s)",
+        "[2/3] asgd N=16, round-robin, seed 0: diverged (3 epochs, 4.0 s)",
         "[3/3] baseline N=1, round-robin, seed 1: FAILED (see /exp/c/error.txt)",
     ]
     assert "\x1b[" not in out.getvalue()
@@ -55,4 +55,4 @@ def test_on_a_terminal_one_status_block_is_redrawn_in_place():
     block = out.getvalue()[len(first):]
     assert block.startswith("\x1b[1F\x1b[J1 of 4 trials done, 1 running, 2 pending, 0 errored; ")
     assert "left" in block.splitlines()[0]  # an ETA once a trial has finished
-    assert block.endswith("  last: dana N=4, round-robin, seed 0: test error 2.00% (1 epochs, 1 s)\n")
+    assert block.endswith("  last: dana N=4, round-robin, seed 0: test error 2.00% (1 epochs, 1.0 s)\n")

@@ -399,7 +399,9 @@ def register_rule(name: str) -> Callable[[type[UpdateRule]], type[UpdateRule]]:
             raise ValueError(f"algorithm: register_rule({name!r}) decorates an UpdateRule subclass, got {cls!r}")
         if cls.single_worker_form not in (None, *SINGLE_WORKER_FORMS):
             raise ValueError(f"algorithm: {name!r}.single_worker_form must be one of "
-                             f"{', '.join(SINGLE_WORKER_FORMS)} or None, got {cls.single_worker_form!r}")
+                             f"{', '.join(SINGLE_WORKER_FORMS)} (what the rule is with one worker, which the laws "
+                             f"check), or None (leave it out) for a rule that is none of them, got "
+                             f"{cls.single_worker_form!r}")
         cls.name = name
         return ALGORITHMS.register(name, cls)
     return register
