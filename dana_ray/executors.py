@@ -142,11 +142,12 @@ def _make_ray(cfg: TrialConfig, name: str | None, placement_group: Any, reuse: b
 
 def _ray_bundles(settings: Mapping[str, Any], workers: int, trial_cpus: float) -> list[Bundle]:
     """``[trial process, server, actor 0, ...]``; with K > 1 server shards, ``[trial process, sequencer,
-    shard 0, ..., shard K-1, actor 0, ...]``, each server process taking ``server_cpus`` and the custom
-    ``server_resources``."""
-    servers = 1 + (settings["server_shards"] if settings["server_shards"] > 1 else 0)
-    server = {"CPU": settings["server_cpus"], **settings["server_resources"]}
-    return ([{"CPU": trial_cpus}] + [dict(server) for _ in range(servers)]
+    shard 0, ..., shard K-1, actor 0, ...]``, each server process taking ``server_cpus``, and each that holds θ
+    (the server, or each shard; not the sequencer) the custom ``server_resources``."""
+    shards = settings["server_shards"] if settings["server_shards"] > 1 else 0
+    holder = {"CPU": settings["server_cpus"], **settings["server_resources"]}
+    servers = [{"CPU": settings["server_cpus"]}] + [dict(holder) for _ in range(shards)] if shards else [holder]
+    return ([{"CPU": trial_cpus}] + servers
             + [_gradient_actor(settings) for _ in range(_actors(settings, workers))])
 
 
@@ -154,7 +155,8 @@ def _ray_words(settings: Mapping[str, Any], workers: int, trial_cpus: float) -> 
     shards = settings["server_shards"]
     servers = (f"server_cpus {settings['server_cpus']:g}" if shards == 1
                else f"(1 + {shards} shards) x server_cpus {settings['server_cpus']:g}")
-    servers += "".join(f" + {amount:g} {name}" for name, amount in settings["server_resources"].items())
+    pinned = "".join(f" + {amount:g} {name}" for name, amount in settings["server_resources"].items())
+    servers += f" ({'each shard' if shards > 1 else 'the server'}{pinned})" if pinned else ""
     return f"trial_cpus {trial_cpus:g} + {servers} + {_actors(settings, workers)} actors x {_actor_words(settings)}"
 
 
@@ -168,9 +170,9 @@ RAY_OPTIONS = {
     "num_actors": Option(None, optional(integer(1)), "P gradient actors (None: min(N, what the cluster can place))"),
     "server_cpus": Option(1.0, number(0.0), "CPUs reserved for the ParameterServer actor (and each shard); its "
                           "update runs on round(server_cpus) torch threads (at least 1)"),
-    "server_resources": Option({}, custom_resources(), "custom resources each server process (the "
-                               "ParameterServer, or the sequencer and each shard) also reserves, e.g. {server: 1} to "
-                               "place them on the nodes that declare that resource (cluster.yaml's server nodes)"),
+    "server_resources": Option({}, custom_resources(), "custom resources each process that holds θ (the "
+                               "ParameterServer, or each shard; not the sequencer) also reserves, e.g. {server: 1} "
+                               "to place them on the nodes that declare that resource (cluster.yaml's server nodes)"),
     "server_shards": Option(1, integer(1, MAX_SHARDS), "K: θ and the rule's state split over K server shard "
                             "actors, a sequencer ordering the updates (engine/shards.py); the same numbers for any K"),
     "jobs_per_call": Option(AUTO, _jobs_per_call, "up to this many ready jobs go to an actor in one call, computed "

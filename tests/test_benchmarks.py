@@ -92,7 +92,11 @@ def test_server_shards_benchmark_on_one_node_and_across_two():
     for extra in ([], ["--nodes", "2"]):
         rows = _table(bench("server_shards.py", "--dims", "30000", "--updates", "10", "--repeats", "1", *extra))
         assert len(rows) == 1 and all(float(v.replace(",", "")) > 0 for v in rows[0])
-        assert rows[0][-3] == "32"  # the sequencer's bytes per update (no BatchNorm in the stub)
+        *_, sequencer_bytes, cpu_k1, cpu_k2, busy, bound = rows[0]
+        assert sequencer_bytes == "32"  # the sequencer's bytes per update (no BatchNorm in the stub)
+        # the cores K = 1 keeps busy: a share of this machine's, and the bound is what is left of them
+        assert 0 < float(busy) <= (os.cpu_count() or 1) + 0.2
+        assert float(bound) == pytest.approx((os.cpu_count() or 1) / float(busy), rel=0.02)  # both printed to 0.01
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ import time
 import pytest
 from ray import tune
 
+from dana_ray.engine.ray_executor import ray_options
 from dana_ray.trial import run
 
 pytestmark = pytest.mark.multinode
@@ -166,15 +167,38 @@ class _LoseANodeThenAddOne(tune.Callback):
             _TUNE_TEST["events"].append(("added", _TUNE_TEST["cluster"].add_node(num_cpus=1).node_id))
 
 
-def test_server_shards_land_on_distinct_nodes_and_compute_one_servers_run(cluster, local_sha):
-    """The trial's placement group, as Tune would reserve it (the ray executor's bundles and strategy:
-    SPREAD with K > 1), over three nodes with room for several bundles each: the two shards are on two
-    nodes (with PACK they share one), and the run is the single server's."""
+def run_sharded_in_its_placement_group(cfg, name: str) -> tuple[list[str], str]:
+    """A sharded trial run in the placement group Tune would reserve for it (the ray executor's bundles and
+    strategy): (the shards' nodes, params_sha256)."""
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
 
-    from dana_ray.config import TrialConfig
     from dana_ray.engine.ray_executor import RayExecutor
+    from dana_ray.executors import EXECUTORS, reservation
+
+    settings = reservation(cfg)
+    spec = EXECUTORS["ray"]
+    bundles = spec.bundles(settings, cfg.num_workers, 0.0)[1:]  # Tune leaves an empty trial bundle out
+    group = placement_group(bundles, strategy=spec.strategy(settings))
+    ray.get(group.ready())
+    executor = RayExecutor(cfg, name, placement_group=group)
+    try:
+        shards = [node_of(f"{name}/Shard-{k}") for k in range(ray_options(cfg).server_shards)]
+        for _ in range(cfg.epochs):
+            executor.run_epoch(executor.steps_per_epoch)
+        return shards, executor.params_sha256()
+    finally:
+        executor.close()
+        remove_placement_group(group)
+
+
+def test_server_shards_land_on_distinct_nodes_and_compute_one_servers_run(cluster, local_sha):
+    """The trial's placement group, as Tune would reserve it (SPREAD with K > 1), over three nodes with room
+    for several bundles each: the two shards are on two nodes (with PACK they share one), and the run is the
+    single server's."""
+    import ray
+
+    from dana_ray.config import TrialConfig
     from dana_ray.executors import EXECUTORS, reservation
 
     for _ in range(2):
@@ -182,55 +206,25 @@ def test_server_shards_land_on_distinct_nodes_and_compute_one_servers_run(cluste
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     cfg = TrialConfig.from_dict(dict(BASE, server_shards=2, server_cpus=0.5, cpus_per_actor=0.5))
-    settings = reservation(cfg)
-    spec = EXECUTORS["ray"]
-    bundles = spec.bundles(settings, cfg.num_workers, 0.0)[1:]  # Tune leaves an empty trial bundle out
-    group = placement_group(bundles, strategy=spec.strategy(settings))
-    ray.get(group.ready())
-    executor = RayExecutor(cfg, "shards", placement_group=group)
-    try:
-        nodes = [node_of(f"shards/Shard-{k}") for k in range(2)]
-        for _ in range(cfg.epochs):
-            executor.run_epoch(executor.steps_per_epoch)
-        sha = executor.params_sha256()
-    finally:
-        executor.close()
-        remove_placement_group(group)
-    assert spec.strategy(settings) == "SPREAD" and len(set(nodes)) == 2
+    shards, sha = run_sharded_in_its_placement_group(cfg, "shards")
+    assert EXECUTORS["ray"].strategy(reservation(cfg)) == "SPREAD" and len(set(shards)) == 2
     assert sha == local_sha
 
 
-def test_server_resources_pin_the_sequencer_and_shards_to_the_server_nodes(cluster, local_sha):
-    """``ray.server_resources: {server: 1}`` on a cluster whose server nodes declare ``server`` (cluster.yaml's
-    server node type): the sequencer and both shards run on those nodes, the shards on two of them, while the
-    gradient actors stay on a node without it; the run is the single server's."""
+def test_server_resources_give_each_shard_a_server_node_of_its_own(cluster, local_sha):
+    """``ray.server_resources: {server: 1}`` on a cluster whose server nodes declare one ``server`` each
+    (cluster.yaml's server node type): the two shards run one on each server node, although another node has
+    room for both (and SPREAD alone may pair them); the run is the single server's."""
     import ray
-    from ray.util.placement_group import placement_group, remove_placement_group
 
     from dana_ray.config import TrialConfig
-    from dana_ray.engine.ray_executor import RayExecutor
-    from dana_ray.executors import EXECUTORS, reservation
 
     cluster.add_node(num_cpus=3)
-    server_nodes = {cluster.add_node(num_cpus=1, resources={"server": 2}).node_id for _ in range(2)}
+    server_nodes = {cluster.add_node(num_cpus=1, resources={"server": 1}).node_id for _ in range(2)}
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     cfg = TrialConfig.from_dict(dict(BASE, server_shards=2, server_cpus=0.25, cpus_per_actor=1.0,
                                      server_resources={"server": 1}))
-    settings = reservation(cfg)
-    spec = EXECUTORS["ray"]
-    group = placement_group(spec.bundles(settings, cfg.num_workers, 0.0)[1:], strategy=spec.strategy(settings))
-    ray.get(group.ready())
-    executor = RayExecutor(cfg, "pinned", placement_group=group)
-    try:
-        sequencer = ray.get(ray.get_actor("pinned/ParameterServer").__ray_call__.remote(
-            lambda server: ray.get_runtime_context().get_node_id()))
-        shards = [node_of(f"pinned/Shard-{k}") for k in range(2)]
-        for _ in range(cfg.epochs):
-            executor.run_epoch(executor.steps_per_epoch)
-        sha = executor.params_sha256()
-    finally:
-        executor.close()
-        remove_placement_group(group)
-    assert sequencer in server_nodes and set(shards) == server_nodes
+    shards, sha = run_sharded_in_its_placement_group(cfg, "pinned")
+    assert len(shards) == 2 and set(shards) == server_nodes
     assert sha == local_sha

@@ -49,22 +49,23 @@ def test_on_a_cluster_that_can_grow_it_says_once_what_it_waits_for():
                            "GPUs now: waiting for its autoscaler")
 
 
-def test_server_resources_are_reserved_by_every_server_process_and_checked_against_the_cluster():
+def test_server_resources_are_reserved_by_every_process_holding_params_and_checked_against_the_cluster():
     pinned = {"ray": {"server_shards": 2, "server_resources": {"server": 1}, "num_actors": 1},
               "compute": {"cpus_per_actor": 0.5}}
-    # a sequencer and two shards: three server processes, each asks 1 `server` beside its CPUs
+    # a sequencer and two shards: each shard asks 1 `server` beside its CPUs, the sequencer none
     from dana_ray.resources import custom_need
 
-    assert custom_need(pinned, 4, "ray", 0.25) == {"server": 3.0}
-    servers = Cluster(cpus=8, gpus=0, node_cpus=4, node_gpus=0, custom={"server": 4})
+    assert custom_need(pinned, 4, "ray", 0.25) == {"server": 2.0}
+    assert custom_need(dict(pinned, ray=dict(pinned["ray"], server_shards=1)), 4, "ray", 0.25) == {"server": 1.0}
+    servers = Cluster(cpus=8, gpus=0, node_cpus=4, node_gpus=0, custom={"server": 2})
     assert fit(pinned, [4], "ray", 0.25, servers) == {}
     with pytest.raises(ValueError) as refused:
         fit(pinned, [4], "ray", 0.25, Cluster(cpus=8, gpus=0, node_cpus=8, node_gpus=0))
     assert str(refused.value) == (
-        "resources: a trial of N=4 reserves 3 server (ray.server_resources), and this cluster has 0 server and cannot "
+        "resources: a trial of N=4 reserves 2 server (ray.server_resources), and this cluster has 0 server and cannot "
         "grow; declare it on a node type (cluster.yaml: resources: {server: ...}) or leave ray.server_resources unset")
     line = waiting_line(pinned, [4], "ray", 0.25, Cluster(8, 0, 8, 0))
-    assert line.startswith("resources: a trial of N=4 needs 3.75 CPUs, 3 server and 0 GPUs; the cluster has 8 CPUs "
+    assert line.startswith("resources: a trial of N=4 needs 3.75 CPUs, 2 server and 0 GPUs; the cluster has 8 CPUs "
                            "and 0 GPUs now")
 
 

@@ -191,8 +191,10 @@ def test_the_ray_reservation_holds_a_sequencer_and_k_shards_spread_over_nodes():
                             "server_shards": 3})
     assert spec.bundles(settings, 4, 0.25) == [{"CPU": 0.25}] + [{"CPU": 2.0}] * 4 + [{"CPU": 1.0, "GPU": 0.5}] * 2
     pinned = dict(settings, server_resources={"server": 1})
-    assert spec.bundles(pinned, 4, 0.25)[1:5] == [{"CPU": 2.0, "server": 1}] * 4
-    assert "(1 + 3 shards) x server_cpus 2 + 1 server" in spec.describe(pinned, 4, 0.25)
+    # the sequencer holds no θ: only the shards (or K = 1's server) are pinned
+    assert spec.bundles(pinned, 4, 0.25)[1:5] == [{"CPU": 2.0}] + [{"CPU": 2.0, "server": 1}] * 3
+    assert spec.bundles(dict(pinned, server_shards=1), 4, 0.25)[1] == {"CPU": 2.0, "server": 1}
+    assert "(1 + 3 shards) x server_cpus 2 (each shard + 1 server)" in spec.describe(pinned, 4, 0.25)
     assert spec.strategy(settings) == "SPREAD" and spec.strategy(dict(settings, server_shards=1)) == "PACK"
     assert "(1 + 3 shards) x server_cpus 2" in spec.describe(settings, 4, 0.25)
     assert len(spec.bundles(dict(settings, server_shards=1), 4, 0.25)) == 4

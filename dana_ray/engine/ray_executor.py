@@ -415,9 +415,11 @@ def await_running(actors: list, nodes: list, name_of: Any, slots: Any, wants: st
             f"room (tune.max_failures)")
 
 
-def server_words(own: Any) -> str:
-    """What one server process (a ParameterServer, a sequencer or a shard) reserves, in words."""
-    return f"{own.server_cpus:g} CPU" + "".join(f" + {amount:g} {name}" for name, amount in own.server_resources.items())
+def server_words(own: Any, holds_params: bool = True) -> str:
+    """What one server process reserves, in words: a ParameterServer or a shard (``holds_params``: with
+    ``server_resources``), or a sequencer (CPUs only)."""
+    pinned = own.server_resources.items() if holds_params else ()
+    return f"{own.server_cpus:g} CPU" + "".join(f" + {amount:g} {name}" for name, amount in pinned)
 
 
 def cause_of(error: Exception) -> str:
@@ -523,26 +525,27 @@ class RayExecutor(Executor):
             server_class = RemoteParameterServer
         self.server = server_class.options(
             name=f"{self.name}/ParameterServer", num_cpus=ray_options(cfg).server_cpus,
-            resources=dict(ray_options(cfg).server_resources),
+            resources={} if shards else dict(ray_options(cfg).server_resources),  # a sequencer holds no θ
             **in_bundle(placement_group, server_bundle(placement_group, self.num_actors, shards)),
         ).remote(*args)
         try:
-            self._await_server(cfg)
+            self._await_server(cfg, holds_params=not shards)
             info = ray.get(self.server.start.remote())
         except Exception:
             ray.kill(self.server)
             raise
         self._started(info)
 
-    def _await_server(self, cfg: TrialConfig) -> None:
-        """Wait at most ``actor_start_timeout_s`` for the server process to run; then fail with one line."""
+    def _await_server(self, cfg: TrialConfig, holds_params: bool) -> None:
+        """Wait at most ``actor_start_timeout_s`` for the server process (a sequencer unless ``holds_params``)
+        to run; then fail with one line."""
         timeout = ray_options(cfg).actor_start_timeout_s
         ready, _ = ray.wait([self.server.__ray_ready__.remote()], timeout=timeout)
         if not ready:
             raise RuntimeError(
                 f"{self.name}/ParameterServer was not running {timeout:g} s after it was asked to start the trial: "
-                f"no live node has room for it ({server_words(ray_options(cfg))}). The trial stops here; under "
-                f"Tune it resumes from its last checkpoint once the cluster has room (tune.max_failures)")
+                f"no live node has room for it ({server_words(ray_options(cfg), holds_params)}). The trial stops "
+                f"here; under Tune it resumes from its last checkpoint once the cluster has room (tune.max_failures)")
 
     def _started(self, info: dict[str, Any]) -> None:
         self.steps_per_epoch, self.num_classes = info["steps_per_epoch"], info["num_classes"]
