@@ -91,12 +91,17 @@ def _table(out: str) -> list[list[str]]:
 def test_server_shards_benchmark_on_one_node_and_across_two():
     for extra in ([], ["--nodes", "2"]):
         rows = _table(bench("server_shards.py", "--dims", "30000", "--updates", "10", "--repeats", "1", *extra))
-        assert len(rows) == 1 and all(float(v.replace(",", "")) > 0 for v in rows[0])
-        *_, sequencer_bytes, cpu_k1, cpu_k2, busy, bound = rows[0]
+        *figures, bound = rows[0]
+        assert len(rows) == 1 and all(float(v.replace(",", "")) > 0 for v in figures)
+        *_, sequencer_bytes, _, _, busy = figures
         assert sequencer_bytes == "32"  # the sequencer's bytes per update (no BatchNorm in the stub)
-        # the cores K = 1 keeps busy: a share of this machine's, and the bound is what is left of them
-        assert 0 < float(busy) <= (os.cpu_count() or 1) + 0.2
-        assert float(bound) == pytest.approx((os.cpu_count() or 1) / float(busy), rel=0.02)  # both printed to 0.01
+        # on one node the bound is the machine's cores over those K = 1 keeps busy (across nodes none is
+        # printed: there sharding also cuts the bytes between nodes); /proc/stat counts in 10 ms ticks, so
+        # this short run's busy cores are rough
+        if extra:
+            assert bound == "nan"
+        else:
+            assert float(bound) == pytest.approx((os.cpu_count() or 1) / float(busy), rel=0.02)  # both to 0.01
 
 
 @pytest.mark.slow
