@@ -146,7 +146,7 @@ def _ray_bundles(settings: Mapping[str, Any], workers: int, trial_cpus: float) -
     (the server, or each shard; not the sequencer) the custom ``server_resources``."""
     shards = settings["server_shards"] if settings["server_shards"] > 1 else 0
     holder = {"CPU": settings["server_cpus"], **settings["server_resources"]}
-    servers = [{"CPU": settings["server_cpus"]}] + [dict(holder) for _ in range(shards)] if shards else [holder]
+    servers = ([{"CPU": settings["server_cpus"]}] + [dict(holder) for _ in range(shards)]) if shards else [holder]
     return ([{"CPU": trial_cpus}] + servers
             + [_gradient_actor(settings) for _ in range(_actors(settings, workers))])
 
