@@ -111,6 +111,11 @@ def custom_resources() -> Check:
     return check
 
 
+def resource_words(resources: dict[str, float]) -> str:
+    """Custom resources (``custom_resources``) in words, as added to a reservation's: `` + 1 server``."""
+    return "".join(f" + {amount:g} {name}" for name, amount in resources.items())
+
+
 def optional(check: Check) -> Check:
     """``check``, or None (the option left unset)."""
     return lambda field, value: None if value is None else check(field, value)

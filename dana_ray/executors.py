@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from dana_ray.checks import custom_resources, integer, is_integer, number, optional
+from dana_ray.checks import custom_resources, integer, is_integer, number, optional, resource_words
 from dana_ray.config import ARRIVAL, AUTO, MAX_SHARDS, SECTIONS, TrialConfig, get_option, register_section
 from dana_ray.engine.executor import Executor
 from dana_ray.registry import Option, Registry
@@ -155,7 +155,7 @@ def _ray_words(settings: Mapping[str, Any], workers: int, trial_cpus: float) -> 
     shards = settings["server_shards"]
     servers = (f"server_cpus {settings['server_cpus']:g}" if shards == 1
                else f"(1 + {shards} shards) x server_cpus {settings['server_cpus']:g}")
-    pinned = "".join(f" + {amount:g} {name}" for name, amount in settings["server_resources"].items())
+    pinned = resource_words(settings["server_resources"])
     servers += f" ({'each shard' if shards > 1 else 'the server'}{pinned})" if pinned else ""
     return f"trial_cpus {trial_cpus:g} + {servers} + {_actors(settings, workers)} actors x {_actor_words(settings)}"
 

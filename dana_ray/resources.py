@@ -67,13 +67,19 @@ def custom_need(settings: dict[str, Any], workers: int, executor: str, trial_cpu
     return total
 
 
+def _lacking(settings: dict[str, Any], workers: int, executor: str, trial_cpus: float,
+             cluster: Cluster) -> dict[str, float]:
+    """The custom resources a trial reserves beyond what ``cluster`` has, by name (the whole reservation)."""
+    return {name: amount for name, amount in custom_need(settings, workers, executor, trial_cpus).items()
+            if amount > cluster.custom.get(name, 0.0) + 1e-9}
+
+
 def _fits(settings: dict, workers: int, executor: str, trial_cpus: float, cluster: Cluster) -> bool:
     cpus, gpus, bundle = trial_need(settings, workers, executor, trial_cpus)
     eps = 1e-9
     return (cpus <= cluster.cpus + eps and gpus <= cluster.gpus + eps and bundle <= cluster.node_cpus + eps
             and _settings(settings)["gpus_per_actor"] <= cluster.node_gpus + eps
-            and all(amount <= cluster.custom.get(name, 0.0) + eps
-                    for name, amount in custom_need(settings, workers, executor, trial_cpus).items()))
+            and not _lacking(settings, workers, executor, trial_cpus, cluster))
 
 
 def fit(trial: dict[str, Any], worker_counts: list[int], executor: str, trial_cpus: float,
@@ -103,8 +109,7 @@ def fit(trial: dict[str, Any], worker_counts: list[int], executor: str, trial_cp
         if value > 0:
             for k in free:
                 chosen[k] = settings[k] = min(settings[k], value)
-    lacking = {name: amount for name, amount in custom_need(settings, largest, executor, trial_cpus).items()
-               if amount > cluster.custom.get(name, 0.0) + 1e-9}
+    lacking = _lacking(settings, largest, executor, trial_cpus, cluster)
     if lacking:
         name = sorted(lacking)[0]
         raise ValueError(

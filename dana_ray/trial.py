@@ -226,11 +226,16 @@ def format_summary(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _fixed(args: argparse.Namespace) -> dict[str, Any]:
+    """The command line's config keys that every run shares (all but the axes and the CLI's own flags)."""
+    return {k: v for k, v in vars(args).items() if k not in (*AXES, "json", "quiet", "executor")}
+
+
 def _checked_configs(args: argparse.Namespace) -> list[TrialConfig]:
     """Every run's config, checked before the first starts: values, and for the local executor the device
     and the data on this machine. The runs are a grid's cells (a single-worker rule once, with N = 1)."""
     load_plugins(args.plugins)
-    fixed = {k: v for k, v in vars(args).items() if k not in (*AXES, "json", "quiet", "executor")}
+    fixed = _fixed(args)
     cells = Grid("command line", "", "", None, fixed, {"algorithm": args.algorithm, "num_workers": args.num_workers,
                                                        "schedule": [args.schedule], "seed": args.seed}).cells()
     configs = [TrialConfig.from_dict(dict(fixed, algorithm=a, num_workers=n, seed=s))
@@ -263,8 +268,7 @@ def _sized_to_ray(args: argparse.Namespace, configs: list[TrialConfig]) -> tuple
     if not ray.is_initialized():
         ray.init()  # joins the cluster in RAY_ADDRESS (ray job submit) or on this machine, else starts one
     cluster, can_grow = resources.read_cluster()
-    given = {k: v for k, v in vars(args).items() if k not in (*AXES, "json", "quiet", "executor", "plugins")}
-    counts = sorted({cfg.num_workers for cfg in configs})
+    given, counts = _fixed(args), sorted({cfg.num_workers for cfg in configs})
     if can_grow:  # the runs are not under Tune: no trial process reserves CPUs (trial_cpus 0)
         return configs, resources.waiting_line(given, counts, args.executor, 0.0, cluster)
     chosen = resources.fit(given, counts, args.executor, 0.0, cluster)

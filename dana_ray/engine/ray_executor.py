@@ -34,6 +34,7 @@ import numpy as np
 import ray
 import torch
 
+from dana_ray.checks import resource_words
 from dana_ray.config import Section, TrialConfig
 from dana_ray.engine.build import build_master, build_worker, resolve_device
 from dana_ray.engine.executor import Executor, MasterLoop
@@ -418,8 +419,7 @@ def await_running(actors: list, nodes: list, name_of: Any, slots: Any, wants: st
 def server_words(own: Any, holds_params: bool = True) -> str:
     """What one server process reserves, in words: a ParameterServer or a shard (``holds_params``: with
     ``server_resources``), or a sequencer (CPUs only)."""
-    pinned = own.server_resources.items() if holds_params else ()
-    return f"{own.server_cpus:g} CPU" + "".join(f" + {amount:g} {name}" for name, amount in pinned)
+    return f"{own.server_cpus:g} CPU" + (resource_words(own.server_resources) if holds_params else "")
 
 
 def cause_of(error: Exception) -> str:
@@ -516,7 +516,8 @@ class RayExecutor(Executor):
         self.name = name or f"trial-{uuid.uuid4().hex[:8]}"
         self.key: tuple | None = None  # set when borrowed: the executor may go back to the pool
         self.num_actors = actor_count(cfg, placement_group)
-        shards = ray_options(cfg).server_shards if ray_options(cfg).server_shards > 1 else 0  # K, or none
+        own = ray_options(cfg)
+        shards = own.server_shards if own.server_shards > 1 else 0  # K, or none
         args = [cfg.to_dict(), self.name, self.num_actors, worker_class, placement_group, metrics]
         if shards:
             from dana_ray.engine.ray_shards import RemoteShardedParameterServer as server_class
@@ -524,8 +525,8 @@ class RayExecutor(Executor):
         else:
             server_class = RemoteParameterServer
         self.server = server_class.options(
-            name=f"{self.name}/ParameterServer", num_cpus=ray_options(cfg).server_cpus,
-            resources={} if shards else dict(ray_options(cfg).server_resources),  # a sequencer holds no θ
+            name=f"{self.name}/ParameterServer", num_cpus=own.server_cpus,
+            resources={} if shards else dict(own.server_resources),  # a sequencer holds no θ
             **in_bundle(placement_group, server_bundle(placement_group, self.num_actors, shards)),
         ).remote(*args)
         try:
