@@ -25,6 +25,7 @@ GPU is).
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import tempfile
@@ -37,10 +38,18 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from dana_ray.algorithms import make_algorithm  # noqa: E402
-from dana_ray.config import TrialConfig  # noqa: E402
+from dana_ray.config import TrialConfig, section_of, set_options  # noqa: E402
 from dana_ray.engine import LocalExecutor  # noqa: E402
 
 TOLERANCE = 1e-3  # relative distance of GPU and CPU parameters after the compared steps
+
+
+def with_options(base: dict, **keys: Any) -> dict:
+    """``base`` with config fields and section options (by name: ``device``, ``num_actors``) set."""
+    config = copy.deepcopy(base)
+    set_options(config, {k: v for k, v in keys.items() if section_of(k) is not None})
+    config.update({k: v for k, v in keys.items() if section_of(k) is None})
+    return config
 
 
 def sync(device: str) -> None:
@@ -92,9 +101,9 @@ def timed_epoch(executor: Any, steps: int, device: str) -> float:
 
 def compare_local(config: dict, device: str, compare_steps: int, timed_steps: int) -> dict:
     """The local executor on ``device`` vs on the CPU after ``compare_steps``; then ``timed_steps`` timed."""
-    cfg = TrialConfig.from_dict(dict(config, device=device))
+    cfg = TrialConfig.from_dict(with_options(config, device=device))
     on_device = LocalExecutor(cfg)
-    on_cpu = LocalExecutor(TrialConfig.from_dict(dict(config, device="cpu", fused_updates=False)))
+    on_cpu = LocalExecutor(TrialConfig.from_dict(with_options(config, device="cpu", fused_updates=False)))
     row_device, row_cpu = on_device.run_epoch(compare_steps), on_cpu.run_epoch(compare_steps)
     diff = distance(on_device.master.rule.params, on_cpu.master.rule.params)
     same_end = row_device["diverged"] == row_cpu["diverged"]
@@ -135,16 +144,16 @@ def check_ray(config: dict, device: str, compare_steps: int, timed_steps: int) -
     """The Ray executor, 4 actors at a quarter of a GPU each, vs the local executor on the CPU."""
     import ray
 
-    from dana_ray.engine.ray_executor import RayExecutor
+    from dana_ray.engine.ray.executor import RayExecutor
 
     gpus = 1 if device.startswith("cuda") else 0
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=max(4, os.cpu_count() or 4), num_gpus=gpus, include_dashboard=False,
                  log_to_driver=False)
-    settings = dict(config, device=device, num_actors=4, cpus_per_actor=0.5, server_cpus=1,
+    settings = with_options(config, device=device, num_actors=4, cpus_per_actor=0.5, server_cpus=1,
                     gpus_per_actor=0.25 if gpus else 0.0)
     executor = RayExecutor(TrialConfig.from_dict(settings), "gpu-check")
-    reference = LocalExecutor(TrialConfig.from_dict(dict(config, device="cpu")))
+    reference = LocalExecutor(TrialConfig.from_dict(with_options(config, device="cpu")))
     try:
         executor.run_epoch(compare_steps)
         reference.run_epoch(compare_steps)
@@ -160,7 +169,7 @@ def check_ray(config: dict, device: str, compare_steps: int, timed_steps: int) -
 def check_divergence(config: dict, device: str) -> dict:
     rows = {}
     for side in (device, "cpu"):
-        executor = LocalExecutor(TrialConfig.from_dict(dict(config, device=side)))
+        executor = LocalExecutor(TrialConfig.from_dict(with_options(config, device=side)))
         rows[side] = executor.run_epoch(50)
         executor.close()
     ok = rows[device]["diverged"] and rows["cpu"]["diverged"] and rows[device]["test_error"] == rows["cpu"]["test_error"]
@@ -182,16 +191,16 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         arrays = cifar_like_arrays(tmp, 512 if quick else 8192, 128 if quick else 1024)
-        small = dict(model="cnn" if quick else "resnet20", dataset="arrays", data_dir=arrays, epochs=1,
+        small = with_options({}, model="cnn" if quick else "resnet20", dataset="arrays", data_dir=arrays, epochs=1,
                      batch_size=16 if quick else 128, lr=0.05, lr_decay_epochs=[], algorithm="dana",
                      schedule="round-robin", seed=0, cpu_threads=None)
         compare = 16
         timed = 32 if quick else 640
         folder = jpeg_folder(os.path.join(tmp, "folder"), 4, 16 if quick else 96, 48 if quick else 160)
         checks = [
-            ("local N=16 vmap_jobs=16", lambda: compare_local(dict(small, num_workers=16, vmap_jobs=16), device,
+            ("local N=16 vmap_jobs=16", lambda: compare_local(with_options(small, num_workers=16, vmap_jobs=16), device,
                                                                compare, timed)),
-            ("local N=16 fused_updates", lambda: compare_local(dict(small, num_workers=16, fused_updates=True),
+            ("local N=16 fused_updates", lambda: compare_local(with_options(small, num_workers=16, fused_updates=True),
                                                                 device, compare, timed)),
             (f"fused DANA update, d={(0.1 if quick else 25.6):g}M",
              lambda: check_fused_update(device, 100_000 if quick else 25_600_000, 20 if quick else 200)),

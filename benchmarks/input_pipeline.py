@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from dana_ray.config import TrialConfig  # noqa: E402
 from dana_ray.data import Streams, load_dataset  # noqa: E402
-from dana_ray.engine.build import build_worker  # noqa: E402
+from dana_ray.engine.build import build_replica  # noqa: E402
 from dana_ray.engine.master import Job  # noqa: E402
 
 
@@ -68,10 +68,10 @@ def decode_rate(root: str, size: int, batch: int, threads: int, batches: int, re
 def gradient_steps(root: str, size: int, batch: int, model: str, prefetch: int, steps: int) -> dict[str, float]:
     """Seconds per gradient step of one logical worker and the fraction of it spent waiting for batches."""
     cfg = TrialConfig.from_dict(dict(dataset="imagenet", data_dir=root, dataset_options={"image_size": size,
-                                     "threads": 1}, model=model, batch_size=batch, prefetch_batches=prefetch,
-                                     cpu_threads=1, device="cpu"))
+                                     "threads": 1}, model=model, batch_size=batch,
+                                     compute={"prefetch_batches": prefetch, "cpu_threads": 1, "device": "cpu"}))
     torch.set_num_threads(1)
-    worker = build_worker(cfg)
+    worker = build_replica(cfg)
     point, _ = worker.model.initial_state()
     try:
         worker.compute(Job(0, 0, point, -1))  # warm
@@ -88,9 +88,10 @@ def gradient_steps(root: str, size: int, batch: int, model: str, prefetch: int, 
 def compute_only(root: str, size: int, batch: int, model: str, steps: int) -> float:
     """Seconds per gradient step on a batch already in memory."""
     cfg = TrialConfig.from_dict(dict(dataset="imagenet", data_dir=root, dataset_options={"image_size": size,
-                                     "threads": 1}, model=model, batch_size=batch, cpu_threads=1, device="cpu"))
+                                     "threads": 1}, model=model, batch_size=batch,
+                                     compute={"cpu_threads": 1, "device": "cpu"}))
     torch.set_num_threads(1)
-    worker = build_worker(cfg)
+    worker = build_replica(cfg)
     point, _ = worker.model.initial_state()
     x, y = worker.streams.batch(0, 0)
     worker.model.gradient(point, x, y, 0.0)  # warm

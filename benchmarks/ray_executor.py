@@ -36,17 +36,18 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from dana_ray.engine.ray_executor import ParameterServer, RemoteParameterServer  # noqa: E402
+from dana_ray.engine.ray.server import ParameterServer, RemoteParameterServer  # noqa: E402
 from dana_ray.trial import run  # noqa: E402
 
-TRIAL = dict(algorithm="dana", num_workers=8, epochs=1, lr_decay_epochs=[], cpu_threads=1)
+TRIAL = dict(algorithm="dana", num_workers=8, epochs=1, lr_decay_epochs=[], compute={"cpu_threads": 1})
 
 
 def trial_ratios() -> None:
     local = run(TRIAL)
     rows = [("local", local)]
     for actors in (1, 2):
-        rows.append((f"ray P={actors}", run(dict(TRIAL, num_actors=actors, cpus_per_actor=0.5, server_cpus=0.5),
+        rows.append((f"ray P={actors}", run(dict(TRIAL, compute={"cpu_threads": 1, "cpus_per_actor": 0.5},
+                                                     ray={"num_actors": actors, "server_cpus": 0.5}),
                                             executor="ray")))
     epoch = lambda r: r["history"][0]["gradients"] / r["history"][0]["gradients_per_s"]  # noqa: E731
     print("1. One epoch of digits, DANA, N = 8 (cpu_threads = 1)")
@@ -105,8 +106,9 @@ class InOrderServer(ParameterServer):
 
 def ours(dim: int, num_workers: int, actors: int, updates: int, server_cpus: float = 0.5,
          server_class: type = RemoteParameterServer) -> float:
-    config = dict(algorithm="dana", num_workers=num_workers, cpus_per_actor=0.5, server_cpus=server_cpus,
-                  jobs_per_call=1)  # one job a call: the server's own cost, as the echo ceiling pays it
+    config = dict(algorithm="dana", num_workers=num_workers, compute={"cpus_per_actor": 0.5},
+                  ray={"server_cpus": server_cpus, "jobs_per_call": 1})  # one job a call: the server's own cost,
+    # as the echo ceiling pays it
     server = server_class.options(num_cpus=server_cpus).remote(config, "bench", actors, stub_worker_class(dim))
     ray.get(server.start.remote())
     ray.get(server.run_steps.remote(20))  # warm-up

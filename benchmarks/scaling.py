@@ -33,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpus-per-actor", type=float, default=0.0)
     args = p.parse_args(argv)
     config = dict(algorithm="dana", num_workers=args.num_workers, model=args.model, dataset="digits",
-                  batch_size=args.batch_size, epochs=args.epochs, lr_decay_epochs=[], cpu_threads=1,
-                  cpus_per_actor=1, gpus_per_actor=args.gpus_per_actor, server_cpus=0)
+                  batch_size=args.batch_size, epochs=args.epochs, lr_decay_epochs=[],
+                  compute={"cpu_threads": 1, "cpus_per_actor": 1, "gpus_per_actor": args.gpus_per_actor},
+                  ray={"server_cpus": 0})
     cpus = max(os.cpu_count() or 1, max(args.actors))
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     try:
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'P':>3} {'gradients/s':>12} {'vs P=1':>7} {'vs local':>9} {'server busy':>12}")
         first = None
         for actors in args.actors:
-            last = run(dict(config, num_actors=actors), executor="ray")["history"][-1]
+            last = run(dict(config, ray={"server_cpus": 0, "num_actors": actors}), executor="ray")["history"][-1]
             first = first or last["gradients_per_s"]
             print(f"{actors:>3} {last['gradients_per_s']:>12.1f} {last['gradients_per_s'] / first:>7.2f} "
                   f"{last['gradients_per_s'] / local:>9.2f} {100 * last['server_busy']:>11.0f}%", flush=True)

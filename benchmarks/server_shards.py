@@ -31,9 +31,10 @@ import ray
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from dana_ray.engine.ray_executor import RemoteParameterServer  # noqa: E402
-from dana_ray.engine.ray_shards import RemoteShardedParameterServer  # noqa: E402
 from ray_executor import echo_ceiling, stub_worker_class  # noqa: E402
+
+from dana_ray.engine.ray.server import RemoteParameterServer  # noqa: E402
+from dana_ray.engine.ray.shards import RemoteShardedParameterServer  # noqa: E402
 
 WORKERS, ACTORS = 8, 2
 
@@ -52,8 +53,8 @@ def busy_cpu_s() -> float:
 def server_rate(dim: int, shards: int, updates: int, server_cpus: float) -> tuple[float, float, float]:
     """(updates/s, bytes through the server or sequencer per update, the machine's busy CPU ms per update)
     after 10 updates of warm-up."""
-    config = dict(algorithm="dana", num_workers=WORKERS, cpus_per_actor=0.25, server_cpus=server_cpus,
-                  jobs_per_call=1, server_shards=shards)
+    config = dict(algorithm="dana", num_workers=WORKERS, compute={"cpus_per_actor": 0.25},
+                  ray={"server_cpus": server_cpus, "jobs_per_call": 1, "server_shards": shards})
     remote = RemoteShardedParameterServer if shards > 1 else RemoteParameterServer
     server = remote.options(num_cpus=server_cpus).remote(config, f"bench-{shards}", ACTORS, stub_worker_class(dim))
     try:

@@ -33,9 +33,9 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from dana_ray.algorithms import ALGORITHMS, make_algorithm  # noqa: E402
-from dana_ray.algorithms.laws import update_traffic, workers_for  # noqa: E402
+from dana_ray.core.plugins import load_plugins  # noqa: E402
 from dana_ray.engine.master import Master  # noqa: E402
-from dana_ray.plugins import load_plugins  # noqa: E402
+from dana_ray.testing import update_traffic, workers_for  # noqa: E402
 
 
 def traffic(name: str, n: int) -> float:

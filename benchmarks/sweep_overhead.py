@@ -21,7 +21,7 @@ import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from dana_ray.grid import load_grid  # noqa: E402
+from dana_ray.experiments.grid import load_grid  # noqa: E402
 from dana_ray.trial import run  # noqa: E402
 
 RULES = ["baseline", "asgd", "nag-asgd", "dana", "dana-slim"]
@@ -31,7 +31,7 @@ def grid_file(folder: str, epochs: int, seeds: list[int], executor: str, jobs_pe
     base = yaml.safe_load(open(load_grid("quickstart").path))
     base["trial"]["epochs"] = epochs
     if jobs_per_call is not None:
-        base["trial"]["jobs_per_call"] = jobs_per_call if jobs_per_call == "auto" else int(jobs_per_call)
+        base["trial"]["ray"]["jobs_per_call"] = jobs_per_call if jobs_per_call == "auto" else int(jobs_per_call)
     base["grid"].update(algorithm=RULES, num_workers=[4, 16], seed=seeds)
     base["tune"]["executor"] = executor
     path = os.path.join(folder, f"overhead-{executor}{jobs_per_call or ''}.yaml")

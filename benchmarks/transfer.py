@@ -37,7 +37,7 @@ from torch import nn
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from dana_ray.engine.flat import FlatModel  # noqa: E402
-from dana_ray.engine.ray_executor import Worker, as_tensor  # noqa: E402
+from dana_ray.engine.ray.actors import Worker, as_tensor  # noqa: E402
 
 
 class OneVector(nn.Module):

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dana_ray.checks import integer, number
-from dana_ray.registry import Option, Registry, resolve_options
+from dana_ray.core.checks import integer, number
+from dana_ray.core.registry import Option, Registry, resolve_options
 
 
 @dataclass(frozen=True)

@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     sys.path.insert(0, REPO)
-    from dana_ray.grid import load_grid
+    from dana_ray.experiments.grid import load_grid
 
     grid = load_grid(args.grid, smoke_test=args.smoke_test)
     grid_arg = os.path.abspath(grid.path)

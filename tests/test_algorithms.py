@@ -8,9 +8,16 @@ import pytest
 import torch
 
 from dana_ray.algorithms import ALGORITHMS, BUILTIN_ALGORITHMS, make_algorithm
-from dana_ray.algorithms.laws import (Driver, linear_cost_law, noisy_quadratic, single_worker_law, state_dict_law,
-                                      update_traffic, workers_for)
 from dana_ray.schedules import make_schedule
+from dana_ray.testing import (
+    Driver,
+    linear_cost_law,
+    noisy_quadratic,
+    single_worker_law,
+    state_dict_law,
+    update_traffic,
+    workers_for,
+)
 
 
 def drive(name, params, num_workers, lr, momentum=0.9, fused=False, **kwargs):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from types import SimpleNamespace
 
-from dana_ray.console import SweepConsole
+from dana_ray.sweep.console import SweepConsole
 
 
 def trial(trial_id, cell, seed, status="RUNNING", result=None):

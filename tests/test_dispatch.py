@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import trial_dict
 
 from dana_ray.config import TrialConfig
 from dana_ray.engine import LocalExecutor
-from dana_ray.engine.build import build_master, build_worker
+from dana_ray.engine.build import build_master, build_replica
 from dana_ray.engine.dispatch import Dispatcher, SlotLost, run_steps
-from dana_ray.engine.executor import MasterLoop
+from dana_ray.engine.loop import MasterLoop
 
-BASE = dict(model="cnn", model_options={"channels": 4}, dataset="digits", batch_size=32, epochs=1, lr=0.05,
+BASE = trial_dict(model="cnn", model_options={"channels": 4}, dataset="digits", batch_size=32, epochs=1, lr=0.05,
             lr_decay_epochs=[], cpu_threads=1, max_steps_per_epoch=24, jobs_per_call=1)
 
 
@@ -22,7 +23,7 @@ class FakeTransport:
     count as living on another node; every call is logged."""
 
     def __init__(self, worker, num_slots: int, remote: frozenset = frozenset()) -> None:
-        self.worker, self.num_slots, self.remote = worker, num_slots, remote
+        self.replica, self.num_slots, self.remote = worker, num_slots, remote
         self.overhead_s, self.compute_s = 0.001, None  # a call's round trip; a gradient's time (None: measured)
         self.jobs, self.slot_of, self.dead = {}, {}, set()
         self.calls: list[tuple[int, list[int]]] = []  # (slot, logical workers) per send
@@ -42,7 +43,7 @@ class FakeTransport:
         assert self.slot_of[handle] == slot
         if handle in self.dead:
             raise SlotLost(slot, "the fake slot was killed")
-        result = self.worker.compute(self.jobs[handle])
+        result = self.replica.compute(self.jobs[handle])
         if self.compute_s is not None:
             result.seconds = self.compute_s
         return result
@@ -73,12 +74,12 @@ class FakeExecutor(MasterLoop):
     def __init__(self, cfg: TrialConfig, num_slots: int, remote: frozenset = frozenset(),
                  compute_s: float | None = None) -> None:
         torch.set_num_threads(cfg.compute.cpu_threads)  # as the local executor does: the sums' order depends on it
-        self.worker = build_worker(cfg)
-        self.steps_per_epoch, self.num_classes = self.worker.steps_per_epoch, self.worker.data.num_classes
-        params, bn_stats = self.worker.model.initial_state()
-        self.master = build_master(cfg, params, bn_stats, self.worker.model.bn_momentum, self.steps_per_epoch)
+        self.replica = build_replica(cfg)
+        self.steps_per_epoch, self.num_classes = self.replica.steps_per_epoch, self.replica.data.num_classes
+        params, bn_stats = self.replica.model.initial_state()
+        self.master = build_master(cfg, params, bn_stats, self.replica.model.bn_momentum, self.steps_per_epoch)
         self.watch(None)
-        self.transport = FakeTransport(self.worker, num_slots, remote)
+        self.transport = FakeTransport(self.replica, num_slots, remote)
         self.transport.compute_s = compute_s
         self.dispatcher = Dispatcher(self.transport, per_call=cfg.section("ray").jobs_per_call, vmap_jobs=cfg.compute.vmap_jobs,
                                      num_workers=cfg.num_workers, sticky=self.master.rule.has_worker_side(),
@@ -90,7 +91,7 @@ class FakeExecutor(MasterLoop):
         run_steps(self.master, self.dispatcher, self.telemetry, steps)
 
     def evaluate(self):
-        return self.worker.evaluate(self.master.rule.params, self.master.bn_stats)
+        return self.replica.evaluate(self.master.rule.params, self.master.bn_stats)
 
 
 def local_sha(config: dict) -> str:
@@ -118,7 +119,7 @@ def test_a_rule_with_worker_side_state_keeps_each_worker_on_its_slot():
 
 
 def test_jobs_wait_for_companions_but_never_the_job_needed_now():
-    config = dict(BASE, algorithm="asgd", num_workers=4, jobs_per_call=8)
+    config = trial_dict(BASE, algorithm="asgd", num_workers=4, jobs_per_call=8)
     executor = FakeExecutor(TrialConfig.from_dict(config), num_slots=2)
     assert executor.transport.calls == [] and len(executor.dispatcher.pending) == 4  # fewer than 8: held
     executor.run_steps(1)  # worker 0's gradient is needed now: all that is pending goes, as one call
@@ -130,7 +131,7 @@ def test_jobs_wait_for_companions_but_never_the_job_needed_now():
 
 @pytest.mark.parametrize("per_call", [1, 3])
 def test_a_slot_lost_mid_call_is_replaced_and_its_jobs_sent_again_with_unchanged_numbers(per_call):
-    config = dict(BASE, algorithm="dana", num_workers=4, jobs_per_call=per_call)
+    config = trial_dict(BASE, algorithm="dana", num_workers=4, jobs_per_call=per_call)
     executor = FakeExecutor(TrialConfig.from_dict(config), num_slots=2)
     executor.run_steps(5)
     held = sorted(w for w, (_, slot, _) in executor.dispatcher.inflight.items() if slot == 1)
@@ -167,7 +168,7 @@ def test_the_arrival_order_applies_the_first_ready_result_and_counts_bytes():
 def test_auto_jobs_per_call_is_sized_from_gradient_time_and_call_overhead(compute_s, expected):
     """A call's overhead (1 ms here) may take at most 2% of its jobs' work: k = ceil(1 ms / (0.02 g)),
     at most N / 2P = 16 / 4 = 4, decided after the first 8 results; the numbers never change."""
-    config = dict(BASE, algorithm="dana", num_workers=16, jobs_per_call="auto", max_steps_per_epoch=24)
+    config = trial_dict(BASE, algorithm="dana", num_workers=16, jobs_per_call="auto", max_steps_per_epoch=24)
     executor = FakeExecutor(TrialConfig.from_dict(config), num_slots=2, compute_s=compute_s)
     assert executor.dispatcher.per_call == 1 and executor.dispatcher.auto
     executor.run_epoch(24)
@@ -178,4 +179,4 @@ def test_auto_jobs_per_call_is_sized_from_gradient_time_and_call_overhead(comput
 def test_jobs_per_call_is_auto_by_default_and_refuses_other_words():
     assert TrialConfig().section("ray").jobs_per_call == "auto"
     with pytest.raises(ValueError, match=r"^ray.jobs_per_call: expected 'auto' or an integer >= 1, got 'many'$"):
-        TrialConfig.from_dict(dict(BASE, algorithm="asgd", jobs_per_call="many"))
+        TrialConfig.from_dict(trial_dict(BASE, algorithm="asgd", jobs_per_call="many"))

@@ -6,12 +6,12 @@ import copy
 
 import pytest
 import torch
+from helpers import trial_dict
 
 from dana_ray.config import TrialConfig
 from dana_ray.data import WorkerStream, load_dataset
-from dana_ray.engine import FlatModel, LocalExecutor
+from dana_ray.engine import FlatModel, LocalExecutor, params_sha256
 from dana_ray.models import make_model
-from dana_ray.engine import params_sha256
 
 SMALL = dict(model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=16, epochs=1, lr=0.05,
              lr_decay_epochs=[])
@@ -118,7 +118,7 @@ def test_ssgd_rounds_send_every_worker_the_same_point_with_no_delay():
 def test_fused_master_measures_the_same_gaps_in_one_pass():
     """With fused updates the master computes each gradient's gap ||x - θ|| with a compiled one-pass
     kernel instead of a scratch vector; the metric is the eager one up to float32 rounding."""
-    cfgs = [TrialConfig.from_dict(dict(SMALL, algorithm="dana", num_workers=4, fused_updates=fused, cpu_threads=1))
+    cfgs = [TrialConfig.from_dict(trial_dict(SMALL, algorithm="dana", num_workers=4, fused_updates=fused, cpu_threads=1))
             for fused in (False, True)]
     eager, fused = LocalExecutor(cfgs[0]), LocalExecutor(cfgs[1])
     assert fused.master._scratch is None and eager.master._distance is None
@@ -130,9 +130,9 @@ def test_fused_master_measures_the_same_gaps_in_one_pass():
 
 def test_master_refuses_a_job_that_is_not_outstanding():
     executor = LocalExecutor(TrialConfig.from_dict(dict(SMALL, num_workers=2)))
-    master, worker = executor.master, executor.worker
+    master, replica = executor.master, executor.replica
     job = master.next_job()
-    result = worker.compute(job)
+    result = replica.compute(job)
     master.apply(job, result)
     with pytest.raises(ValueError, match=r"job: worker \d's job \(batch 0\) is not outstanding"):
         master.apply(job, result)
@@ -177,7 +177,7 @@ def test_batched_gradients_equal_one_by_one(model, options, shape):
 
 @pytest.mark.parametrize("algorithm", ["dana", "ssgd", "dana-slim"])
 def test_local_executor_with_vmap_jobs_follows_one_by_one(algorithm):
-    cfgs = [TrialConfig.from_dict(dict(SMALL, algorithm=algorithm, num_workers=4, vmap_jobs=k, cpu_threads=1))
+    cfgs = [TrialConfig.from_dict(trial_dict(SMALL, algorithm=algorithm, num_workers=4, vmap_jobs=k, cpu_threads=1))
             for k in (1, 4)]
     one, batched = LocalExecutor(cfgs[0]), LocalExecutor(cfgs[1])
     rows = [ex.run_epoch(ex.steps_per_epoch) for ex in (one, batched)]

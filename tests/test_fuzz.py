@@ -5,14 +5,14 @@ nothing raises a traceback. Mutations that happen to be valid are skipped (and c
 from __future__ import annotations
 
 import copy
-import re
 import dataclasses
+import re
 
 import pytest
 import yaml
 
-from dana_ray.config import TrialConfig
-from dana_ray.grid import GridError, load_grid
+from dana_ray.config import SECTIONS, TrialConfig
+from dana_ray.experiments.grid import GridError, load_grid
 
 POOL = ["eight", -3, 1.5, True, None, [], {}, {"bogus": 1}, [-1], "nonexistent", float("nan"), 10**12]
 
@@ -20,7 +20,8 @@ BASE = {
     "description": "fuzz base",
     "trial": {"model": "cnn", "model_options": {"channels": 4}, "dataset": "digits", "epochs": 1, "batch_size": 64,
               "lr_decay_epochs": [1], "schedule_options": {"shape": 100.0, "slow_fraction": 0.5, "slow_factor": 2.0},
-              "algorithm_options": {"dc_lambda": 0.1}, "cpu_threads": 1, "num_actors": 1, "cpus_per_actor": 0.25},
+              "algorithm_options": {"dc_lambda": 0.1}, "compute": {"cpu_threads": 1, "cpus_per_actor": 0.25},
+              "ray": {"num_actors": 1}},
     "grid": {"algorithm": ["dc-asgd"], "num_workers": [2], "schedule": ["gamma"], "seed": [0]},
     "tune": {"max_failures": 1, "trial_cpus": 0.25, "checkpoint_every": 1},
 }
@@ -31,6 +32,7 @@ def mutations():
     sites = [("trial", f.name) for f in dataclasses.fields(TrialConfig)]
     sites += [("trial", options, key) for options in ("model_options", "schedule_options", "algorithm_options")
               for key in BASE["trial"][options]]
+    sites += [("trial", section, option) for section, spec in SECTIONS.items() for option in spec.options]
     sites += [("grid", axis) for axis in BASE["grid"]] + [("grid", axis, 0) for axis in BASE["grid"]]
     sites += [("tune", key) for key in ("max_failures", "trial_cpus", "checkpoint_every", "max_concurrent_trials")]
     sites += [("trial",), ("grid",), ("paper_table",)]
@@ -75,7 +77,7 @@ FLAG_VALUES = ["eight", "-3", "1.5", "nan", "", "nonexistent", "{}", "[]", '{"bo
 
 
 def test_mutated_trial_flags_are_refused_in_one_line_or_accepted(monkeypatch, capsys):
-    import dana_ray.trial as trial
+    import dana_ray.trial.cli as trial
 
     class Accepted(Exception):
         pass
@@ -106,16 +108,16 @@ def test_mutated_trial_flags_are_refused_in_one_line_or_accepted(monkeypatch, ca
 DATA_GRID = {
     "description": "data fuzz",
     "trial": {"model": "cnn", "model_options": {"channels": 4}, "dataset": "digits", "epochs": 1, "batch_size": 64,
-              "cpu_threads": 1, "num_actors": 1, "cpus_per_actor": 0.25, "server_cpus": 0.25},
+              "compute": {"cpu_threads": 1, "cpus_per_actor": 0.25}, "ray": {"num_actors": 1, "server_cpus": 0.25}},
     "grid": {"algorithm": ["dana"], "num_workers": [2], "schedule": ["round-robin"], "seed": [0]},
     "tune": {"trial_cpus": 0.25, "executor": "local"},
 }
 
 PLUGIN_DATA = """
 import numpy as np
-from dana_ray.checks import integer
+from dana_ray.core.checks import integer
 from dana_ray.data import array_dataset, register_dataset
-from dana_ray.registry import Option
+from dana_ray.core.registry import Option
 
 @register_dataset("fuzzed", options={"label": Option(0, integer(-100)), "classes": Option(3, integer(1)),
                                      "side": Option(0, integer(0))})
@@ -177,7 +179,7 @@ def test_data_dependent_values_are_refused_in_one_line_before_ray_starts(tmp_pat
     grid = copy.deepcopy(DATA_GRID)  # and a shape that fits runs the checks through
     grid["trial"].update(plugins=["fuzzed_data.py"], dataset="fuzzed", dataset_options={"side": 4}, batch_size=2)
     from dana_ray.config import TrialConfig
-    from dana_ray.fits import check_fits, generated_shapes
+    from dana_ray.experiments.fits import check_fits, generated_shapes
 
     configs = [TrialConfig.from_dict(dict(grid["trial"], algorithm="dana", num_workers=2, seed=0))]
     check_fits(configs, generated_shapes(configs))

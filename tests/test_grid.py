@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import pandas as pd
+import os
+
 import pytest
 
+import dana_ray
 from dana_ray.algorithms import BUILTIN_ALGORITHMS
-from dana_ray.grid import GridError, REPO_CONFIGS, cell_label, load_grid, parse_cell, trial_from_tune
+from dana_ray.experiments.folder import cell_label, parse_cell
+from dana_ray.experiments.grid import PACKAGED_GRIDS, GridError, grid_names, load_grid, resolve, trial_from_tune
 from dana_ray.report import PAPER_MODEL, paper_rows, paper_tables
 from dana_ray.sweep import main
 
@@ -107,13 +110,15 @@ def test_smoke_test_is_one_epoch_one_seed():
 
 def test_tune_config_round_trip():
     assert parse_cell(cell_label("nag-asgd", 16)) == ("nag-asgd", 16)
-    fixed = {"model": "cnn", "num_actors": 4}
+    fixed = {"model": "cnn", "ray": {"num_actors": 4}}
     assert trial_from_tune({"cell": "dana N=16", "schedule": "gamma", "seed": 2, "_fixed": fixed}) == dict(
         model="cnn", algorithm="dana", num_workers=16, schedule="gamma", seed=2, ray={"num_actors": 4})
 
 
 BAD = {
-    "unknown section": ("trial: {}\ngrid: {}\nextra: 1\n", r"section: unknown option 'extra'"),
+    "unknown key": ("trial: {}\ngrid: {}\nextra: 1\n", r"grid file: unknown option 'extra' for 'bad.yaml'; allowed: description"),
+    "option outside its section": ("trial: {num_actors: 2}\ngrid: {}\n",
+                                   r"num_actors: is an option of section 'ray'; write it there: ray: \{num_actors: ...\}"),
     "axis in trial": ("trial: {seed: 1}\ngrid: {}\n", r"trial.seed: is a grid axis; put it under grid"),
     "missing axis": ("trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin]}\n",
                      r"grid.seed: expected a non-empty list, got None"),
@@ -166,5 +171,9 @@ def test_unknown_grid_name_lists_the_known_ones():
         load_grid("table99")
 
 
-def test_repo_configs_folder_exists():
-    assert pd.Series(sorted(__import__("os").listdir(REPO_CONFIGS))).str.endswith(".yaml").all()
+def test_the_grids_ship_inside_the_package():
+    """The quickstart and every paper table's grid are package data, found by name from any folder."""
+    assert PACKAGED_GRIDS.startswith(os.path.dirname(dana_ray.__file__))
+    assert {"quickstart", "table2", "table3", "table4", "table5", "table6", "table7", "table8"} <= set(grid_names())
+    here = os.path.realpath(PACKAGED_GRIDS)
+    assert all(os.path.realpath(resolve(name)) == os.path.join(here, f"{name}.yaml") for name in grid_names())

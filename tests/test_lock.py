@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from dana_ray.lock import LOCK_FILE, LockError, claim
+from dana_ray.sweep.lock import LOCK_FILE, LockError, claim
 
 
 def test_a_claim_holds_host_and_pid_and_refuses_a_second_until_released(tmp_path):
@@ -55,7 +55,7 @@ def test_a_lock_from_another_host_is_refused_with_what_to_do(tmp_path):
 
 CLAIMANT = """
 import sys
-from dana_ray.lock import LockError, claim
+from dana_ray.sweep.lock import LockError, claim
 try:
     lock = claim(sys.argv[1])
 except LockError:

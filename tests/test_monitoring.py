@@ -9,7 +9,8 @@ import os
 import re
 
 from dana_ray import monitoring
-from dana_ray.metrics import EXPORTED, GRAFANA_DASHBOARD
+from dana_ray.engine.ray.metrics import EXPORTED
+from dana_ray.monitoring import GRAFANA_DASHBOARD
 
 
 def test_the_dashboard_plots_every_exported_metric_and_nothing_else():

@@ -12,15 +12,15 @@ import os
 import time
 
 import pytest
+from helpers import trial_dict
 from ray import tune
 
-from dana_ray.engine.ray_executor import ray_options
 from dana_ray.trial import run
 
 pytestmark = pytest.mark.multinode
 
 # each gradient actor takes a whole 1-CPU node; the server takes the head
-BASE = dict(model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=32, epochs=2, lr=0.05,
+BASE = trial_dict(model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=32, epochs=2, lr=0.05,
             lr_decay_epochs=[], cpu_threads=1, algorithm="dana", num_workers=4, num_actors=2, cpus_per_actor=1.0,
             server_cpus=1.0, actor_start_timeout_s=10.0)
 
@@ -78,7 +78,7 @@ def test_results_on_other_nodes_are_pulled_ahead_and_change_nothing(cluster):
     those in flight at once (ray.wait, fetch_local), so they are on its node before their turn."""
     import ray
 
-    from dana_ray.engine.ray_executor import INLINE_BYTES
+    from dana_ray.engine.ray.transport import INLINE_BYTES
 
     start(cluster, 2)
     config = dict(BASE, model_options={"channels": 64}, epochs=1)
@@ -127,9 +127,9 @@ def test_tune_resumes_the_trial_from_its_checkpoint_when_room_returns(cluster, t
     """The node of one of the trial's actors is removed after epoch 1 and nothing else has room: the trial
     fails after actor_start_timeout_s; Tune retries it; its placement group waits until a node joins (added
     when Tune reports the trial recovering), and the trial resumes from epoch 1 to the undisturbed result."""
-    from dana_ray.grid import Grid
+    from dana_ray.experiments.grid import Grid
     from dana_ray.report import load_experiment
-    from dana_ray.sweep import make_tuner
+    from dana_ray.sweep.tuner import make_tuner
 
     start(cluster, 2)
     _TUNE_TEST["cluster"], events = cluster, _TUNE_TEST.setdefault("events", [])
@@ -173,17 +173,17 @@ def run_sharded_in_its_placement_group(cfg, name: str) -> tuple[list[str], str]:
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
 
-    from dana_ray.engine.ray_executor import RayExecutor
-    from dana_ray.executors import EXECUTORS, reservation
+    from dana_ray.config.executors import EXECUTORS
+    from dana_ray.engine.ray.executor import RayExecutor
 
-    settings = reservation(cfg)
+    settings = cfg.settings()
     spec = EXECUTORS["ray"]
     bundles = spec.bundles(settings, cfg.num_workers, 0.0)[1:]  # Tune leaves an empty trial bundle out
     group = placement_group(bundles, strategy=spec.strategy(settings))
     ray.get(group.ready())
     executor = RayExecutor(cfg, name, placement_group=group)
     try:
-        shards = [node_of(f"{name}/Shard-{k}") for k in range(ray_options(cfg).server_shards)]
+        shards = [node_of(f"{name}/Shard-{k}") for k in range(cfg.section("ray").server_shards)]
         for _ in range(cfg.epochs):
             executor.run_epoch(executor.steps_per_epoch)
         return shards, executor.params_sha256()
@@ -199,15 +199,15 @@ def test_server_shards_land_on_distinct_nodes_and_compute_one_servers_run(cluste
     import ray
 
     from dana_ray.config import TrialConfig
-    from dana_ray.executors import EXECUTORS, reservation
+    from dana_ray.config.executors import EXECUTORS
 
     for _ in range(2):
         cluster.add_node(num_cpus=2)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
-    cfg = TrialConfig.from_dict(dict(BASE, server_shards=2, server_cpus=0.5, cpus_per_actor=0.5))
+    cfg = TrialConfig.from_dict(trial_dict(BASE, server_shards=2, server_cpus=0.5, cpus_per_actor=0.5))
     shards, sha = run_sharded_in_its_placement_group(cfg, "shards")
-    assert EXECUTORS["ray"].strategy(reservation(cfg)) == "SPREAD" and len(set(shards)) == 2
+    assert EXECUTORS["ray"].strategy(cfg.settings()) == "SPREAD" and len(set(shards)) == 2
     assert sha == local_sha
 
 
@@ -223,7 +223,7 @@ def test_server_resources_give_each_shard_a_server_node_of_its_own(cluster, loca
     server_nodes = {cluster.add_node(num_cpus=1, resources={"server": 1}).node_id for _ in range(2)}
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
-    cfg = TrialConfig.from_dict(dict(BASE, server_shards=2, server_cpus=0.25, cpus_per_actor=1.0,
+    cfg = TrialConfig.from_dict(trial_dict(BASE, server_shards=2, server_cpus=0.25, cpus_per_actor=1.0,
                                      server_resources={"server": 1}))
     shards, sha = run_sharded_in_its_placement_group(cfg, "pinned")
     assert len(shards) == 2 and set(shards) == server_nodes

@@ -8,6 +8,7 @@ import re
 
 import pytest
 import torch
+from helpers import trial_dict
 
 from dana_ray.trial import run
 
@@ -31,9 +32,10 @@ def plugin_dir(tmp_path_factory):
 
 
 def config(folder, **change):
-    return dict(plugins=[str(folder / f) for f in FILES[:3]], model="mlp", dataset="blobs",
-                algorithm="staleness-aware", num_workers=4, schedule="gamma", epochs=2, batch_size=32, lr=0.05,
-                lr_decay_epochs=[], cpu_threads=1, cpus_per_actor=0.25, server_cpus=0.25) | change
+    base = trial_dict(plugins=[str(folder / f) for f in FILES[:3]], model="mlp", dataset="blobs",
+                      algorithm="staleness-aware", num_workers=4, schedule="gamma", epochs=2, batch_size=32, lr=0.05,
+                      lr_decay_epochs=[], cpu_threads=1, cpus_per_actor=0.25, server_cpus=0.25)
+    return trial_dict(base, **change)
 
 
 def test_the_readme_holds_each_file_and_each_is_short():
@@ -50,8 +52,8 @@ def test_a_rule_data_set_and_model_of_ones_own_train_locally(plugin_dir):
 
 def test_the_plugin_rule_keeps_the_laws_and_sees_the_delay(plugin_dir):
     from dana_ray.algorithms import make_algorithm
-    from dana_ray.algorithms.laws import check_laws
-    from dana_ray.plugins import load_plugins
+    from dana_ray.core.plugins import load_plugins
+    from dana_ray.testing import check_laws
 
     load_plugins([str(plugin_dir / "my_rule.py")])
     check_laws("staleness-aware")
@@ -63,8 +65,8 @@ def test_the_plugin_rule_keeps_the_laws_and_sees_the_delay(plugin_dir):
 def test_the_plugin_rule_with_local_steps_keeps_the_laws_and_trains(plugin_dir):
     """The README's rule with a worker side: its laws, its H = 4 steps per job (a quarter of the jobs per
     epoch), learning the blobs."""
-    from dana_ray.algorithms.laws import check_laws
-    from dana_ray.plugins import load_plugins
+    from dana_ray.core.plugins import load_plugins
+    from dana_ray.testing import check_laws
 
     load_plugins([str(plugin_dir / "my_local_rule.py")])
     check_laws("damped-local-sgd")
@@ -106,8 +108,10 @@ def test_no_engine_config_grid_or_report_module_names_a_particular_rule():
     """The engine, config, grid and report ask the rule (its declared attributes), never its name."""
     from dana_ray.algorithms import BUILTIN_ALGORITHMS
 
-    modules = [os.path.join("dana_ray", "engine", f) for f in os.listdir(os.path.join(REPO, "dana_ray", "engine"))
-               if f.endswith(".py")] + [os.path.join("dana_ray", f) for f in ("config.py", "grid.py", "report.py")]
+    modules = [os.path.relpath(os.path.join(root, f), REPO)
+               for package in ("engine", "config", "experiments", "report")
+               for root, _, files in os.walk(os.path.join(REPO, "dana_ray", package)) for f in files if f.endswith(".py")]
+    assert len(modules) > 25
     for module in modules:
         text = open(os.path.join(REPO, module)).read()
         for name in BUILTIN_ALGORITHMS:
@@ -120,13 +124,13 @@ def test_no_engine_config_grid_or_report_module_names_a_particular_rule():
 def test_an_executor_of_ones_own_is_one_file_and_gives_the_local_numbers(plugin_dir, tmp_path, capsys):
     """The README's threaded executor: accepted by trial.run, the trial CLI and a grid by name once its file
     is among the plug-ins; the same params_sha256 as the local executor; its resources and arrival declared."""
-    from dana_ray.executors import EXECUTORS
-    from dana_ray.grid import load_grid
-    from dana_ray.resources import trial_need
+    from dana_ray.cluster.resources import trial_need
+    from dana_ray.config.executors import EXECUTORS
+    from dana_ray.experiments.grid import load_grid
     from dana_ray.trial import main
 
     mine = str(plugin_dir / "my_executor.py")
-    base = dict(model="cnn", model_options={"channels": 4}, dataset="digits", algorithm="dana", num_workers=4,
+    base = trial_dict(model="cnn", model_options={"channels": 4}, dataset="digits", algorithm="dana", num_workers=4,
                 epochs=1, batch_size=32, lr=0.05, lr_decay_epochs=[], cpu_threads=1, max_steps_per_epoch=30)
     threaded = run(dict(base, plugins=[mine], threads={"num_threads": 2}), executor="threads")
     assert threaded["params_sha256"] == run(base)["params_sha256"]

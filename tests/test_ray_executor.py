@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 
 import pytest
+from helpers import trial_dict
 
 from dana_ray.trial import run
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 # cpu_threads=1 everywhere: CPU kernels may sum in another order with another thread count.
-BASE = dict(model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=32, epochs=1, lr=0.05,
+BASE = trial_dict(model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=32, epochs=1, lr=0.05,
             lr_decay_epochs=[], cpu_threads=1, cpus_per_actor=0.25, server_cpus=0.25)
 
 
@@ -26,7 +27,7 @@ def local_dana4():
 
 @pytest.mark.parametrize("num_actors", [1, 4])
 def test_ray_equals_local_for_any_number_of_actors(local_dana4, num_actors):
-    result = run(dict(BASE, algorithm="dana", num_workers=4, num_actors=num_actors), executor="ray")
+    result = run(trial_dict(BASE, algorithm="dana", num_workers=4, num_actors=num_actors), executor="ray")
     assert result["params_sha256"] == local_dana4["params_sha256"]
     assert result["test_error"] == local_dana4["test_error"]
     assert result["mean_delay"] == local_dana4["mean_delay"]
@@ -36,9 +37,9 @@ def test_ray_equals_local_for_any_number_of_actors(local_dana4, num_actors):
 def test_points_over_100_kib_travel_through_the_object_store_and_change_nothing():
     """Every paper model's point is over Ray's 100 KiB inline limit: it is ray.put once and passed by
     reference (76,490 parameters here: 306 KB)."""
-    from dana_ray.engine.ray_executor import INLINE_BYTES
+    from dana_ray.engine.ray.transport import INLINE_BYTES
 
-    config = dict(BASE, model_options={"channels": 64}, algorithm="dana-dc", num_workers=3, num_actors=2)
+    config = trial_dict(BASE, model_options={"channels": 64}, algorithm="dana-dc", num_workers=3, num_actors=2)
     on_ray = run(config, executor="ray")
     assert on_ray["num_params"] * 4 > INLINE_BYTES
     assert on_ray["params_sha256"] == run(config)["params_sha256"]
@@ -53,9 +54,9 @@ def test_ray_equals_local_for_other_rules_and_schedules(algorithm, schedule):
 
 def test_folder_data_prefetched_on_actors_equals_local(fake_imagenet):
     """Each gradient actor decodes on its reserved CPUs and prepares batches ahead: the local sha."""
-    config = dict(BASE, model_options={}, dataset="imagenet", data_dir=fake_imagenet, batch_size=4, epochs=2,
+    config = trial_dict(BASE, model_options={}, dataset="imagenet", data_dir=fake_imagenet, batch_size=4, epochs=2,
                   dataset_options={"image_size": 16}, algorithm="dana", num_workers=3, num_actors=2)
-    assert run(config, executor="ray")["params_sha256"] == run(dict(config, prefetch_batches=0))["params_sha256"]
+    assert run(config, executor="ray")["params_sha256"] == run(trial_dict(config, prefetch_batches=0))["params_sha256"]
 
 
 def test_a_killed_worker_actor_is_replaced_and_nothing_changes(local_dana4):
@@ -70,7 +71,7 @@ def test_a_killed_worker_actor_is_replaced_and_nothing_changes(local_dana4):
             ray.kill(actor)
             killed.append(actor)
 
-    config = dict(BASE, algorithm="dana", num_workers=4, num_actors=2, epochs=2)
+    config = trial_dict(BASE, algorithm="dana", num_workers=4, num_actors=2, epochs=2)
     rows = []
     faulty = run(config, executor="ray", name=name, callback=lambda r: (rows.append(r), kill_worker_0(r)))
     assert killed and rows[-1]["actor_restarts"] == 1
@@ -87,7 +88,7 @@ class CrashOnce:
     def remote_class(self):
         import ray
 
-        from dana_ray.engine.ray_executor import Worker
+        from dana_ray.engine.ray.actors import Worker
 
         marker, crash_worker, crash_batch = self.marker, self.worker, self.batch
 
@@ -112,9 +113,9 @@ class CrashOnce:
 def test_an_actor_dying_mid_job_loses_and_doubles_nothing(tmp_path, local_dana4, jobs_per_call):
     """Also when the job dies with the other jobs of its call (``jobs_per_call``): each is sent again."""
     from dana_ray.config import TrialConfig
-    from dana_ray.engine.ray_executor import RayExecutor
+    from dana_ray.engine.ray.executor import RayExecutor
 
-    cfg = TrialConfig.from_dict(dict(BASE, algorithm="dana", num_workers=4, num_actors=2, jobs_per_call=jobs_per_call))
+    cfg = TrialConfig.from_dict(trial_dict(BASE, algorithm="dana", num_workers=4, num_actors=2, jobs_per_call=jobs_per_call))
     crash = CrashOnce(str(tmp_path / "crashed"), worker=2, batch=5)
     executor = RayExecutor(cfg, "crash-test", worker_class=crash.remote_class())
     try:
@@ -128,7 +129,7 @@ def test_an_actor_dying_mid_job_loses_and_doubles_nothing(tmp_path, local_dana4,
 
 
 def test_restored_server_state_finishes_identically():
-    config = dict(BASE, algorithm="dana", num_workers=4, num_actors=2, epochs=2, schedule="gamma")
+    config = trial_dict(BASE, algorithm="dana", num_workers=4, num_actors=2, epochs=2, schedule="gamma")
     states = []
     whole = run(config, executor="ray", checkpoint=states.append)
     resumed = run(config, executor="ray", resume=states[0])
@@ -141,7 +142,7 @@ def test_worker_side_state_stays_with_its_actor_and_restores(algorithm):
     logical worker i stays on actor i % P; a checkpoint gathers it from the actors (as of each worker's next
     job, computed or not; for diloco mid-round: 11 jobs an epoch, rounds of 5) and a restored run on Ray
     finishes like local."""
-    config = dict(BASE, algorithm=algorithm, num_workers=5, num_actors=2, epochs=2, schedule="gamma")
+    config = trial_dict(BASE, algorithm=algorithm, num_workers=5, num_actors=2, epochs=2, schedule="gamma")
     states = []
     whole = run(config, executor="ray", checkpoint=states.append)
     assert sorted(states[0]["master"]["worker_side"]) == [0, 1, 2, 3, 4]
@@ -159,7 +160,7 @@ def test_a_dead_actor_holding_worker_side_state_fails_the_trial_clearly():
         ray.kill(ray.get_actor(f"{name}/Worker-0"))
 
     with pytest.raises(ray.exceptions.RayTaskError, match=r"died holding the worker-side state of rule 'dana-slim'"):
-        run(dict(BASE, algorithm="dana-slim", num_workers=2, num_actors=2, epochs=2), executor="ray", name=name,
+        run(trial_dict(BASE, algorithm="dana-slim", num_workers=2, num_actors=2, epochs=2), executor="ray", name=name,
             callback=kill_worker_0)
 
 
@@ -167,9 +168,9 @@ def test_a_dead_actor_holding_worker_side_state_fails_the_trial_clearly():
 def test_vmap_jobs_on_ray_follows_one_by_one(local_dana4, algorithm):
     """Jobs sent in groups of up to 3 per call (vmap on the actor): float rounding apart, the run is the
     one-by-one run (each job's result depends only on the job)."""
-    config = dict(BASE, algorithm=algorithm, num_workers=4, num_actors=2)
+    config = trial_dict(BASE, algorithm=algorithm, num_workers=4, num_actors=2)
     reference = local_dana4 if algorithm == "dana" else run(config)
-    batched = run(dict(config, vmap_jobs=3), executor="ray")
+    batched = run(trial_dict(config, vmap_jobs=3), executor="ray")
     assert batched["steps"] == reference["steps"] and batched["mean_delay"] == reference["mean_delay"]
     assert batched["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-3)
 
@@ -181,7 +182,8 @@ def test_jobs_per_call_sends_several_jobs_in_one_call_and_changes_nothing(algori
     import ray
 
     from dana_ray.config import TrialConfig
-    from dana_ray.engine.ray_executor import RayExecutor, Worker
+    from dana_ray.engine.ray.actors import Worker
+    from dana_ray.engine.ray.executor import RayExecutor
 
     class Counting(Worker):
         calls = jobs = 0
@@ -197,8 +199,8 @@ def test_jobs_per_call_sends_several_jobs_in_one_call_and_changes_nothing(algori
         def counts(self):
             return self.calls, self.jobs
 
-    config = dict(BASE, algorithm=algorithm, num_workers=4, num_actors=num_actors)
-    executor = RayExecutor(TrialConfig.from_dict(dict(config, jobs_per_call=4)), f"per-call-{algorithm}",
+    config = trial_dict(BASE, algorithm=algorithm, num_workers=4, num_actors=num_actors)
+    executor = RayExecutor(TrialConfig.from_dict(trial_dict(config, jobs_per_call=4)), f"per-call-{algorithm}",
                            worker_class=ray.remote(Counting))
     try:
         executor.run_epoch(executor.steps_per_epoch)
@@ -214,10 +216,10 @@ def test_jobs_per_call_sends_several_jobs_in_one_call_and_changes_nothing(algori
 def test_fused_updates_on_ray_equal_fused_updates_locally():
     """The server actor compiles its one-pass update and runs it exactly as the driver does (same sha). The
     run is the eager run up to float rounding."""
-    config = dict(BASE, algorithm="dana-dc", num_workers=4, num_actors=2, fused_updates=True)
+    config = trial_dict(BASE, algorithm="dana-dc", num_workers=4, num_actors=2, fused_updates=True)
     local, on_ray = run(config), run(config, executor="ray")
     assert on_ray["params_sha256"] == local["params_sha256"]
-    eager = run(dict(config, fused_updates=False))
+    eager = run(trial_dict(config, fused_updates=False))
     assert local["params_sha256"] != eager["params_sha256"]  # the compiled kernel ran: rounding differs
     assert local["train_loss"] == pytest.approx(eager["train_loss"], rel=1e-3)
 
@@ -227,12 +229,12 @@ def test_the_server_updates_with_the_cpus_it_reserves():
     should use all of server_cpus (here the class is built in this process, without Ray)."""
     import torch
 
-    from dana_ray.engine.ray_executor import ParameterServer
+    from dana_ray.engine.ray.server import ParameterServer
 
     before = torch.get_num_threads()
     try:
         for server_cpus, threads in [(4, 4), (1.6, 2), (0.25, 1)]:
-            ParameterServer(dict(BASE, server_cpus=server_cpus), "threads-test", num_actors=1)
+            ParameterServer(trial_dict(BASE, server_cpus=server_cpus), "threads-test", num_actors=1)
             assert torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(before)
@@ -240,7 +242,7 @@ def test_the_server_updates_with_the_cpus_it_reserves():
 
 def test_arrival_order_applies_whatever_arrives_first():
     rows = []
-    result = run(dict(BASE, algorithm="dana", num_workers=4, num_actors=2, schedule="arrival"), executor="ray",
+    result = run(trial_dict(BASE, algorithm="dana", num_workers=4, num_actors=2, schedule="arrival"), executor="ray",
                  callback=rows.append)
     assert result["steps"] == 1437 // 32 and not result["diverged"]
     assert result["mean_delay"] > 0 and rows[0]["max_delay"] >= 1
@@ -254,19 +256,19 @@ def test_actors_are_named_per_trial():
     def names(row):
         seen.extend(a["name"] for a in ray.util.list_named_actors(all_namespaces=True))
 
-    run(dict(BASE, num_workers=2, num_actors=2), executor="ray", name="named", callback=names)
+    run(trial_dict(BASE, num_workers=2, num_actors=2), executor="ray", name="named", callback=names)
     assert {"named/ParameterServer", "named/Worker-0", "named/Worker-1"} <= set(seen)
 
 
 def test_divergence_is_reported_not_raised():
-    result = run(dict(BASE, algorithm="asgd", num_workers=2, num_actors=1, lr=1e6, epochs=2), executor="ray")
+    result = run(trial_dict(BASE, algorithm="asgd", num_workers=2, num_actors=1, lr=1e6, epochs=2), executor="ray")
     assert result["diverged"] and result["test_error"] == pytest.approx(90.0)
 
 
 def test_missing_data_names_the_host_and_path(tmp_path):
     with pytest.raises(RuntimeError, match=r"Worker-0 could not start: .*data_dir: cifar10 needs the directory "
                                            r".*cifar-10-batches-py.* \(on host .*\)"):
-        run(dict(BASE, model="resnet20", model_options={}, dataset="cifar10", data_dir=str(tmp_path), num_actors=1),
+        run(trial_dict(BASE, model="resnet20", model_options={}, dataset="cifar10", data_dir=str(tmp_path), num_actors=1),
             executor="ray")
 
 

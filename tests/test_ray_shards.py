@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 
 import pytest
+from helpers import trial_dict
 
 from dana_ray.algorithms import BUILTIN_ALGORITHMS, is_single_worker
 from dana_ray.trial import run
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
-BASE = dict(model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=32, epochs=2, lr=0.05,
+BASE = trial_dict(model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=32, epochs=2, lr=0.05,
             lr_decay_epochs=[1], cpu_threads=1, cpus_per_actor=0.25, server_cpus=0.25, max_steps_per_epoch=25,
             num_workers=4, num_actors=2)
 
@@ -24,7 +25,7 @@ def test_k_shards_give_one_servers_numbers(algorithm, schedule, shards):
     """Against the local executor, which equals the Ray executor's single server (``test_ray_executor``)."""
     config = dict(BASE, algorithm=algorithm, schedule=schedule)
     one = run(config)
-    sharded = run(dict(config, server_shards=shards), executor="ray")
+    sharded = run(trial_dict(config, server_shards=shards), executor="ray")
     assert sharded["params_sha256"] == one["params_sha256"]
     assert sharded["test_error"] == one["test_error"]
     assert [r["mean_delay"] for r in sharded["history"]] == [r["mean_delay"] for r in one["history"]]
@@ -36,13 +37,13 @@ def test_k_shards_give_one_servers_numbers(algorithm, schedule, shards):
 def test_every_builtin_rule_on_ray_shards_gives_one_servers_numbers(algorithm):
     """All of them on real shard actors (in process, every registered rule: ``tests/test_shards.py``)."""
     n = 1 if is_single_worker(algorithm) else 3
-    config = dict(BASE, algorithm=algorithm, num_workers=n, num_actors=2, schedule="gamma" if n > 1 else "round-robin")
+    config = trial_dict(BASE, algorithm=algorithm, num_workers=n, num_actors=2, schedule="gamma" if n > 1 else "round-robin")
     want = run(config)["params_sha256"]
-    assert [run(dict(config, server_shards=k), executor="ray")["params_sha256"] for k in (2, 3)] == [want, want]
+    assert [run(trial_dict(config, server_shards=k), executor="ray")["params_sha256"] for k in (2, 3)] == [want, want]
 
 
 def test_arrival_order_runs_with_two_shards():
-    result = run(dict(BASE, algorithm="dana", schedule="arrival", server_shards=2), executor="ray")
+    result = run(trial_dict(BASE, algorithm="dana", schedule="arrival", server_shards=2), executor="ray")
     assert result["steps"] == 2 * 25 and not result["diverged"]
     assert sum(result["history"][-1]["delay_histogram"]) == 25
 
@@ -56,7 +57,7 @@ class CrashingShard:
     def remote_class(self):
         import ray
 
-        from dana_ray.engine.ray_shards import ShardActor
+        from dana_ray.engine.ray.shards import ShardActor
 
         marker, crash_shard, at = self.marker, self.shard, self.at
 
@@ -77,9 +78,9 @@ class CrashingShard:
 
 def test_a_shard_dying_mid_epoch_is_recovered_to_the_same_numbers(tmp_path):
     from dana_ray.config import TrialConfig
-    from dana_ray.engine.ray_executor import RayExecutor
+    from dana_ray.engine.ray.executor import RayExecutor
 
-    config = dict(BASE, algorithm="dana", schedule="gamma", server_shards=2)
+    config = trial_dict(BASE, algorithm="dana", schedule="gamma", server_shards=2)
     crash = CrashingShard(str(tmp_path / "crashed"), shard=1, at=30)  # in the second epoch
     executor = RayExecutor(TrialConfig.from_dict(config), "shard-crash", shard_class=crash.remote_class())
     try:
@@ -90,14 +91,14 @@ def test_a_shard_dying_mid_epoch_is_recovered_to_the_same_numbers(tmp_path):
     assert os.path.exists(crash.marker)
     assert rows[0]["actor_restarts"] == 0 and rows[1]["actor_restarts"] == 1
     assert rows[1]["step"] == 50 and rows[1]["gradients"] == 25
-    assert sha == run(dict(config, server_shards=1))["params_sha256"]
+    assert sha == run(trial_dict(config, server_shards=1))["params_sha256"]
 
 
 def test_a_dead_shard_with_worker_side_state_fails_the_trial_in_one_line(tmp_path):
     from dana_ray.config import TrialConfig
-    from dana_ray.engine.ray_executor import RayExecutor
+    from dana_ray.engine.ray.executor import RayExecutor
 
-    config = dict(BASE, algorithm="dana-slim", server_shards=2)
+    config = trial_dict(BASE, algorithm="dana-slim", server_shards=2)
     crash = CrashingShard(str(tmp_path / "crashed"), shard=0, at=5)
     executor = RayExecutor(TrialConfig.from_dict(config), "shard-slim", shard_class=crash.remote_class())
     try:
@@ -110,8 +111,8 @@ def test_a_dead_shard_with_worker_side_state_fails_the_trial_in_one_line(tmp_pat
 def test_a_checkpoint_restores_with_another_number_of_shards():
     config = dict(BASE, algorithm="gap-aware", schedule="block-random")
     states = []
-    whole = run(dict(config, server_shards=2), executor="ray", checkpoint=states.append)
-    resumed = run(dict(config, server_shards=3), executor="ray", resume=states[0])
+    whole = run(trial_dict(config, server_shards=2), executor="ray", checkpoint=states.append)
+    resumed = run(trial_dict(config, server_shards=3), executor="ray", resume=states[0])
     assert resumed["params_sha256"] == whole["params_sha256"]
 
 
@@ -130,7 +131,7 @@ def test_the_sequencer_moves_no_d_sized_array():
             through[key] = ray.get(server.__ray_call__.remote(
                 lambda s: (s.traffic.bytes_through_server, s.master.step, s.num_params, s.master.bn_stats.numel() * 4)))
 
-        run(dict(BASE, model_options={"channels": channels}, algorithm="dana", epochs=1, server_shards=shards),
+        run(trial_dict(BASE, model_options={"channels": channels}, algorithm="dana", epochs=1, server_shards=shards),
             executor="ray", name=name, callback=on_epoch)
     assert through[(16, 2)][2] > 9 * through[(4, 2)][2]
     for channels in (4, 16):
@@ -146,7 +147,7 @@ def test_a_shard_with_no_room_fails_the_trial_in_bounded_time_with_one_line():
     (2 s did not, once, in a full CI run)."""
     import time
 
-    config = dict(BASE, algorithm="dana", num_actors=1, cpus_per_actor=0.05, server_cpus=0.7, server_shards=2,
+    config = trial_dict(BASE, algorithm="dana", num_actors=1, cpus_per_actor=0.05, server_cpus=0.7, server_shards=2,
                   actor_start_timeout_s=10.0)
     started = time.perf_counter()
     with pytest.raises(Exception, match=r"no-room/Shard-[01] was not running 10 s after it was asked to start the trial: "

@@ -177,7 +177,7 @@ def test_no_shape_for_a_schedule_the_paper_has_no_table_of():
 def test_the_grid_the_sweep_ran_makes_missing_seeds_and_cells_visible(tmp_path):
     """The experiment folder's grid.yaml asks for seeds 0 and 1 of baseline, dana N=4 and dana N=8; only
     three trials reported: dana N=4 has 1 of 2 seeds, dana N=8 none. Both are flagged, neither is hidden."""
-    from dana_ray.grid import GRID_FILE
+    from dana_ray.experiments.folder import GRID_FILE
 
     fixed = {"model": "cnn", "dataset": "digits", "epochs": 1}
     path = write_experiment(tmp_path / "exp", [
@@ -196,7 +196,7 @@ def test_a_trial_whose_files_cannot_be_read_is_listed_and_the_rest_is_reported(t
     """As a full disk leaves them: one trial's params.json empty, another's result.json not UTF-8, a third's
     params.json missing. Each is listed by path with its reason, its cell (told from the folder's name) is
     flagged broken, and the readable trials make the report (the CLI exits 0)."""
-    from dana_ray.grid import GRID_FILE
+    from dana_ray.experiments.folder import GRID_FILE
 
     fixed = {"model": "cnn", "dataset": "digits", "epochs": 1}
     root = tmp_path / "exp"

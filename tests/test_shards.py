@@ -10,12 +10,19 @@ import torch
 
 from dana_ray.algorithms import ALGORITHMS, make_algorithm, register_rule
 from dana_ray.algorithms.base import UpdateRule
-from dana_ray.algorithms.laws import shard_law, workers_for
-from dana_ray.engine.executor import params_sha256
+from dana_ray.engine.loop import params_sha256
 from dana_ray.engine.master import GradientResult, Master
-from dana_ray.engine.shards import (ALIGN, LocalShards, Sharded, ShardedMaster, join_rule_states, shard_bounds,
-                                    split_rule_state)
+from dana_ray.engine.shards import (
+    ALIGN,
+    LocalShards,
+    Sharded,
+    ShardedMaster,
+    join_rule_states,
+    shard_bounds,
+    split_rule_state,
+)
 from dana_ray.schedules import make_schedule
+from dana_ray.testing import shard_law, workers_for
 
 D = 101  # not a multiple of ALIGN: the last shard is shorter
 
@@ -155,14 +162,14 @@ def test_the_shard_law_catches_a_rule_that_reads_across_coordinates():
 
 def test_server_shards_are_refused_where_they_cannot_run():
     from dana_ray.config import TrialConfig
-    from dana_ray.executors import check_supports
+    from dana_ray.config.executors import check_supports
     from dana_ray.trial import run
 
     with pytest.raises(ValueError, match=r"^ray.server_shards: expected an integer in \[1, 256\], got 0$"):
-        TrialConfig.from_dict({"server_shards": 0})
+        TrialConfig.from_dict({"ray": {"server_shards": 0}})
     with pytest.raises(ValueError, match=r"^ray.server_shards: executor 'local' holds θ in one process; server_shards 2 "
                                          r"needs an executor with server shards \(ray(, .+)?\)$"):
-        run({"server_shards": 2, "epochs": 1})
+        run({"ray": {"server_shards": 2}, "epochs": 1})
     with pytest.raises(ValueError, match=r"^tune\.executor: executor 'local' holds θ"):
         check_supports("local", ["round-robin"], 3, field="tune.executor", shards_field="tune.executor")
 
@@ -177,18 +184,18 @@ def test_server_shards_are_refused_where_they_cannot_run():
     try:
         with pytest.raises(ValueError, match=r"^ray.server_shards: algorithm 'test-normalised-sgd' reads across "
                                              r"coordinates \(per_coordinate = False\)"):
-            TrialConfig.from_dict({"algorithm": "test-normalised-sgd", "server_shards": 2})
+            TrialConfig.from_dict({"algorithm": "test-normalised-sgd", "ray": {"server_shards": 2}})
         assert TrialConfig.from_dict({"algorithm": "test-normalised-sgd"}).option("server_shards") == 1
     finally:
         ALGORITHMS._entries.pop("test-normalised-sgd")
 
 
 def test_the_ray_reservation_holds_a_sequencer_and_k_shards_spread_over_nodes():
-    from dana_ray.executors import EXECUTORS, reservation
+    from dana_ray.config import EXECUTORS, all_options
 
     spec = EXECUTORS["ray"]
-    settings = reservation({"num_actors": 2, "cpus_per_actor": 1.0, "gpus_per_actor": 0.5, "server_cpus": 2.0,
-                            "server_shards": 3})
+    settings = dict(all_options({}), num_actors=2, cpus_per_actor=1.0, gpus_per_actor=0.5, server_cpus=2.0,
+                    server_shards=3)
     assert spec.bundles(settings, 4, 0.25) == [{"CPU": 0.25}] + [{"CPU": 2.0}] * 4 + [{"CPU": 1.0, "GPU": 0.5}] * 2
     pinned = dict(settings, server_resources={"server": 1})
     # the sequencer holds no θ: only the shards (or K = 1's server) are pinned

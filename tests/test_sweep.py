@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-import socket
 import os
+import socket
 
 import pytest
 
 from dana_ray.config import get_option
-from dana_ray.fits import data_key
-from dana_ray.grid import load_grid, trial_from_tune
+from dana_ray.experiments.fits import data_key
+from dana_ray.experiments.grid import load_grid, trial_from_tune
 from dana_ray.report import load_experiment
-from dana_ray.sweep import main, make_tuner
+from dana_ray.sweep import main
+from dana_ray.sweep.tuner import make_tuner
 from dana_ray.trial import run
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -27,10 +28,8 @@ trial:
   epochs: 2
   lr: 0.05
   lr_decay_epochs: []
-  cpu_threads: 1
-  num_actors: 1
-  cpus_per_actor: 0.25
-  server_cpus: 0.25
+  compute: {cpu_threads: 1, cpus_per_actor: 0.25}
+  ray: {num_actors: 1, server_cpus: 0.25}
 grid:
   algorithm: [baseline, dana]
   num_workers: [2]
@@ -248,7 +247,7 @@ def test_the_data_check_runs_a_task_only_for_data_sets_with_files_to_check(monke
     """The embedded digits have no files: checking them would start a process on every node for nothing."""
     import ray
 
-    from dana_ray import preflight
+    from dana_ray.cluster import preflight
 
     sent = []
 
@@ -270,7 +269,7 @@ def test_nodes_whose_copies_of_the_data_differ_are_refused(monkeypatch, ray_sess
     """Two nodes' checks that disagree on the data's shape: the sweep would train on different data."""
     import ray
 
-    from dana_ray import preflight
+    from dana_ray.cluster import preflight
     from dana_ray.data import DataShape
 
     answers = iter([DataShape(100, 40, 10, (3, 32, 32)), DataShape(90, 40, 10, (3, 32, 32))])
@@ -398,7 +397,7 @@ def test_a_sweep_whose_trials_fail_exits_1_counting_them_from_the_folder(tmp_pat
 def test_a_second_sweep_on_an_experiment_in_use_is_refused_before_ray_starts(tiny_grid, tmp_path, monkeypatch, capsys):
     import ray
 
-    from dana_ray.lock import claim
+    from dana_ray.sweep.lock import claim
 
     held = claim(str(tmp_path / "busy"))  # as a running driver holds it
     monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray must not start"))
@@ -416,7 +415,7 @@ def test_the_outcome_is_read_from_the_experiment_not_from_tunes_errors(tmp_path,
     is 130 whatever finished."""
     import pandas as pd
 
-    from dana_ray.sweep import _outcome
+    from dana_ray.sweep.cli import _outcome
 
     grid = load_grid(os.path.join(os.path.dirname(__file__), "..", "tune_configs", "quickstart.yaml"),
                      only={"algorithm": ["baseline"]})
@@ -429,7 +428,7 @@ def test_the_outcome_is_read_from_the_experiment_not_from_tunes_errors(tmp_path,
 
     from types import SimpleNamespace
 
-    from dana_ray.sweep import _finished_in
+    from dana_ray.sweep.cli import _finished_in
 
     # storage this process cannot list (s3://): the outcome from Tune's results
     epochs = grid.trial["epochs"]
@@ -480,7 +479,7 @@ def test_an_unreadable_checkpoint_falls_back_to_the_one_before_or_to_the_start(t
     import torch
     from ray import tune
 
-    from dana_ray.trainable import PREVIOUS_FILE, STATE_FILE, keep_previous, readable_state
+    from dana_ray.sweep.checkpoints import PREVIOUS_FILE, STATE_FILE, keep_previous, readable_state
 
     for k in range(2):
         (tmp_path / f"checkpoint_00000{k}").mkdir()
@@ -508,7 +507,7 @@ def test_a_trial_whose_latest_checkpoint_is_corrupt_resumes_from_the_one_before(
     import ray
     from ray import tune
 
-    from dana_ray.trainable import STATE_FILE
+    from dana_ray.sweep.checkpoints import STATE_FILE
 
     corrupted = []
 
@@ -564,7 +563,7 @@ def test_the_smallest_grid_a_newcomer_writes_is_sized_to_a_2_cpu_cluster_and_fin
             "0.875, cpus_per_actor 0.875 (set them in the grid's trial: section to choose)") in out
     assert load_experiment(str(tmp_path / "newcomer"))["finished"].all()
 
-    grid.write_text("trial: {model: cnn, dataset: digits, epochs: 1, num_actors: 2, cpus_per_actor: 1}\n"
+    grid.write_text("trial: {model: cnn, dataset: digits, epochs: 1, ray: {num_actors: 2}, compute: {cpus_per_actor: 1}}\n"
                     "grid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], seed: [0]}\n")
     assert main([str(grid), "--storage", str(tmp_path), "--name", "refused", "--no-report"]) == 2
     err = capsys.readouterr().err

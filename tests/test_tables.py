@@ -12,13 +12,13 @@ import os
 import pytest
 
 from dana_ray.config import get_option
-from dana_ray.grid import REPO_CONFIGS, load_grid
+from dana_ray.experiments.grid import PACKAGED_GRIDS, load_grid
 from dana_ray.report import load_experiment, render
 from dana_ray.sweep import main
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
-GRIDS = sorted(f[:-5] for f in os.listdir(REPO_CONFIGS) if f.endswith(".yaml") and f not in
+GRIDS = sorted(f[:-5] for f in os.listdir(PACKAGED_GRIDS) if f.endswith(".yaml") and f not in
                ("quickstart.yaml", "heterogeneous.yaml"))  # those two are the embedded digits: run elsewhere
 
 

@@ -6,9 +6,10 @@ import math
 
 import pytest
 import torch
+from helpers import trial_dict
 
 from dana_ray.config import TrialConfig
-from dana_ray.lr_schedule import step_decay
+from dana_ray.schedules.lr import step_decay
 from dana_ray.trial import main, run
 
 FAST = dict(model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=32, epochs=2, lr=0.05,
@@ -124,8 +125,8 @@ def test_decay_applies_inside_a_run():
     (dict(optimizer="sgd"), r"config: unknown key 'optimizer'; allowed: model, model_options"),
     (dict(algorithm="adam"), r"algorithm: unknown name 'adam'; allowed: baseline, ssgd, asgd, asgd-momentum"),
     (dict(schedule="fifo"), r"schedule: unknown name 'fifo'; allowed: round-robin, block-random, gamma, arrival"),
-    (dict(num_actors=0), r"num_actors: expected an integer >= 1, got 0"),
-    (dict(gpus_per_actor=-1), r"gpus_per_actor: expected a finite number >= 0.0, got -1"),
+    (trial_dict(num_actors=0), r"num_actors: expected an integer >= 1, got 0"),
+    (trial_dict(gpus_per_actor=-1), r"gpus_per_actor: expected a finite number >= 0.0, got -1"),
     (dict(model="vgg"), r"model: unknown name 'vgg'"),
     (dict(dataset="mnist"), r"dataset: unknown name 'mnist'"),
     (dict(num_workers=0), r"num_workers: expected an integer in \[1, 65536\], got 0"),
@@ -137,11 +138,11 @@ def test_decay_applies_inside_a_run():
     (dict(lr=float("nan")), r"lr: expected a finite number >= 0.0, got nan"),
     (dict(epochs=1.5), r"epochs: expected an integer >= 1, got 1.5"),
     (dict(seed=-1), r"seed: expected an integer >= 0, got -1"),
-    (dict(fused_updates="yes"), r"fused_updates: expected true or false, got 'yes'"),
+    (trial_dict(fused_updates="yes"), r"fused_updates: expected true or false, got 'yes'"),
     (dict(lr_decay_epochs=[10, -1]), r"lr_decay_epochs: expected a list of epochs > 0"),
     (dict(schedule_options={"shape": 2}), r"schedule_options: unknown option 'shape' for 'round-robin'; allowed: none"),
     (dict(model_options={"depth": 2}), r"model_options: unknown option 'depth' for 'cnn'; allowed: channels"),
-    (dict(device="tpu"), r"device: unknown name 'tpu'; allowed: auto, cpu, cuda"),
+    (trial_dict(device="tpu"), r"device: unknown name 'tpu'; allowed: auto, cpu, cuda"),
     (dict(dataset="cifar10"), r"data_dir: dataset 'cifar10' needs a data directory"),
 ])
 def test_bad_config_is_refused_naming_the_field(change, match):
@@ -212,7 +213,7 @@ def test_cpu_threads_is_set_for_the_run_and_restored():
 
     before = torch.get_num_threads()
     seen = []
-    run(dict(FAST, epochs=1, cpu_threads=1), callback=lambda row: seen.append(torch.get_num_threads()))
+    run(trial_dict(FAST, epochs=1, cpu_threads=1), callback=lambda row: seen.append(torch.get_num_threads()))
     assert seen == [1] and torch.get_num_threads() == before
 
 
@@ -224,7 +225,7 @@ def test_unknown_executor():
 # -- the real loaders, end to end on fake files ------------------------------------------------------------
 
 def test_resnet20_on_cifar10_files(fake_cifar10):
-    result = run(dict(model="resnet20", dataset="cifar10", data_dir=fake_cifar10, algorithm="dana",
+    result = run(trial_dict(model="resnet20", dataset="cifar10", data_dir=fake_cifar10, algorithm="dana",
                       num_workers=2, batch_size=25, epochs=1, lr=0.05, eval_batch_size=20))
     assert result["steps"] == 4 and result["num_params"] == 269_722 and not result["diverged"]
 
@@ -261,9 +262,9 @@ def test_imagefolder_trial(fake_imagenet):
 
 def test_prefetching_and_decode_threads_never_change_a_number(fake_imagenet):
     """Batches of a file-decoded data set made ahead on a thread, on 1 or 2 decode threads: one sha."""
-    base = dict(model="cnn", dataset="imagenet", data_dir=fake_imagenet, algorithm="dana", num_workers=3,
+    base = trial_dict(model="cnn", dataset="imagenet", data_dir=fake_imagenet, algorithm="dana", num_workers=3,
                 batch_size=4, epochs=2, cpu_threads=1)
-    shas = {run(dict(base, prefetch_batches=prefetch, dataset_options={"image_size": 16, "threads": threads}))[
+    shas = {run(trial_dict(base, prefetch_batches=prefetch, dataset_options={"image_size": 16, "threads": threads}))[
         "params_sha256"] for prefetch, threads in ((0, 1), (2, 2), (5, 1))}
     assert len(shas) == 1
 
@@ -292,10 +293,8 @@ def test_cli_has_a_flag_for_every_config_field_and_each_reaches_the_config(monke
     prefetch_batches, max_actor_restarts, actor_start_timeout_s were), and each value given arrives."""
     import dataclasses
 
-    import dana_ray.trial as trial
-    from dana_ray.config import TrialConfig
-
-    from dana_ray.config import SECTIONS
+    import dana_ray.trial.cli as trial
+    from dana_ray.config import SECTIONS, TrialConfig
 
     flags = {a.dest for a in trial._parser()._actions}
     options = {o for _, spec in SECTIONS.items() for o in spec.options}
@@ -345,7 +344,7 @@ def exit_code(argv: list[str]) -> int:
 def test_cli_prints_each_finished_run_at_once_and_a_later_failure_loses_nothing(capsys, monkeypatch):
     """The second run fails (here, its data vanishes after the checks): the first run's line is printed,
     the failure is one line on stderr, the summary still comes, exit code 1."""
-    import dana_ray.trial as trial
+    import dana_ray.trial.cli as trial
 
     real_run = trial.run
 

@@ -12,14 +12,21 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from dana_ray.algorithms.base import (ALGORITHMS, LearningRate, RoundRule, UpdateRule, WorkerSide, is_single_worker,
-                                      register_rule)
-from dana_ray.algorithms import momentum as _momentum  # noqa: F401  (registers the paper's rules, in order)
-from dana_ray.algorithms import slim as _slim  # noqa: F401
 from dana_ray.algorithms import delay_compensation as _delay_compensation  # noqa: F401
 from dana_ray.algorithms import gap_aware as _gap_aware  # noqa: F401
-from dana_ray.algorithms import staleness as _staleness  # noqa: F401  (the rules of 2022-2025)
 from dana_ray.algorithms import local_steps as _local_steps  # noqa: F401
+from dana_ray.algorithms import momentum as _momentum  # noqa: F401  (registers the paper's rules, in order)
+from dana_ray.algorithms import slim as _slim  # noqa: F401
+from dana_ray.algorithms import staleness as _staleness  # noqa: F401  (the rules of 2022-2025)
+from dana_ray.algorithms.base import (
+    ALGORITHMS,
+    LearningRate,
+    RoundRule,
+    UpdateRule,
+    WorkerSide,
+    is_single_worker,
+    register_rule,
+)
 from dana_ray.algorithms.slim import WorkerMomentum
 
 #: The rule a config that names none runs.

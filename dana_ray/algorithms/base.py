@@ -45,8 +45,8 @@ import torch
 from torch import Tensor
 
 from dana_ray.algorithms.ops import Kernel
-from dana_ray.checks import check_bool, check_integer, check_number
-from dana_ray.registry import Option, Registry, resolve_options
+from dana_ray.core.checks import check_bool, check_integer, check_number
+from dana_ray.core.registry import Option, Registry, resolve_options
 
 LearningRate = Union[float, Callable[[int], float]]
 #: ``gradient(x, h)``: the gradient at ``x`` of the job's h-th batch (h < ``local_steps``), with the worker's

@@ -30,8 +30,8 @@ from torch import Tensor
 from dana_ray.algorithms.base import register_rule
 from dana_ray.algorithms.momentum import ASGD, DANA, dana_update
 from dana_ray.algorithms.ops import Scalar, descend_, scaled_addcmul
-from dana_ray.checks import number
-from dana_ray.registry import Option
+from dana_ray.core.checks import number
+from dana_ray.core.registry import Option
 
 
 def compensate(grad: Tensor, params: Tensor, point: Tensor, dc_lambda: Scalar, out: Tensor | None) -> Tensor:

@@ -26,8 +26,8 @@ from torch import Tensor
 from dana_ray.algorithms.base import register_rule
 from dana_ray.algorithms.momentum import ASGDMomentum, heavy_ball_update
 from dana_ray.algorithms.ops import Scalar, scaled_add, scaled_addcmul
-from dana_ray.checks import number
-from dana_ray.registry import Option
+from dana_ray.core.checks import number
+from dana_ray.core.registry import Option
 
 
 def gap_aware_update(params: Tensor, velocity: Tensor, running: Tensor, grad: Tensor, point: Tensor,

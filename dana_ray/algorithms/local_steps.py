@@ -21,11 +21,10 @@ import math
 import torch
 from torch import Tensor
 
-from dana_ray.algorithms.base import (GradientAt, PerWorkerState, RoundRule, UpdateRule, WorkerSideState,
-                                      register_rule)
+from dana_ray.algorithms.base import GradientAt, PerWorkerState, RoundRule, UpdateRule, WorkerSideState, register_rule
 from dana_ray.algorithms.ops import Scalar, descend_, momentum_, scaled_add
-from dana_ray.checks import integer, number, one_of, optional
-from dana_ray.registry import Option
+from dana_ray.core.checks import integer, number, one_of, optional
+from dana_ray.core.registry import Option
 
 #: The workers' optimizers: SGD with the trial's momentum, or AdamW (the DiLoCo papers').
 INNER_OPTIMIZERS = ("sgd", "adamw")

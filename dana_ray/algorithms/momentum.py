@@ -48,7 +48,6 @@ from torch import Tensor
 from dana_ray.algorithms.base import RoundRule, UpdateRule, register_rule
 from dana_ray.algorithms.ops import Scalar, descend_, heavy_ball_, scaled_add
 
-
 # -- the updates, each written once ----------------------------------------------------------------------------
 
 def sgd_update(params: Tensor, grad: Tensor, *, lr: Scalar, weight_decay: Scalar) -> None:

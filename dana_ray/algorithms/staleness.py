@@ -17,8 +17,8 @@ from torch import Tensor
 
 from dana_ray.algorithms.base import UpdateRule, register_rule
 from dana_ray.algorithms.momentum import sgd_update
-from dana_ray.checks import integer, number, optional
-from dana_ray.registry import Option
+from dana_ray.core.checks import integer, number, optional
+from dana_ray.core.registry import Option
 
 
 @register_rule("delay-adaptive")

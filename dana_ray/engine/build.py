@@ -11,15 +11,14 @@ import json
 import torch
 
 from dana_ray.algorithms import UpdateRule, make_algorithm
-from dana_ray.config import ARRIVAL, TrialConfig
+from dana_ray.config import TrialConfig
 from dana_ray.data import DATASETS, DataSet, load_dataset
 from dana_ray.engine.flat import FlatModel
 from dana_ray.engine.master import Master
+from dana_ray.engine.replica import Replica
 from dana_ray.engine.shards import ShardedMaster, ShardSet
-from dana_ray.engine.worker import GradientWorker
-from dana_ray.lr_schedule import step_decay
 from dana_ray.models import make_model
-from dana_ray.schedules import Schedule, make_schedule
+from dana_ray.schedules import ARRIVAL, Schedule, make_schedule, step_decay
 
 
 def resolve_device(name: str) -> torch.device:
@@ -48,8 +47,8 @@ def trial_data(cfg: TrialConfig, threads: int = 1) -> DataSet:
     return _data_cache[key]
 
 
-def build_worker(cfg: TrialConfig, device: torch.device | str | None = None,
-                 decode_threads: int | None = None) -> GradientWorker:
+def build_replica(cfg: TrialConfig, device: torch.device | str | None = None,
+                 decode_threads: int | None = None) -> Replica:
     """Load the data and build the seeded model replica on ``device`` (default: ``cfg.compute.device`` resolved).
     ``decode_threads``: for a file-decoded data set whose options leave ``threads`` unset (default: the
     torch threads this process computes on; a gradient actor passes its reserved CPUs)."""
@@ -62,7 +61,7 @@ def build_worker(cfg: TrialConfig, device: torch.device | str | None = None,
         module = make_model(cfg.model, data.num_classes, data.in_channels, **cfg.model_options)
     model = FlatModel(module, device if device is not None else resolve_device(cfg.compute.device))
     options = cfg.rule.resolved_options(cfg.algorithm_options)
-    return GradientWorker(model, data, cfg.batch_size, cfg.seed,
+    return Replica(model, data, cfg.batch_size, cfg.seed,
                           cfg.weight_decay if cfg.weight_decay_at == "worker" else 0.0, cfg.compute.eval_batch_size,
                           worker_side=cfg.rule.make_worker_side(cfg.momentum, options),
                           prefetch=cfg.compute.prefetch_batches)

@@ -7,29 +7,36 @@ is issued, since a job fixes its point and batch.
 from __future__ import annotations
 
 import time
+from typing import Any, Callable
 
 import torch
 
 from dana_ray.config import TrialConfig
-from dana_ray.engine.build import build_master, build_worker
-from dana_ray.engine.executor import MasterLoop
+from dana_ray.engine.build import build_master, build_replica
+from dana_ray.engine.loop import MasterLoop
 from dana_ray.engine.master import GradientResult, Job
 from dana_ray.engine.telemetry import Sink
 
 
 class LocalExecutor(MasterLoop):
+    @classmethod
+    def launch(cls, cfg: TrialConfig, name: str | None = None, placement_group: Any = None, reuse: bool = False,
+               metrics: Callable[[], Sink] | None = None) -> "LocalExecutor":
+        """The registry's ``make`` (``config/executors.py``): ``metrics`` makes the trial's sink, or None."""
+        return cls(cfg, metrics() if metrics is not None else None)
+
     def __init__(self, cfg: TrialConfig, sink: Sink | None = None) -> None:
         """``sink``: where the trial's live figures go (``MasterLoop.watch``); its "waiting" is the time spent
         computing gradients, so the busy fraction is the share of stepping spent on the master's side."""
         self._threads = torch.get_num_threads()
         if cfg.compute.cpu_threads is not None:
             torch.set_num_threads(cfg.compute.cpu_threads)
-        self.worker = build_worker(cfg)
-        self.steps_per_epoch = self.worker.steps_per_epoch
-        self.num_classes = self.worker.data.num_classes
-        params, bn_stats = self.worker.model.initial_state()
+        self.replica = build_replica(cfg)
+        self.steps_per_epoch = self.replica.steps_per_epoch
+        self.num_classes = self.replica.data.num_classes
+        params, bn_stats = self.replica.model.initial_state()
         self.num_params = params.numel()
-        self.master = build_master(cfg, params, bn_stats, self.worker.model.bn_momentum, self.steps_per_epoch)
+        self.master = build_master(cfg, params, bn_stats, self.replica.model.bn_momentum, self.steps_per_epoch)
         self.master.start()
         self.watch(sink)
         self.vmap_jobs = cfg.compute.vmap_jobs
@@ -50,12 +57,12 @@ class LocalExecutor(MasterLoop):
         """The job's result; with ``vmap_jobs`` > 1, computed together with other outstanding jobs not yet
         computed (a job's result depends only on the job, so computing it early changes nothing)."""
         if self.vmap_jobs == 1:
-            return self.worker.compute(job)
+            return self.replica.compute(job)
         if (job.worker, job.batch) not in self._computed:
             others = [j for w, j in sorted(self.master.outstanding.items())
                       if j is not job and (w, j.batch) not in self._computed]
             group = [job, *others[:self.vmap_jobs - 1]]
-            for done, result in zip(group, self.worker.compute_many(group)):
+            for done, result in zip(group, self.replica.compute_many(group)):
                 self._computed[done.worker, done.batch] = result
         return self._computed.pop((job.worker, job.batch))
 
@@ -64,14 +71,14 @@ class LocalExecutor(MasterLoop):
         self._computed.clear()
 
     def worker_side_state(self, next_batches: dict[int, int]) -> dict:
-        return self.worker.worker_side_state(next_batches)
+        return self.replica.worker_side_state(next_batches)
 
     def load_worker_side_state(self, state: dict) -> None:
-        self.worker.load_worker_side_state(state)
+        self.replica.load_worker_side_state(state)
 
     def evaluate(self) -> tuple[float, float]:
-        return self.worker.evaluate(self.master.rule.params, self.master.bn_stats)
+        return self.replica.evaluate(self.master.rule.params, self.master.bn_stats)
 
     def close(self, reusable: bool = False) -> None:
-        self.worker.close()
+        self.replica.close()
         torch.set_num_threads(self._threads)

@@ -1,0 +1,92 @@
+"""The report's plots, drawn on matplotlib ``Figure`` objects (no pyplot, so no backend to choose and nothing
+global changed in the caller's process): test error against workers per rule (the paper's points hollow),
+learning curves at the largest N, and the distribution of delays per rule at the largest N."""
+
+from __future__ import annotations
+
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from dana_ray.algorithms import is_single_worker
+from dana_ray.report.tables import GROUP, add_histograms, rule_order
+
+
+def _color(algorithm: str) -> str:
+    """The same colour for an algorithm in every plot."""
+    return f"C{rule_order(algorithm) % 10}"
+
+
+def _figure(groups: int) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=(6 * groups, 4.5))
+    return fig, list(fig.subplots(1, groups, squeeze=False)[0])
+
+
+def _save(fig: Figure, axes: list[Axes], path: str) -> list[str]:
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:  # a panel with nothing finished has nothing to label
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return [path]
+
+
+def plot_error_vs_workers(summary: pd.DataFrame, path: str) -> list[str]:
+    """Test error against N per rule, one panel per (model, data set, schedule) of ``summary``
+    (``tables.summarize``; the paper's points hollow where it has them)."""
+    groups = list(summary.groupby(GROUP, sort=False))
+    fig, axes = _figure(len(groups))
+    for ax, ((model, dataset, schedule), part) in zip(axes, groups):
+        for algorithm, rows in part.groupby("algorithm", sort=False):
+            color = _color(algorithm)
+            ax.errorbar(rows["num_workers"], rows["mean"], yerr=rows["std"].fillna(0), marker="o", color=color,
+                        label=algorithm, capsize=3)
+            if "paper_mean" in rows and rows["paper_mean"].notna().any():
+                ax.plot(rows["num_workers"], rows["paper_mean"], marker="o", markerfacecolor="none", linestyle="--",
+                        color=color, label=f"{algorithm} (paper)")
+        ax.set(xscale="log", xlabel="workers N", ylabel="test error %", title=f"{model}, {dataset}, {schedule}")
+        ax.set_xticks(sorted(part["num_workers"].unique()), labels=[str(n) for n in sorted(part["num_workers"].unique())])
+    return _save(fig, axes, path)
+
+
+def plot_curves(trials: pd.DataFrame, path: str) -> list[str]:
+    """Mean test error per epoch of each rule at the largest N, and the baseline's."""
+    groups = list(trials.groupby(GROUP, sort=False))
+    fig, axes = _figure(len(groups))
+    for ax, ((model, dataset, schedule), part) in zip(axes, groups):
+        largest = part["num_workers"].max()
+        shown = part[(part["num_workers"] == largest) | part["algorithm"].map(is_single_worker)]
+        for algorithm, rows in sorted(shown.groupby("algorithm", sort=False), key=lambda g: rule_order(g[0])):
+            curves = [c for c in rows["curve"] if c]
+            if not curves:
+                continue
+            length = min(len(c) for c in curves)
+            mean = [sum(c[e] for c in curves) / len(curves) for e in range(length)]
+            n = rows["num_workers"].iloc[0]
+            ax.plot(range(1, length + 1), mean, label=f"{algorithm} (N={n})", color=_color(algorithm),
+                    linestyle="--" if is_single_worker(algorithm) else "-")
+        ax.set(xlabel="epoch", ylabel="test error %", title=f"{model}, {dataset}, {schedule}: N = {largest}")
+    return _save(fig, axes, path)
+
+
+def plot_delays(trials: pd.DataFrame, path: str) -> list[str]:
+    """One panel per rule: the distribution of delays at the largest N, one line per schedule (and model,
+    data set, where several), as the fraction of gradients applied with each delay."""
+    algorithms = sorted({a for a in trials["algorithm"] if not is_single_worker(a)}, key=rule_order)
+    fig, axes = _figure(max(len(algorithms), 1))
+    for ax, algorithm in zip(axes, algorithms):
+        for k, (group, part) in enumerate(trials[trials["algorithm"] == algorithm].groupby(GROUP, sort=False)):
+            largest = part[part["num_workers"] == part["num_workers"].max()]
+            histogram = add_histograms(largest["delay_histogram"])
+            total = sum(histogram)
+            if total:
+                label = f"{group[2]}, N={largest['num_workers'].iloc[0]}" + (
+                    f" ({group[0]}, {group[1]})" if trials.groupby(GROUP[:2]).ngroups > 1 else "")
+                ax.step(range(len(histogram)), [c / total for c in histogram], where="mid", color=f"C{k % 10}",
+                        label=label)
+        ax.set(xlabel="delay (master updates between send and apply)", ylabel="fraction of gradients",
+               title=algorithm)
+    return _save(fig, axes, path)
+
+

@@ -1,0 +1,58 @@
+"""One experiment's report: every table computed once from the frame of trials, then rendered as text or written
+into a folder with the plots."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from dana_ray.report.paper import paper_tables
+from dana_ray.report.plots import plot_curves, plot_delays, plot_error_vs_workers
+from dana_ray.report.render import render_delays, render_text
+from dana_ray.report.tables import delay_table, shape_table, summarize
+
+
+class Report:
+    """The summary (with the paper's numbers), the shape view and the delays of ``trials`` (a frame of trials:
+    ``load_experiment``'s), each computed once."""
+
+    def __init__(self, trials: pd.DataFrame) -> None:
+        self.trials = trials
+        paper = paper_tables()
+        self.summary = summarize(trials, paper=paper)
+        self.shape = shape_table(self.summary, paper)
+        self.delays = delay_table(trials)
+        #: (folder, reason) of every trial folder whose files cannot be read
+        self.unreadable: list[tuple[str, str]] = list(trials.attrs.get("broken", []))
+
+    def render(self, fmt: str = "markdown") -> str:
+        """The summary as ``fmt`` (markdown, csv, latex); markdown adds the delays table."""
+        text = render_text(self.summary, self.shape, self.unreadable, fmt)
+        if fmt == "markdown" and len(self.delays):
+            text += "\n" + render_delays(self.delays)
+        return text
+
+    def write(self, out: str) -> list[str]:
+        """The tables in every format, the shape and delays as CSV, and the plots, into ``out``; returns the
+        files written."""
+        os.makedirs(out, exist_ok=True)
+        files = []
+        for fmt, name in (("csv", "summary.csv"), ("latex", "summary.tex"), ("markdown", "summary.md")):
+            path = os.path.join(out, name)
+            with open(path, "w") as f:
+                f.write(render_text(self.summary, self.shape, self.unreadable, fmt))
+            files.append(path)
+        if len(self.shape):
+            files.append(_csv(self.shape, os.path.join(out, "shape.csv")))
+        files += plot_error_vs_workers(self.summary, os.path.join(out, "error_vs_workers.png"))
+        files += plot_curves(self.trials, os.path.join(out, "curves_largest_n.png"))
+        if len(self.delays):
+            files.append(_csv(self.delays, os.path.join(out, "delays.csv")))
+            files += plot_delays(self.trials, os.path.join(out, "delays_largest_n.png"))
+        return files
+
+
+def _csv(table: pd.DataFrame, path: str) -> str:
+    table.to_csv(path, index=False)
+    return path

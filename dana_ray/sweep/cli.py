@@ -1,0 +1,282 @@
+"""Run a grid of trials with Ray Tune: ``python -m dana_ray.sweep [CONFIG] [options]``.
+
+CONFIG is a grid file or a name in ``tune_configs/`` (``table3``, ...); without one it runs ``quickstart``
+(the embedded digits, every asynchronous rule and the baseline, 1/4/8/16 workers, 3 seeds). Every trial is
+validated before anything starts, a data set with no files is built and checked here, the experiment
+folder is claimed (one sweep per experiment), and every live node of the cluster is checked for the data
+the trials read (exit code 2, naming the file, field, node and path). With a Ray cluster running (``ray
+up``, ``ray job submit``), the sweep joins it; otherwise it starts Ray on this machine and sizes the trials'
+unset reservations to it.
+
+Each trial is a Tune trial on the Ray executor (a placement group reserves its own process, its
+ParameterServer and its Worker actors together) or, with ``tune.executor: local``, a simulation in its own
+process. A trial checkpoints when due; a failed one resumes from its checkpoint (``tune.max_failures``), and
+``--resume`` continues an interrupted experiment without redoing finished trials. At the end the report is
+printed and written into the experiment folder, and the exit code says whether every trial finished (0),
+some did not (1) or the sweep was interrupted (130).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+import time
+from typing import Any
+
+import yaml
+
+from dana_ray.config import EXECUTORS, TrialConfig, get_option, set_options
+from dana_ray.core.cli import EXIT_FAILED, EXIT_INTERRUPTED, OneLineParser, bad_input, one_line
+from dana_ray.experiments.fits import check_fits, generated_shapes, key_of
+from dana_ray.experiments.folder import GRID_FILE
+from dana_ray.experiments.grid import Grid, GridError, check_executor, load_grid
+from dana_ray.sweep.lock import LockError, claim
+from dana_ray.sweep.tuner import latest_experiment, make_tuner, tune_trainable
+
+DEFAULT_STORAGE = os.path.expanduser("~/ray_results")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="python -m dana_ray.sweep", description=__doc__.split("\n\n")[0])
+    p.add_argument("config", nargs="?", default=None,
+                   help="grid file or name in tune_configs/ (default: quickstart; with --resume: the grid the "
+                        "experiment ran)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted experiment (--name, or the latest)")
+    p.add_argument("--smoke-test", action="store_true", help="one epoch and the first seed of every cell")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help="where experiments are written (shared path or URI on a cluster)")
+    p.add_argument("--name", help="experiment name (default: <grid>-<date>-<time>)")
+    p.add_argument("--data-dir", help="overrides the grid's trial.data_dir")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
+                   help="set a trial key over the grid's (a YAML value), e.g. --set gpus_per_actor=0; repeatable")
+    p.add_argument("--only", action="append", default=[], metavar="AXIS=V1,V2", type=_key_value,
+                   help="run only these values of an axis, e.g. --only num_workers=4,8; repeatable")
+    p.add_argument("--executor", help=f"how each trial runs (overrides tune.executor): one of "
+                                      f"{', '.join(f'{n} ({EXECUTORS[n].help})' for n in EXECUTORS)}")
+    p.add_argument("--skip-data-check", action="store_true",
+                   help="do not check that every live node can read the data before starting")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not print the report at the end nor write it into EXPERIMENT/report "
+                        "(python -m dana_ray.report EXPERIMENT makes it later)")
+    p.add_argument("--verbose", action="store_true",
+                   help="Tune's full console output (each trial's config and results), and every actor's "
+                        "output streamed too (by default: one status block, or a line per finished trial when "
+                        "not on a terminal; actors' output stays in Ray's logs, shown per actor by the dashboard)")
+    return p
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as YAML (``0.5``, ``[2, 4]``, ``{image_size: 64}``, ``cpu``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"{key}: {value!r} is not a YAML value") from None
+
+
+def _grid_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What the command line changes in the grid: ``load_grid``'s keyword arguments."""
+    only = {}
+    for axis, values in args.only:  # "4,8" reads as one string; "4" as a number; "[4, 8]" as a list
+        if isinstance(values, str):
+            values = [yaml.safe_load(v) for v in values.split(",")]
+        only[axis] = values if isinstance(values, list) else [values]
+    return {"data_dir": args.data_dir, "smoke_test": args.smoke_test, "overrides": dict(args.set), "only": only}
+
+
+def check_storage(storage: str) -> None:
+    """Refuse a local ``--storage`` this process cannot write to (a URI is the cloud's business)."""
+    if "://" in storage:
+        return
+    existing = storage
+    while not os.path.exists(existing):  # the folder is made later, by the sweep
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise GridError(f"--storage: cannot write to {storage!r} ({existing!r}: not a folder)")
+    try:  # a real write, not os.access: root passes access() on read-only file systems and /proc
+        os.rmdir(tempfile.mkdtemp(prefix=".dana_ray-write-check-", dir=existing))
+    except OSError as error:
+        raise GridError(f"--storage: cannot write to {storage!r} ({existing!r}: {error.strerror})") from None
+
+
+def _resumed_grid(args: argparse.Namespace, storage: str) -> tuple[Grid, str]:
+    """The grid an experiment ran and its folder; refuses a different grid than it ran."""
+    name = args.name or (load_grid(args.config).name if args.config else "quickstart")
+    path = os.path.join(storage, args.name) if args.name else latest_experiment(storage, name)
+    stored = os.path.join(path, GRID_FILE) if path else None
+    from ray import tune
+
+    if stored is None or not os.path.isfile(stored) or not tune.Tuner.can_restore(path):
+        raise GridError(f"--resume: no experiment {'named ' + repr(args.name) if args.name else 'of ' + repr(name)} "
+                        f"to resume under {storage}")
+    ran = load_grid(stored, data_dir=args.data_dir)
+    if args.config:
+        asked = load_grid(args.config, **_grid_options(args))
+        change = asked.changes_from(ran)
+        if change:
+            raise GridError(f"--resume: the grid differs from the one {path} ran ({change}); resume it with its own "
+                            f"grid (omit CONFIG), or start a new experiment with another --name")
+    return ran, path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit codes (``dana_ray.cli``): 0 when every trial of the grid finished; 1 when some failed or never
+    ran (counted from the experiment folder against the grid, not from Tune's error list); 2 for bad input
+    (grid, options, storage, data on a node, an experiment another sweep holds), refused in one line before
+    anything launches; 130 when interrupted (SIGINT, SIGTERM). Each non-zero end after launch prints the
+    line that continues the experiment."""
+    args = _parser().parse_args(argv)
+    storage = args.storage if "://" in args.storage else os.path.abspath(os.path.expanduser(args.storage))
+    lock = None
+    try:
+        if args.resume:
+            grid, path = _resumed_grid(args, storage)
+        else:
+            grid = load_grid(args.config or "quickstart", **_grid_options(args))
+            if args.executor:
+                try:
+                    check_executor(args.executor, grid.axes["schedule"], get_option(grid.trial, "server_shards"),
+                                   field="--executor")
+                except ValueError as error:
+                    raise GridError(str(error)) from None
+                grid.tune["executor"] = args.executor
+            path = os.path.join(storage, args.name or f"{grid.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        check_storage(storage)
+        configs = grid.checked  # load_grid checked each trial once
+        if not args.skip_data_check:  # data sets with no files: built here and fitted, before Ray starts
+            try:
+                check_fits(configs, generated_shapes(configs))
+            except ValueError as error:
+                raise GridError(f"{grid.path}: {error}") from None
+        if "://" not in path:
+            lock = claim(path)  # before Ray starts: of two sweeps on one name, one goes on
+        if not args.resume and os.path.exists(os.path.join(path, GRID_FILE)):
+            raise GridError(f"--name: {path} holds an experiment already; --resume it, or choose another --name")
+    except (GridError, LockError) as error:
+        if lock is not None:
+            lock.release()
+        return bad_input(error)
+    try:
+        return _sweep(args, grid, configs, storage, path)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _sweep(args: argparse.Namespace, grid: Grid, configs: list[TrialConfig], storage: str, path: str) -> int:
+    import ray
+    from ray import tune
+
+    from dana_ray.sweep import interrupt
+
+    if not args.verbose:  # Tune's warning about frequent state snapshots, once per checkpoint of a quick trial
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's classic reporter: silent at verbose=0
+    if not ray.is_initialized():  # joins RAY_ADDRESS or a cluster on this machine; else starts Ray here
+        ray.init(log_to_driver=args.verbose)  # quiet: actors' output stays in Ray's logs (the dashboard)
+    interrupt.hide_tune_restore_hint()
+    if not args.skip_data_check:  # data sets with files: checked on every node, then fitted
+        from dana_ray.cluster.preflight import check_nodes
+
+        problems, shapes = check_nodes({key_of(c) for c in configs})
+        if not problems:
+            try:
+                check_fits(configs, shapes)
+            except ValueError as error:
+                problems = [str(error)]
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            return bad_input(f"{grid.path}: {problems[0]}{more}")
+    from dana_ray.cluster import resources
+
+    cluster, can_grow = resources.read_cluster()
+    counts, executor = sorted({n for _, n in grid.cells()}), grid.tune["executor"]
+    if can_grow:
+        waiting = resources.waiting_line(grid.trial, counts, executor, grid.tune["trial_cpus"], cluster)
+        if waiting:
+            print(waiting)
+    else:
+        try:
+            chosen = resources.fit(grid.trial, counts, executor, grid.tune["trial_cpus"], cluster)
+        except ValueError as error:
+            return bad_input(f"{grid.path}: {error}")
+        if chosen:
+            set_options(grid.trial, chosen)
+            print(resources.sized_line(chosen, cluster))
+    if args.resume:
+        print(f"resuming {path}")
+        tuner = tune.Tuner.restore(path, tune_trainable(), resume_errored=True)  # with the run's StopWatch
+    else:
+        print(f"{grid.description}: {len(grid.trials())} trials -> {path}")
+        tuner = make_tuner(grid, storage, os.path.basename(path), verbose=args.verbose)
+    started = time.perf_counter()
+    interrupt.reset()
+    results = None
+    try:
+        results = tuner.fit()
+    except KeyboardInterrupt:  # a second Ctrl+C while Tune was saving its state
+        interrupt.note("SIGINT")
+    print(f"\n{len(grid.trials())} trials in {time.perf_counter() - started:.0f} s; results in {path}")
+    if "://" in path:  # the folder is not readable here: the outcome from what Tune returned
+        return _outcome(grid, storage, path, _finished_in(results, grid), interrupt.received())
+    trials = None
+    try:
+        from dana_ray.report import Report, load_experiment
+
+        trials = load_experiment(path)
+        if not args.no_report:
+            report = Report(trials)
+            print(report.render("markdown"))
+            written = report.write(os.path.join(path, "report"))
+            print(f"report written into {os.path.join(path, 'report')}: "
+                  + ", ".join(os.path.basename(f) for f in written))
+    except Exception as error:  # noqa: BLE001 - a report must never hide the sweep's outcome
+        print(f"error: the report of {path} could not be made: {one_line(error)}", file=sys.stderr)
+    return _outcome(grid, storage, path, trials, interrupt.received())
+
+
+def _finished_in(results: Any, grid: Grid) -> Any:
+    """The outcome frame (``finished``, ``broken``) from Tune's results, for storage this process cannot list
+    (an ``s3://`` URI): a trial finished when it reported its last epoch, or diverged, without an error."""
+    import pandas as pd
+
+    from dana_ray.report import is_finished
+
+    if results is None:
+        return None
+    epochs = grid.trial.get("epochs", TrialConfig().epochs)
+    finished = [r.error is None and is_finished(r.metrics, epochs) for r in results]
+    return pd.DataFrame({"finished": finished, "broken": [""] * len(finished)})
+
+
+def resume_command(storage: str, path: str) -> str:
+    """The command line that continues the experiment at ``path``."""
+    where = "" if storage == os.path.abspath(DEFAULT_STORAGE) else f" --storage {shlex.quote(storage)}"
+    return f"python -m dana_ray.sweep --resume --name {shlex.quote(os.path.basename(path))}{where}"
+
+
+def _outcome(grid: Grid, storage: str, path: str, trials: Any, signal_name: str | None) -> int:
+    """The exit code, from the trials the experiment folder shows finished (``trials``: the report's frame,
+    None if the folder could not be read), with one line on stderr for anything short of every trial."""
+    planned = len(grid.trials())
+    finished = int(trials["finished"].sum()) if trials is not None else 0
+    broken = int(trials["broken"].astype(bool).sum()) if trials is not None else 0
+    resume = resume_command(storage, path)
+    if signal_name is not None:
+        print(f"interrupted ({signal_name}): {finished} of {planned} trials finished; continue with: {resume}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if finished < planned:
+        unreadable = f", {broken} with files that cannot be read" if broken else ""
+        print(f"error: {planned - finished} of {planned} trials did not finish{unreadable}; see {path}; "
+              f"retry them with: {resume}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
