@@ -48,7 +48,7 @@ class Sender:
 
 
 @ray.remote(enable_tensor_transport=True)  # its receiving thread (without it the first transfer hangs 60 s:
-class Receiver:                              # ray-project/ray#66264)
+class Receiver:  # ray-project/ray#66264)
     def take(self, gradient) -> float:
         return float(torch.as_tensor(gradient).double().sum())
 
@@ -83,8 +83,11 @@ def main() -> None:
         for dim in args.dims:
             sender, receiver = Sender.options(num_cpus=0.5).remote(dim), Receiver.options(num_cpus=0.5).remote()
             create_collective_group([sender, receiver], backend="torch_gloo")
-            ways = {"object store (numpy)": sender.as_numpy, "object store (torch)": sender.as_tensor,
-                    "RDT gloo": sender.over_gloo}
+            ways = {
+                "object store (numpy)": sender.as_numpy,
+                "object store (torch)": sender.as_tensor,
+                "RDT gloo": sender.over_gloo,
+            }
             rates: dict[str, list[float]] = {way: [] for way in ways}
             sums: dict[str, list[float]] = {}
             for _ in range(args.repeats):
@@ -94,8 +97,11 @@ def main() -> None:
             store = float(np.median(rates["object store (numpy)"]))
             for way in ways:
                 rate = float(np.median(rates[way]))
-                print(f"   {dim:>11,} {dim * 4 / 1e6:>6.1f} {way:<22} {rate:>8.1f} {rate / store:>9.2f}  "
-                      f"{sums[way] == sums['object store (numpy)']}", flush=True)
+                print(
+                    f"   {dim:>11,} {dim * 4 / 1e6:>6.1f} {way:<22} {rate:>8.1f} {rate / store:>9.2f}  "
+                    f"{sums[way] == sums['object store (numpy)']}",
+                    flush=True,
+                )
             for actor in (sender, receiver):
                 ray.kill(actor)
     finally:

@@ -37,9 +37,9 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from dana_ray.algorithms import make_algorithm  # noqa: E402
-from dana_ray.config import TrialConfig, section_of, set_options  # noqa: E402
-from dana_ray.engine import LocalExecutor  # noqa: E402
+from dana_ray.algorithms import make_algorithm
+from dana_ray.config import TrialConfig, section_of, set_options
+from dana_ray.engine.local import LocalExecutor
 
 TOLERANCE = 1e-3  # relative distance of GPU and CPU parameters after the compared steps
 
@@ -67,8 +67,9 @@ def cifar_like_arrays(folder: str, train: int, test: int, seed: int = 0) -> str:
         return images.astype(np.uint8), labels
 
     (x_train, y_train), (x_test, y_test) = split(train), split(test)
-    np.savez(os.path.join(folder, "data.npz"), x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
-             num_classes=10)
+    np.savez(
+        os.path.join(folder, "data.npz"), x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, num_classes=10
+    )
     return folder
 
 
@@ -110,8 +111,12 @@ def compare_local(config: dict, device: str, compare_steps: int, timed_steps: in
     on_cpu.close()
     seconds = timed_epoch(on_device, timed_steps, device)
     on_device.close()
-    return {"diff": diff, "ok": same_end and diff < TOLERANCE, "updates_s": timed_steps / seconds,
-            "images_s": timed_steps * cfg.batch_size / seconds}
+    return {
+        "diff": diff,
+        "ok": same_end and diff < TOLERANCE,
+        "updates_s": timed_steps / seconds,
+        "images_s": timed_steps * cfg.batch_size / seconds,
+    }
 
 
 def check_fused_update(device: str, d: int, updates: int) -> dict:
@@ -120,8 +125,10 @@ def check_fused_update(device: str, d: int, updates: int) -> dict:
     generator = torch.Generator().manual_seed(0)
     start = torch.randn(d, generator=generator) * 0.01
     grads = [torch.randn(d, generator=generator) * 1e-3 for _ in range(2)]
-    rules = {"device": make_algorithm("dana", start.to(device), n, lr=0.1, momentum=0.9, fused=True),
-             "cpu": make_algorithm("dana", start.clone(), n, lr=0.1, momentum=0.9, fused=False)}
+    rules = {
+        "device": make_algorithm("dana", start.to(device), n, lr=0.1, momentum=0.9, fused=True),
+        "cpu": make_algorithm("dana", start.clone(), n, lr=0.1, momentum=0.9, fused=False),
+    }
     for side, rule in rules.items():
         to = device if side == "device" else "cpu"
         moved = [g.to(to) for g in grads]
@@ -136,8 +143,12 @@ def check_fused_update(device: str, d: int, updates: int) -> dict:
         rule.apply(k % n, moved[k % 2], point=points[k % n], delay=n - 1)
         rule.params_for(k % n, out=points[k % n])
     sync(device)
-    return {"diff": diff, "ok": diff < TOLERANCE, "updates_s": timed / (time.perf_counter() - started),
-            "images_s": float("nan")}
+    return {
+        "diff": diff,
+        "ok": diff < TOLERANCE,
+        "updates_s": timed / (time.perf_counter() - started),
+        "images_s": float("nan"),
+    }
 
 
 def check_ray(config: dict, device: str, compare_steps: int, timed_steps: int) -> dict:
@@ -148,10 +159,16 @@ def check_ray(config: dict, device: str, compare_steps: int, timed_steps: int) -
 
     gpus = 1 if device.startswith("cuda") else 0
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=max(4, os.cpu_count() or 4), num_gpus=gpus, include_dashboard=False,
-                 log_to_driver=False)
-    settings = with_options(config, device=device, num_actors=4, cpus_per_actor=0.5, server_cpus=1,
-                    gpus_per_actor=0.25 if gpus else 0.0)
+        ray.init(
+            address="local",
+            num_cpus=max(4, os.cpu_count() or 4),
+            num_gpus=gpus,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+    settings = with_options(
+        config, device=device, num_actors=4, cpus_per_actor=0.5, server_cpus=1, gpus_per_actor=0.25 if gpus else 0.0
+    )
     executor = RayExecutor(TrialConfig.from_dict(settings), "gpu-check")
     reference = LocalExecutor(TrialConfig.from_dict(with_options(config, device="cpu")))
     try:
@@ -162,8 +179,12 @@ def check_ray(config: dict, device: str, compare_steps: int, timed_steps: int) -
     finally:
         executor.close()
         reference.close()
-    return {"diff": diff, "ok": diff < TOLERANCE, "updates_s": timed_steps / seconds,
-            "images_s": timed_steps * config["batch_size"] / seconds}
+    return {
+        "diff": diff,
+        "ok": diff < TOLERANCE,
+        "updates_s": timed_steps / seconds,
+        "images_s": timed_steps * config["batch_size"] / seconds,
+    }
 
 
 def check_divergence(config: dict, device: str) -> dict:
@@ -172,7 +193,9 @@ def check_divergence(config: dict, device: str) -> dict:
         executor = LocalExecutor(TrialConfig.from_dict(with_options(config, device=side)))
         rows[side] = executor.run_epoch(50)
         executor.close()
-    ok = rows[device]["diverged"] and rows["cpu"]["diverged"] and rows[device]["test_error"] == rows["cpu"]["test_error"]
+    ok = (
+        rows[device]["diverged"] and rows["cpu"]["diverged"] and rows[device]["test_error"] == rows["cpu"]["test_error"]
+    )
     return {"diff": float("nan"), "ok": bool(ok), "updates_s": float("nan"), "images_s": float("nan")}
 
 
@@ -191,27 +214,58 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         arrays = cifar_like_arrays(tmp, 512 if quick else 8192, 128 if quick else 1024)
-        small = with_options({}, model="cnn" if quick else "resnet20", dataset="arrays", data_dir=arrays, epochs=1,
-                     batch_size=16 if quick else 128, lr=0.05, lr_decay_epochs=[], algorithm="dana",
-                     schedule="round-robin", seed=0, cpu_threads=None)
+        small = with_options(
+            {},
+            model="cnn" if quick else "resnet20",
+            dataset="arrays",
+            data_dir=arrays,
+            epochs=1,
+            batch_size=16 if quick else 128,
+            lr=0.05,
+            lr_decay_epochs=[],
+            algorithm="dana",
+            schedule="round-robin",
+            seed=0,
+            cpu_threads=None,
+        )
         compare = 16
         timed = 32 if quick else 640
         folder = jpeg_folder(os.path.join(tmp, "folder"), 4, 16 if quick else 96, 48 if quick else 160)
         checks = [
-            ("local N=16 vmap_jobs=16", lambda: compare_local(with_options(small, num_workers=16, vmap_jobs=16), device,
-                                                               compare, timed)),
-            ("local N=16 fused_updates", lambda: compare_local(with_options(small, num_workers=16, fused_updates=True),
-                                                                device, compare, timed)),
-            (f"fused DANA update, d={(0.1 if quick else 25.6):g}M",
-             lambda: check_fused_update(device, 100_000 if quick else 25_600_000, 20 if quick else 200)),
-            ("ray N=8, 4 actors x 0.25 GPU", lambda: check_ray(dict(small, num_workers=8), device, compare,
-                                                                timed // 2)),
-            ("folder -> ResNet-50" if not quick else "folder -> cnn",
-             lambda: compare_local(dict(small, model="cnn" if quick else "resnet50", dataset="imagenet",
-                                        data_dir=folder, dataset_options={"image_size": 32 if quick else 128,
-                                                                          "threads": min(8, os.cpu_count() or 1)},
-                                        batch_size=16 if quick else 64, num_workers=1, algorithm="baseline"),
-                                   device, 2, 8 if quick else 60)),
+            (
+                "local N=16 vmap_jobs=16",
+                lambda: compare_local(with_options(small, num_workers=16, vmap_jobs=16), device, compare, timed),
+            ),
+            (
+                "local N=16 fused_updates",
+                lambda: compare_local(with_options(small, num_workers=16, fused_updates=True), device, compare, timed),
+            ),
+            (
+                f"fused DANA update, d={(0.1 if quick else 25.6):g}M",
+                lambda: check_fused_update(device, 100_000 if quick else 25_600_000, 20 if quick else 200),
+            ),
+            (
+                "ray N=8, 4 actors x 0.25 GPU",
+                lambda: check_ray(dict(small, num_workers=8), device, compare, timed // 2),
+            ),
+            (
+                "folder -> ResNet-50" if not quick else "folder -> cnn",
+                lambda: compare_local(
+                    dict(
+                        small,
+                        model="cnn" if quick else "resnet50",
+                        dataset="imagenet",
+                        data_dir=folder,
+                        dataset_options={"image_size": 32 if quick else 128, "threads": min(8, os.cpu_count() or 1)},
+                        batch_size=16 if quick else 64,
+                        num_workers=1,
+                        algorithm="baseline",
+                    ),
+                    device,
+                    2,
+                    8 if quick else 60,
+                ),
+            ),
             ("divergence (lr 1e6)", lambda: check_divergence(dict(small, num_workers=4, lr=1e6), device)),
         ]
         print(f"{'path':34} {'images/s':>10} {'updates/s':>10} {'|gpu-cpu|/|cpu|':>16}  check")
@@ -219,12 +273,20 @@ def main(argv: list[str] | None = None) -> int:
         for label, check in checks:
             try:
                 r = check()
-            except Exception as error:  # noqa: BLE001 - one path's failure is a result; the others still run
-                r = {"ok": False, "diff": float("nan"), "updates_s": float("nan"), "images_s": float("nan"),
-                     "error": f"{type(error).__name__}: {' '.join(str(error).split())[:160]}"}
+            except Exception as error:
+                r = {
+                    "ok": False,
+                    "diff": float("nan"),
+                    "updates_s": float("nan"),
+                    "images_s": float("nan"),
+                    "error": f"{type(error).__name__}: {' '.join(str(error).split())[:160]}",
+                }
             failed += not r["ok"]
-            print(f"{label:34} {r['images_s']:>10.0f} {r['updates_s']:>10.1f} {r['diff']:>16.2e}  "
-                  f"{'ok' if r['ok'] else 'FAILED'}{'  ' + r['error'] if 'error' in r else ''}", flush=True)
+            print(
+                f"{label:34} {r['images_s']:>10.0f} {r['updates_s']:>10.1f} {r['diff']:>16.2e}  "
+                f"{'ok' if r['ok'] else 'FAILED'}{'  ' + r['error'] if 'error' in r else ''}",
+                flush=True,
+            )
     print(f"{len(checks) - failed} of {len(checks)} paths ok in {time.perf_counter() - began:.0f} s")
     return 1 if failed else 0
 

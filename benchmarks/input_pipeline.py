@@ -26,10 +26,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from dana_ray.config import TrialConfig  # noqa: E402
-from dana_ray.data import Streams, load_dataset  # noqa: E402
-from dana_ray.engine.build import build_replica  # noqa: E402
-from dana_ray.engine.master import Job  # noqa: E402
+from dana_ray.config import TrialConfig
+from dana_ray.data import Streams, load_dataset
+from dana_ray.engine.build import build_replica
+from dana_ray.engine.master import Job
 
 
 def make_jpeg_folder(root: str, images: int, width: int, height: int, classes: int = 4) -> str:
@@ -67,9 +67,16 @@ def decode_rate(root: str, size: int, batch: int, threads: int, batches: int, re
 
 def gradient_steps(root: str, size: int, batch: int, model: str, prefetch: int, steps: int) -> dict[str, float]:
     """Seconds per gradient step of one logical worker and the fraction of it spent waiting for batches."""
-    cfg = TrialConfig.from_dict(dict(dataset="imagenet", data_dir=root, dataset_options={"image_size": size,
-                                     "threads": 1}, model=model, batch_size=batch,
-                                     compute={"prefetch_batches": prefetch, "cpu_threads": 1, "device": "cpu"}))
+    cfg = TrialConfig.from_dict(
+        dict(
+            dataset="imagenet",
+            data_dir=root,
+            dataset_options={"image_size": size, "threads": 1},
+            model=model,
+            batch_size=batch,
+            compute={"prefetch_batches": prefetch, "cpu_threads": 1, "device": "cpu"},
+        )
+    )
     torch.set_num_threads(1)
     worker = build_replica(cfg)
     point, _ = worker.model.initial_state()
@@ -87,9 +94,16 @@ def gradient_steps(root: str, size: int, batch: int, model: str, prefetch: int, 
 
 def compute_only(root: str, size: int, batch: int, model: str, steps: int) -> float:
     """Seconds per gradient step on a batch already in memory."""
-    cfg = TrialConfig.from_dict(dict(dataset="imagenet", data_dir=root, dataset_options={"image_size": size,
-                                     "threads": 1}, model=model, batch_size=batch,
-                                     compute={"cpu_threads": 1, "device": "cpu"}))
+    cfg = TrialConfig.from_dict(
+        dict(
+            dataset="imagenet",
+            data_dir=root,
+            dataset_options={"image_size": size, "threads": 1},
+            model=model,
+            batch_size=batch,
+            compute={"cpu_threads": 1, "device": "cpu"},
+        )
+    )
     torch.set_num_threads(1)
     worker = build_replica(cfg)
     point, _ = worker.model.initial_state()
@@ -117,8 +131,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         make_jpeg_folder(root, args.images, *args.image_px)
         kb = np.mean([os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs]) / 1024
-        print(f"{args.images} JPEGs of {args.image_px[0]}x{args.image_px[1]} px ({kb:.0f} KB), batches of "
-              f"{args.batch} at {args.size} px, {os.cpu_count()} cores\n")
+        print(
+            f"{args.images} JPEGs of {args.image_px[0]}x{args.image_px[1]} px ({kb:.0f} KB), batches of "
+            f"{args.batch} at {args.size} px, {os.cpu_count()} cores\n"
+        )
         batches = max(1, args.images // args.batch - 1)
         rates = {t: decode_rate(root, args.size, args.batch, t, batches) for t in args.threads}
         print(f"{'decode threads':>14} {'images/s':>9} {'over 1':>7}")
@@ -128,8 +144,10 @@ def main() -> None:
         size = args.model_size
         compute = compute_only(root, size, args.batch, args.model, args.steps)
         decode = args.batch / decode_rate(root, size, args.batch, 1, batches)
-        print(f"\n{args.model} at {size} px, 1 torch thread + 1 decode thread: compute {compute * 1e3:.0f} ms/step, "
-              f"decode {decode * 1e3:.0f} ms/batch (decode/compute {decode / compute:.2f})")
+        print(
+            f"\n{args.model} at {size} px, 1 torch thread + 1 decode thread: compute {compute * 1e3:.0f} ms/step, "
+            f"decode {decode * 1e3:.0f} ms/batch (decode/compute {decode / compute:.2f})"
+        )
         print(f"{'prefetch_batches':>16} {'ms/step':>8} {'waiting':>8}")
         for prefetch in (0, 2):
             row = gradient_steps(root, size, args.batch, args.model, prefetch, args.steps)

@@ -36,8 +36,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from dana_ray.engine.ray.server import ParameterServer, RemoteParameterServer  # noqa: E402
-from dana_ray.trial import run  # noqa: E402
+from dana_ray.engine.ray.server import ParameterServer, RemoteParameterServer
+from dana_ray.trial import run
 
 TRIAL = dict(algorithm="dana", num_workers=8, epochs=1, lr_decay_epochs=[], compute={"cpu_threads": 1})
 
@@ -46,15 +46,27 @@ def trial_ratios() -> None:
     local = run(TRIAL)
     rows = [("local", local)]
     for actors in (1, 2):
-        rows.append((f"ray P={actors}", run(dict(TRIAL, compute={"cpu_threads": 1, "cpus_per_actor": 0.5},
-                                                     ray={"num_actors": actors, "server_cpus": 0.5}),
-                                            executor="ray")))
-    epoch = lambda r: r["history"][0]["gradients"] / r["history"][0]["gradients_per_s"]  # noqa: E731
+        rows.append(
+            (
+                f"ray P={actors}",
+                run(
+                    dict(
+                        TRIAL,
+                        compute={"cpu_threads": 1, "cpus_per_actor": 0.5},
+                        ray={"num_actors": actors, "server_cpus": 0.5},
+                    ),
+                    executor="ray",
+                ),
+            )
+        )
+    epoch = lambda r: r["history"][0]["gradients"] / r["history"][0]["gradients_per_s"]
     print("1. One epoch of digits, DANA, N = 8 (cpu_threads = 1)")
     print(f"   {'executor':<10} {'epoch s':>8} {'run s':>7} {'epoch/local':>12} {'run/local':>10}  params_sha256")
     for label, r in rows:
-        print(f"   {label:<10} {epoch(r):>8.3f} {r['wall_time_s']:>7.2f} {epoch(r) / epoch(local):>12.2f} "
-              f"{r['wall_time_s'] / local['wall_time_s']:>10.2f}  {r['params_sha256'][:16]}")
+        print(
+            f"   {label:<10} {epoch(r):>8.3f} {r['wall_time_s']:>7.2f} {epoch(r) / epoch(local):>12.2f} "
+            f"{r['wall_time_s'] / local['wall_time_s']:>10.2f}  {r['params_sha256'][:16]}"
+        )
 
 
 def stub_worker_class(dim: int):
@@ -69,8 +81,13 @@ def stub_worker_class(dim: int):
             return {"node_id": ray.get_runtime_context().get_node_id(), "host": "stub"}
 
         def describe(self, with_params: bool = True) -> dict:
-            info = {"bn_stats": np.zeros(0, np.float32), "bn_momentum": 0.1, "num_classes": 10,
-                    "steps_per_epoch": 1, "num_params": dim}
+            info = {
+                "bn_stats": np.zeros(0, np.float32),
+                "bn_momentum": 0.1,
+                "num_classes": 10,
+                "steps_per_epoch": 1,
+                "num_params": dim,
+            }
             return dict(info, params=np.zeros(dim, np.float32)) if with_params else info
 
         def initial_params(self) -> np.ndarray:
@@ -79,15 +96,16 @@ def stub_worker_class(dim: int):
         def compute(self, worker: int, batch: int, point: np.ndarray, lr: float = 0.0):
             return self.grad, np.zeros(0, np.float32), 0.0, 0.0
 
-        def compute_many(self, workers: list, batches: list, *points: np.ndarray, shards: int = 1,
-                         lrs: list | None = None) -> tuple:
+        def compute_many(
+            self, workers: list, batches: list, *points: np.ndarray, shards: int = 1, lrs: list | None = None
+        ) -> tuple:
             """As ``Worker.compute_many``: with a sharded server, the gradient cut where the point's slices are."""
             out: list = []
             for k in range(len(workers)):
                 if shards == 1:
                     out.append((self.grad, np.zeros(0, np.float32), 0.0, 0.0))
                 else:
-                    cut = np.cumsum([len(p) for p in points[k * shards:(k + 1) * shards]])[:-1]
+                    cut = np.cumsum([len(p) for p in points[k * shards : (k + 1) * shards]])[:-1]
                     out += [*np.split(self.grad, cut), (np.zeros(0, np.float32), 0.0, 0.0)]
             return tuple(out)
 
@@ -104,10 +122,20 @@ class InOrderServer(ParameterServer):
         return []
 
 
-def ours(dim: int, num_workers: int, actors: int, updates: int, server_cpus: float = 0.5,
-         server_class: type = RemoteParameterServer) -> float:
-    config = dict(algorithm="dana", num_workers=num_workers, compute={"cpus_per_actor": 0.5},
-                  ray={"server_cpus": server_cpus, "jobs_per_call": 1})  # one job a call: the server's own cost,
+def ours(
+    dim: int,
+    num_workers: int,
+    actors: int,
+    updates: int,
+    server_cpus: float = 0.5,
+    server_class: type = RemoteParameterServer,
+) -> float:
+    config = dict(
+        algorithm="dana",
+        num_workers=num_workers,
+        compute={"cpus_per_actor": 0.5},
+        ray={"server_cpus": server_cpus, "jobs_per_call": 1},
+    )  # one job a call: the server's own cost,
     # as the echo ceiling pays it
     server = server_class.options(num_cpus=server_cpus).remote(config, "bench", actors, stub_worker_class(dim))
     ray.get(server.start.remote())
@@ -135,8 +163,16 @@ class EchoCaller:
     with ``pull_ahead``, the results in flight are asked for together before each is taken, as our server
     does with results on other nodes."""
 
-    def run(self, echoes: list, dim: int, in_flight: int, calls: int, pull_ahead: bool = False,
-            method: str = "echo", warmup: int = 20) -> float:
+    def run(
+        self,
+        echoes: list,
+        dim: int,
+        in_flight: int,
+        calls: int,
+        pull_ahead: bool = False,
+        method: str = "echo",
+        warmup: int = 20,
+    ) -> float:
         from collections import deque
 
         array = np.ones(dim, np.float32)
@@ -156,8 +192,9 @@ class EchoCaller:
         return calls / elapsed
 
 
-def echo_ceiling(dim: int, in_flight: int, calls: int, caller_cpus: float = 0.5, pull_ahead: bool = False,
-                 method: str = "echo") -> float:
+def echo_ceiling(
+    dim: int, in_flight: int, calls: int, caller_cpus: float = 0.5, pull_ahead: bool = False, method: str = "echo"
+) -> float:
     """Round trips/s; ``method="receive"``: the array goes out, a float comes back."""
     caller = EchoCaller.options(num_cpus=caller_cpus).remote()  # first: with 1 CPU it takes a 1-CPU node
     echoes = [Echo.options(num_cpus=0.5).remote() for _ in range(2)]
@@ -223,8 +260,13 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=400)
     parser.add_argument("--dim", type=int, default=270_000)
     parser.add_argument("--skip-trial", action="store_true", help="only the server throughput (part 2)")
-    parser.add_argument("--nodes", type=int, choices=[1, 2], default=1,
-                        help="2: the server throughput across two Ray nodes on this machine (part 3)")
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="2: the server throughput across two Ray nodes on this machine (part 3)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="part 3: measurements of each row (median)")
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -239,10 +281,12 @@ def main() -> None:
         for workers in (2, 8):
             ceiling = echo_ceiling(args.dim, workers, args.updates)
             rows.append((f"echo ceiling, {workers} calls in flight, 2 echo actors", ceiling, ceiling))
-            rows.append((f"ParameterServer, DANA N={workers}, 2 stub actors", ours(args.dim, workers, 2, args.updates),
-                         ceiling))
-        rows.append(("Ray example's driver-mediated loop, 2 workers", driver_mediated(args.dim, 2, args.updates),
-                     rows[0][1]))
+            rows.append(
+                (f"ParameterServer, DANA N={workers}, 2 stub actors", ours(args.dim, workers, 2, args.updates), ceiling)
+            )
+        rows.append(
+            ("Ray example's driver-mediated loop, 2 workers", driver_mediated(args.dim, 2, args.updates), rows[0][1])
+        )
         print(f"   {'':<50} {'updates/s':>9} {'of ceiling':>10}")
         for label, rate, ceiling in rows:
             print(f"   {label:<50} {rate:>9.1f} {rate / ceiling:>10.2f}")
@@ -261,8 +305,10 @@ def across_nodes(dim: int, updates: int, repeats: int) -> None:
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
-        print(f"3. Across two nodes: updates/s at d = {dim:,} ({updates} updates after 20 of warm-up), "
-              f"median of {repeats}")
+        print(
+            f"3. Across two nodes: updates/s at d = {dim:,} ({updates} updates after 20 of warm-up), "
+            f"median of {repeats}"
+        )
         in_order = ray.remote(InOrderServer)
         for workers in (2, 8):
             rows = {
@@ -270,8 +316,9 @@ def across_nodes(dim: int, updates: int, repeats: int) -> None:
                 "echo ceiling, pulled ahead": lambda: echo_ceiling(dim, workers, updates, 1.0, pull_ahead=True),
                 "ParameterServer, results in order": lambda: ours(dim, workers, 2, updates, 1.0, in_order),
                 "ParameterServer (pulls ahead)": lambda: ours(dim, workers, 2, updates, 1.0),
-                "sending alone (a float back), in order": lambda: echo_ceiling(dim, workers, updates, 1.0,
-                                                                               method="receive"),
+                "sending alone (a float back), in order": lambda: echo_ceiling(
+                    dim, workers, updates, 1.0, method="receive"
+                ),
             }
             rates = {label: [] for label in rows}
             for _ in range(repeats):

@@ -20,7 +20,7 @@ import ray
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from dana_ray.trial import run  # noqa: E402
+from dana_ray.trial import run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,23 +32,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--gpus-per-actor", type=float, default=0.0)
     args = p.parse_args(argv)
-    config = dict(algorithm="dana", num_workers=args.num_workers, model=args.model, dataset="digits",
-                  batch_size=args.batch_size, epochs=args.epochs, lr_decay_epochs=[],
-                  compute={"cpu_threads": 1, "cpus_per_actor": 1, "gpus_per_actor": args.gpus_per_actor},
-                  ray={"server_cpus": 0})
-    cpus = max(os.cpu_count() or 1, max(args.actors))
+    config = dict(
+        algorithm="dana",
+        num_workers=args.num_workers,
+        model=args.model,
+        dataset="digits",
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        lr_decay_epochs=[],
+        compute={"cpu_threads": 1, "cpus_per_actor": 1, "gpus_per_actor": args.gpus_per_actor},
+        ray={"server_cpus": 0},
+    )
+    cpus = max(os.cpu_count() or 1, *args.actors)
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     try:
         local = run(config)["history"][-1]["gradients_per_s"]
-        print(f"DANA N={args.num_workers}, {args.model}, batch {args.batch_size}, {cpus} CPUs; "
-              f"local executor (1 process, 1 thread): {local:.1f} gradients/s")
+        print(
+            f"DANA N={args.num_workers}, {args.model}, batch {args.batch_size}, {cpus} CPUs; "
+            f"local executor (1 process, 1 thread): {local:.1f} gradients/s"
+        )
         print(f"{'P':>3} {'gradients/s':>12} {'vs P=1':>7} {'vs local':>9} {'server busy':>12}")
         first = None
         for actors in args.actors:
             last = run(dict(config, ray={"server_cpus": 0, "num_actors": actors}), executor="ray")["history"][-1]
             first = first or last["gradients_per_s"]
-            print(f"{actors:>3} {last['gradients_per_s']:>12.1f} {last['gradients_per_s'] / first:>7.2f} "
-                  f"{last['gradients_per_s'] / local:>9.2f} {100 * last['server_busy']:>11.0f}%", flush=True)
+            print(
+                f"{actors:>3} {last['gradients_per_s']:>12.1f} {last['gradients_per_s'] / first:>7.2f} "
+                f"{last['gradients_per_s'] / local:>9.2f} {100 * last['server_busy']:>11.0f}%",
+                flush=True,
+            )
     finally:
         ray.shutdown()
     return 0

@@ -15,7 +15,8 @@ split, plus the sequencer's calls). Each row is the median of ``--repeats`` runs
 server, or the sequencer and its shards, spread by Ray over both nodes with the stub actors; the echo
 ceiling pulls its results ahead as the server does.
 
-    python benchmarks/server_shards.py [--dims 270000 4000000 25600000] [--shards 1 2] [--updates 30] [--repeats 3] [--nodes 2]
+    python benchmarks/server_shards.py [--dims 270000 4000000 25600000] [--shards 1 2] [--updates 30]
+                                       [--repeats 3] [--nodes 2]
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ import ray
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from ray_executor import echo_ceiling, stub_worker_class  # noqa: E402
+from ray_executor import echo_ceiling, stub_worker_class
 
-from dana_ray.engine.ray.server import RemoteParameterServer  # noqa: E402
-from dana_ray.engine.ray.shards import RemoteShardedParameterServer  # noqa: E402
+from dana_ray.engine.ray.server import RemoteParameterServer
+from dana_ray.engine.ray.shards import RemoteShardedParameterServer
 
 WORKERS, ACTORS = 8, 2
 
@@ -44,7 +45,7 @@ def busy_cpu_s() -> float:
     ``/proc/stat``; NaN where there is none."""
     try:
         with open("/proc/stat") as f:
-            user, nice, system, idle, iowait, *rest = (int(v) for v in f.readline().split()[1:])
+            user, nice, system, _idle, _iowait, *rest = (int(v) for v in f.readline().split()[1:])
     except (OSError, ValueError):
         return float("nan")
     return (user + nice + system + sum(rest[:3])) / os.sysconf("SC_CLK_TCK")
@@ -53,36 +54,58 @@ def busy_cpu_s() -> float:
 def server_rate(dim: int, shards: int, updates: int, server_cpus: float) -> tuple[float, float, float]:
     """(updates/s, bytes through the server or sequencer per update, the machine's busy CPU ms per update)
     after 10 updates of warm-up."""
-    config = dict(algorithm="dana", num_workers=WORKERS, compute={"cpus_per_actor": 0.25},
-                  ray={"server_cpus": server_cpus, "jobs_per_call": 1, "server_shards": shards})
+    config = dict(
+        algorithm="dana",
+        num_workers=WORKERS,
+        compute={"cpus_per_actor": 0.25},
+        ray={"server_cpus": server_cpus, "jobs_per_call": 1, "server_shards": shards},
+    )
     remote = RemoteShardedParameterServer if shards > 1 else RemoteParameterServer
     server = remote.options(num_cpus=server_cpus).remote(config, f"bench-{shards}", ACTORS, stub_worker_class(dim))
     try:
         ray.get(server.start.remote())
         ray.get(server.run_steps.remote(10))
-        before = ray.get(server.__ray_call__.remote(lambda s: (s.master.take_metrics(), s.traffic.bytes_through_server)[1]))
+        before = ray.get(
+            server.__ray_call__.remote(lambda s: (s.master.take_metrics(), s.traffic.bytes_through_server)[1])
+        )
         started, busy = time.perf_counter(), busy_cpu_s()
         ray.get(server.run_steps.remote(updates))
         elapsed, busy = time.perf_counter() - started, busy_cpu_s() - busy
         # the sequencer's partial sums of squares come in when the epoch's metrics are taken
-        after = ray.get(server.__ray_call__.remote(lambda s: (s.master.take_metrics(), s.traffic.bytes_through_server)[1]))
+        after = ray.get(
+            server.__ray_call__.remote(lambda s: (s.master.take_metrics(), s.traffic.bytes_through_server)[1])
+        )
     finally:
         ray.get(server.close.remote())
         ray.kill(server)
     return updates / elapsed, (after - before) / updates, 1e3 * busy / updates
 
 
-def measure(dims: list[int], shards: list[int], updates: int, repeats: int, server_cpus: float, caller_cpus: float,
-            pull_ahead: bool = False, nodes: int = 1) -> None:
+def measure(
+    dims: list[int],
+    shards: list[int],
+    updates: int,
+    repeats: int,
+    server_cpus: float,
+    caller_cpus: float,
+    pull_ahead: bool = False,
+    nodes: int = 1,
+) -> None:
     """Each row: the median of ``repeats`` measurements, the kinds interleaved (this machine is noisy). The
     bound holds on one node only: across nodes K shards also halve the bytes that cross between them (a
     gradient actor finds its own node's slices local), so K > 1 can cost less CPU per update than K = 1."""
     ks = [k for k in shards if k != 1]
-    print(f"   {'d':>11} {'echo/s':>7} {'K=1 /s':>7} " + " ".join(f"{f'K={k} /s':>7} {f'K={k}/K=1':>8}" for k in ks)
-          + f" {'K=1/echo':>9} " + " ".join(f"{f'K={k}/echo':>9}" for k in ks)
-          + f" {'B/update K=1':>13} " + " ".join(f"{f'B/update K={k}':>13}" for k in ks)
-          + f" {'CPU ms/update K=1':>18} " + " ".join(f"{f'CPU ms/update K={k}':>18}" for k in ks)
-          + f" {'busy cores K=1':>14} {'bound':>6}")
+    print(
+        f"   {'d':>11} {'echo/s':>7} {'K=1 /s':>7} "
+        + " ".join(f"{f'K={k} /s':>7} {f'K={k}/K=1':>8}" for k in ks)
+        + f" {'K=1/echo':>9} "
+        + " ".join(f"{f'K={k}/echo':>9}" for k in ks)
+        + f" {'B/update K=1':>13} "
+        + " ".join(f"{f'B/update K={k}':>13}" for k in ks)
+        + f" {'CPU ms/update K=1':>18} "
+        + " ".join(f"{f'CPU ms/update K={k}':>18}" for k in ks)
+        + f" {'busy cores K=1':>14} {'bound':>6}"
+    )
     for dim in dims:
         runs: dict = {"echo": [], **{k: [] for k in [1, *ks]}}
         for _ in range(repeats):
@@ -97,12 +120,18 @@ def measure(dims: list[int], shards: list[int], updates: int, repeats: int, serv
         # cores no K can beat K = 1 by more than cores / busy (the "bound" column)
         busy = {1: rate[1] * cpu[1] / 1e3}
         cores = os.cpu_count() or 1
-        print(f"   {dim:>11,} {ceiling:>7.1f} {rate[1]:>7.1f} "
-              + " ".join(f"{rate[k]:>7.1f} {rate[k] / rate[1]:>8.2f}" for k in ks)
-              + f" {rate[1] / ceiling:>9.2f} " + " ".join(f"{rate[k] / ceiling:>9.2f}" for k in ks)
-              + f" {through[1]:>13,.0f} " + " ".join(f"{through[k]:>13,.0f}" for k in ks)
-              + f" {cpu[1]:>18.1f} " + " ".join(f"{cpu[k]:>18.1f}" for k in ks)
-              + f" {busy[1]:>14.2f} {cores / busy[1] if nodes == 1 else float('nan'):>6.2f}", flush=True)
+        print(
+            f"   {dim:>11,} {ceiling:>7.1f} {rate[1]:>7.1f} "
+            + " ".join(f"{rate[k]:>7.1f} {rate[k] / rate[1]:>8.2f}" for k in ks)
+            + f" {rate[1] / ceiling:>9.2f} "
+            + " ".join(f"{rate[k] / ceiling:>9.2f}" for k in ks)
+            + f" {through[1]:>13,.0f} "
+            + " ".join(f"{through[k]:>13,.0f}" for k in ks)
+            + f" {cpu[1]:>18.1f} "
+            + " ".join(f"{cpu[k]:>18.1f}" for k in ks)
+            + f" {busy[1]:>14.2f} {cores / busy[1] if nodes == 1 else float('nan'):>6.2f}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -114,8 +143,10 @@ def main() -> None:
     parser.add_argument("--shards", type=int, nargs="+", default=[1, 2], help="the K to measure (K = 1 always)")
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    print(f"DANA N = {WORKERS} on {ACTORS} stub actors; {args.updates} updates after 10 of warm-up; the server, "
-          f"the sequencer and each shard reserve the same CPUs")
+    print(
+        f"DANA N = {WORKERS} on {ACTORS} stub actors; {args.updates} updates after 10 of warm-up; the server, "
+        f"the sequencer and each shard reserve the same CPUs"
+    )
     if args.nodes == 1:
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
@@ -128,15 +159,24 @@ def main() -> None:
     # cluster_utils gives each node a 150 MiB object store by default: ResNet-50's 100 MB points and
     # gradients would spill to disk, and the rows would time the spilling
     store = 1536 * 1024**2
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                            "object_store_memory": store})
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False, "object_store_memory": store}
+    )
     try:
         cluster.add_node(num_cpus=1, object_store_memory=store)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
         print("Across two 1-CPU nodes (shards spread over both by Ray's SPREAD scheduling)")
-        measure(args.dims, args.shards, args.updates, args.repeats, server_cpus=0.25, caller_cpus=0.25, pull_ahead=True,
-                nodes=2)
+        measure(
+            args.dims,
+            args.shards,
+            args.updates,
+            args.repeats,
+            server_cpus=0.25,
+            caller_cpus=0.25,
+            pull_ahead=True,
+            nodes=2,
+        )
     finally:
         ray.shutdown()
         cluster.shutdown()

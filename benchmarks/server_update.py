@@ -32,10 +32,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from dana_ray.algorithms import ALGORITHMS, make_algorithm  # noqa: E402
-from dana_ray.core.plugins import load_plugins  # noqa: E402
-from dana_ray.engine.master import Master  # noqa: E402
-from dana_ray.testing import update_traffic, workers_for  # noqa: E402
+from dana_ray.algorithms import ALGORITHMS, make_algorithm
+from dana_ray.core.plugins import load_plugins
+from dana_ray.engine.master import Master
+from dana_ray.testing import update_traffic, workers_for
 
 
 def traffic(name: str, n: int) -> float:
@@ -81,8 +81,9 @@ def interleaved_ratio(fn, reference, device: torch.device, rounds: int = 5, min_
     """Median over ``rounds`` of (seconds per call of ``fn``) / (seconds per call of ``reference``), each round
     timing a batch of each back to back, so that a shared machine's drift moves both sides of a ratio."""
     fn_calls, ref_calls = calls_lasting(fn, device, min_time), calls_lasting(reference, device, min_time)
-    ratios = sorted(seconds_per_call(fn, fn_calls, device) / seconds_per_call(reference, ref_calls, device)
-                    for _ in range(rounds))
+    ratios = sorted(
+        seconds_per_call(fn, fn_calls, device) / seconds_per_call(reference, ref_calls, device) for _ in range(rounds)
+    )
     return ratios[rounds // 2]
 
 
@@ -145,13 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
-    print(f"device {device} ({where}); cost = apply + params_for per gradient; "
-          f"reference = in-place fused multiply-add moving the same number of vectors")
+    print(
+        f"device {device} ({where}); cost = apply + params_for per gradient; "
+        f"reference = in-place fused multiply-add moving the same number of vectors"
+    )
     header = f"{'rule':<21} {'d (M)':>6} " + " ".join(f"{'N=' + str(n) + ' x ref':>10}" for n in args.workers)
     header += f" {'N=' + str(args.workers[-1]) + '/N=' + str(args.workers[0]):>11}"
     print(header)
-    budget = 0.6 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if device.type == "cpu" else \
-        0.6 * torch.cuda.get_device_properties(device).total_memory
+    budget = (
+        0.6 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if device.type == "cpu"
+        else 0.6 * torch.cuda.get_device_properties(device).total_memory
+    )
     for size in args.sizes:
         d = int(size * 1e6)
         vector_seconds = []
@@ -170,16 +176,27 @@ def main(argv: list[str] | None = None) -> int:
                 vector_seconds.append(seconds_per_call(reference, calls, device) * scale / traffic(name, n))
             label = name + (" fused" if fused else "")
             # flatness as a ratio of ratios: each cost is relative to a reference timed alongside it
-            print(f"{label:<21} {size:>6} " + " ".join(f"{r:>10.2f}" for r in ratios)
-                  + f" {ratios[-1] / ratios[0]:>11.2f}", flush=True)
+            print(
+                f"{label:<21} {size:>6} "
+                + " ".join(f"{r:>10.2f}" for r in ratios)
+                + f" {ratios[-1] / ratios[0]:>11.2f}",
+                flush=True,
+            )
         per_vector = sorted(vector_seconds)[len(vector_seconds) // 2]
-        print(f"{'(reference':<21} {size:>6} one vector moved in {per_vector * 1e6:.1f} us = "
-              f"{4 * d / per_vector / 1e9:.1f} GB/s, median)")
+        print(
+            f"{'(reference':<21} {size:>6} one vector moved in {per_vector * 1e6:.1f} us = "
+            f"{4 * d / per_vector / 1e9:.1f} GB/s, median)"
+        )
         reference, scale = reference_fmas(d, 2, device)  # the gap reads x and θ
-        gaps = [interleaved_ratio(master_gap(d, device, fused), reference, device) / scale
-                for fused in ([False] if args.eager_only else [False, True])]
-        print(f"{'(master gap':<21} {size:>6} Master.gap per gradient over a 2-vector reference: eager {gaps[0]:.2f}"
-              + (f", fused {gaps[1]:.2f})" if len(gaps) > 1 else ")"), flush=True)
+        gaps = [
+            interleaved_ratio(master_gap(d, device, fused), reference, device) / scale
+            for fused in ([False] if args.eager_only else [False, True])
+        ]
+        print(
+            f"{'(master gap':<21} {size:>6} Master.gap per gradient over a 2-vector reference: eager {gaps[0]:.2f}"
+            + (f", fused {gaps[1]:.2f})" if len(gaps) > 1 else ")"),
+            flush=True,
+        )
     print(f"(whole run: {time.perf_counter() - started:.0f} s)")
     return 0
 

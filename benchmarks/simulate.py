@@ -20,8 +20,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from dana_ray.engine import FlatModel  # noqa: E402
-from dana_ray.models import make_model  # noqa: E402
+from dana_ray.engine.flat import FlatModel
+from dana_ray.models import make_model
 
 
 def sync(device: torch.device) -> None:
@@ -59,14 +59,22 @@ def main(argv: list[str] | None = None) -> int:
         points = flat.params + 0.01 * torch.randn(n, flat.num_params, device=device)
         x = torch.randn(n, args.batch_size, 3, 32, 32, device=device)
         y = torch.randint(0, 10, (n, args.batch_size), device=device)
-        one_by_one = seconds(lambda: [flat.gradient(points[k], x[k], y[k], 5e-4) for k in range(n)], device,
-                             args.repeats)
+        one_by_one = seconds(
+            lambda: [flat.gradient(points[k], x[k], y[k], 5e-4) for k in range(n)], device, args.repeats
+        )
         batched = seconds(lambda: flat.gradients(points, x, y, 5e-4), device, args.repeats)
         grads = flat.gradients(points, x, y, 5e-4)[0]
-        diff = max(float(torch.linalg.vector_norm(grads[k] - flat.gradient(points[k], x[k], y[k], 5e-4)[0])
-                         / torch.linalg.vector_norm(grads[k])) for k in range(n))
-        print(f"{n:>4} {n / one_by_one:>18.1f} {n / batched:>12.1f} {one_by_one / batched:>6.2f} {diff:>13.1e}",
-              flush=True)
+        diff = max(
+            float(
+                torch.linalg.vector_norm(grads[k] - flat.gradient(points[k], x[k], y[k], 5e-4)[0])
+                / torch.linalg.vector_norm(grads[k])
+            )
+            for k in range(n)
+        )
+        print(
+            f"{n:>4} {n / one_by_one:>18.1f} {n / batched:>12.1f} {one_by_one / batched:>6.2f} {diff:>13.1e}",
+            flush=True,
+        )
     return 0
 
 

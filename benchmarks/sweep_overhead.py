@@ -21,8 +21,8 @@ import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from dana_ray.experiments.grid import load_grid  # noqa: E402
-from dana_ray.trial import run  # noqa: E402
+from dana_ray.experiments.grid import load_grid
+from dana_ray.trial import run
 
 RULES = ["baseline", "asgd", "nag-asgd", "dana", "dana-slim"]
 
@@ -62,13 +62,17 @@ def main() -> None:
         local = time.perf_counter() - started
         print(f"{len(trials)} trials ({args.epochs} epochs of the quickstart's digits each)")
         print(f"  {'local executor, one after another':<60} {local:7.1f} s")
-        for executor, per_call in [(e, j) for e in args.executor for j in (args.jobs_per_call if e == "ray" else [None])]:
+        for executor, per_call in [
+            (e, j) for e in args.executor for j in (args.jobs_per_call if e == "ray" else [None])
+        ]:
             path = grid_file(folder, args.epochs, args.seeds, executor, per_call)
             started = time.perf_counter()
             name = f"overhead-{executor}{per_call or ''}"
             assert sweep([path, "--storage", folder, "--name", name, "--no-report"]) == 0
             took = time.perf_counter() - started
-            label = f"python -m dana_ray.sweep, tune.executor {executor}" + (f", jobs_per_call {per_call}" if per_call else "")
+            label = f"python -m dana_ray.sweep, tune.executor {executor}" + (
+                f", jobs_per_call {per_call}" if per_call else ""
+            )
             print(f"  {label:<60} {took:7.1f} s   sweep / local = {took / local:.2f}")
     ray.shutdown()
 

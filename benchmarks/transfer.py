@@ -36,8 +36,8 @@ from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from dana_ray.engine.flat import FlatModel  # noqa: E402
-from dana_ray.engine.ray.actors import Worker, as_tensor  # noqa: E402
+from dana_ray.engine.flat import FlatModel
+from dana_ray.engine.ray.actors import Worker, as_tensor
 
 
 class OneVector(nn.Module):
@@ -51,7 +51,7 @@ class OneVector(nn.Module):
 class TransferOnly(Worker):
     """The Worker actor's compute path with the model's arithmetic left out."""
 
-    def __init__(self, d: int) -> None:  # noqa: D107 (no data, no training: only the replica's buffers)
+    def __init__(self, d: int) -> None:
         self.device, self._pinned = torch.device("cpu"), {}
         self.model = FlatModel(OneVector(d))
         self.grad, self.bn_stats = torch.full((d,), 1e-3), torch.zeros(64)
@@ -59,11 +59,13 @@ class TransferOnly(Worker):
 
     def compute(self, worker: int, batch: int, point: np.ndarray, lr: float = 0.0):
         received = as_tensor(point)
-        self.seen["point arrives as a view of the object store"] = not point.flags.writeable and \
-            received.data_ptr() == point.ctypes.data
+        self.seen["point arrives as a view of the object store"] = (
+            not point.flags.writeable and received.data_ptr() == point.ctypes.data
+        )
         at = self.model.load_point(received)  # what FlatModel.gradient does first
-        self.seen["load copies"] = self.model.module.weight.data_ptr() != received.data_ptr() or \
-            at.data_ptr() != received.data_ptr()
+        self.seen["load copies"] = (
+            self.model.module.weight.data_ptr() != received.data_ptr() or at.data_ptr() != received.data_ptr()
+        )
         grad, bn_stats = self._to_host([self.grad, self.bn_stats])
         self.seen["gradient leaves as a view of the replica's buffer"] = grad.ctypes.data == self.grad.data_ptr()
         return grad, bn_stats, 0.0
@@ -85,8 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", nargs="+", type=float, default=[0.27, 2.7, 25.6], help="d in millions")
     p.add_argument("--repeats", type=int, default=20)
     args = p.parse_args(argv)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             object_store_memory=max(1 << 30, int(12 * 4 * max(args.sizes) * 1e6)))
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=max(1 << 30, int(12 * 4 * max(args.sizes) * 1e6)),
+    )
     try:
         print(f"{'d (M)':>6} {'copied / minimum':>17} {'time / memcpy(4d)':>18}  checks")
         for size in args.sizes:
@@ -97,12 +104,12 @@ def main(argv: list[str] | None = None) -> int:
             copies: dict[str, bool] = {}
 
             def one_update():
-                array = point.numpy()                      # what ParameterServer.send does
+                array = point.numpy()  # what ParameterServer.send does
                 copies["point -> numpy"] = not np.shares_memory(array, point.numpy())
                 stored = ray.put(array)
                 copies["ray.put"] = not np.shares_memory(ray.get(stored), array)
                 grad = ray.get(actor.compute.remote(0, 0, stored))[0]
-                received = as_tensor(grad)                 # what ParameterServer._result does
+                received = as_tensor(grad)  # what ParameterServer._result does
                 # a read-only array is the object store's memory: the actor's buffer was copied there
                 copies["gradient -> object store"] = not grad.flags.writeable
                 copies["ray.get -> torch"] = received.data_ptr() != grad.ctypes.data
@@ -115,9 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             copies["replica load"] = seen.pop("load copies")
             copied = sum(copies.values())  # hops that copied 4d bytes
             views = all(seen.values())
-            print(f"{size:>6} {copied / 2:>17.2f} {per_update / memcpy:>18.1f}  "
-                  + (f"{copied} copies: " + ", ".join(k for k, v in copies.items() if v)
-                     if views else f"FAILED: {seen}"), flush=True)
+            print(
+                f"{size:>6} {copied / 2:>17.2f} {per_update / memcpy:>18.1f}  "
+                + (f"{copied} copies: " + ", ".join(k for k, v in copies.items() if v) if views else f"FAILED: {seen}"),
+                flush=True,
+            )
             ray.kill(actor)
     finally:
         ray.shutdown()

@@ -25,14 +25,16 @@ shape, so a model that cannot take the data is refused before anything launches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dana_ray.core.checks import integer, number
+from dana_ray.core.cli import one_line
 from dana_ray.core.registry import Option, Registry, resolve_options
 
 
@@ -50,13 +52,16 @@ MODELS: Registry[ModelSpec] = Registry("model")
 def register_model(name: str, options: dict[str, Option] | None = None, min_image_size: int = 1) -> Callable:
     """Decorator: register ``fn(num_classes, in_channels, **options) -> nn.Module`` as model ``name``, which
     takes images of side ``min_image_size`` or more."""
+
     def register(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         MODELS.register(name, ModelSpec(fn, dict(options or {}), min_image_size))
         return fn
+
     return register
 
 
 # -- ResNet-20 (CIFAR) -------------------------------------------------------------------------------------
+
 
 class _CifarBasicBlock(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int) -> None:
@@ -70,7 +75,7 @@ class _CifarBasicBlock(nn.Module):
     def _shortcut(self, x: torch.Tensor) -> torch.Tensor:
         # Option A: subsample spatially, zero-pad the new channels (no parameters).
         if self.stride != 1:
-            x = x[:, :, ::self.stride, ::self.stride]
+            x = x[:, :, :: self.stride, :: self.stride]
         if self.extra_channels:
             half = self.extra_channels // 2
             x = F.pad(x, (0, 0, 0, 0, half, self.extra_channels - half))
@@ -107,6 +112,7 @@ class CifarResNet(nn.Module):
 
 # -- Wide ResNet ---------------------------------------------------------------------------------------------
 
+
 class _WideBlock(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int, dropout: float) -> None:
         super().__init__()
@@ -115,8 +121,9 @@ class _WideBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.dropout = dropout
-        self.shortcut = (nn.Conv2d(in_planes, planes, 1, stride, 0, bias=False)
-                         if stride != 1 or in_planes != planes else None)
+        self.shortcut = (
+            nn.Conv2d(in_planes, planes, 1, stride, 0, bias=False) if stride != 1 or in_planes != planes else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = F.relu(self.bn1(x))
@@ -131,8 +138,9 @@ class _WideBlock(nn.Module):
 class WideResNet(nn.Module):
     """WRN-depth-width for 32x32 inputs (pre-activation)."""
 
-    def __init__(self, depth: int = 16, width: int = 4, dropout: float = 0.0, num_classes: int = 10,
-                 in_channels: int = 3) -> None:
+    def __init__(
+        self, depth: int = 16, width: int = 4, dropout: float = 0.0, num_classes: int = 10, in_channels: int = 3
+    ) -> None:
         super().__init__()  # depth, width and dropout are checked by the "wrn" entry's Options
         n = (depth - 4) // 6
         self.conv = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
@@ -157,14 +165,19 @@ class WideResNet(nn.Module):
 
 # -- small CNN for the embedded digits ------------------------------------------------------------------------
 
+
 class SmallCNN(nn.Module):
     """conv(32)-BN-ReLU, conv(64, stride 2)-BN-ReLU, global average pool, linear: ~20k parameters."""
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, channels: int = 32) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(),
-            nn.Conv2d(channels, 2 * channels, 3, 2, 1, bias=False), nn.BatchNorm2d(2 * channels), nn.ReLU(),
+            nn.Conv2d(in_channels, channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.Conv2d(channels, 2 * channels, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(2 * channels),
+            nn.ReLU(),
         )
         self.fc = nn.Linear(2 * channels, num_classes)
 
@@ -180,8 +193,9 @@ def _wrn_depth(field: str, value: Any) -> None:
 _DROPOUT = Option(0.0, number(0.0, below=1.0), "dropout between a block's convolutions")
 
 
-@register_model("cnn", options={"channels": Option(32, integer(1), "channels of the first convolution")},
-                min_image_size=2)
+@register_model(
+    "cnn", options={"channels": Option(32, integer(1), "channels of the first convolution")}, min_image_size=2
+)
 def _cnn(num_classes: int, in_channels: int, channels: int = 32) -> nn.Module:
     return SmallCNN(num_classes, in_channels, channels)
 
@@ -191,8 +205,11 @@ def _resnet20(num_classes: int, in_channels: int) -> nn.Module:
     return CifarResNet(3, num_classes, in_channels)
 
 
-@register_model("wrn", options={"depth": Option(16, _wrn_depth), "width": Option(4, integer(1)), "dropout": _DROPOUT},
-                min_image_size=4)
+@register_model(
+    "wrn",
+    options={"depth": Option(16, _wrn_depth), "width": Option(4, integer(1)), "dropout": _DROPOUT},
+    min_image_size=4,
+)
 def _wrn(num_classes: int, in_channels: int, depth: int = 16, width: int = 4, dropout: float = 0.0) -> nn.Module:
     return WideResNet(depth, width, dropout, num_classes, in_channels)
 
@@ -227,15 +244,18 @@ def check_model(name: str, options: dict, num_classes: int, in_channels: int) ->
         except ValueError:
             raise
         except Exception as error:  # the builder's own failure, for these options
-            raise ValueError(f"model_options: model {name!r} cannot be built with {options!r} "
-                             f"({type(error).__name__}: {' '.join(str(error).split())})") from None
+            raise ValueError(
+                f"model_options: model {name!r} cannot be built with {options!r} "
+                f"({type(error).__name__}: {one_line(error)})"
+            ) from None
 
 
 _inputs_checked: set[str] = set()
 
 
-def check_model_input(name: str, options: dict, num_classes: int, example: tuple[int, ...], batch_size: int,
-                      dataset: str) -> None:
+def check_model_input(
+    name: str, options: dict, num_classes: int, example: tuple[int, ...], batch_size: int, dataset: str
+) -> None:
     """Raise a ValueError in one line unless model ``name`` takes ``dataset``'s examples of shape ``example``
     ([C, H, W] images or [F] features) in batches of ``batch_size`` and gives ``num_classes`` scores each:
     images at least the model's ``min_image_size`` on a side, then one training-mode forward pass on the
@@ -243,9 +263,11 @@ def check_model_input(name: str, options: dict, num_classes: int, example: tuple
     per channel as training will). Each distinct question is answered once per process."""
     spec = MODELS[name]
     if len(example) == 3 and min(example[1:]) < spec.min_image_size:
-        raise ValueError(f"model: {name!r} needs images of at least {spec.min_image_size}x{spec.min_image_size} "
-                         f"pixels (its total stride), and dataset {dataset!r} gives {example[1]}x{example[2]}; "
-                         f"choose a larger image_size or a smaller model")
+        raise ValueError(
+            f"model: {name!r} needs images of at least {spec.min_image_size}x{spec.min_image_size} "
+            f"pixels (its total stride), and dataset {dataset!r} gives {example[1]}x{example[2]}; "
+            f"choose a larger image_size or a smaller model"
+        )
     batch = min(batch_size, 2)  # BatchNorm's question is whether batch * H * W > 1 at its layer
     key = repr((name, sorted(options.items(), key=str), num_classes, tuple(example), batch))
     if key in _inputs_checked:
@@ -254,12 +276,15 @@ def check_model_input(name: str, options: dict, num_classes: int, example: tuple
         model = make_model(name, num_classes, example[0], **options).train()
         try:
             out = model(torch.empty(batch, *example))
-        except Exception as error:  # noqa: BLE001 - the model's own refusal of this input, in one line
+        except Exception as error:
             shape = "x".join(map(str, example))
-            raise ValueError(f"model: {name!r} cannot take dataset {dataset!r}'s examples of shape [{shape}] in "
-                             f"batches of {batch_size} ({type(error).__name__}: {' '.join(str(error).split())})"
-                             ) from None
+            raise ValueError(
+                f"model: {name!r} cannot take dataset {dataset!r}'s examples of shape [{shape}] in "
+                f"batches of {batch_size} ({type(error).__name__}: {one_line(error)})"
+            ) from None
     if tuple(out.shape) != (batch, num_classes):
-        raise ValueError(f"model: {name!r} gives outputs of shape {list(out.shape)} for dataset {dataset!r}, "
-                         f"expected [batch, {num_classes}] (one score per class)")
+        raise ValueError(
+            f"model: {name!r} gives outputs of shape {list(out.shape)} for dataset {dataset!r}, "
+            f"expected [batch, {num_classes}] (one score per class)"
+        )
     _inputs_checked.add(key)

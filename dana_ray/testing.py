@@ -68,8 +68,12 @@ class Driver:
 
     def state_dict(self):
         side = self.side.state_dict(self.jobs.next_batches()) if self.side is not None else None
-        return (self.rule.state_dict(), side, self.jobs.state_dict(lambda job: job.point.clone()),
-                [p.clone() for p in self.sent])
+        return (
+            self.rule.state_dict(),
+            side,
+            self.jobs.state_dict(lambda job: job.point.clone()),
+            [p.clone() for p in self.sent],
+        )
 
     def load_state_dict(self, state) -> None:
         rule, side, jobs, sent = state
@@ -109,6 +113,7 @@ def noisy_quadratic(dim: int = 5, seed: int = 0, dtype: torch.dtype = torch.floa
 
 # -- the laws --------------------------------------------------------------------------------------------------
 
+
 def single_worker_law(name: str, steps: int = 50) -> bool:
     """With N = 1 the rule is its declared form of torch.optim.SGD (float64, to 1e-12). False when the rule
     declares none (nothing to check)."""
@@ -144,13 +149,15 @@ def state_dict_law(name: str, workers: int = 3) -> None:
     n = workers_for(name, workers)
     gen = torch.Generator().manual_seed(0)
     grads = [torch.randn(7, generator=gen) for _ in range(20)]
-    lr = lambda step: 0.1 * 0.5 ** (step // 6)  # noqa: E731
+    lr = lambda step: 0.1 * 0.5 ** (step // 6)
     a = Driver(ALGORITHMS[name](torch.ones(7), n, lr, 0.9))
     for k in range(10):
         a.push(k % n, grads[k])
     saved = a.state_dict()
-    _require(all(isinstance(v, (int, str, Tensor)) for v in saved[0].values()),
-             f"{name}: state_dict holds other types than tensors, ints and strings")
+    _require(
+        all(isinstance(v, (int, str, Tensor)) for v in saved[0].values()),
+        f"{name}: state_dict holds other types than tensors, ints and strings",
+    )
     for k in range(10, 20):
         a.push(k % n, grads[k])
     b = Driver(ALGORITHMS[name](torch.zeros(7), n, lr, 0.9))
@@ -159,8 +166,10 @@ def state_dict_law(name: str, workers: int = 3) -> None:
         b.push(k % n, grads[k])
     _require(b.rule.step == a.rule.step == 20, f"{name}: a restored rule counts {b.rule.step} steps, not 20")
     _require(torch.equal(a.rule.params, b.rule.params), f"{name}: a restored rule does not continue bitwise")
-    _require(all(torch.equal(a.rule.params_for(i), b.rule.params_for(i)) for i in range(n)),
-             f"{name}: a restored rule sends other points than the rule it was saved from")
+    _require(
+        all(torch.equal(a.rule.params_for(i), b.rule.params_for(i)) for i in range(n)),
+        f"{name}: a restored rule sends other points than the rule it was saved from",
+    )
 
 
 class _Traffic(TorchDispatchMode):
@@ -200,8 +209,10 @@ def update_traffic(name: str, d: int, workers: int, steps: int = 8) -> float:
 def linear_cost_law(name: str, d: int = 4096) -> None:
     """An update moves as many elements with 64 workers as with 2 (O(d), not O(N·d)), up to O(N) scalars."""
     few, many = update_traffic(name, d, 2), update_traffic(name, d, 64)
-    _require(many * d <= few * d + 64 * 16,
-             f"{name}: an update moves {many:.1f} d-vectors with 64 workers against {few:.1f} with 2: not O(d)")
+    _require(
+        many * d <= few * d + 64 * 16,
+        f"{name}: an update moves {many:.1f} d-vectors with 64 workers against {few:.1f} with 2: not O(d)",
+    )
 
 
 def shard_law(name: str, shards: tuple[int, ...] = (2, 3), workers: int = 3, d: int = 37, steps: int = 40) -> bool:
@@ -213,7 +224,7 @@ def shard_law(name: str, shards: tuple[int, ...] = (2, 3), workers: int = 3, d: 
     if not rule.per_coordinate:
         return False
     n = workers_for(name, workers)
-    lr = lambda step: 0.05 * 0.5 ** (step // 15)  # noqa: E731
+    lr = lambda step: 0.05 * 0.5 ** (step // 15)
     x0 = torch.linspace(-1, 1, d)
     gen = torch.Generator().manual_seed(1)
     curvature, noise = torch.rand(d, generator=gen) + 0.5, torch.randn(steps, d, generator=gen) * 0.1
@@ -228,16 +239,20 @@ def shard_law(name: str, shards: tuple[int, ...] = (2, 3), workers: int = 3, d: 
             grad = curvature * point + noise[t]  # per coordinate, and depends on the point
             for driver, a, b in zip(drivers, bounds, bounds[1:]):
                 driver.push(worker, grad[a:b])
-        return (torch.cat([driver.rule.params for driver in drivers]),
-                [torch.cat([driver.rule.params_for(i) for driver in drivers]) for i in range(n)])
+        return (
+            torch.cat([driver.rule.params for driver in drivers]),
+            [torch.cat([driver.rule.params_for(i) for driver in drivers]) for i in range(n)],
+        )
 
     whole, points = run([0, d])
     for k in shards:
         bounds = [d * j // k for j in range(k + 1)]
         split, split_points = run(bounds)
-        _require(torch.equal(split, whole) and all(map(torch.equal, split_points, points)),
-                 f"{name}: split over {k} shards, the rule does not give the whole rule's numbers; a rule whose update "
-                 f"reads across coordinates must declare per_coordinate = False")
+        _require(
+            torch.equal(split, whole) and all(map(torch.equal, split_points, points)),
+            f"{name}: split over {k} shards, the rule does not give the whole rule's numbers; a rule whose update "
+            f"reads across coordinates must declare per_coordinate = False",
+        )
     return True
 
 

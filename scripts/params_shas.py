@@ -24,12 +24,20 @@ import sys
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from dana_ray.algorithms import BUILTIN_ALGORITHMS, is_single_worker  # noqa: E402
-from dana_ray.trial import run  # noqa: E402
+from dana_ray import run
+from dana_ray.algorithms import BUILTIN_ALGORITHMS, is_single_worker
 
-BASE = {"dataset": "digits", "model": "cnn", "schedule": "gamma", "seed": 1, "epochs": 2, "max_steps_per_epoch": 15,
-        "lr_decay_epochs": [1], "compute": {"device": "cpu", "cpu_threads": 1, "cpus_per_actor": 0.5},
-        "ray": {"num_actors": 2, "server_cpus": 0.25}}
+BASE = {
+    "dataset": "digits",
+    "model": "cnn",
+    "schedule": "gamma",
+    "seed": 1,
+    "epochs": 2,
+    "max_steps_per_epoch": 15,
+    "lr_decay_epochs": [1],
+    "compute": {"device": "cpu", "cpu_threads": 1, "cpus_per_actor": 0.5},
+    "ray": {"num_actors": 2, "server_cpus": 0.25},
+}
 
 
 def config(algorithm: str, shards: int = 1, **compute) -> dict:
@@ -93,8 +101,11 @@ def main() -> int:
         missing = [k for k in want if k not in shas]
         for k in differ:
             print(f"differs: {k}: {want[k][:16]} -> {shas[k][:16]}", file=sys.stderr)
-        print(f"{len(want) - len(differ) - len(missing)} of {len(want)} equal"
-              + (f"; {len(missing)} not run" if missing else ""), file=sys.stderr)
+        print(
+            f"{len(want) - len(differ) - len(missing)} of {len(want)} equal"
+            + (f"; {len(missing)} not run" if missing else ""),
+            file=sys.stderr,
+        )
         return 1 if differ else 0
     return 0
 

@@ -70,16 +70,28 @@ class Rehearsal:
     def __init__(self, num_cpus: int) -> None:
         self.num_cpus = num_cpus
         self.token = os.environ.get("RAY_AUTH_TOKEN") or secrets.token_hex(32)
-        self.env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token, RAY_USAGE_STATS_ENABLED="0",
-                        PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+        self.env = dict(
+            os.environ,
+            RAY_AUTH_MODE="token",
+            RAY_AUTH_TOKEN=self.token,
+            RAY_USAGE_STATS_ENABLED="0",
+            PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+        )
         self.env.pop("RAY_ADDRESS", None)
         self.dashboard = f"http://127.0.0.1:{free_port()}"
         self.failures: list[str] = []
 
     def ray(self, *args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
         print(f"$ ray {' '.join(args)}", flush=True)
-        return subprocess.run([ray_cli(), *args], env=self.env, cwd=REPO, check=check, text=True,
-                              stdout=subprocess.PIPE if capture else None, stderr=subprocess.STDOUT if capture else None)
+        return subprocess.run(
+            [ray_cli(), *args],
+            env=self.env,
+            cwd=REPO,
+            check=check,
+            text=True,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.STDOUT if capture else None,
+        )
 
     def expect(self, what: str, ok: bool, detail: str = "") -> None:
         print(f"[{'ok' if ok else 'FAILED'}] {what}" + (f": {detail}" if detail else ""), flush=True)
@@ -88,17 +100,39 @@ class Rehearsal:
 
     def start(self) -> None:
         port = self.dashboard.rsplit(":", 1)[1]
-        self.ray("start", "--head", f"--port={free_port()}", f"--dashboard-port={port}", "--dashboard-host=127.0.0.1",
-                 "--include-dashboard=true", f"--num-cpus={self.num_cpus}", "--disable-usage-stats")
+        self.ray(
+            "start",
+            "--head",
+            f"--port={free_port()}",
+            f"--dashboard-port={port}",
+            "--dashboard-host=127.0.0.1",
+            "--include-dashboard=true",
+            f"--num-cpus={self.num_cpus}",
+            "--disable-usage-stats",
+        )
 
     def run_sweep(self, grid: str, storage: str, name: str, smoke_test: bool, executor: str | None) -> str:
-        status, body = http_get(f"{self.dashboard}/api/jobs/", token=None)
+        status, _ = http_get(f"{self.dashboard}/api/jobs/", token=None)
         self.expect("the jobs API refuses a request without the token", status == 401, f"HTTP {status}")
         job_id = f"dana-rehearsal-{int(time.time())}"
         sweep = ["python", "-m", "dana_ray.sweep", grid, "--storage", storage, "--name", name]
-        self.ray("job", "submit", "--address", self.dashboard, "--submission-id", job_id, "--working-dir", ".",
-                 "--runtime-env-json", json.dumps({"excludes": [".git", "*.egg-info"]}), "--no-wait", "--",
-                 *sweep, *(["--smoke-test"] if smoke_test else []), *(["--executor", executor] if executor else []))
+        self.ray(
+            "job",
+            "submit",
+            "--address",
+            self.dashboard,
+            "--submission-id",
+            job_id,
+            "--working-dir",
+            ".",
+            "--runtime-env-json",
+            json.dumps({"excludes": [".git", "*.egg-info"]}),
+            "--no-wait",
+            "--",
+            *sweep,
+            *(["--smoke-test"] if smoke_test else []),
+            *(["--executor", executor] if executor else []),
+        )
         self.ray("job", "logs", "--address", self.dashboard, "--follow", job_id)
         self.ray("job", "status", "--address", self.dashboard, job_id, check=False)
         return job_id
@@ -107,24 +141,36 @@ class Rehearsal:
         status, body = http_get(f"{self.dashboard}/api/jobs/", self.token)
         jobs = {j.get("submission_id"): j for j in json.loads(body)} if status == 200 else {}
         state = jobs.get(job_id, {}).get("status")
-        self.expect("the dashboard's jobs API lists the job as SUCCEEDED", state == "SUCCEEDED",
-                    f"HTTP {status}, status {state}")
+        self.expect(
+            "the dashboard's jobs API lists the job as SUCCEEDED",
+            state == "SUCCEEDED",
+            f"HTTP {status}, status {state}",
+        )
         status, body = http_get(f"{self.dashboard}/api/v0/actors?limit=10000&detail=false", self.token)
         actors = json.loads(body)["data"]["result"]["result"] if status == 200 else []
         names = [a.get("name") or "" for a in actors]
         servers = sorted(n for n in names if n.endswith("/ParameterServer"))
         workers = [n for n in names if "/Worker-" in n]
         if executor == "ray":  # pooled: a Tune trial process keeps its server for its next trials
-            ok = bool(servers) and bool(workers) and len(servers) <= expected_trials and all(
-                n.startswith(f"{experiment}/") for n in servers)
-            self.expect("the dashboard's actors API lists the trials' <trial>/ParameterServer and Worker actors",
-                        ok, f"{len(servers)} servers for {expected_trials} trials (e.g. "
-                            f"{servers[0] if servers else '-'}), {len(workers)} workers")
+            ok = (
+                bool(servers)
+                and bool(workers)
+                and len(servers) <= expected_trials
+                and all(n.startswith(f"{experiment}/") for n in servers)
+            )
+            self.expect(
+                "the dashboard's actors API lists the trials' <trial>/ParameterServer and Worker actors",
+                ok,
+                f"{len(servers)} servers for {expected_trials} trials (e.g. "
+                f"{servers[0] if servers else '-'}), {len(workers)} workers",
+            )
         else:  # each trial simulates its workers in its own Tune process (a reused ImplicitFunc actor)
             trials = [a for a in actors if a.get("class_name") == "ImplicitFunc"]
-            self.expect("the dashboard's actors API lists the Tune trial processes and no ParameterServer "
-                        "(executor local)", bool(trials) and not servers,
-                        f"{len(trials)} trial processes, {len(servers)} servers")
+            self.expect(
+                "the dashboard's actors API lists the Tune trial processes and no ParameterServer (executor local)",
+                bool(trials) and not servers,
+                f"{len(trials)} trial processes, {len(servers)} servers",
+            )
 
     def start_prometheus(self, data_dir: str) -> None:
         """``python -m dana_ray.monitoring --no-grafana`` (what cluster.yaml runs on the head), on a free port;
@@ -137,14 +183,25 @@ class Rehearsal:
             print("[skipped] live metrics: prometheus is not installed (apt-get install prometheus)", flush=True)
             return
         port = free_port()
-        command = [sys.executable, "-m", "dana_ray.monitoring", "--no-grafana", "--prometheus-port", str(port),
-                   "--data-dir", data_dir]
+        command = [
+            sys.executable,
+            "-m",
+            "dana_ray.monitoring",
+            "--no-grafana",
+            "--prometheus-port",
+            str(port),
+            "--data-dir",
+            data_dir,
+        ]
         print(f"$ python -m dana_ray.monitoring {' '.join(command[3:])}", flush=True)
         done = subprocess.run(command, env=self.env, cwd=REPO, text=True, capture_output=True, timeout=120)
         print(done.stdout + done.stderr, end="", flush=True)
         started = re.search(r"prometheus \(pid (\d+)\) on (http://\S+),", done.stdout)
-        self.expect("`python -m dana_ray.monitoring` starts Prometheus with the scrape configuration Ray wrote "
-                    "for its session", done.returncode == 0 and started is not None, f"exit code {done.returncode}")
+        self.expect(
+            "`python -m dana_ray.monitoring` starts Prometheus with the scrape configuration Ray wrote for its session",
+            done.returncode == 0 and started is not None,
+            f"exit code {done.returncode}",
+        )
         if started:
             self.prometheus, self.prometheus_url = int(started.group(1)), started.group(2)
 
@@ -166,10 +223,16 @@ class Rehearsal:
         deadline, seen = time.monotonic() + timeout_s, {}
         while True:
             try:
-                gradients = {r["metric"]["trial"]: float(r["value"][1]) for r in monitoring.query(
-                    self.prometheus_url, f"sum by (trial) (ray_dana_gradients_applied_total{selector})")}
-                errors = {r["metric"]["trial"]: float(r["value"][1]) for r in monitoring.query(
-                    self.prometheus_url, f"max by (trial) (ray_dana_test_error{selector})")}
+                gradients = {
+                    r["metric"]["trial"]: float(r["value"][1])
+                    for r in monitoring.query(
+                        self.prometheus_url, f"sum by (trial) (ray_dana_gradients_applied_total{selector})"
+                    )
+                }
+                errors = {
+                    r["metric"]["trial"]: float(r["value"][1])
+                    for r in monitoring.query(self.prometheus_url, f"max by (trial) (ray_dana_test_error{selector})")
+                }
                 seen = {t: (gradients.get(t), errors.get(t)) for t in expected}
             except (OSError, ValueError) as error:
                 seen = {"query failed": str(error)}
@@ -177,13 +240,18 @@ class Rehearsal:
             if len(agree) == len(expected) or time.monotonic() > deadline:
                 break
             time.sleep(2)  # Prometheus's next scrape
-        executors = {r["metric"].get("executor") for r in monitoring.query(
-            self.prometheus_url, f"ray_dana_step{selector}")} if agree else set()
+        executors = (
+            {r["metric"].get("executor") for r in monitoring.query(self.prometheus_url, f"ray_dana_step{selector}")}
+            if agree
+            else set()
+        )
         example = next(iter(expected), "-")
-        self.expect("Prometheus holds every trial's live metrics, equal to its result.json (gradients applied, "
-                    "test error)", bool(expected) and len(agree) == len(expected),
-                    f"{len(agree)} of {len(expected)} trials agree (executor {', '.join(sorted(map(str, executors)))}); "
-                    f"e.g. {example}: result.json {expected.get(example)}, Prometheus {seen.get(example)}")
+        self.expect(
+            "Prometheus holds every trial's live metrics, equal to its result.json (gradients applied, test error)",
+            bool(expected) and len(agree) == len(expected),
+            f"{len(agree)} of {len(expected)} trials agree (executor {', '.join(sorted(map(str, executors)))}); "
+            f"e.g. {example}: result.json {expected.get(example)}, Prometheus {seen.get(example)}",
+        )
 
     def stop(self) -> None:
         if getattr(self, "prometheus", None) is not None:  # the monitoring command leaves it running
@@ -226,9 +294,11 @@ def main(argv: list[str] | None = None) -> int:
         rehearsal.stop()
     results = os.path.join(storage, name)
     rehearsal.expect("results landed in the experiment directory", os.path.isdir(results), results)
-    print(f"\nrehearsal {'passed' if not rehearsal.failures else 'FAILED: ' + '; '.join(rehearsal.failures)} "
-          f"in {time.perf_counter() - started:.0f} s; results in {results}; "
-          f"report: python -m dana_ray.report {results}")
+    print(
+        f"\nrehearsal {'passed' if not rehearsal.failures else 'FAILED: ' + '; '.join(rehearsal.failures)} "
+        f"in {time.perf_counter() - started:.0f} s; results in {results}; "
+        f"report: python -m dana_ray.report {results}"
+    )
     return 0 if not rehearsal.failures else 1
 
 

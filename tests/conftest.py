@@ -14,7 +14,6 @@ import os
 import secrets
 
 import pytest
-
 from fakedata import make_fake_cifar, make_fake_imagefolder
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -43,8 +42,13 @@ class SharedRay:
         import ray
 
         if not self.up:
-            ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
-                     log_to_driver=False)
+            ray.init(
+                address="local",
+                num_cpus=2,
+                include_dashboard=False,
+                object_store_memory=200 * 1024**2,
+                log_to_driver=False,
+            )
             self.up = True
 
     def stop(self) -> None:
@@ -78,6 +82,15 @@ def _own_ray(request, shared_ray):
     """A test that runs Ray on its own has the machine to itself: the shared instance is stopped first."""
     if any(request.node.get_closest_marker(m) for m in OWN_RAY):
         shared_ray.stop()
+
+
+@pytest.fixture
+def notes():
+    """dana_ray's logged notes shown on stderr as ``note: ...`` lines, as a command line shows them."""
+    from dana_ray.core.cli import show_notes
+
+    with show_notes():
+        yield
 
 
 @pytest.fixture

@@ -40,8 +40,9 @@ def make_fake_cifar(root: str, name: str = "cifar10", n_train: int = 100, n_test
     return root
 
 
-def make_fake_imagefolder(root: str, classes: int = 3, per_class: int = 4, size: int = 20, seed: int = 0,
-                          val_per_class: int | None = None) -> str:
+def make_fake_imagefolder(
+    root: str, classes: int = 3, per_class: int = 4, size: int = 20, seed: int = 0, val_per_class: int | None = None
+) -> str:
     """An ImageNet-style tree: root/{train,val}/<class>/<image>.png."""
     from PIL import Image
 
@@ -84,8 +85,13 @@ def make_arrays_npz(root: str, **changes) -> str:
 
     data = load_digits()
     os.makedirs(root, exist_ok=True)
-    arrays = dict(x_train=data.train.images.numpy() / 16.0, y_train=data.train.labels.numpy(),
-                  x_test=data.test.images.numpy() / 16.0, y_test=data.test.labels.numpy(), num_classes=10)
+    arrays = dict(
+        x_train=data.train.images.numpy() / 16.0,
+        y_train=data.train.labels.numpy(),
+        x_test=data.test.images.numpy() / 16.0,
+        y_test=data.test.labels.numpy(),
+        num_classes=10,
+    )
     arrays.update(changes)
     np.savez(os.path.join(root, "data.npz"), **{k: v for k, v in arrays.items() if v is not None})
     return root

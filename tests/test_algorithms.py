@@ -28,7 +28,7 @@ def drive(name, params, num_workers, lr, momentum=0.9, fused=False, **kwargs):
 
 # params [1, 2, 3], lr 0.1, momentum 0.5; worker 0 sends [1, 0, -1], then worker 1 sends [2, 2, 2], each
 # computed at the point it was sent at the start (θ0; the baseline has one worker, which sends both).
-_GA_PENALTY = 1 + 0.1 / (0.1 * (math.sqrt(0.001 / (1 - 0.999 ** 2)) + 1e-8))  # see the gap-aware entry
+_GA_PENALTY = 1 + 0.1 / (0.1 * (math.sqrt(0.001 / (1 - 0.999**2)) + 1e-8))  # see the gap-aware entry
 HAND = {
     # no momentum: θ = [1,2,3] - .1[1,0,-1] - .1[2,2,2]
     "asgd": ([0.7, 1.8, 2.9], [0.7, 1.8, 2.9]),
@@ -51,13 +51,16 @@ HAND = {
     # θ = [.9,2,3.1] - .1 g_dc = [.7016,1.8,2.8984]
     "dc-asgd": ([0.7016, 1.8, 2.8984], [0.7016, 1.8, 2.8984]),
     # λ = 2 (the authors' default): as dana with g_dc = g + 2·4·[-.1,0,.1] = [1.2,2,2.8] at step 2:
-    # v0 = [1,0,-1], v1 = [1.2,2,2.8]; θ = [.9,2,3.1] - .1v1 = [.78,1.8,2.82]; sent θ - .05(v0 + v1) = θ - .05[2.2,2,1.8]
+    # v0 = [1,0,-1], v1 = [1.2,2,2.8]; θ = [.9,2,3.1] - .1v1 = [.78,1.8,2.82];
+    # sent θ - .05(v0 + v1) = θ - .05[2.2,2,1.8]
     "dana-dc": ([0.78, 1.8, 2.82], [0.67, 1.7, 2.73]),
     # step 1: gap 0, penalty 1: v = [1,0,-1], θ = [.9,2,3.1]; step 2: r = .001 v⊙v = [.001,0,.001] (v before the
     # step), k = 2: C = .1(sqrt(r/(1-.999²)) + 1e-8) = .0707 where v ≠ 0; gap |θ - θ0| = [.1,0,.1], so the penalty
     # is p = 1 + .1/C = 2.414 on elements 0 and 2 (1 on element 1); g' = [2/p, 2, 2/p]; v = .5v + g'; θ -= .1v
-    "gap-aware": ([0.9 - 0.1 * (0.5 + 2 / _GA_PENALTY), 1.8, 3.1 - 0.1 * (-0.5 + 2 / _GA_PENALTY)],
-                  [0.9 - 0.1 * (0.5 + 2 / _GA_PENALTY), 1.8, 3.1 - 0.1 * (-0.5 + 2 / _GA_PENALTY)]),
+    "gap-aware": (
+        [0.9 - 0.1 * (0.5 + 2 / _GA_PENALTY), 1.8, 3.1 - 0.1 * (-0.5 + 2 / _GA_PENALTY)],
+        [0.9 - 0.1 * (0.5 + 2 / _GA_PENALTY), 1.8, 3.1 - 0.1 * (-0.5 + 2 / _GA_PENALTY)],
+    ),
     # c = N = 2, and worker 1's delay is 1 < c: the full step, as asgd (a smaller c: below)
     "delay-adaptive": ([0.7, 1.8, 2.9], [0.7, 1.8, 2.9]),
     # R = N = 2 > delay 1: nothing discarded, as asgd (R = 1: below)
@@ -113,6 +116,7 @@ def test_ringmaster_discards_a_gradient_r_updates_old_and_counts_it():
 
 
 # -- (b) the laws of every registered rule: N = 1 reductions, state round trip, O(d) per update ---------------
+
 
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_one_worker_is_its_declared_form_of_torch_sgd(name):
@@ -178,7 +182,8 @@ def test_ssgd_on_n_workers_is_baseline_on_the_concatenated_batch():
     gen = torch.Generator().manual_seed(1)
     x_data = torch.randn(8 * 4 * 6, 3, generator=gen, dtype=torch.float64)
     y_data = x_data @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + 0.1 * torch.randn(
-        len(x_data), generator=gen, dtype=torch.float64)
+        len(x_data), generator=gen, dtype=torch.float64
+    )
 
     def grad(w, rows):
         residual = x_data[rows] @ w - y_data[rows]
@@ -190,12 +195,13 @@ def test_ssgd_on_n_workers_is_baseline_on_the_concatenated_batch():
     for rnd in range(6):
         batch = torch.arange(rnd * 32, (rnd + 1) * 32)
         for i in range(4):
-            ssgd.apply(i, grad(ssgd.params_for(i), batch[i * 8:(i + 1) * 8]))
+            ssgd.apply(i, grad(ssgd.params_for(i), batch[i * 8 : (i + 1) * 8]))
         base.apply(0, grad(base.params_for(0), batch))
         torch.testing.assert_close(ssgd.params, base.params, rtol=1e-12, atol=1e-12)
 
 
 # -- (c) convergence on a noisy quadratic, with stale gradients ----------------------------------------------
+
 
 def run_delayed(name, lr, num_workers=4, steps=2000):
     """Round robin, each worker computing at the point it was last sent (a synchronous rule re-sends every
@@ -210,8 +216,9 @@ def run_delayed(name, lr, num_workers=4, steps=2000):
     return (loss(driver.rule.params) - loss(optimum)) / (loss(x0) - loss(optimum))
 
 
-@pytest.mark.parametrize("name,num_workers", sorted({(name, workers_for(name, n)) for name in ALGORITHMS
-                                                     for n in (1, 4)}, key=str))
+@pytest.mark.parametrize(
+    "name,num_workers", sorted({(name, workers_for(name, n)) for name in ALGORITHMS for n in (1, 4)}, key=str)
+)
 def test_converges_on_noisy_quadratic_with_delays(name, num_workers):
     # A local-steps rule's job is H = 4 inner steps, and its outer Nesterov step (η_out = .7, μ = .9)
     # amplifies a pseudo-gradient about η_out / (1 - μ) = 7 times: its inner η is a tenth (at .002 it diverges).
@@ -230,6 +237,7 @@ def test_the_papers_claim_in_miniature():
 
 # -- the running sum keeps DANA's update O(d) without drifting -----------------------------------------------
 
+
 def test_dana_running_sum_matches_exact_sum():
     gen = torch.Generator().manual_seed(0)
     rule = make_algorithm("dana", torch.zeros(1000), 16, lr=0.01, momentum=0.9)
@@ -240,6 +248,7 @@ def test_dana_running_sum_matches_exact_sum():
 
 
 # -- state -----------------------------------------------------------------------------------------------------
+
 
 def test_state_dict_is_a_copy():
     rule = make_algorithm("dana", torch.zeros(3), 2, lr=0.1)
@@ -272,15 +281,24 @@ def test_learning_rate_schedule_is_read_per_step():
 
 # -- master-side weight decay ------------------------------------------------------------------------------
 
+
 def test_master_side_weight_decay_is_torch_sgd_at_the_master():
     """weight_decay=λ at the master: the gradient computed at the worker's stale point x gets λθ at the
     master's θ added when it is applied, as torch.optim.SGD(weight_decay=λ) stepping the master's θ does.
     Two steps by hand (asgd-momentum, γ = .5, η = .1, λ = .1; both gradients computed at θ0 = [1, 2]):
     step 1: d = [1, 1] + .1·[1, 2] = [1.1, 1.2]; v = d; θ = [.89, 1.88];
-    step 2: d = [1, 1] + .1·[.89, 1.88] = [1.089, 1.188]; v = .5·[1.1, 1.2] + d = [1.639, 1.788]; θ = [.7261, 1.7012]."""
+    step 2: d = [1, 1] + .1·[.89, 1.88] = [1.089, 1.188]; v = .5·[1.1, 1.2] + d = [1.639, 1.788];
+    θ = [.7261, 1.7012]."""
     for fused in (False, True):
-        driver = drive("asgd-momentum", torch.tensor([1.0, 2.0], dtype=torch.float64), 2, lr=0.1, momentum=0.5,
-                       weight_decay=0.1, fused=fused)
+        driver = drive(
+            "asgd-momentum",
+            torch.tensor([1.0, 2.0], dtype=torch.float64),
+            2,
+            lr=0.1,
+            momentum=0.5,
+            weight_decay=0.1,
+            fused=fused,
+        )
         driver.push(0, torch.ones(2, dtype=torch.float64))
         driver.push(1, torch.ones(2, dtype=torch.float64))
         torch.testing.assert_close(driver.rule.params, torch.tensor([0.7261, 1.7012], dtype=torch.float64))
@@ -315,15 +333,19 @@ def test_master_side_weight_decay_of_plain_sgd_and_dc():
 
 # -- bad input -------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(name="adam"), r"algorithm: unknown name 'adam'; allowed: baseline, ssgd, asgd, asgd-momentum"),
-    (dict(num_workers=0), r"num_workers: expected an integer >= 1, got 0"),
-    (dict(name="baseline", num_workers=2), r"num_workers: algorithm 'baseline' takes exactly 1 worker, got 2"),
-    (dict(lr=-0.1), r"lr: expected a finite number >= 0.0"),
-    (dict(momentum=1.0), r"momentum: expected a finite number in \[0.0, 1.0\), got 1.0"),
-    (dict(momentum=-0.1), r"momentum: expected a finite number in \[0.0, 1.0\)"),
-    (dict(weight_decay=-1.0), r"weight_decay: expected a finite number >= 0.0, got -1.0"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(name="adam"), r"algorithm: unknown name 'adam'; allowed: baseline, ssgd, asgd, asgd-momentum"),
+        (dict(num_workers=0), r"num_workers: expected an integer >= 1, got 0"),
+        (dict(name="baseline", num_workers=2), r"num_workers: algorithm 'baseline' takes exactly 1 worker, got 2"),
+        (dict(lr=-0.1), r"lr: expected a finite number >= 0.0"),
+        (dict(momentum=1.0), r"momentum: expected a finite number in \[0.0, 1.0\), got 1.0"),
+        (dict(momentum=-0.1), r"momentum: expected a finite number in \[0.0, 1.0\)"),
+        (dict(weight_decay=-1.0), r"weight_decay: expected a finite number >= 0.0, got -1.0"),
+    ],
+)
 def test_bad_construction_names_the_value(kwargs, match):
     args = dict(name="dana", params=torch.zeros(3), num_workers=2, lr=0.1, momentum=0.9) | kwargs
     with pytest.raises(ValueError, match=match):
@@ -371,6 +393,7 @@ def test_ssgd_keeps_no_n_by_d_temporaries():
 
 # -- the later rules: dana-slim, delay compensation, gap-aware ----------------------------------------------
 
+
 def test_dana_slim_sends_exactly_what_dana_sends():
     """Under a constant η, DANA-Slim's master parameters are DANA's look-ahead θ - ηγΣv_j at every step, so
     the two rules send every worker the same points (float64, 8 workers, a random arrival order)."""
@@ -402,8 +425,14 @@ def test_delay_compensation_keeps_no_copy_of_the_points():
     """The point each gradient was computed at comes from the master (its outstanding job): the rules hold
     what their plain rule holds, N·d less than when they kept a copy of every sent point."""
     for compensated, plain in (("dc-asgd", "asgd"), ("dana-dc", "dana")):
-        sizes = [sum(t.numel() for t in make_algorithm(name, torch.zeros(100), 16, lr=0.1).state_dict().values()
-                     if isinstance(t, torch.Tensor)) for name in (compensated, plain)]
+        sizes = [
+            sum(
+                t.numel()
+                for t in make_algorithm(name, torch.zeros(100), 16, lr=0.1).state_dict().values()
+                if isinstance(t, torch.Tensor)
+            )
+            for name in (compensated, plain)
+        ]
         assert sizes[0] == sizes[1]
 
 
@@ -442,10 +471,10 @@ def test_gap_aware_options_are_checked():
 
 
 def test_worker_momentum_recomputes_a_job_from_the_momentum_before_it():
-    from dana_ray.algorithms import WorkerMomentum
+    from dana_ray.algorithms.slim import WorkerMomentum
 
     side = WorkerMomentum(0.5)
-    send = lambda job, grad: side.run(3, job, torch.zeros(2), 0.1, lambda x, h: grad)  # noqa: E731
+    send = lambda job, grad: side.run(3, job, torch.zeros(2), 0.1, lambda x, h: grad)
     first = send(0, torch.ones(2))
     second = send(1, torch.full((2,), 2.0))
     assert torch.equal(first, torch.full((2,), 1.5)) and torch.equal(second, torch.full((2,), 3.25))  # v = 2.5
@@ -457,17 +486,21 @@ def test_worker_momentum_recomputes_a_job_from_the_momentum_before_it():
         send(5, torch.ones(2))
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(name="dana", dc_lambda=0.1), r"algorithm_options: unknown option 'dc_lambda' for 'dana'; allowed: none"),
-    (dict(name="dc-asgd", lam=0.1), r"algorithm_options: unknown option 'lam' for 'dc-asgd'; allowed: dc_lambda"),
-    (dict(name="dana-dc", dc_lambda=-1), r"algorithm_options.dc_lambda: expected a finite number >= 0.0, got -1"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(name="dana", dc_lambda=0.1), r"algorithm_options: unknown option 'dc_lambda' for 'dana'; allowed: none"),
+        (dict(name="dc-asgd", lam=0.1), r"algorithm_options: unknown option 'lam' for 'dc-asgd'; allowed: dc_lambda"),
+        (dict(name="dana-dc", dc_lambda=-1), r"algorithm_options.dc_lambda: expected a finite number >= 0.0, got -1"),
+    ],
+)
 def test_bad_algorithm_options_name_the_option(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_algorithm(**dict(params=torch.zeros(3), num_workers=2, lr=0.1) | kwargs)
 
 
 # -- fused=True: each update as one compiled pass ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_fused_update_follows_the_eager_rule(name):
@@ -477,7 +510,7 @@ def test_fused_update_follows_the_eager_rule(name):
     n = workers_for(name, 8)
     grad, _, _ = noisy_quadratic(dim=1000, seed=3, dtype=torch.float32)
     x0 = torch.linspace(-2, 2, 1000)
-    lr = lambda step: 0.002 * (1 + step % 3)  # noqa: E731
+    lr = lambda step: 0.002 * (1 + step % 3)
     eager, fused = drive(name, x0, n, lr), drive(name, x0, n, lr, fused=True)
     assert fused.rule.fused and not eager.rule.fused
     order = make_schedule("round-robin" if eager.rule.synchronous else "gamma", n, seed=2)
@@ -522,34 +555,47 @@ def test_fused_must_be_a_bool():
 
 # -- the registry ----------------------------------------------------------------------------------------------
 
+
 def test_a_name_cannot_be_registered_twice_by_another_rule():
     from dana_ray.algorithms import UpdateRule, register_rule
 
-    with pytest.raises(ValueError, match=r"algorithm: 'dana' is already registered \(by dana_ray.algorithms.momentum.DANA\)"):
+    with pytest.raises(
+        ValueError, match=r"algorithm: 'dana' is already registered \(by dana_ray.algorithms.momentum.DANA\)"
+    ):
+
         @register_rule("dana")
         class Impostor(UpdateRule):
             pass
+
     assert ALGORITHMS["dana"].__name__ == "DANA"
 
 
 # -- local steps: the worker side of diloco and async-diloco ----------------------------------------------------
 
+
 @pytest.mark.parametrize("inner", ["sgd", "adamw"])
 def test_local_steps_are_the_torch_optimizer_and_keep_its_state_across_jobs(inner):
     """Two jobs of H = 5 inner steps (worker 2, at η = .05) from where torch.optim's optimizer stands: the
-    iterates, and so Δ = x_0 - x_H, are torch.optim.SGD(momentum)/AdamW's, whose state carries over."""
+    iterates, and so Δ = x_0 - x_H, are torch.optim.SGD(momentum)/AdamW's, whose state carries over. The first
+    job's state is the optimizer's after 5 steps bit for bit (the steps are torch.optim's own functional
+    ones); the second job starts from x_0 - Δ, x_5 up to the rounding of Δ, so it is compared to 1e-12."""
     from dana_ray.algorithms.local_steps import LocalSteps
 
     grad, _, _ = noisy_quadratic()
     x = torch.linspace(-1, 1, 5, dtype=torch.float64).requires_grad_(True)
-    opt = (torch.optim.SGD([x], lr=0.05, momentum=0.9) if inner == "sgd" else
-           torch.optim.AdamW([x], lr=0.05, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1, foreach=False))
-    want = []
-    for _ in range(10):
+    opt = (
+        torch.optim.SGD([x], lr=0.05, momentum=0.9, foreach=False)
+        if inner == "sgd"
+        else torch.optim.AdamW([x], lr=0.05, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1, foreach=False)
+    )
+    want, after_five = [], {}
+    for step in range(10):
         opt.zero_grad()
         x.grad = grad(x.detach())
         opt.step()
         want.append(x.detach().clone())
+        if step == 4:
+            after_five = {k: v.clone() for k, v in opt.state[x].items()}
     grad, _, _ = noisy_quadratic()
     side = LocalSteps(5, inner, 0.9, (0.8, 0.99), 1e-6, 0.1)
     point = torch.linspace(-1, 1, 5, dtype=torch.float64)
@@ -557,13 +603,21 @@ def test_local_steps_are_the_torch_optimizer_and_keep_its_state_across_jobs(inne
         delta = side.run(2, job, point, 0.05, lambda at, h: grad(at))
         point = point - delta
         torch.testing.assert_close(point, want[5 * job + 4], rtol=1e-12, atol=1e-12)
+        if job == 0:
+            mine = side.state.after[2]
+            pairs = (
+                [("velocity", "momentum_buffer")]
+                if inner == "sgd"
+                else [("exp_avg", "exp_avg"), ("exp_avg_sq", "exp_avg_sq")]
+            )
+            assert all(torch.equal(mine[ours], after_five[theirs]) for ours, theirs in pairs)
 
 
 def test_local_steps_recompute_a_job_from_the_state_before_it():
     from dana_ray.algorithms.local_steps import LocalSteps
 
     side = LocalSteps(3, "adamw", 0.9)
-    gradient = lambda x, h: x + h  # noqa: E731
+    gradient = lambda x, h: x + h
     first = side.run(0, 0, torch.ones(4), 0.1, gradient)
     second = side.run(0, 1, torch.ones(4), 0.1, gradient)
     saved = side.state_dict({0: 1})  # about to compute job 1 again
@@ -581,10 +635,57 @@ def test_async_diloco_with_one_plain_step_is_asgd():
     grad, _, _ = noisy_quadratic(dim=6)
     x0 = torch.linspace(-1, 1, 6, dtype=torch.float64)
     asgd = drive("asgd", x0, 4, lr=0.05, momentum=0.0)
-    local = drive("async-diloco", x0, 4, lr=0.05, momentum=0.0, local_steps=1, momentum_every=1,
-                  outer_momentum=0.0, outer_lr=1.0)
+    local = drive(
+        "async-diloco", x0, 4, lr=0.05, momentum=0.0, local_steps=1, momentum_every=1, outer_momentum=0.0, outer_lr=1.0
+    )
     for worker, _ in zip(make_schedule("gamma", 4, seed=1), range(200)):
         g = grad(asgd.sent[worker])
         asgd.push(worker, g)
         local.push(worker, g)
         torch.testing.assert_close(local.rule.params, asgd.rule.params, rtol=1e-12, atol=1e-12)
+
+
+def test_the_built_in_rules_are_registered_in_their_documented_order():
+    """The registry's order is the CLI's lists and the report's rows and colours: the paper's rules first, in
+    its tables' order, then the later ones; it does not depend on how imports are sorted."""
+    assert BUILTIN_ALGORITHMS == (
+        "baseline",
+        "ssgd",
+        "asgd",
+        "asgd-momentum",
+        "nag-asgd",
+        "multi-asgd",
+        "dana",
+        "dana-slim",
+        "dc-asgd",
+        "dana-dc",
+        "gap-aware",
+        "delay-adaptive",
+        "ringmaster",
+        "diloco",
+        "async-diloco",
+    )
+
+
+def test_a_broken_law_is_an_error_also_under_python_O():
+    """``dana_ray.testing`` raises ``LawBroken`` itself, so ``python -O`` (which strips ``assert``) still fails
+    a rule that breaks a law: here a rule that says it is SGD with one worker and takes twice the step."""
+    import subprocess
+    import sys
+
+    code = (
+        "import dana_ray\n"
+        "from dana_ray.testing import LawBroken, check_laws\n"
+        "@dana_ray.register_rule('twice-sgd')\n"
+        "class Twice(dana_ray.UpdateRule):\n"
+        "    single_worker_form = 'sgd'\n"
+        "    def _apply(self, worker, grad, lr, point, delay):\n"
+        "        self.params.sub_(grad, alpha=2 * lr)\n"
+        "try:\n"
+        "    check_laws('twice-sgd')\n"
+        "except LawBroken as broken:\n"
+        "    print(broken)\n"
+    )
+    done = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("twice-sgd: with one worker, step 0 is not SGD's (sgd): ")

@@ -59,21 +59,41 @@ def test_the_readmes_rehearsal_of_the_cluster_workflow_passes(command, tmp_path)
     with open(os.path.join(REPO, "README.md")) as f:
         assert f"`{command}`" in " ".join(f.read().split())
     args = command.split()[2:]
-    done = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "rehearse_cluster.py"), *args,
-                           "--num-cpus", "2", "--storage", str(tmp_path / "results")],
-                          capture_output=True, text=True, timeout=400, cwd=REPO)
+    done = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "scripts", "rehearse_cluster.py"),
+            *args,
+            "--num-cpus",
+            "2",
+            "--storage",
+            str(tmp_path / "results"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=REPO,
+    )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
-    shown = ("the dashboard's actors API lists the trials' <trial>/ParameterServer and Worker actors: "
-             if "ray" in args else "the dashboard's actors API lists the Tune trial processes and no ParameterServer")
-    for check in ("the jobs API refuses a request without the token: HTTP 401",
-                  "the dashboard's jobs API lists the job as SUCCEEDED", shown,
-                  "results landed in the experiment directory"):
+    shown = (
+        "the dashboard's actors API lists the trials' <trial>/ParameterServer and Worker actors: "
+        if "ray" in args
+        else "the dashboard's actors API lists the Tune trial processes and no ParameterServer"
+    )
+    for check in (
+        "the jobs API refuses a request without the token: HTTP 401",
+        "the dashboard's jobs API lists the job as SUCCEEDED",
+        shown,
+        "results landed in the experiment directory",
+    ):
         assert f"[ok] {check}" in out
     assert len(list((tmp_path / "results" / "rehearsal-quickstart").glob("*/result.json"))) == 33  # a seed per cell
     if shutil.which("prometheus") is None:
         assert "[skipped] live metrics: prometheus is not installed" in out
         pytest.skip("the rest passed; the live-metrics check needs Debian's prometheus (.ci/run installs it)")
     executor = "ray" if "ray" in args else "local"
-    assert ("[ok] Prometheus holds every trial's live metrics, equal to its result.json (gradients applied, test "
-            f"error): 33 of 33 trials agree (executor {executor})") in out, out[-3000:]
+    assert (
+        "[ok] Prometheus holds every trial's live metrics, equal to its result.json (gradients applied, test "
+        f"error): 33 of 33 trials agree (executor {executor})"
+    ) in out, out[-3000:]

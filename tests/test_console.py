@@ -9,8 +9,13 @@ from dana_ray.sweep.console import SweepConsole
 
 
 def trial(trial_id, cell, seed, status="RUNNING", result=None):
-    return SimpleNamespace(trial_id=trial_id, config={"cell": cell, "schedule": "round-robin", "seed": seed},
-                           status=status, last_result=result or {}, path=f"/exp/{trial_id}")
+    return SimpleNamespace(
+        trial_id=trial_id,
+        config={"cell": cell, "schedule": "round-robin", "seed": seed},
+        status=status,
+        last_result=result or {},
+        path=f"/exp/{trial_id}",
+    )
 
 
 def test_off_a_terminal_one_line_per_finished_or_failed_trial_and_nothing_else():
@@ -52,7 +57,7 @@ def test_on_a_terminal_one_status_block_is_redrawn_in_place():
     assert first.startswith("0 of 4 trials done, 2 running, 2 pending, 0 errored; 0 s elapsed\n")
     a.last_result = {"test_error": 2.0, "epoch": 1, "time_total_s": 1}
     console.on_trial_complete(1, trials, a)
-    block = out.getvalue()[len(first):]
+    block = out.getvalue()[len(first) :]
     assert block.startswith("\x1b[1F\x1b[J1 of 4 trials done, 1 running, 2 pending, 0 errored; ")
     assert "left" in block.splitlines()[0]  # an ETA once a trial has finished
     assert block.endswith("  last: dana N=4, round-robin, seed 0: test error 2.00% (1 epochs, 1.0 s)\n")

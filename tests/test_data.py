@@ -33,8 +33,8 @@ def test_digits_file_reader_matches_scikit_learn():
 def test_digits_split_is_fixed_and_disjoint():
     a, b = load_dataset("digits"), load_dataset("digits")
     assert torch.equal(a.test.images, b.test.images)
-    train = {tuple(img.flatten().tolist()) + (int(l),) for img, l in zip(a.train.images, a.train.labels)}
-    test = [tuple(img.flatten().tolist()) + (int(l),) for img, l in zip(a.test.images, a.test.labels)]
+    train = {(*img.flatten().tolist(), int(label)) for img, label in zip(a.train.images, a.train.labels)}
+    test = [(*img.flatten().tolist(), int(label)) for img, label in zip(a.test.images, a.test.labels)]
     assert sum(t in train for t in test) < 10  # a few digits are duplicated in the original set
 
 
@@ -59,14 +59,19 @@ def test_cifar_reads_what_torchvision_reads(name, fixture, classes, request, mon
 
 
 def test_cifar_missing_directory_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match=r"data_dir: cifar10 needs the directory .*cifar-10-batches-py.* does not exist"):
+    with pytest.raises(
+        ValueError, match=r"data_dir: cifar10 needs the directory .*cifar-10-batches-py.* does not exist"
+    ):
         load_dataset("cifar10", str(tmp_path))
 
 
 def test_cifar_missing_and_corrupted_files_are_a_clear_error(tmp_path, fake_cifar10):
     (tmp_path / "cifar-10-batches-py").mkdir()  # an empty folder: the files are missing
-    with pytest.raises(ValueError, match=r"^data_dir: cifar10 file '.*/batches.meta' is missing; expected "
-                                         r"torchvision's layout .*/cifar-10-batches-py/ \(on host .+\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^data_dir: cifar10 file '.*/batches.meta' is missing; expected "
+        r"torchvision's layout .*/cifar-10-batches-py/ \(on host .+\)$",
+    ):
         load_dataset("cifar10", str(tmp_path))
     with open(f"{fake_cifar10}/cifar-10-batches-py/data_batch_3", "wb") as f:  # cut short, as by a full disk
         f.write(b"\x80\x04")
@@ -94,8 +99,14 @@ def test_imagenet_augmentation_draws_what_torchvision_draws(fake_imagenet):
     data = load_dataset("imagenet", fake_imagenet, image_size=16)
     indices, generator = np.array([3, 0, 7, 5]), torch.Generator().manual_seed(11)
     x, _ = data.train.batch(indices, torch.Generator().manual_seed(11))
-    reference = T.Compose([T.RandomResizedCrop(16), T.RandomHorizontalFlip(), T.ToTensor(),
-                           T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    reference = T.Compose(
+        [
+            T.RandomResizedCrop(16),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
         expected = torch.stack([reference(data.train.folder[int(i)][0]) for i in indices])
@@ -120,7 +131,10 @@ def test_folder_draws_are_torchvisions_from_an_explicit_generator(width, height)
             expected_crop = T.RandomCrop.get_params(image, (min(width, height) // 2,) * 2) if width == height else None
         assert _resized_crop_params(width, height, torch.Generator().manual_seed(seed)) == expected
         if expected_crop is not None:
-            assert _crop_params(width, height, min(width, height) // 2, torch.Generator().manual_seed(seed)) == expected_crop
+            assert (
+                _crop_params(width, height, min(width, height) // 2, torch.Generator().manual_seed(seed))
+                == expected_crop
+            )
 
 
 def test_prefetched_batches_are_the_batches_asked_for(fake_imagenet):
@@ -156,9 +170,11 @@ def test_imagefolder_augmentations_are_seeded_and_thread_independent(fake_imagen
     x1, y1 = WorkerStream(one.train, 4, seed=3, worker=1).batch(2)
     x2, y2 = WorkerStream(two.train, 4, seed=3, worker=1).batch(2)
     assert x1.shape == (4, 3, 12, 12) and torch.equal(x1, x2) and torch.equal(y1, y2)
-    x3, _ = WorkerStream(one.train, 4, seed=3, worker=1).batch(3)
-    assert (augmentation == "none") == torch.equal(one.train.batch(np.arange(4), torch.Generator().manual_seed(0))[0],
-                                                   one.train.batch(np.arange(4), torch.Generator().manual_seed(1))[0])
+    WorkerStream(one.train, 4, seed=3, worker=1).batch(3)  # a later batch is made as well
+    assert (augmentation == "none") == torch.equal(
+        one.train.batch(np.arange(4), torch.Generator().manual_seed(0))[0],
+        one.train.batch(np.arange(4), torch.Generator().manual_seed(1))[0],
+    )
     test, _ = next(eval_batches(one.test, 5))
     assert test.shape == (5, 3, 12, 12)
 
@@ -179,7 +195,9 @@ def test_folder_and_array_checks_name_what_is_wrong(tmp_path, fake_imagenet):
 
     check_dataset("imagefolder", fake_imagenet)
     shutil.rmtree(os.path.join(fake_imagenet, "val", "n00000001"))
-    with pytest.raises(ValueError, match=r"data_dir: imagefolder under .* has different class folders in train/ and val/"):
+    with pytest.raises(
+        ValueError, match=r"data_dir: imagefolder under .* has different class folders in train/ and val/"
+    ):
         check_dataset("imagefolder", fake_imagenet)
     with pytest.raises(ValueError, match=r"data_dir: arrays needs the file '.*data.npz', which does not exist"):
         check_dataset("arrays", str(tmp_path))
@@ -201,13 +219,16 @@ def test_garbage_cifar_files_are_found_before_loading(tmp_path):
 
 
 def test_unknown_dataset_and_option():
-    with pytest.raises(ValueError, match="dataset: unknown name 'mnist'; allowed: digits, cifar10, cifar100, imagefolder"):
+    with pytest.raises(
+        ValueError, match="dataset: unknown name 'mnist'; allowed: digits, cifar10, cifar100, imagefolder"
+    ):
         load_dataset("mnist")
     with pytest.raises(ValueError, match="dataset_options: unknown option 'image_size' for 'digits'; allowed: none"):
         load_dataset("digits", image_size=8)
 
 
 # -- augmentation ----------------------------------------------------------------------------------------------
+
 
 def ramp_images(n=6, size=8):
     img = torch.arange(size * size, dtype=torch.uint8).view(1, 1, size, size).repeat(n, 1, 1, 1)
@@ -219,7 +240,7 @@ def test_random_crop_is_a_shifted_window_of_the_zero_padded_image():
     x, _ = data.batch(np.arange(6), torch.Generator().manual_seed(0))
     padded = torch.nn.functional.pad(data.images.float(), (2, 2, 2, 2))
     for img in x:
-        windows = [padded[0, :, t:t + 8, l:l + 8] for t in range(5) for l in range(5)]
+        windows = [padded[0, :, t : t + 8, s : s + 8] for t in range(5) for s in range(5)]
         matches = [w for w in windows for cand in (w, w.flip(2)) if torch.allclose(img, cand, atol=1e-3)]
         assert matches, "every augmented image is a crop (maybe flipped) of the padded original"
     assert len({tuple(img.flatten().tolist()) for img in x}) > 1
@@ -232,6 +253,7 @@ def test_no_generator_means_no_augmentation():
 
 
 # -- streams ---------------------------------------------------------------------------------------------------
+
 
 def test_stream_passes_cover_every_example_once():
     data = load_dataset("digits").train
@@ -254,7 +276,7 @@ def test_a_batch_depends_only_on_seed_worker_and_position():
 
 def test_workers_and_seeds_get_different_streams():
     data = load_dataset("digits").train
-    first = lambda seed, worker: WorkerStream(data, 32, seed, worker).indices(0)  # noqa: E731
+    first = lambda seed, worker: WorkerStream(data, 32, seed, worker).indices(0)
     assert not np.array_equal(first(0, 0), first(0, 1))
     assert not np.array_equal(first(0, 0), first(1, 0))
 
@@ -266,20 +288,37 @@ def test_batch_larger_than_data_is_refused():
 
 BAD_ARRAYS = {
     # what is wrong: (the npz entries changed, what the one-line refusal says)
-    "a label beyond the class count": (lambda d: {"y_train": np.where(np.arange(len(d["y_train"])) == 3, 57, d["y_train"])},
-                                       r"y_train: label 57 is outside \[0, 10\) \(num_classes 10\)"),
-    "a negative label": (lambda d: {"y_test": np.where(np.arange(len(d["y_test"])) == 0, -3, d["y_test"])},
-                         r"y_test: label -3 is outside \[0, 10\)"),
-    "fewer labels than examples": (lambda d: {"y_train": d["y_train"][:-5]},
-                                   r"y_train: expected one label per example \(1437\), got an array of shape \(1432,\)"),
-    "NaN inputs": (lambda d: {"x_train": np.where(np.arange(d["x_train"].size).reshape(d["x_train"].shape) < 7,
-                                                  np.nan, d["x_train"])},
-                   r"x_train: 7 of its values are not finite \(NaN or inf\)"),
-    "float labels": (lambda d: {"y_test": d["y_test"].astype(np.float32)}, r"y_test: expected integer labels, got float32"),
-    "no class count": (lambda d: {"num_classes": None}, r"declares no class count: store num_classes in it, or set "
-                                                       r"dataset_options: \{num_classes: K\}"),
-    "test examples of another shape": (lambda d: {"x_test": d["x_test"][:, :, :4]},
-                                       r"x_test: examples of shape \(1, 4, 8\) where x_train's are \(1, 8, 8\)"),
+    "a label beyond the class count": (
+        lambda d: {"y_train": np.where(np.arange(len(d["y_train"])) == 3, 57, d["y_train"])},
+        r"y_train: label 57 is outside \[0, 10\) \(num_classes 10\)",
+    ),
+    "a negative label": (
+        lambda d: {"y_test": np.where(np.arange(len(d["y_test"])) == 0, -3, d["y_test"])},
+        r"y_test: label -3 is outside \[0, 10\)",
+    ),
+    "fewer labels than examples": (
+        lambda d: {"y_train": d["y_train"][:-5]},
+        r"y_train: expected one label per example \(1437\), got an array of shape \(1432,\)",
+    ),
+    "NaN inputs": (
+        lambda d: {
+            "x_train": np.where(np.arange(d["x_train"].size).reshape(d["x_train"].shape) < 7, np.nan, d["x_train"])
+        },
+        r"x_train: 7 of its values are not finite \(NaN or inf\)",
+    ),
+    "float labels": (
+        lambda d: {"y_test": d["y_test"].astype(np.float32)},
+        r"y_test: expected integer labels, got float32",
+    ),
+    "no class count": (
+        lambda d: {"num_classes": None},
+        r"declares no class count: store num_classes in it, or set "
+        r"dataset_options: \{num_classes: K\}",
+    ),
+    "test examples of another shape": (
+        lambda d: {"x_test": d["x_test"][:, :, :4]},
+        r"x_test: examples of shape \(1, 4, 8\) where x_train's are \(1, 8, 8\)",
+    ),
 }
 
 
@@ -323,9 +362,13 @@ def test_each_data_sets_check_returns_the_shape_its_loader_gives(tmp_path, fake_
     from dana_ray.data import DataShape, check_dataset, check_generated, load_dataset
 
     cifar = make_fake_cifar(str(tmp_path / "c10"))
-    cases = [("cifar10", cifar, {}), ("cifar100", make_fake_cifar(str(tmp_path / "c100"), "cifar100"), {}),
-             ("imagefolder", fake_imagenet, {"image_size": 16}), ("imagenet", fake_imagenet, {"image_size": 24}),
-             ("arrays", make_arrays_npz(str(tmp_path / "arrays")), {})]
+    cases = [
+        ("cifar10", cifar, {}),
+        ("cifar100", make_fake_cifar(str(tmp_path / "c100"), "cifar100"), {}),
+        ("imagefolder", fake_imagenet, {"image_size": 16}),
+        ("imagenet", fake_imagenet, {"image_size": 24}),
+        ("arrays", make_arrays_npz(str(tmp_path / "arrays")), {}),
+    ]
     for name, data_dir, options in cases:
         assert check_dataset(name, data_dir, **options) == DataShape.of(load_dataset(name, data_dir, **options)), name
     assert check_dataset("cifar10", cifar) == DataShape(100, 40, 10, (3, 32, 32))
@@ -365,5 +408,7 @@ def test_an_image_folder_with_an_empty_val_class_or_an_undecodable_image_is_refu
     first = sorted(os.listdir(os.path.join(train, last_class)))[0]
     with open(os.path.join(train, last_class, first), "wb") as f:
         f.write(b"\x89PNG not really")
-    with pytest.raises(ValueError, match=r"data_dir: imagefolder image '.*' cannot be decoded \(UnidentifiedImageError\)"):
+    with pytest.raises(
+        ValueError, match=r"data_dir: imagefolder image '.*' cannot be decoded \(UnidentifiedImageError\)"
+    ):
         check_dataset("imagefolder", fake_imagenet)

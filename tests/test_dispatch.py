@@ -8,13 +8,23 @@ import torch
 from helpers import trial_dict
 
 from dana_ray.config import TrialConfig
-from dana_ray.engine import LocalExecutor
 from dana_ray.engine.build import build_master, build_replica
 from dana_ray.engine.dispatch import Dispatcher, SlotLost, run_steps
+from dana_ray.engine.local import LocalExecutor
 from dana_ray.engine.loop import MasterLoop
 
-BASE = trial_dict(model="cnn", model_options={"channels": 4}, dataset="digits", batch_size=32, epochs=1, lr=0.05,
-            lr_decay_epochs=[], cpu_threads=1, max_steps_per_epoch=24, jobs_per_call=1)
+BASE = trial_dict(
+    model="cnn",
+    model_options={"channels": 4},
+    dataset="digits",
+    batch_size=32,
+    epochs=1,
+    lr=0.05,
+    lr_decay_epochs=[],
+    cpu_threads=1,
+    max_steps_per_epoch=24,
+    jobs_per_call=1,
+)
 
 
 class FakeTransport:
@@ -71,8 +81,9 @@ class FakeTransport:
 class FakeExecutor(MasterLoop):
     """What the ParameterServer is, with the fake transport in place of its actor fleet."""
 
-    def __init__(self, cfg: TrialConfig, num_slots: int, remote: frozenset = frozenset(),
-                 compute_s: float | None = None) -> None:
+    def __init__(
+        self, cfg: TrialConfig, num_slots: int, remote: frozenset = frozenset(), compute_s: float | None = None
+    ) -> None:
         torch.set_num_threads(cfg.compute.cpu_threads)  # as the local executor does: the sums' order depends on it
         self.replica = build_replica(cfg)
         self.steps_per_epoch, self.num_classes = self.replica.steps_per_epoch, self.replica.data.num_classes
@@ -81,9 +92,14 @@ class FakeExecutor(MasterLoop):
         self.watch(None)
         self.transport = FakeTransport(self.replica, num_slots, remote)
         self.transport.compute_s = compute_s
-        self.dispatcher = Dispatcher(self.transport, per_call=cfg.section("ray").jobs_per_call, vmap_jobs=cfg.compute.vmap_jobs,
-                                     num_workers=cfg.num_workers, sticky=self.master.rule.has_worker_side(),
-                                     traffic=self.traffic)
+        self.dispatcher = Dispatcher(
+            self.transport,
+            per_call=cfg.section("ray").jobs_per_call,
+            vmap_jobs=cfg.compute.vmap_jobs,
+            num_workers=cfg.num_workers,
+            sticky=self.master.rule.has_worker_side(),
+            traffic=self.traffic,
+        )
         for job in self.master.start():
             self.dispatcher.dispatch(job)
 
@@ -140,14 +156,15 @@ def test_a_slot_lost_mid_call_is_replaced_and_its_jobs_sent_again_with_unchanged
     executor.run_steps(19)
     assert held and executor.transport.replaced == [(1, "the fake slot was killed")]
     resent = [w for slot, workers in executor.transport.calls[sent_before:] if slot == 1 for w in workers]
-    assert sorted(resent[:len(held)]) == held  # the dead slot's jobs, sent again to the slot's new computer
+    assert sorted(resent[: len(held)]) == held  # the dead slot's jobs, sent again to the slot's new computer
     assert executor.traffic.actor_restarts == 1
     assert executor.params_sha256() == local_sha(config)
 
 
 def test_results_of_remote_slots_are_pulled_ahead_and_local_ones_are_not():
-    executor = FakeExecutor(TrialConfig.from_dict(dict(BASE, algorithm="asgd", num_workers=4)), num_slots=2,
-                            remote=frozenset({1}))
+    executor = FakeExecutor(
+        TrialConfig.from_dict(dict(BASE, algorithm="asgd", num_workers=4)), num_slots=2, remote=frozenset({1})
+    )
     executor.run_steps(3)
     asked = executor.transport.prefetched
     assert asked and all(slots and set(slots) == {1} for slots in asked)

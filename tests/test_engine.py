@@ -10,11 +10,14 @@ from helpers import trial_dict
 
 from dana_ray.config import TrialConfig
 from dana_ray.data import WorkerStream, load_dataset
-from dana_ray.engine import FlatModel, LocalExecutor, params_sha256
+from dana_ray.engine.flat import FlatModel
+from dana_ray.engine.local import LocalExecutor
+from dana_ray.engine.loop import params_sha256
 from dana_ray.models import make_model
 
-SMALL = dict(model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=16, epochs=1, lr=0.05,
-             lr_decay_epochs=[])
+SMALL = dict(
+    model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=16, epochs=1, lr=0.05, lr_decay_epochs=[]
+)
 
 
 def test_flat_gradient_equals_autograd_on_a_plain_module():
@@ -80,8 +83,14 @@ def test_baseline_equals_a_plain_pytorch_training_loop():
         torch.nn.functional.cross_entropy(module(x), y).backward()
         opt.step()
     params = torch.nn.utils.parameters_to_vector(module.parameters()).detach()
-    stats = torch.cat([b.reshape(-1) for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)
-                       for b in (m.running_mean, m.running_var)])
+    stats = torch.cat(
+        [
+            b.reshape(-1)
+            for m in module.modules()
+            if isinstance(m, torch.nn.BatchNorm2d)
+            for b in (m.running_mean, m.running_var)
+        ]
+    )
     torch.testing.assert_close(master.rule.params, params, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(master.bn_stats, stats, rtol=1e-5, atol=1e-6)
 
@@ -103,8 +112,9 @@ def test_round_robin_delays_and_job_protocol(n):
 
 
 def test_ssgd_rounds_send_every_worker_the_same_point_with_no_delay():
-    executor = LocalExecutor(TrialConfig.from_dict(dict(SMALL, algorithm="ssgd", num_workers=3,
-                                                        schedule="block-random")))
+    executor = LocalExecutor(
+        TrialConfig.from_dict(dict(SMALL, algorithm="ssgd", num_workers=3, schedule="block-random"))
+    )
     master = executor.master
     for _ in range(4):
         points = [master.outstanding[i].point for i in range(3)]
@@ -118,8 +128,10 @@ def test_ssgd_rounds_send_every_worker_the_same_point_with_no_delay():
 def test_fused_master_measures_the_same_gaps_in_one_pass():
     """With fused updates the master computes each gradient's gap ||x - θ|| with a compiled one-pass
     kernel instead of a scratch vector; the metric is the eager one up to float32 rounding."""
-    cfgs = [TrialConfig.from_dict(trial_dict(SMALL, algorithm="dana", num_workers=4, fused_updates=fused, cpu_threads=1))
-            for fused in (False, True)]
+    cfgs = [
+        TrialConfig.from_dict(trial_dict(SMALL, algorithm="dana", num_workers=4, fused_updates=fused, cpu_threads=1))
+        for fused in (False, True)
+    ]
     eager, fused = LocalExecutor(cfgs[0]), LocalExecutor(cfgs[1])
     assert fused.master._scratch is None and eager.master._distance is None
     for executor in (eager, fused):
@@ -138,8 +150,9 @@ def test_master_refuses_a_job_that_is_not_outstanding():
         master.apply(job, result)
 
 
-@pytest.mark.parametrize("algorithm,schedule", [("dana", "gamma"), ("ssgd", "round-robin"),
-                                                ("nag-asgd", "block-random")])
+@pytest.mark.parametrize(
+    "algorithm,schedule", [("dana", "gamma"), ("ssgd", "round-robin"), ("nag-asgd", "block-random")]
+)
 def test_master_state_restores_mid_run(algorithm, schedule):
     cfg = TrialConfig.from_dict(dict(SMALL, algorithm=algorithm, num_workers=3, schedule=schedule))
     executor = LocalExecutor(cfg)
@@ -177,8 +190,10 @@ def test_batched_gradients_equal_one_by_one(model, options, shape):
 
 @pytest.mark.parametrize("algorithm", ["dana", "ssgd", "dana-slim"])
 def test_local_executor_with_vmap_jobs_follows_one_by_one(algorithm):
-    cfgs = [TrialConfig.from_dict(trial_dict(SMALL, algorithm=algorithm, num_workers=4, vmap_jobs=k, cpu_threads=1))
-            for k in (1, 4)]
+    cfgs = [
+        TrialConfig.from_dict(trial_dict(SMALL, algorithm=algorithm, num_workers=4, vmap_jobs=k, cpu_threads=1))
+        for k in (1, 4)
+    ]
     one, batched = LocalExecutor(cfgs[0]), LocalExecutor(cfgs[1])
     rows = [ex.run_epoch(ex.steps_per_epoch) for ex in (one, batched)]
     torch.testing.assert_close(batched.master.rule.params, one.master.rule.params, rtol=1e-3, atol=1e-5)
@@ -246,7 +261,7 @@ def test_telemetry_samples_at_most_once_per_interval_and_an_unwatched_executor_h
     assert LocalExecutor(TrialConfig.from_dict(dict(SMALL, algorithm="asgd", num_workers=2))).telemetry.sink is None
 
 
-def test_a_failing_sink_turns_telemetry_off_and_never_fails_the_trial(capsys):
+def test_a_failing_sink_turns_telemetry_off_and_never_fails_the_trial(capsys, notes):
     class Broken(Recorder):
         def sample(self, sample):
             raise OSError("the metrics agent is gone")

@@ -18,10 +18,18 @@ POOL = ["eight", -3, 1.5, True, None, [], {}, {"bogus": 1}, [-1], "nonexistent",
 
 BASE = {
     "description": "fuzz base",
-    "trial": {"model": "cnn", "model_options": {"channels": 4}, "dataset": "digits", "epochs": 1, "batch_size": 64,
-              "lr_decay_epochs": [1], "schedule_options": {"shape": 100.0, "slow_fraction": 0.5, "slow_factor": 2.0},
-              "algorithm_options": {"dc_lambda": 0.1}, "compute": {"cpu_threads": 1, "cpus_per_actor": 0.25},
-              "ray": {"num_actors": 1}},
+    "trial": {
+        "model": "cnn",
+        "model_options": {"channels": 4},
+        "dataset": "digits",
+        "epochs": 1,
+        "batch_size": 64,
+        "lr_decay_epochs": [1],
+        "schedule_options": {"shape": 100.0, "slow_fraction": 0.5, "slow_factor": 2.0},
+        "algorithm_options": {"dc_lambda": 0.1},
+        "compute": {"cpu_threads": 1, "cpus_per_actor": 0.25},
+        "ray": {"num_actors": 1},
+    },
     "grid": {"algorithm": ["dc-asgd"], "num_workers": [2], "schedule": ["gamma"], "seed": [0]},
     "tune": {"max_failures": 1, "trial_cpus": 0.25, "checkpoint_every": 1},
 }
@@ -30,8 +38,11 @@ BASE = {
 def mutations():
     """(label, mutated grid): every value of the pool at every site."""
     sites = [("trial", f.name) for f in dataclasses.fields(TrialConfig)]
-    sites += [("trial", options, key) for options in ("model_options", "schedule_options", "algorithm_options")
-              for key in BASE["trial"][options]]
+    sites += [
+        ("trial", options, key)
+        for options in ("model_options", "schedule_options", "algorithm_options")
+        for key in BASE["trial"][options]
+    ]
     sites += [("trial", section, option) for section, spec in SECTIONS.items() for option in spec.options]
     sites += [("grid", axis) for axis in BASE["grid"]] + [("grid", axis, 0) for axis in BASE["grid"]]
     sites += [("tune", key) for key in ("max_failures", "trial_cpus", "checkpoint_every", "max_concurrent_trials")]
@@ -60,7 +71,7 @@ def test_mutated_grids_are_refused_in_one_line_or_accepted(tmp_path, monkeypatch
             load_grid(str(path))
         except GridError:
             pass
-        except Exception as error:  # noqa: BLE001 - what the test is for
+        except Exception as error:
             pytest.fail(f"{label}: {type(error).__name__} instead of a one-line refusal: {error}")
         else:
             accepted += 1
@@ -86,8 +97,11 @@ def test_mutated_trial_flags_are_refused_in_one_line_or_accepted(monkeypatch, ca
         raise Accepted
 
     monkeypatch.setattr(trial, "run", accepted_run)
-    flags = [a.option_strings[0] for a in trial._parser()._actions
-             if a.option_strings and a.nargs != 0 and a.option_strings[0] not in ("-h", "--executor")]
+    flags = [
+        a.option_strings[0]
+        for a in trial._parser()._actions
+        if a.option_strings and a.nargs != 0 and a.option_strings[0] not in ("-h", "--executor")
+    ]
     refused = 0
     for flag in flags:
         for value in FLAG_VALUES:
@@ -100,15 +114,26 @@ def test_mutated_trial_flags_are_refused_in_one_line_or_accepted(monkeypatch, ca
             if code == 1 and "error:" in captured.err:  # a run was reached: the input was valid
                 continue
             assert code == 2, (flag, value, code, captured.err)
-            assert captured.err.startswith("error: ") and len(captured.err.splitlines()) == 1, (flag, value, captured.err)
+            assert captured.err.startswith("error: ") and len(captured.err.splitlines()) == 1, (
+                flag,
+                value,
+                captured.err,
+            )
             refused += 1
     assert refused > 100
 
 
 DATA_GRID = {
     "description": "data fuzz",
-    "trial": {"model": "cnn", "model_options": {"channels": 4}, "dataset": "digits", "epochs": 1, "batch_size": 64,
-              "compute": {"cpu_threads": 1, "cpus_per_actor": 0.25}, "ray": {"num_actors": 1, "server_cpus": 0.25}},
+    "trial": {
+        "model": "cnn",
+        "model_options": {"channels": 4},
+        "dataset": "digits",
+        "epochs": 1,
+        "batch_size": 64,
+        "compute": {"cpu_threads": 1, "cpus_per_actor": 0.25},
+        "ray": {"num_actors": 1, "server_cpus": 0.25},
+    },
     "grid": {"algorithm": ["dana"], "num_workers": [2], "schedule": ["round-robin"], "seed": [0]},
     "tune": {"trial_cpus": 0.25, "executor": "local"},
 }
@@ -156,8 +181,10 @@ def test_data_dependent_values_are_refused_in_one_line_before_ray_starts(tmp_pat
         assert f"batch_size: {batch_size} is larger than the digits training set (1437 examples)" in err
     (tmp_path / "fuzzed_data.py").write_text(PLUGIN_DATA)
     monkeypatch.chdir(tmp_path)
-    for options, message in (({"label": 57, "classes": 3}, "label 57 is outside [0, 3)"),
-                             ({"label": -3}, "label -3 is outside [0, 3)")):
+    for options, message in (
+        ({"label": 57, "classes": 3}, "label 57 is outside [0, 3)"),
+        ({"label": -3}, "label -3 is outside [0, 3)"),
+    ):
         grid = copy.deepcopy(DATA_GRID)
         grid["trial"].update(plugins=["fuzzed_data.py"], dataset="fuzzed", dataset_options=options, batch_size=8)
         err = _refused_before_launch(main, grid, tmp_path, capsys)
@@ -165,15 +192,37 @@ def test_data_dependent_values_are_refused_in_one_line_before_ray_starts(tmp_pat
     # the data's shape against the model: features for a convolutional net, images below the model's
     # minimum side, and a batch that leaves BatchNorm one value per channel
     for model, side, batch_size, message in (
-            ("cnn", 0, 8, r"model: 'cnn' cannot take dataset 'fuzzed'.s examples of shape \[5\] in batches of 8 "
-                          r"\(.*conv2d"),
-            ("resnet50", 16, 8, r"model: 'resnet50' needs images of at least 32x32 pixels \(its total stride\), "
-                                r"and dataset 'fuzzed' gives 16x16"),
-            ("cnn", 2, 1, r"model: 'cnn' cannot take .* in batches of 1 \(ValueError: Expected more than 1 value "
-                          r"per channel when training")):
+        (
+            "cnn",
+            0,
+            8,
+            r"model: 'cnn' cannot take dataset 'fuzzed'.s examples of shape \[5\] in batches of 8 "
+            r"\(.*conv2d",
+        ),
+        (
+            "resnet50",
+            16,
+            8,
+            r"model: 'resnet50' needs images of at least 32x32 pixels \(its total stride\), "
+            r"and dataset 'fuzzed' gives 16x16",
+        ),
+        (
+            "cnn",
+            2,
+            1,
+            r"model: 'cnn' cannot take .* in batches of 1 \(ValueError: Expected more than 1 value "
+            r"per channel when training",
+        ),
+    ):
         grid = copy.deepcopy(DATA_GRID)
-        grid["trial"].update(plugins=["fuzzed_data.py"], dataset="fuzzed", dataset_options={"side": side},
-                             model=model, model_options={}, batch_size=batch_size)
+        grid["trial"].update(
+            plugins=["fuzzed_data.py"],
+            dataset="fuzzed",
+            dataset_options={"side": side},
+            model=model,
+            model_options={},
+            batch_size=batch_size,
+        )
         err = _refused_before_launch(main, grid, tmp_path, capsys)
         assert re.search(message, err), (model, side, err)
     grid = copy.deepcopy(DATA_GRID)  # and a shape that fits runs the checks through
@@ -204,11 +253,13 @@ def test_arrays_data_is_checked_on_every_node_before_launch(tmp_path, capsys, ra
         assert re.search(message, err), (problem, err)
     # good files, read on the nodes: their shape (from the nodes) against the trial's batch size and model
     folder = make_arrays_npz(str(tmp_path / "good"))
-    features = make_arrays_npz(str(tmp_path / "features"), x_train=good["x_train"].reshape(1437, 64),
-                               x_test=good["x_test"].reshape(360, 64))
+    features = make_arrays_npz(
+        str(tmp_path / "features"), x_train=good["x_train"].reshape(1437, 64), x_test=good["x_test"].reshape(360, 64)
+    )
     for data_dir, change, message in (
-            (folder, {"batch_size": 1500}, "batch_size: 1500 is larger than the arrays training set (1437 examples)"),
-            (features, {}, "model: 'cnn' cannot take dataset 'arrays''s examples of shape [64] in batches of 64")):
+        (folder, {"batch_size": 1500}, "batch_size: 1500 is larger than the arrays training set (1437 examples)"),
+        (features, {}, "model: 'cnn' cannot take dataset 'arrays''s examples of shape [64] in batches of 64"),
+    ):
         grid = copy.deepcopy(DATA_GRID)
         grid["trial"].update(dataset="arrays", data_dir=data_dir, **change)
         err = _refused_before_launch(main, grid, tmp_path, capsys)

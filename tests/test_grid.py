@@ -34,8 +34,9 @@ RECENT = {"delay-adaptive", "ringmaster", "diloco", "async-diloco"}
 def test_heterogeneous_grid_compares_every_rule_with_slow_workers_under_the_authors_protocol():
     trials = load_grid("heterogeneous").trials()
     assert {t["algorithm"] for t in trials} == set(BUILTIN_ALGORITHMS) - RECENT
-    assert {(t["schedule"], t["schedule_options"]["slow_fraction"], t["schedule_options"]["slow_factor"])
-            for t in trials} == {("gamma", 0.25, 2.0)}
+    assert {
+        (t["schedule"], t["schedule_options"]["slow_fraction"], t["schedule_options"]["slow_factor"]) for t in trials
+    } == {("gamma", 0.25, 2.0)}
     assert {(t["weight_decay_at"], t["warmup_start"], t["warmup_epochs"]) for t in trials} == {("master", "lr/N", 5)}
 
 
@@ -50,30 +51,54 @@ def test_recent_grid_sets_the_local_steps_rules_apart_under_the_authors_protocol
     for t in trials:
         local = t["algorithm"] in ("diloco", "async-diloco")
         assert (t["lr"], t.get("algorithm_options")) == ((0.015, {"local_steps": 8}) if local else (0.1, None))
-        assert (t["model"], t["dataset"], t["weight_decay_at"], t["warmup_start"]) == ("resnet20", "cifar10", "master", "lr/N")
+        assert (t["model"], t["dataset"], t["weight_decay_at"], t["warmup_start"]) == (
+            "resnet20",
+            "cifar10",
+            "master",
+            "lr/N",
+        )
 
 
 def test_per_sets_a_schedule_and_a_rule_apart_and_survives_only_and_tune(tmp_path):
     path = tmp_path / "per.yaml"
-    path.write_text("trial: {epochs: 1}\n"
-                    "grid: {algorithm: [dana, diloco], num_workers: [4], schedule: [round-robin, gamma], seed: [0]}\n"
-                    "per:\n  schedule: {gamma: {schedule_options: {slow_fraction: 0.25, slow_factor: 2.0}}}\n"
-                    "  algorithm: {diloco: {lr: 0.01, algorithm_options: {local_steps: 2}}}\n")
+    path.write_text(
+        "trial: {epochs: 1}\n"
+        "grid: {algorithm: [dana, diloco], num_workers: [4], schedule: [round-robin, gamma], seed: [0]}\n"
+        "per:\n  schedule: {gamma: {schedule_options: {slow_fraction: 0.25, slow_factor: 2.0}}}\n"
+        "  algorithm: {diloco: {lr: 0.01, algorithm_options: {local_steps: 2}}}\n"
+    )
     grid = load_grid(str(path))
-    got = {(t["algorithm"], t["schedule"]): (t.get("lr"), t.get("schedule_options"), t.get("algorithm_options"))
-           for t in grid.trials()}
+    got = {
+        (t["algorithm"], t["schedule"]): (t.get("lr"), t.get("schedule_options"), t.get("algorithm_options"))
+        for t in grid.trials()
+    }
     slow = {"slow_fraction": 0.25, "slow_factor": 2.0}
-    assert got == {("dana", "round-robin"): (None, None, None), ("dana", "gamma"): (None, slow, None),
-                   ("diloco", "round-robin"): (0.01, None, {"local_steps": 2}),
-                   ("diloco", "gamma"): (0.01, slow, {"local_steps": 2})}
-    tune_config = {"cell": cell_label("diloco", 4), "schedule": "gamma", "seed": 0, "_fixed": grid.trial, "_per": grid.per}
-    assert trial_from_tune(tune_config) == [t for t in grid.trials() if (t["algorithm"], t["schedule"]) == ("diloco", "gamma")][0]
+    assert got == {
+        ("dana", "round-robin"): (None, None, None),
+        ("dana", "gamma"): (None, slow, None),
+        ("diloco", "round-robin"): (0.01, None, {"local_steps": 2}),
+        ("diloco", "gamma"): (0.01, slow, {"local_steps": 2}),
+    }
+    tune_config = {
+        "cell": cell_label("diloco", 4),
+        "schedule": "gamma",
+        "seed": 0,
+        "_fixed": grid.trial,
+        "_per": grid.per,
+    }
+    assert trial_from_tune(tune_config) == next(
+        t for t in grid.trials() if (t["algorithm"], t["schedule"]) == ("diloco", "gamma")
+    )
     assert len(load_grid(str(path), only={"algorithm": ["dana"]}).trials()) == 2  # per.diloco unused, still valid
     both = tmp_path / "both.yaml"  # a rule's setting of a key its schedule also sets wins
     both.write_text(path.read_text().replace("gamma: {schedule_options:", "gamma: {lr: 0.02, schedule_options:"))
     lrs = {(t["algorithm"], t["schedule"]): t.get("lr") for t in load_grid(str(both)).trials()}
-    assert lrs == {("dana", "round-robin"): None, ("dana", "gamma"): 0.02, ("diloco", "round-robin"): 0.01,
-                   ("diloco", "gamma"): 0.01}
+    assert lrs == {
+        ("dana", "round-robin"): None,
+        ("dana", "gamma"): 0.02,
+        ("diloco", "round-robin"): 0.01,
+        ("diloco", "gamma"): 0.01,
+    }
     stored = tmp_path / "stored.yaml"
     grid.to_file(str(stored))
     assert load_grid(str(stored)).per == grid.per and load_grid(str(stored)).changes_from(grid) is None
@@ -112,44 +137,77 @@ def test_tune_config_round_trip():
     assert parse_cell(cell_label("nag-asgd", 16)) == ("nag-asgd", 16)
     fixed = {"model": "cnn", "ray": {"num_actors": 4}}
     assert trial_from_tune({"cell": "dana N=16", "schedule": "gamma", "seed": 2, "_fixed": fixed}) == dict(
-        model="cnn", algorithm="dana", num_workers=16, schedule="gamma", seed=2, ray={"num_actors": 4})
+        model="cnn", algorithm="dana", num_workers=16, schedule="gamma", seed=2, ray={"num_actors": 4}
+    )
 
 
 BAD = {
-    "unknown key": ("trial: {}\ngrid: {}\nextra: 1\n", r"grid file: unknown option 'extra' for 'bad.yaml'; allowed: description"),
-    "option outside its section": ("trial: {num_actors: 2}\ngrid: {}\n",
-                                   r"num_actors: is an option of section 'ray'; write it there: ray: \{num_actors: ...\}"),
+    "unknown key": (
+        "trial: {}\ngrid: {}\nextra: 1\n",
+        r"grid file: unknown option 'extra' for 'bad.yaml'; allowed: description",
+    ),
+    "option outside its section": (
+        "trial: {num_actors: 2}\ngrid: {}\n",
+        r"num_actors: is an option of section 'ray'; write it there: ray: \{num_actors: ...\}",
+    ),
     "axis in trial": ("trial: {seed: 1}\ngrid: {}\n", r"trial.seed: is a grid axis; put it under grid"),
-    "missing axis": ("trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin]}\n",
-                     r"grid.seed: expected a non-empty list, got None"),
+    "missing axis": (
+        "trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin]}\n",
+        r"grid.seed: expected a non-empty list, got None",
+    ),
     "unknown axis": ("trial: {}\ngrid: {lr: [0.1]}\n", r"grid: unknown option 'lr' for 'bad.yaml'; allowed: algorithm"),
-    "unknown algorithm": ("trial: {}\ngrid: {algorithm: [adam], num_workers: [2], schedule: [round-robin], seed: [0]}\n",
-                          r"grid.algorithm: unknown name 'adam'; allowed: baseline, ssgd"),
-    "bad trial key": ("trial: {optimizer: sgd}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], seed: [0]}\n",
-                      r"config: unknown key 'optimizer'"),
+    "unknown algorithm": (
+        "trial: {}\ngrid: {algorithm: [adam], num_workers: [2], schedule: [round-robin], seed: [0]}\n",
+        r"grid.algorithm: unknown name 'adam'; allowed: baseline, ssgd",
+    ),
+    "bad trial key": (
+        "trial: {optimizer: sgd}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], seed: [0]}\n",
+        r"config: unknown key 'optimizer'",
+    ),
     "not yaml": ("trial: [\n", r"not valid YAML"),
-    "per of an axis without settings": ("trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], "
-                                        "seed: [0]}\nper: {seed: {0: {lr: 0.1}}}\n",
-                                        r"per: unknown option 'seed' for 'bad.yaml'; allowed: schedule, algorithm"),
-    "per of an unknown rule": ("trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], "
-                               "seed: [0]}\nper: {algorithm: {dnaa: {lr: 0.1}}}\n",
-                               r"per.algorithm: unknown name 'dnaa'; allowed: baseline"),
-    "per of where it runs": ("trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], "
-                             "seed: [0]}\nper: {algorithm: {dana: {num_actors: 1}}}\n",
-                             r"per.algorithm.dana: unknown option 'num_actors' for 'bad.yaml'; allowed: algorithm_options"),
-    "per option the rule lacks": ("trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], "
-                                  "seed: [0]}\nper: {algorithm: {dana: {algorithm_options: {local_steps: 2}}}}\n",
-                                  r"algorithm_options: unknown option 'local_steps' for 'dana'; allowed: none"),
-    "duplicate seed": ("trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], seed: [0, 0]}\n",
-                       r"grid.seed: 0 is listed twice; every value once"),
-    "workers as words": ("trial: {}\ngrid: {algorithm: [dana], num_workers: [eight], schedule: [round-robin], seed: [0]}\n",
-                         r"grid.num_workers: expected an integer in \[1, 65536\], got 'eight'"),
-    "decay epochs not a list": ("trial: {lr_decay_epochs: 80}\ngrid: {algorithm: [dana], num_workers: [2], "
-                                "schedule: [round-robin], seed: [0]}\n", r"lr_decay_epochs: expected a list of epochs > 0, got 80"),
-    "impossible gamma": ("trial: {schedule_options: {shape: -1}}\ngrid: {algorithm: [dana], num_workers: [2], "
-                         "schedule: [gamma], seed: [0]}\n", r"schedule_options.shape: expected a finite number > 0.0, got -1"),
-    "impossible wrn": ("trial: {model: wrn, model_options: {depth: 15}}\ngrid: {algorithm: [dana], num_workers: [2], "
-                       "schedule: [round-robin], seed: [0]}\n", r"model_options.depth: expected an integer 6n\+4 >= 10"),
+    "per of an axis without settings": (
+        "trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], "
+        "seed: [0]}\nper: {seed: {0: {lr: 0.1}}}\n",
+        r"per: unknown option 'seed' for 'bad.yaml'; allowed: schedule, algorithm",
+    ),
+    "per of an unknown rule": (
+        "trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], "
+        "seed: [0]}\nper: {algorithm: {dnaa: {lr: 0.1}}}\n",
+        r"per.algorithm: unknown name 'dnaa'; allowed: baseline",
+    ),
+    "per of where it runs": (
+        "trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], "
+        "seed: [0]}\nper: {algorithm: {dana: {num_actors: 1}}}\n",
+        r"per.algorithm.dana: unknown option 'num_actors' for 'bad.yaml'; allowed: algorithm_options",
+    ),
+    "per option the rule lacks": (
+        "trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], "
+        "seed: [0]}\nper: {algorithm: {dana: {algorithm_options: {local_steps: 2}}}}\n",
+        r"algorithm_options: unknown option 'local_steps' for 'dana'; allowed: none",
+    ),
+    "duplicate seed": (
+        "trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], seed: [0, 0]}\n",
+        r"grid.seed: 0 is listed twice; every value once",
+    ),
+    "workers as words": (
+        "trial: {}\ngrid: {algorithm: [dana], num_workers: [eight], schedule: [round-robin], seed: [0]}\n",
+        r"grid.num_workers: expected an integer in \[1, 65536\], got 'eight'",
+    ),
+    "decay epochs not a list": (
+        "trial: {lr_decay_epochs: 80}\ngrid: {algorithm: [dana], num_workers: [2], "
+        "schedule: [round-robin], seed: [0]}\n",
+        r"lr_decay_epochs: expected a list of epochs > 0, got 80",
+    ),
+    "impossible gamma": (
+        "trial: {schedule_options: {shape: -1}}\ngrid: {algorithm: [dana], num_workers: [2], "
+        "schedule: [gamma], seed: [0]}\n",
+        r"schedule_options.shape: expected a finite number > 0.0, got -1",
+    ),
+    "impossible wrn": (
+        "trial: {model: wrn, model_options: {depth: 15}}\ngrid: {algorithm: [dana], num_workers: [2], "
+        "schedule: [round-robin], seed: [0]}\n",
+        r"model_options.depth: expected an integer 6n\+4 >= 10",
+    ),
 }
 
 
@@ -167,7 +225,9 @@ def test_bad_grid_exits_2_naming_file_and_field(case, tmp_path, capsys):
 
 
 def test_unknown_grid_name_lists_the_known_ones():
-    with pytest.raises(GridError, match=r"table99: no such grid file; known names: heterogeneous, quickstart, recent, table2"):
+    with pytest.raises(
+        GridError, match=r"table99: no such grid file; known names: heterogeneous, quickstart, recent, table2"
+    ):
         load_grid("table99")
 
 

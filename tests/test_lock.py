@@ -17,8 +17,11 @@ def test_a_claim_holds_host_and_pid_and_refuses_a_second_until_released(tmp_path
     lock = claim(str(tmp_path / "exp"))
     holder = json.loads((tmp_path / "exp" / LOCK_FILE).read_text())
     assert holder["host"] == socket.gethostname() and holder["pid"] == os.getpid()
-    with pytest.raises(LockError, match=rf"--name: {tmp_path}/exp is in use by another sweep \(pid {os.getpid()} "
-                                        rf"on host .*\); wait for it to end, or choose another --name"):
+    with pytest.raises(
+        LockError,
+        match=rf"--name: {tmp_path}/exp is in use by another sweep \(pid {os.getpid()} "
+        rf"on host .*\); wait for it to end, or choose another --name",
+    ):
         claim(str(tmp_path / "exp"))
     assert (tmp_path / "exp" / LOCK_FILE).exists()  # a refused claim leaves the holder's lock alone
     lock.release()
@@ -34,22 +37,27 @@ def test_release_removes_the_folders_the_claim_made_if_nothing_was_written(tmp_p
     assert sorted(os.listdir(tmp_path / "results" / "exp")) == ["grid.yaml"]
 
 
-def test_a_stale_lock_from_a_dead_driver_is_reported_and_taken_over(tmp_path, capsys):
+def test_a_stale_lock_from_a_dead_driver_is_reported_and_taken_over(tmp_path, capsys, notes):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (tmp_path / LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid}))
     lock = claim(str(tmp_path))
     err = capsys.readouterr().err
-    assert err == (f"note: {tmp_path / LOCK_FILE} was left by a sweep driver that is no longer running (pid "
-                   f"{dead.pid} on {socket.gethostname()}); taking it over\n")
+    assert err == (
+        f"note: {tmp_path / LOCK_FILE} was left by a sweep driver that is no longer running (pid "
+        f"{dead.pid} on {socket.gethostname()}); taking it over\n"
+    )
     assert json.loads((tmp_path / LOCK_FILE).read_text())["pid"] == os.getpid()
     lock.release()
 
 
 def test_a_lock_from_another_host_is_refused_with_what_to_do(tmp_path):
     (tmp_path / LOCK_FILE).write_text(json.dumps({"host": "gpu-node-7", "pid": 4242}))
-    with pytest.raises(LockError, match=rf"\(pid 4242 on host gpu-node-7\); if that driver is gone, delete "
-                                        rf"{tmp_path / LOCK_FILE}; else choose another --name"):
+    with pytest.raises(
+        LockError,
+        match=rf"\(pid 4242 on host gpu-node-7\); if that driver is gone, delete "
+        rf"{tmp_path / LOCK_FILE}; else choose another --name",
+    ):
         claim(str(tmp_path))
 
 
@@ -68,8 +76,15 @@ else:
 
 
 def test_of_drivers_started_at_once_exactly_one_claims(tmp_path):
-    procs = [subprocess.Popen([sys.executable, "-c", CLAIMANT, str(tmp_path / "exp")], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMANT, str(tmp_path / "exp")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     answers = [p.stdout.readline().strip() for p in procs]
     for p in procs:
         p.stdin.close()
@@ -78,7 +93,7 @@ def test_of_drivers_started_at_once_exactly_one_claims(tmp_path):
     assert not (tmp_path / "exp" / LOCK_FILE).exists()  # released
 
 
-def test_a_lock_that_cannot_be_removed_is_a_note_not_a_traceback(tmp_path, monkeypatch, capsys):
+def test_a_lock_that_cannot_be_removed_is_a_note_not_a_traceback(tmp_path, monkeypatch, capsys, notes):
     lock = claim(str(tmp_path / "exp"))
 
     def refuse(path):
@@ -86,5 +101,7 @@ def test_a_lock_that_cannot_be_removed_is_a_note_not_a_traceback(tmp_path, monke
 
     monkeypatch.setattr(os, "remove", refuse)  # as on storage turned read-only mid-run
     lock.release()
-    assert capsys.readouterr().err == (f"note: could not remove {tmp_path / 'exp' / LOCK_FILE} (Operation not "
-                                       f"permitted); the next sweep on this name takes it over\n")
+    assert capsys.readouterr().err == (
+        f"note: could not remove {tmp_path / 'exp' / LOCK_FILE} (Operation not "
+        f"permitted); the next sweep on this name takes it over\n"
+    )

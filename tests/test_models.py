@@ -12,18 +12,22 @@ def count(model):
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name,classes,expected", [
-    ("resnet20", 10, 269_722),      # He et al. 2016: 0.27M
-    ("wrn-16-4", 10, 2_748_890),    # Zagoruyko & Komodakis 2016: 2.7M
-    ("wrn-16-4", 100, 2_772_020),
-    ("resnet50", 1000, 25_557_032),  # 25.6M
-])
+@pytest.mark.parametrize(
+    "name,classes,expected",
+    [
+        ("resnet20", 10, 269_722),  # He et al. 2016: 0.27M
+        ("wrn-16-4", 10, 2_748_890),  # Zagoruyko & Komodakis 2016: 2.7M
+        ("wrn-16-4", 100, 2_772_020),
+        ("resnet50", 1000, 25_557_032),  # 25.6M
+    ],
+)
 def test_parameter_counts_match_the_papers(name, classes, expected):
     assert count(make_model(name, classes)) == expected
 
 
-@pytest.mark.parametrize("name,shape", [("cnn", (1, 8, 8)), ("resnet20", (3, 32, 32)), ("wrn", (3, 32, 32)),
-                                        ("resnet50", (3, 64, 64))])
+@pytest.mark.parametrize(
+    "name,shape", [("cnn", (1, 8, 8)), ("resnet20", (3, 32, 32)), ("wrn", (3, 32, 32)), ("resnet50", (3, 64, 64))]
+)
 def test_forward_shapes(name, shape):
     options = {"depth": 10, "width": 1} if name == "wrn" else {}
     model = make_model(name, 7, in_channels=shape[0], **options)

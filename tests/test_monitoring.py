@@ -32,8 +32,10 @@ def test_the_monitoring_command_refuses_in_one_line_without_a_session_or_its_con
     os.symlink(session, tmp_path / "session_latest")
     assert monitoring.main(["--temp-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "metrics/prometheus/prometheus.yml does not exist: Ray writes it when the head starts with its " \
-           "dashboard" in err and len(err.splitlines()) == 1
+    assert (
+        "metrics/prometheus/prometheus.yml does not exist: Ray writes it when the head starts with its dashboard" in err
+        and len(err.splitlines()) == 1
+    )
 
 
 def test_install_dashboard_puts_it_among_rays_provisioned_dashboards(tmp_path):

@@ -20,9 +20,22 @@ from dana_ray.trial import run
 pytestmark = pytest.mark.multinode
 
 # each gradient actor takes a whole 1-CPU node; the server takes the head
-BASE = trial_dict(model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=32, epochs=2, lr=0.05,
-            lr_decay_epochs=[], cpu_threads=1, algorithm="dana", num_workers=4, num_actors=2, cpus_per_actor=1.0,
-            server_cpus=1.0, actor_start_timeout_s=10.0)
+BASE = trial_dict(
+    model="cnn",
+    model_options={"channels": 8},
+    dataset="digits",
+    batch_size=32,
+    epochs=2,
+    lr=0.05,
+    lr_decay_epochs=[],
+    cpu_threads=1,
+    algorithm="dana",
+    num_workers=4,
+    num_actors=2,
+    cpus_per_actor=1.0,
+    server_cpus=1.0,
+    actor_start_timeout_s=10.0,
+)
 
 
 @pytest.fixture
@@ -67,8 +80,14 @@ def local_sha():
 def test_actors_on_different_nodes_compute_the_local_run(cluster, local_sha):
     start(cluster, 2)
     nodes = []
-    result = run(BASE, executor="ray", name="spread",
-                 callback=lambda row: nodes.extend(node_of(f"spread/Worker-{k}") for k in range(2)) if row["epoch"] == 1 else None)
+    result = run(
+        BASE,
+        executor="ray",
+        name="spread",
+        callback=lambda row: (
+            nodes.extend(node_of(f"spread/Worker-{k}") for k in range(2)) if row["epoch"] == 1 else None
+        ),
+    )
     assert len(set(nodes)) == 2 and cluster.head_node.node_id not in nodes
     assert result["params_sha256"] == local_sha
 
@@ -117,8 +136,11 @@ def test_a_lost_node_with_no_room_left_fails_the_trial_in_bounded_time_with_one_
         removed.append(time.perf_counter())
         remove_node_of(cluster, "full/Worker-0")
 
-    with pytest.raises(Exception, match=r"full/Worker-0\.1 was not running 10 s after it was asked to replace its "
-                                        r"predecessor, which died .*no live node has room for it \(1 CPU\)"):
+    with pytest.raises(
+        Exception,
+        match=r"full/Worker-0\.1 was not running 10 s after it was asked to replace its "
+        r"predecessor, which died .*no live node has room for it \(1 CPU\)",
+    ):
         run(BASE, executor="ray", name="full", callback=on_epoch)
     assert time.perf_counter() - removed[0] < 60
 
@@ -136,9 +158,15 @@ def test_tune_resumes_the_trial_from_its_checkpoint_when_room_returns(cluster, t
     events.clear()
 
     fixed = {k: v for k, v in BASE.items() if k not in ("algorithm", "num_workers")}
-    grid = Grid("resume", "resume.yaml", "node loss", None, fixed,
-                {"algorithm": ["dana"], "num_workers": [4], "schedule": ["round-robin"], "seed": [0]},
-                {"max_failures": 2, "checkpoint_every": 1, "trial_cpus": 0.0})
+    grid = Grid(
+        "resume",
+        "resume.yaml",
+        "node loss",
+        None,
+        fixed,
+        {"algorithm": ["dana"], "num_workers": [4], "schedule": ["round-robin"], "seed": [0]},
+        {"max_failures": 2, "checkpoint_every": 1, "trial_cpus": 0.0},
+    )
     results = make_tuner(grid, str(tmp_path), "resume", callbacks=[_LoseANodeThenAddOne()]).fit()
     assert [kind for kind, _ in events] == ["removed", "added"] and not results.errors
     assert results[0].metrics["params_sha256"] == local_sha
@@ -156,8 +184,11 @@ class _LoseANodeThenAddOne(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if result["epoch"] == 1 and not _TUNE_TEST["events"]:
             cluster = _TUNE_TEST["cluster"]  # the node of an actor, not the head (where the driver is)
-            actor = next(f"resume/{trial}/Worker-{k}" for k in range(2)
-                         if node_of(f"resume/{trial}/Worker-{k}") != cluster.head_node.node_id)
+            actor = next(
+                f"resume/{trial}/Worker-{k}"
+                for k in range(2)
+                if node_of(f"resume/{trial}/Worker-{k}") != cluster.head_node.node_id
+            )
             _TUNE_TEST["events"].append(("removed", remove_node_of(cluster, actor)))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
@@ -223,8 +254,9 @@ def test_server_resources_give_each_shard_a_server_node_of_its_own(cluster, loca
     server_nodes = {cluster.add_node(num_cpus=1, resources={"server": 1}).node_id for _ in range(2)}
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
-    cfg = TrialConfig.from_dict(trial_dict(BASE, server_shards=2, server_cpus=0.25, cpus_per_actor=1.0,
-                                     server_resources={"server": 1}))
+    cfg = TrialConfig.from_dict(
+        trial_dict(BASE, server_shards=2, server_cpus=0.25, cpus_per_actor=1.0, server_resources={"server": 1})
+    )
     shards, sha = run_sharded_in_its_placement_group(cfg, "pinned")
     assert len(shards) == 2 and set(shards) == server_nodes
     assert sha == local_sha

@@ -32,9 +32,21 @@ def plugin_dir(tmp_path_factory):
 
 
 def config(folder, **change):
-    base = trial_dict(plugins=[str(folder / f) for f in FILES[:3]], model="mlp", dataset="blobs",
-                      algorithm="staleness-aware", num_workers=4, schedule="gamma", epochs=2, batch_size=32, lr=0.05,
-                      lr_decay_epochs=[], cpu_threads=1, cpus_per_actor=0.25, server_cpus=0.25)
+    base = trial_dict(
+        plugins=[str(folder / f) for f in FILES[:3]],
+        model="mlp",
+        dataset="blobs",
+        algorithm="staleness-aware",
+        num_workers=4,
+        schedule="gamma",
+        epochs=2,
+        batch_size=32,
+        lr=0.05,
+        lr_decay_epochs=[],
+        cpu_threads=1,
+        cpus_per_actor=0.25,
+        server_cpus=0.25,
+    )
     return trial_dict(base, **change)
 
 
@@ -71,16 +83,25 @@ def test_the_plugin_rule_with_local_steps_keeps_the_laws_and_trains(plugin_dir):
     load_plugins([str(plugin_dir / "my_local_rule.py")])
     check_laws("damped-local-sgd")
     rows: list = []
-    cfg = config(plugin_dir, plugins=config(plugin_dir)["plugins"] + [str(plugin_dir / "my_local_rule.py")],
-                 algorithm="damped-local-sgd", epochs=3)
+    cfg = config(
+        plugin_dir,
+        plugins=config(plugin_dir)["plugins"] + [str(plugin_dir / "my_local_rule.py")],
+        algorithm="damped-local-sgd",
+        epochs=3,
+    )
     result = run(cfg, callback=rows.append)
     assert rows[0]["gradients"] == 2000 // 32 // 4 and result["test_error"] < 30, result["test_error"]
 
 
 @pytest.mark.usefixtures("ray_session")
 def test_the_plugin_rule_with_local_steps_gives_the_local_sha_on_ray(plugin_dir):
-    cfg = config(plugin_dir, plugins=config(plugin_dir)["plugins"] + [str(plugin_dir / "my_local_rule.py")],
-                 algorithm="damped-local-sgd", num_actors=2, epochs=1)
+    cfg = config(
+        plugin_dir,
+        plugins=config(plugin_dir)["plugins"] + [str(plugin_dir / "my_local_rule.py")],
+        algorithm="damped-local-sgd",
+        num_actors=2,
+        epochs=1,
+    )
     assert run(cfg, executor="ray")["params_sha256"] == run(cfg)["params_sha256"]
 
 
@@ -99,8 +120,11 @@ def test_plugins_in_a_smoke_sweep(plugin_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(plugin_dir)
     assert main(["my_grid.yaml", "--smoke-test", "--storage", str(tmp_path), "--name", "plug", "--no-report"]) == 0
     trials = load_experiment(str(tmp_path / "plug"))
-    assert sorted(zip(trials["algorithm"], trials["num_workers"])) == [("baseline", 1), ("dana", 8),
-                                                                      ("staleness-aware", 8)]
+    assert sorted(zip(trials["algorithm"], trials["num_workers"])) == [
+        ("baseline", 1),
+        ("dana", 8),
+        ("staleness-aware", 8),
+    ]
     assert trials["finished"].all() and set(trials["dataset"]) == {"blobs"}
 
 
@@ -108,17 +132,22 @@ def test_no_engine_config_grid_or_report_module_names_a_particular_rule():
     """The engine, config, grid and report ask the rule (its declared attributes), never its name."""
     from dana_ray.algorithms import BUILTIN_ALGORITHMS
 
-    modules = [os.path.relpath(os.path.join(root, f), REPO)
-               for package in ("engine", "config", "experiments", "report")
-               for root, _, files in os.walk(os.path.join(REPO, "dana_ray", package)) for f in files if f.endswith(".py")]
+    modules = [
+        os.path.relpath(os.path.join(root, f), REPO)
+        for package in ("engine", "config", "experiments", "report")
+        for root, _, files in os.walk(os.path.join(REPO, "dana_ray", package))
+        for f in files
+        if f.endswith(".py")
+    ]
     assert len(modules) > 25
     for module in modules:
         text = open(os.path.join(REPO, module)).read()
         for name in BUILTIN_ALGORITHMS:
             assert not re.search(rf"""["'`]{re.escape(name)}["'`]""", text), f"{module} names {name!r}"
             if name != "baseline":  # also the English word for the single-worker reference
-                assert not re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text.replace("dana_ray", "")), \
+                assert not re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text.replace("dana_ray", "")), (
                     f"{module} mentions {name!r}"
+                )
 
 
 def test_an_executor_of_ones_own_is_one_file_and_gives_the_local_numbers(plugin_dir, tmp_path, capsys):
@@ -130,19 +159,52 @@ def test_an_executor_of_ones_own_is_one_file_and_gives_the_local_numbers(plugin_
     from dana_ray.trial import main
 
     mine = str(plugin_dir / "my_executor.py")
-    base = trial_dict(model="cnn", model_options={"channels": 4}, dataset="digits", algorithm="dana", num_workers=4,
-                epochs=1, batch_size=32, lr=0.05, lr_decay_epochs=[], cpu_threads=1, max_steps_per_epoch=30)
+    base = trial_dict(
+        model="cnn",
+        model_options={"channels": 4},
+        dataset="digits",
+        algorithm="dana",
+        num_workers=4,
+        epochs=1,
+        batch_size=32,
+        lr=0.05,
+        lr_decay_epochs=[],
+        cpu_threads=1,
+        max_steps_per_epoch=30,
+    )
     threaded = run(dict(base, plugins=[mine], threads={"num_threads": 2}), executor="threads")
     assert threaded["params_sha256"] == run(base)["params_sha256"]
-    assert "threads" in EXECUTORS and trial_need({"cpus_per_actor": 0.5, "num_threads": 2}, 4, "threads", 0.25)[0] == 1.0
+    assert (
+        "threads" in EXECUTORS and trial_need({"cpus_per_actor": 0.5, "num_threads": 2}, 4, "threads", 0.25)[0] == 1.0
+    )
     with pytest.raises(ValueError, match=r"executor: 'threads' does not keep worker-side state"):
         run(dict(base, plugins=[mine], algorithm="dana-slim"), executor="threads")
-    assert main(["--plugins", mine, "--executor", "threads", "--algorithm", "asgd", "--num-workers", "2",
-                 "--epochs", "1", "--model-options", "{\"channels\": 4}", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "--plugins",
+                mine,
+                "--executor",
+                "threads",
+                "--algorithm",
+                "asgd",
+                "--num-workers",
+                "2",
+                "--epochs",
+                "1",
+                "--model-options",
+                '{"channels": 4}',
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     grid = tmp_path / "grid.yaml"
-    grid.write_text(f"trial: {{plugins: [{mine}], model: cnn, dataset: digits, epochs: 1}}\n"
-                    f"grid: {{algorithm: [dana], num_workers: [2], schedule: [arrival], seed: [0]}}\n"
-                    f"tune: {{executor: threads}}\n")
+    grid.write_text(
+        f"trial: {{plugins: [{mine}], model: cnn, dataset: digits, epochs: 1}}\n"
+        f"grid: {{algorithm: [dana], num_workers: [2], schedule: [arrival], seed: [0]}}\n"
+        f"tune: {{executor: threads}}\n"
+    )
     assert load_grid(str(grid)).tune["executor"] == "threads"  # and it takes the arrival order
     grid.write_text(grid.read_text().replace("threads", "nowhere"))
     with pytest.raises(ValueError, match=r"tune.executor: unknown name 'nowhere'; allowed: local, ray, threads"):

@@ -16,8 +16,18 @@ from dana_ray.trial import run
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 # cpu_threads=1 everywhere: CPU kernels may sum in another order with another thread count.
-BASE = trial_dict(model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=32, epochs=1, lr=0.05,
-            lr_decay_epochs=[], cpu_threads=1, cpus_per_actor=0.25, server_cpus=0.25)
+BASE = trial_dict(
+    model="cnn",
+    model_options={"channels": 8},
+    dataset="digits",
+    batch_size=32,
+    epochs=1,
+    lr=0.05,
+    lr_decay_epochs=[],
+    cpu_threads=1,
+    cpus_per_actor=0.25,
+    server_cpus=0.25,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +55,9 @@ def test_points_over_100_kib_travel_through_the_object_store_and_change_nothing(
     assert on_ray["params_sha256"] == run(config)["params_sha256"]
 
 
-@pytest.mark.parametrize("algorithm,schedule", [("ssgd", "round-robin"), ("nag-asgd", "gamma"),
-                                                ("multi-asgd", "block-random")])
+@pytest.mark.parametrize(
+    "algorithm,schedule", [("ssgd", "round-robin"), ("nag-asgd", "gamma"), ("multi-asgd", "block-random")]
+)
 def test_ray_equals_local_for_other_rules_and_schedules(algorithm, schedule):
     config = dict(BASE, algorithm=algorithm, num_workers=3, schedule=schedule)
     assert run(config, executor="ray")["params_sha256"] == run(config)["params_sha256"]
@@ -54,8 +65,18 @@ def test_ray_equals_local_for_other_rules_and_schedules(algorithm, schedule):
 
 def test_folder_data_prefetched_on_actors_equals_local(fake_imagenet):
     """Each gradient actor decodes on its reserved CPUs and prepares batches ahead: the local sha."""
-    config = trial_dict(BASE, model_options={}, dataset="imagenet", data_dir=fake_imagenet, batch_size=4, epochs=2,
-                  dataset_options={"image_size": 16}, algorithm="dana", num_workers=3, num_actors=2)
+    config = trial_dict(
+        BASE,
+        model_options={},
+        dataset="imagenet",
+        data_dir=fake_imagenet,
+        batch_size=4,
+        epochs=2,
+        dataset_options={"image_size": 16},
+        algorithm="dana",
+        num_workers=3,
+        num_actors=2,
+    )
     assert run(config, executor="ray")["params_sha256"] == run(trial_dict(config, prefetch_batches=0))["params_sha256"]
 
 
@@ -115,7 +136,9 @@ def test_an_actor_dying_mid_job_loses_and_doubles_nothing(tmp_path, local_dana4,
     from dana_ray.config import TrialConfig
     from dana_ray.engine.ray.executor import RayExecutor
 
-    cfg = TrialConfig.from_dict(trial_dict(BASE, algorithm="dana", num_workers=4, num_actors=2, jobs_per_call=jobs_per_call))
+    cfg = TrialConfig.from_dict(
+        trial_dict(BASE, algorithm="dana", num_workers=4, num_actors=2, jobs_per_call=jobs_per_call)
+    )
     crash = CrashOnce(str(tmp_path / "crashed"), worker=2, batch=5)
     executor = RayExecutor(cfg, "crash-test", worker_class=crash.remote_class())
     try:
@@ -160,8 +183,12 @@ def test_a_dead_actor_holding_worker_side_state_fails_the_trial_clearly():
         ray.kill(ray.get_actor(f"{name}/Worker-0"))
 
     with pytest.raises(ray.exceptions.RayTaskError, match=r"died holding the worker-side state of rule 'dana-slim'"):
-        run(trial_dict(BASE, algorithm="dana-slim", num_workers=2, num_actors=2, epochs=2), executor="ray", name=name,
-            callback=kill_worker_0)
+        run(
+            trial_dict(BASE, algorithm="dana-slim", num_workers=2, num_actors=2, epochs=2),
+            executor="ray",
+            name=name,
+            callback=kill_worker_0,
+        )
 
 
 @pytest.mark.parametrize("algorithm", ["dana", "dana-slim"])
@@ -200,8 +227,11 @@ def test_jobs_per_call_sends_several_jobs_in_one_call_and_changes_nothing(algori
             return self.calls, self.jobs
 
     config = trial_dict(BASE, algorithm=algorithm, num_workers=4, num_actors=num_actors)
-    executor = RayExecutor(TrialConfig.from_dict(trial_dict(config, jobs_per_call=4)), f"per-call-{algorithm}",
-                           worker_class=ray.remote(Counting))
+    executor = RayExecutor(
+        TrialConfig.from_dict(trial_dict(config, jobs_per_call=4)),
+        f"per-call-{algorithm}",
+        worker_class=ray.remote(Counting),
+    )
     try:
         executor.run_epoch(executor.steps_per_epoch)
         sha = executor.params_sha256()
@@ -242,8 +272,11 @@ def test_the_server_updates_with_the_cpus_it_reserves():
 
 def test_arrival_order_applies_whatever_arrives_first():
     rows = []
-    result = run(trial_dict(BASE, algorithm="dana", num_workers=4, num_actors=2, schedule="arrival"), executor="ray",
-                 callback=rows.append)
+    result = run(
+        trial_dict(BASE, algorithm="dana", num_workers=4, num_actors=2, schedule="arrival"),
+        executor="ray",
+        callback=rows.append,
+    )
     assert result["steps"] == 1437 // 32 and not result["diverged"]
     assert result["mean_delay"] > 0 and rows[0]["max_delay"] >= 1
 
@@ -266,17 +299,42 @@ def test_divergence_is_reported_not_raised():
 
 
 def test_missing_data_names_the_host_and_path(tmp_path):
-    with pytest.raises(RuntimeError, match=r"Worker-0 could not start: .*data_dir: cifar10 needs the directory "
-                                           r".*cifar-10-batches-py.* \(on host .*\)"):
-        run(trial_dict(BASE, model="resnet20", model_options={}, dataset="cifar10", data_dir=str(tmp_path), num_actors=1),
-            executor="ray")
+    with pytest.raises(
+        RuntimeError,
+        match=r"Worker-0 could not start: .*data_dir: cifar10 needs the directory "
+        r".*cifar-10-batches-py.* \(on host .*\)",
+    ):
+        run(
+            trial_dict(
+                BASE, model="resnet20", model_options={}, dataset="cifar10", data_dir=str(tmp_path), num_actors=1
+            ),
+            executor="ray",
+        )
 
 
 def test_cli_runs_on_ray(capsys):
     from dana_ray.trial import main
 
-    code = main(["--executor", "ray", "--num-workers", "2", "--num-actors", "1", "--epochs", "1", "--quiet",
-                 "--cpus-per-actor", "0.25", "--server-cpus", "0.25", "--cpu-threads", "1", "--lr-decay-epochs"])
+    code = main(
+        [
+            "--executor",
+            "ray",
+            "--num-workers",
+            "2",
+            "--num-actors",
+            "1",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--cpus-per-actor",
+            "0.25",
+            "--server-cpus",
+            "0.25",
+            "--cpu-threads",
+            "1",
+            "--lr-decay-epochs",
+        ]
+    )
     assert code == 0
     assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["dana", "2"]
 
@@ -288,13 +346,31 @@ def test_the_trial_cli_on_ray_sizes_what_it_leaves_unset_to_a_cluster_that_canno
     cluster lacks is refused in one line before anything runs."""
     from dana_ray.trial import main
 
-    flags = ["--executor", "ray", "--model", "cnn", "--model-options", '{"channels": 8}', "--algorithm", "dana",
-             "--num-workers", "4", "--epochs", "1", "--max-steps-per-epoch", "3", "--quiet",
-             "--actor-start-timeout-s", "30"]
+    flags = [
+        "--executor",
+        "ray",
+        "--model",
+        "cnn",
+        "--model-options",
+        '{"channels": 8}',
+        "--algorithm",
+        "dana",
+        "--num-workers",
+        "4",
+        "--epochs",
+        "1",
+        "--max-steps-per-epoch",
+        "3",
+        "--quiet",
+        "--actor-start-timeout-s",
+        "30",
+    ]
     assert main(flags) == 0
     out = capsys.readouterr().out
-    assert out.startswith("resources: sized to this cluster (2 CPUs and 0 GPUs, which cannot grow): num_actors 1 "
-                          "(set them on the command line to choose)\n")
+    assert out.startswith(
+        "resources: sized to this cluster (2 CPUs and 0 GPUs, which cannot grow): num_actors 1 "
+        "(set them on the command line to choose)\n"
+    )
     assert main(flags + ["--server-resources", "{server: 1}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: resources: a trial of N=4 reserves 1 server (ray.server_resources)")

@@ -14,13 +14,26 @@ from dana_ray.trial import run
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
-BASE = trial_dict(model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=32, epochs=2, lr=0.05,
-            lr_decay_epochs=[1], cpu_threads=1, cpus_per_actor=0.25, server_cpus=0.25, max_steps_per_epoch=25,
-            num_workers=4, num_actors=2)
+BASE = trial_dict(
+    model="cnn",
+    model_options={"channels": 8},
+    dataset="digits",
+    batch_size=32,
+    epochs=2,
+    lr=0.05,
+    lr_decay_epochs=[1],
+    cpu_threads=1,
+    cpus_per_actor=0.25,
+    server_cpus=0.25,
+    max_steps_per_epoch=25,
+    num_workers=4,
+    num_actors=2,
+)
 
 
-@pytest.mark.parametrize("algorithm,schedule,shards", [("dana", "gamma", 3), ("ssgd", "round-robin", 2),
-                                                       ("dana-slim", "block-random", 2)])
+@pytest.mark.parametrize(
+    "algorithm,schedule,shards", [("dana", "gamma", 3), ("ssgd", "round-robin", 2), ("dana-slim", "block-random", 2)]
+)
 def test_k_shards_give_one_servers_numbers(algorithm, schedule, shards):
     """Against the local executor, which equals the Ray executor's single server (``test_ray_executor``)."""
     config = dict(BASE, algorithm=algorithm, schedule=schedule)
@@ -37,7 +50,9 @@ def test_k_shards_give_one_servers_numbers(algorithm, schedule, shards):
 def test_every_builtin_rule_on_ray_shards_gives_one_servers_numbers(algorithm):
     """All of them on real shard actors (in process, every registered rule: ``tests/test_shards.py``)."""
     n = 1 if is_single_worker(algorithm) else 3
-    config = trial_dict(BASE, algorithm=algorithm, num_workers=n, num_actors=2, schedule="gamma" if n > 1 else "round-robin")
+    config = trial_dict(
+        BASE, algorithm=algorithm, num_workers=n, num_actors=2, schedule="gamma" if n > 1 else "round-robin"
+    )
     want = run(config)["params_sha256"]
     assert [run(trial_dict(config, server_shards=k), executor="ray")["params_sha256"] for k in (2, 3)] == [want, want]
 
@@ -128,11 +143,23 @@ def test_the_sequencer_moves_no_d_sized_array():
 
         def on_epoch(row, name=name, key=(channels, shards)):
             server = ray.get_actor(f"{name}/ParameterServer")
-            through[key] = ray.get(server.__ray_call__.remote(
-                lambda s: (s.traffic.bytes_through_server, s.master.step, s.num_params, s.master.bn_stats.numel() * 4)))
+            through[key] = ray.get(
+                server.__ray_call__.remote(
+                    lambda s: (
+                        s.traffic.bytes_through_server,
+                        s.master.step,
+                        s.num_params,
+                        s.master.bn_stats.numel() * 4,
+                    )
+                )
+            )
 
-        run(trial_dict(BASE, model_options={"channels": channels}, algorithm="dana", epochs=1, server_shards=shards),
-            executor="ray", name=name, callback=on_epoch)
+        run(
+            trial_dict(BASE, model_options={"channels": channels}, algorithm="dana", epochs=1, server_shards=shards),
+            executor="ray",
+            name=name,
+            callback=on_epoch,
+        )
     assert through[(16, 2)][2] > 9 * through[(4, 2)][2]
     for channels in (4, 16):
         moved, steps, d, bn = through[(channels, 2)]
@@ -147,10 +174,20 @@ def test_a_shard_with_no_room_fails_the_trial_in_bounded_time_with_one_line():
     (2 s did not, once, in a full CI run)."""
     import time
 
-    config = trial_dict(BASE, algorithm="dana", num_actors=1, cpus_per_actor=0.05, server_cpus=0.7, server_shards=2,
-                  actor_start_timeout_s=10.0)
+    config = trial_dict(
+        BASE,
+        algorithm="dana",
+        num_actors=1,
+        cpus_per_actor=0.05,
+        server_cpus=0.7,
+        server_shards=2,
+        actor_start_timeout_s=10.0,
+    )
     started = time.perf_counter()
-    with pytest.raises(Exception, match=r"no-room/Shard-[01] was not running 10 s after it was asked to start the trial: "
-                                        r"no live node has room for it \(0\.7 CPU\)"):
+    with pytest.raises(
+        Exception,
+        match=r"no-room/Shard-[01] was not running 10 s after it was asked to start the trial: "
+        r"no live node has room for it \(0\.7 CPU\)",
+    ):
         run(config, executor="ray", name="no-room")
     assert time.perf_counter() - started < 60

@@ -12,20 +12,49 @@ import pytest
 from dana_ray.report import delay_table, load_experiment, main, paper_tables, render, summarize
 
 
-def trial(algorithm, workers, seed, error, diverged=False, finished=True, model="resnet20", dataset="cifar10",
-          schedule="round-robin", delays=()):
-    return dict(model=model, dataset=dataset, schedule=schedule, num_workers=workers, algorithm=algorithm,
-                seed=seed, test_error=error, diverged=diverged, finished=finished, curve=[error],
-                delay_histogram=list(delays))
+def trial(
+    algorithm,
+    workers,
+    seed,
+    error,
+    diverged=False,
+    finished=True,
+    model="resnet20",
+    dataset="cifar10",
+    schedule="round-robin",
+    delays=(),
+):
+    return dict(
+        model=model,
+        dataset=dataset,
+        schedule=schedule,
+        num_workers=workers,
+        algorithm=algorithm,
+        seed=seed,
+        test_error=error,
+        diverged=diverged,
+        finished=finished,
+        curve=[error],
+        delay_histogram=list(delays),
+    )
 
 
 def frame():
-    return pd.DataFrame([
-        trial("baseline", 1, 0, 8.0), trial("baseline", 1, 1, 9.0), trial("baseline", 1, 2, 10.0),
-        trial("dana", 4, 0, 8.5), trial("dana", 4, 1, 8.7), trial("dana", 4, 2, 8.9),
-        trial("asgd", 4, 0, 90.0, diverged=True), trial("asgd", 4, 1, 11.0), trial("asgd", 4, 2, 12.0),
-        trial("nag-asgd", 4, 0, 9.0), trial("nag-asgd", 4, 1, 50.0, finished=False),  # seed 2 never ran
-    ])
+    return pd.DataFrame(
+        [
+            trial("baseline", 1, 0, 8.0),
+            trial("baseline", 1, 1, 9.0),
+            trial("baseline", 1, 2, 10.0),
+            trial("dana", 4, 0, 8.5),
+            trial("dana", 4, 1, 8.7),
+            trial("dana", 4, 2, 8.9),
+            trial("asgd", 4, 0, 90.0, diverged=True),
+            trial("asgd", 4, 1, 11.0),
+            trial("asgd", 4, 2, 12.0),
+            trial("nag-asgd", 4, 0, 9.0),
+            trial("nag-asgd", 4, 1, 50.0, finished=False),  # seed 2 never ran
+        ]
+    )
 
 
 def test_summary_statistics_and_flags():
@@ -44,7 +73,11 @@ def test_summary_statistics_and_flags():
 def test_rows_are_workers_then_algorithms_in_registry_order():
     table = summarize(frame())
     assert list(zip(table["num_workers"], table["algorithm"])) == [
-        (1, "baseline"), (4, "asgd"), (4, "nag-asgd"), (4, "dana")]
+        (1, "baseline"),
+        (4, "asgd"),
+        (4, "nag-asgd"),
+        (4, "dana"),
+    ]
 
 
 def test_a_cell_with_no_finished_run_is_listed_and_flagged():
@@ -89,21 +122,35 @@ def write_experiment(root, trials):
 
 
 def epochs(errors, diverged_at=None):
-    return [{"epoch": e + 1, "test_error": err, "diverged": diverged_at == e + 1, "mean_delay": 3.0,
-             "delay_histogram": [0, 0, 0, 4], "params_sha256": f"sha{e}"} for e, err in enumerate(errors)]
+    return [
+        {
+            "epoch": e + 1,
+            "test_error": err,
+            "diverged": diverged_at == e + 1,
+            "mean_delay": 3.0,
+            "delay_histogram": [0, 0, 0, 4],
+            "params_sha256": f"sha{e}",
+        }
+        for e, err in enumerate(errors)
+    ]
 
 
 def test_load_a_saved_experiment_and_write_the_report(tmp_path, capsys):
     fixed = {"model": "cnn", "dataset": "digits", "epochs": 3}
-    path = write_experiment(tmp_path / "exp", [
-        ({"cell": "baseline N=1", "schedule": "round-robin", "seed": 0, "_fixed": fixed}, epochs([20, 10, 5])),
-        ({"cell": "dana N=4", "schedule": "round-robin", "seed": 0, "_fixed": fixed}, epochs([30, 12, 6])),
-        ({"cell": "asgd N=4", "schedule": "round-robin", "seed": 0, "_fixed": fixed}, epochs([90], diverged_at=1)),
-        ({"cell": "asgd N=4", "schedule": "round-robin", "seed": 1, "_fixed": fixed}, epochs([40])),  # interrupted
-        # a trial restored from its checkpoint reported epoch 2 twice: the last report counts
-        ({"cell": "dana N=4", "schedule": "round-robin", "seed": 1, "_fixed": fixed},
-         epochs([30, 13]) + epochs([30, 11, 7])[1:]),
-    ])
+    path = write_experiment(
+        tmp_path / "exp",
+        [
+            ({"cell": "baseline N=1", "schedule": "round-robin", "seed": 0, "_fixed": fixed}, epochs([20, 10, 5])),
+            ({"cell": "dana N=4", "schedule": "round-robin", "seed": 0, "_fixed": fixed}, epochs([30, 12, 6])),
+            ({"cell": "asgd N=4", "schedule": "round-robin", "seed": 0, "_fixed": fixed}, epochs([90], diverged_at=1)),
+            ({"cell": "asgd N=4", "schedule": "round-robin", "seed": 1, "_fixed": fixed}, epochs([40])),  # interrupted
+            # a trial restored from its checkpoint reported epoch 2 twice: the last report counts
+            (
+                {"cell": "dana N=4", "schedule": "round-robin", "seed": 1, "_fixed": fixed},
+                epochs([30, 13]) + epochs([30, 11, 7])[1:],
+            ),
+        ],
+    )
     trials = load_experiment(path).set_index(["algorithm", "seed"])
     assert trials.loc[("dana", 0), "test_error"] == 6 and trials.loc[("dana", 0), "finished"]
     assert trials.loc[("asgd", 0), "diverged"] and trials.loc[("asgd", 0), "finished"]
@@ -113,20 +160,33 @@ def test_load_a_saved_experiment_and_write_the_report(tmp_path, capsys):
     out = tmp_path / "out"
     assert main([path, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| 4 | dana | 6.50 | 0.71 | 2 |" in printed and "| 4 | asgd | 90.00 |  | 1 |  |  | diverged, incomplete |" in printed
+    assert (
+        "| 4 | dana | 6.50 | 0.71 | 2 |" in printed
+        and "| 4 | asgd | 90.00 |  | 1 |  |  | diverged, incomplete |" in printed
+    )
     assert "| cnn | digits | round-robin | 4 | dana | 24 | 3.00 | 3 | 3 | 3 | 3 |" in printed  # 6 epochs x 4
-    for name in ("summary.csv", "summary.tex", "summary.md", "shape.csv", "error_vs_workers.png", "curves_largest_n.png",
-                 "delays.csv", "delays_largest_n.png"):
+    for name in (
+        "summary.csv",
+        "summary.tex",
+        "summary.md",
+        "shape.csv",
+        "error_vs_workers.png",
+        "curves_largest_n.png",
+        "delays.csv",
+        "delays_largest_n.png",
+    ):
         assert os.path.getsize(out / name) > 0, name
     assert (out / "error_vs_workers.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_delay_table_from_histograms_over_seeds():
-    trials = pd.DataFrame([
-        trial("dana", 4, 0, 8.0, delays=[1, 0, 0, 7]),        # delays: 0 once, 3 seven times
-        trial("dana", 4, 1, 8.0, delays=[0, 0, 1, 1, 0, 0]),  # 2 once, 3 once
-        trial("asgd", 4, 0, 9.0, delays=[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1] + [0] * 5),
-    ])
+    trials = pd.DataFrame(
+        [
+            trial("dana", 4, 0, 8.0, delays=[1, 0, 0, 7]),  # delays: 0 once, 3 seven times
+            trial("dana", 4, 1, 8.0, delays=[0, 0, 1, 1, 0, 0]),  # 2 once, 3 once
+            trial("asgd", 4, 0, 9.0, delays=[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1] + [0] * 5),
+        ]
+    )
     table = delay_table(trials).set_index("algorithm")
     dana = table.loc["dana"]
     assert dana["gradients"] == 10 and dana["mean"] == pytest.approx((2 + 3 * 8) / 10)
@@ -147,11 +207,13 @@ def test_shape_compares_degradation_from_each_sides_baseline():
     8.44 ± .15 (+.07, within .22: "="); NAG-ASGD N=16 83.27 (+74.90)."""
     from dana_ray.report import shape_table
 
-    df = pd.DataFrame([trial("baseline", 1, s, e, model="cnn", dataset="digits") for s, e in enumerate((1.0, 1.2, 1.4))]
-                      + [trial("asgd", 4, s, e, model="cnn", dataset="digits") for s, e in enumerate((6.0, 6.2, 6.4))]
-                      + [trial("dana", 4, s, e, model="cnn", dataset="digits") for s, e in enumerate((1.1, 1.3, 1.5))]
-                      + [trial("nag-asgd", 16, s, e, model="cnn", dataset="digits") for s, e in enumerate((30, 40, 50))]
-                      + [trial("dana", 16, s, e, model="cnn", dataset="digits") for s, e in enumerate((3, 4, 5))])
+    df = pd.DataFrame(
+        [trial("baseline", 1, s, e, model="cnn", dataset="digits") for s, e in enumerate((1.0, 1.2, 1.4))]
+        + [trial("asgd", 4, s, e, model="cnn", dataset="digits") for s, e in enumerate((6.0, 6.2, 6.4))]
+        + [trial("dana", 4, s, e, model="cnn", dataset="digits") for s, e in enumerate((1.1, 1.3, 1.5))]
+        + [trial("nag-asgd", 16, s, e, model="cnn", dataset="digits") for s, e in enumerate((30, 40, 50))]
+        + [trial("dana", 16, s, e, model="cnn", dataset="digits") for s, e in enumerate((3, 4, 5))]
+    )
     shape = shape_table(summarize(df, paper=paper_tables()), paper_tables()).set_index(["num_workers", "algorithm"])
     assert set(shape["paper_table"]) == {3}
     asgd, dana4 = shape.loc[(4, "asgd")], shape.loc[(4, "dana")]
@@ -180,12 +242,18 @@ def test_the_grid_the_sweep_ran_makes_missing_seeds_and_cells_visible(tmp_path):
     from dana_ray.experiments.folder import GRID_FILE
 
     fixed = {"model": "cnn", "dataset": "digits", "epochs": 1}
-    path = write_experiment(tmp_path / "exp", [
-        ({"cell": "baseline N=1", "schedule": "round-robin", "seed": s, "_fixed": fixed}, epochs([5.0 + s]))
-        for s in (0, 1)] + [({"cell": "dana N=4", "schedule": "round-robin", "seed": 0, "_fixed": fixed}, epochs([6.0]))])
+    path = write_experiment(
+        tmp_path / "exp",
+        [
+            ({"cell": "baseline N=1", "schedule": "round-robin", "seed": s, "_fixed": fixed}, epochs([5.0 + s]))
+            for s in (0, 1)
+        ]
+        + [({"cell": "dana N=4", "schedule": "round-robin", "seed": 0, "_fixed": fixed}, epochs([6.0]))],
+    )
     (tmp_path / "exp" / GRID_FILE).write_text(
         "trial: {model: cnn, dataset: digits, epochs: 1}\n"
-        "grid: {algorithm: [baseline, dana], num_workers: [4, 8], schedule: [round-robin], seed: [0, 1]}\n")
+        "grid: {algorithm: [baseline, dana], num_workers: [4, 8], schedule: [round-robin], seed: [0, 1]}\n"
+    )
     table = summarize(load_experiment(path)).set_index(["num_workers", "algorithm"])
     assert table.loc[(1, "baseline"), "n"] == 2 and table.loc[(1, "baseline"), "flags"] == ""
     assert table.loc[(4, "dana"), "n"] == 1 and table.loc[(4, "dana"), "flags"] == "incomplete"
@@ -200,19 +268,26 @@ def test_a_trial_whose_files_cannot_be_read_is_listed_and_the_rest_is_reported(t
 
     fixed = {"model": "cnn", "dataset": "digits", "epochs": 1}
     root = tmp_path / "exp"
-    path = write_experiment(root, [
-        ({"cell": "baseline N=1", "schedule": "round-robin", "seed": s, "_fixed": fixed}, epochs([5.0 + s]))
-        for s in (0, 1)] + [({"cell": "dana N=4", "schedule": "round-robin", "seed": 0, "_fixed": fixed}, epochs([6.0]))])
+    path = write_experiment(
+        root,
+        [
+            ({"cell": "baseline N=1", "schedule": "round-robin", "seed": s, "_fixed": fixed}, epochs([5.0 + s]))
+            for s in (0, 1)
+        ]
+        + [({"cell": "dana N=4", "schedule": "round-robin", "seed": 0, "_fixed": fixed}, epochs([6.0]))],
+    )
     (root / GRID_FILE).write_text(
         "trial: {model: cnn, dataset: digits, epochs: 1}\n"
-        "grid: {algorithm: [baseline, dana, asgd], num_workers: [4], schedule: [round-robin], seed: [0, 1]}\n")
+        "grid: {algorithm: [baseline, dana, asgd], num_workers: [4], schedule: [round-robin], seed: [0, 1]}\n"
+    )
     empty = root / "dana_N4_round-robin_s1_35819_00001"  # Tune's trial ids hold an underscore
     empty.mkdir()
     (empty / "params.json").write_text("")
     garbled = root / "asgd_N4_round-robin_s0_35819_00002"
     garbled.mkdir()
-    (garbled / "params.json").write_text(json.dumps({"cell": "asgd N=4", "schedule": "round-robin", "seed": 0,
-                                                     "_fixed": fixed}))
+    (garbled / "params.json").write_text(
+        json.dumps({"cell": "asgd N=4", "schedule": "round-robin", "seed": 0, "_fixed": fixed})
+    )
     (garbled / "result.json").write_bytes(b"\xff\xfe\x00garbage")
     unnamed = root / "left-over"
     unnamed.mkdir()

@@ -33,7 +33,7 @@ def test_round_robin_order_and_delay():
 
 def test_block_random_is_a_permutation_per_block():
     order = take(make_schedule("block-random", 5, seed=7), 500)
-    blocks = [order[k:k + 5] for k in range(0, 500, 5)]
+    blocks = [order[k : k + 5] for k in range(0, 500, 5)]
     assert all(sorted(b) == list(range(5)) for b in blocks)
     assert len({tuple(b) for b in blocks}) > 20  # really random
     assert max(delays(order, 5)) <= 2 * 5 - 2
@@ -42,7 +42,7 @@ def test_block_random_is_a_permutation_per_block():
 def test_gamma_order_follows_simulated_finish_times():
     schedule = make_schedule("gamma", 3, seed=0, shape=4.0, scale=1.0)
     durations = {i: [schedule._duration(i, k) for k in range(40)] for i in range(3)}
-    events = sorted((sum(durations[i][:k + 1]), i) for i in range(3) for k in range(40))
+    events = sorted((sum(durations[i][: k + 1]), i) for i in range(3) for k in range(40))
     assert take(schedule, 60) == [i for _, i in events[:60]]
 
 
@@ -89,19 +89,43 @@ def test_state_from_another_schedule_is_refused():
         make_schedule("block-random", 5, seed=2).load_state_dict(saved)
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: make_schedule("fifo", 2, 0), r"schedule: unknown name 'fifo'; allowed: round-robin, block-random, gamma"),
-    (lambda: make_schedule("round-robin", 0, 0), r"num_workers: expected an integer >= 1, got 0"),
-    (lambda: make_schedule("round-robin", 2, -1), r"seed: expected an integer >= 0, got -1"),
-    (lambda: make_schedule("round-robin", 2, 0, shape=3), r"unknown option 'shape' for 'round-robin'; allowed: none"),
-    (lambda: make_schedule("gamma", 2, 0, shape=0), r"schedule_options.shape: expected a finite number > 0.0, got 0"),
-    (lambda: make_schedule("gamma", 2, 0, shape=-1), r"schedule_options.shape: expected a finite number > 0.0, got -1"),
-    (lambda: make_schedule("gamma", 2, 0, scale="1"), r"schedule_options.scale: expected a finite number > 0.0, got '1'"),
-    (lambda: make_schedule("gamma", 2, 0, time_factors=[1, "x"]), r"schedule_options.time_factors\[1\]: expected a finite"),
-    (lambda: make_schedule("gamma", 2, 0, time_factors=[1.0]), r"time_factors: expected 2 numbers > 0"),
-    (lambda: make_schedule("gamma", 2, 0, slow_fraction=0.5), r"slow_fraction and slow_factor go together"),
-    (lambda: make_schedule("gamma", 2, 0, slow_fraction=2, slow_factor=2), r"slow_fraction: expected a number in \[0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (
+            lambda: make_schedule("fifo", 2, 0),
+            r"schedule: unknown name 'fifo'; allowed: round-robin, block-random, gamma",
+        ),
+        (lambda: make_schedule("round-robin", 0, 0), r"num_workers: expected an integer >= 1, got 0"),
+        (lambda: make_schedule("round-robin", 2, -1), r"seed: expected an integer >= 0, got -1"),
+        (
+            lambda: make_schedule("round-robin", 2, 0, shape=3),
+            r"unknown option 'shape' for 'round-robin'; allowed: none",
+        ),
+        (
+            lambda: make_schedule("gamma", 2, 0, shape=0),
+            r"schedule_options.shape: expected a finite number > 0.0, got 0",
+        ),
+        (
+            lambda: make_schedule("gamma", 2, 0, shape=-1),
+            r"schedule_options.shape: expected a finite number > 0.0, got -1",
+        ),
+        (
+            lambda: make_schedule("gamma", 2, 0, scale="1"),
+            r"schedule_options.scale: expected a finite number > 0.0, got '1'",
+        ),
+        (
+            lambda: make_schedule("gamma", 2, 0, time_factors=[1, "x"]),
+            r"schedule_options.time_factors\[1\]: expected a finite",
+        ),
+        (lambda: make_schedule("gamma", 2, 0, time_factors=[1.0]), r"time_factors: expected 2 numbers > 0"),
+        (lambda: make_schedule("gamma", 2, 0, slow_fraction=0.5), r"slow_fraction and slow_factor go together"),
+        (
+            lambda: make_schedule("gamma", 2, 0, slow_fraction=2, slow_factor=2),
+            r"slow_fraction: expected a number in \[0, 1\]",
+        ),
+    ],
+)
 def test_bad_options_name_the_field(call, match):
     with pytest.raises(ValueError, match=match):
         call()

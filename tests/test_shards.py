@@ -30,7 +30,7 @@ D = 101  # not a multiple of ALIGN: the last shard is shorter
 def build(name: str, shards: int, schedule: str = "block-random"):
     """A master over D parameters (``shards`` = 0: one rule, the plain ``Master``) and its rule factory."""
     n = workers_for(name, 4)
-    lr = lambda step: 0.05 * 0.5 ** (step // 40)  # noqa: E731
+    lr = lambda step: 0.05 * 0.5 ** (step // 40)
 
     def rule(params):
         return make_algorithm(name, params, n, lr, 0.9, weight_decay=1e-3)
@@ -95,8 +95,10 @@ def test_a_checkpoint_is_one_servers_and_restores_with_any_k(name):
     drive(two, shards_two, 30)
     saved_two = two.state_dict()
     assert saved_two.keys() == saved_one.keys()
-    assert all(torch.equal(saved_two["rule"][k], v) if isinstance(v, torch.Tensor) else saved_two["rule"][k] == v
-               for k, v in saved_one["rule"].items())
+    assert all(
+        torch.equal(saved_two["rule"][k], v) if isinstance(v, torch.Tensor) else saved_two["rule"][k] == v
+        for k, v in saved_one["rule"].items()
+    )
     drive(one, None, 30, start=30)
     three, shards_three = build(name, 3)
     three.load_state_dict(saved_two)
@@ -139,8 +141,10 @@ def test_rule_state_split_and_join_are_inverse():
     assert [p["velocity"].shape for p in parts] == [(3, b - a) for a, b in zip(bounds, bounds[1:])]
     shadow.load_state_dict(split_rule_state(shadow, rule.state_dict(), [0, 0])[0])
     joined = join_rule_states(shadow, parts)
-    assert all(torch.equal(joined[key], value) if isinstance(value, torch.Tensor) else joined[key] == value
-               for key, value in rule.state_dict().items())
+    assert all(
+        torch.equal(joined[key], value) if isinstance(value, torch.Tensor) else joined[key] == value
+        for key, value in rule.state_dict().items()
+    )
 
 
 def test_the_shard_law_catches_a_rule_that_reads_across_coordinates():
@@ -167,8 +171,11 @@ def test_server_shards_are_refused_where_they_cannot_run():
 
     with pytest.raises(ValueError, match=r"^ray.server_shards: expected an integer in \[1, 256\], got 0$"):
         TrialConfig.from_dict({"ray": {"server_shards": 0}})
-    with pytest.raises(ValueError, match=r"^ray.server_shards: executor 'local' holds θ in one process; server_shards 2 "
-                                         r"needs an executor with server shards \(ray(, .+)?\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^ray.server_shards: executor 'local' holds θ in one process; server_shards 2 "
+        r"needs an executor with server shards \(ray(, .+)?\)$",
+    ):
         run({"ray": {"server_shards": 2}, "epochs": 1})
     with pytest.raises(ValueError, match=r"^tune\.executor: executor 'local' holds θ"):
         check_supports("local", ["round-robin"], 3, field="tune.executor", shards_field="tune.executor")
@@ -176,14 +183,18 @@ def test_server_shards_are_refused_where_they_cannot_run():
     @register_rule("test-normalised-sgd")
     class NormalisedSGD(UpdateRule):
         """θ <- θ - η g / ||g||: reads across coordinates, and says so."""
+
         per_coordinate = False
 
         def _apply(self, worker, grad, lr, point, delay):
             self.params.sub_(grad / float(grad.norm()), alpha=lr)
 
     try:
-        with pytest.raises(ValueError, match=r"^ray.server_shards: algorithm 'test-normalised-sgd' reads across "
-                                             r"coordinates \(per_coordinate = False\)"):
+        with pytest.raises(
+            ValueError,
+            match=r"^ray.server_shards: algorithm 'test-normalised-sgd' reads across "
+            r"coordinates \(per_coordinate = False\)",
+        ):
             TrialConfig.from_dict({"algorithm": "test-normalised-sgd", "ray": {"server_shards": 2}})
         assert TrialConfig.from_dict({"algorithm": "test-normalised-sgd"}).option("server_shards") == 1
     finally:
@@ -194,8 +205,9 @@ def test_the_ray_reservation_holds_a_sequencer_and_k_shards_spread_over_nodes():
     from dana_ray.config import EXECUTORS, all_options
 
     spec = EXECUTORS["ray"]
-    settings = dict(all_options({}), num_actors=2, cpus_per_actor=1.0, gpus_per_actor=0.5, server_cpus=2.0,
-                    server_shards=3)
+    settings = dict(
+        all_options({}), num_actors=2, cpus_per_actor=1.0, gpus_per_actor=0.5, server_cpus=2.0, server_shards=3
+    )
     assert spec.bundles(settings, 4, 0.25) == [{"CPU": 0.25}] + [{"CPU": 2.0}] * 4 + [{"CPU": 1.0, "GPU": 0.5}] * 2
     pinned = dict(settings, server_resources={"server": 1})
     # the sequencer holds no θ: only the shards (or K = 1's server) are pinned

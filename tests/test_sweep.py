@@ -59,7 +59,11 @@ def experiment(tiny_grid, tmp_path_factory):
 def test_every_trial_ran_every_epoch(experiment):
     trials = load_experiment(experiment)
     assert sorted(zip(trials["algorithm"], trials["num_workers"], trials["seed"])) == [
-        ("baseline", 1, 0), ("baseline", 1, 1), ("dana", 2, 0), ("dana", 2, 1)]
+        ("baseline", 1, 0),
+        ("baseline", 1, 1),
+        ("dana", 2, 0),
+        ("dana", 2, 1),
+    ]
     assert trials["finished"].all() and (trials["epochs_done"] == 2).all()
     folder = next(f for f in os.listdir(experiment) if f.startswith("dana_N2_round-robin_s0"))
     results = [json.loads(line) for line in open(os.path.join(experiment, folder, "result.json"))]
@@ -98,10 +102,13 @@ def exported_disagreements(experiment: str, executor: str, timeout_s: float = 60
             rows = [r for r in map(json.loads, open(os.path.join(experiment, trial, "result.json"))) if "epoch" in r]
             gradients = sum(r["gradients"] for r in rows)
             expected[f"{name}/{trial}"] = {
-                "ray_dana_gradients_applied_total": gradients, "ray_dana_gradient_delay_count": gradients,
-                "ray_dana_test_error": rows[-1]["test_error"], "ray_dana_step": rows[-1]["step"]}
+                "ray_dana_gradients_applied_total": gradients,
+                "ray_dana_gradient_delay_count": gradients,
+                "ray_dana_test_error": rows[-1]["test_error"],
+                "ray_dana_step": rows[-1]["step"],
+            }
     url = f"http://127.0.0.1:{ray._private.worker.global_worker.node.metrics_export_port}/metrics"
-    line = re.compile(r'^(ray_dana_\w+)\{(.*)\} (\S+)$')
+    line = re.compile(r"^(ray_dana_\w+)\{(.*)\} (\S+)$")
     deadline = time.monotonic() + timeout_s
     while True:
         seen: dict[str, dict[str, float]] = {}
@@ -111,9 +118,12 @@ def exported_disagreements(experiment: str, executor: str, timeout_s: float = 60
             if labels.get("trial") in expected and labels.get("executor") == executor:
                 series = seen.setdefault(labels["trial"], {})
                 series[match.group(1)] = series.get(match.group(1), 0.0) + float(match.group(3))
-        wrong = [t for t, want in expected.items()
-                 if any(seen.get(t, {}).get(k) != pytest.approx(v, rel=1e-12) for k, v in want.items())
-                 or (seen.get(t, {}).get("ray_dana_bytes_moved_total", 0) > 0) != (executor == "ray")]
+        wrong = [
+            t
+            for t, want in expected.items()
+            if any(seen.get(t, {}).get(k) != pytest.approx(v, rel=1e-12) for k, v in want.items())
+            or (seen.get(t, {}).get("ray_dana_bytes_moved_total", 0) > 0) != (executor == "ray")
+        ]
         if not wrong or time.monotonic() > deadline:
             return [f"{t}: result.json {expected[t]}, exported {seen.get(t)}" for t in wrong]
         time.sleep(0.5)  # the agent's next collection
@@ -129,8 +139,7 @@ def test_trial_parallel_sweep_computes_what_the_actors_compute(experiment, tiny_
     """``--executor local``: each Tune trial simulates its workers in its own process, on one bundle; the
     trials end with the Ray executor's params_sha256, trial for trial, and export the same live metrics
     from the trial process."""
-    assert main([tiny_grid, "--executor", "local", "--storage", str(tmp_path), "--name", "local",
-                 "--no-report"]) == 0
+    assert main([tiny_grid, "--executor", "local", "--storage", str(tmp_path), "--name", "local", "--no-report"]) == 0
     key = ["algorithm", "num_workers", "seed"]
     on_ray = load_experiment(experiment).set_index(key)["params_sha256"]
     local = load_experiment(str(tmp_path / "local")).set_index(key)["params_sha256"]
@@ -181,8 +190,9 @@ def test_resume_continues_an_interrupted_experiment_without_redoing_finished_tri
     grid = load_grid(tiny_grid)
     grid.tune = dict(grid.tune, max_failures=0)
     # one actor per worker: a dana trial cannot borrow (and be named after) a baseline trial's pooled server
-    grid.trial = {k: ({o: w for o, w in v.items() if o != "num_actors"} if k == "ray" else v)
-                  for k, v in grid.trial.items()}
+    grid.trial = {
+        k: ({o: w for o, w in v.items() if o != "num_actors"} if k == "ray" else v) for k, v in grid.trial.items()
+    }
     assert get_option(grid.trial, "num_actors") is None
     storage, path = str(tmp_path), os.path.join(str(tmp_path), "interrupted")
     results = make_tuner(grid, storage, "interrupted", callbacks=[KillOneServer()]).fit()
@@ -211,8 +221,8 @@ def tensorboard_scalars(folder: str) -> dict[tuple[int, str], float]:
     for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
         data, pos = open(path, "rb").read(), 0
         while pos < len(data):
-            (length,) = struct.unpack("<Q", data[pos:pos + 8])
-            event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+            (length,) = struct.unpack("<Q", data[pos : pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
             pos += 12 + length + 4
             for value in event.summary.value:
                 scalars[event.step, value.tag] = value.simple_value
@@ -234,8 +244,11 @@ def test_each_epochs_scalars_land_in_tensorboard_files(experiment):
 
 def test_missing_data_on_a_node_stops_the_sweep_naming_node_and_path(tmp_path, capsys):
     grid = tmp_path / "cifar.yaml"
-    grid.write_text(TINY.replace("dataset: digits", f"dataset: cifar10\n  data_dir: {tmp_path / 'nowhere'}")
-                    .replace("model: cnn", "model: resnet20").replace("  model_options: {channels: 4}\n", ""))
+    grid.write_text(
+        TINY.replace("dataset: digits", f"dataset: cifar10\n  data_dir: {tmp_path / 'nowhere'}")
+        .replace("model: cnn", "model: resnet20")
+        .replace("  model_options: {channels: 4}\n", "")
+    )
     assert main([str(grid), "--storage", str(tmp_path / "results"), "--no-report"]) == 2
     err = capsys.readouterr().err
     assert f"error: {grid}: data_dir: cifar10 needs the directory '{tmp_path}/nowhere/cifar-10-batches-py'" in err
@@ -284,10 +297,12 @@ def test_nodes_whose_copies_of_the_data_differ_are_refused(monkeypatch, ray_sess
     node = next(n for n in ray.nodes() if n["Alive"])
     monkeypatch.setattr(ray, "nodes", lambda: [node, dict(node, NodeManagerAddress="10.0.0.2")])
     monkeypatch.setattr(preflight, "_remote_check", TwoNodes())
-    problems, shapes = preflight.check_nodes({data_key("cifar10", "/data", {})})
-    assert problems == [f"data_dir: cifar10 under '/data' differs between nodes: {node['NodeManagerAddress']} has "
-                        "100/40 train/test examples of 10 classes, shape [3, 32, 32], 10.0.0.2 has 90/40 train/test "
-                        "examples of 10 classes, shape [3, 32, 32]"]
+    problems, _ = preflight.check_nodes({data_key("cifar10", "/data", {})})
+    assert problems == [
+        f"data_dir: cifar10 under '/data' differs between nodes: {node['NodeManagerAddress']} has "
+        "100/40 train/test examples of 10 classes, shape [3, 32, 32], 10.0.0.2 has 90/40 train/test "
+        "examples of 10 classes, shape [3, 32, 32]"
+    ]
 
 
 def test_resume_refuses_a_grid_that_differs_from_the_one_the_experiment_ran(tiny_grid, experiment, tmp_path, capsys):
@@ -301,6 +316,23 @@ def test_resume_refuses_a_grid_that_differs_from_the_one_the_experiment_ran(tiny
     assert load_grid(os.path.join(experiment, "grid.yaml")).axes["seed"] == [0, 1]
 
 
+def test_resume_of_an_experiment_an_older_layout_wrote_is_refused_in_one_line(tiny_grid, tmp_path, capsys):
+    """Tune saves a run's callbacks by the names of their classes; an experiment written before the package's
+    modules moved names ones that no longer exist (``dana_ray.console``, ...). Tune would fail with a
+    traceback after Ray started; the sweep refuses it first, saying where its finished trials can be read."""
+    old = tmp_path / "results" / "old"
+    old.mkdir(parents=True)
+    (old / "grid.yaml").write_text(open(tiny_grid).read())
+    (old / "tuner.pkl").write_bytes(b"cdana_ray.console\nSweepConsole\n.")  # pickle: the old layout's class
+    assert main(["--resume", "--storage", str(tmp_path / "results"), "--name", "old"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: --resume: {old} was written by another version of dana_ray, whose saved run this one "
+        f"cannot read (No module named 'dana_ray.console'); its finished trials are in python -m "
+        f"dana_ray.report {old}, and the rest can run as a new experiment (another --name)\n"
+    )
+
+
 def test_an_unwritable_storage_is_one_line_before_anything_starts(tiny_grid, tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -311,8 +343,22 @@ def test_an_unwritable_storage_is_one_line_before_anything_starts(tiny_grid, tmp
     if os.path.isdir("/proc"):
         assert main([tiny_grid, "--storage", "/proc/dana_ray-results"]) == 2
         assert capsys.readouterr().err.startswith("error: --storage: cannot write to '/proc/dana_ray-results'")
-    assert main([tiny_grid, "--storage", str(tmp_path / "fine"), "--smoke-test", "--only", "seed=0", "--only",
-                 "algorithm=baseline", "--no-report"]) == 0
+    assert (
+        main(
+            [
+                tiny_grid,
+                "--storage",
+                str(tmp_path / "fine"),
+                "--smoke-test",
+                "--only",
+                "seed=0",
+                "--only",
+                "algorithm=baseline",
+                "--no-report",
+            ]
+        )
+        == 0
+    )
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".dana_ray-write-check")]
 
 
@@ -327,8 +373,21 @@ def test_a_killed_driver_resumes_without_redoing_finished_trials(tiny_grid, tmp_
     grid = tmp_path / "killed.yaml"
     grid.write_text(TINY.replace("  max_failures: 1", "  max_failures: 1\n  max_concurrent_trials: 1"))
     storage, path = tmp_path / "results", tmp_path / "results" / "killed"
-    driver = subprocess.Popen([sys.executable, "-m", "dana_ray.sweep", str(grid), "--storage", str(storage),
-                               "--name", "killed", "--no-report"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dana_ray.sweep",
+            str(grid),
+            "--storage",
+            str(storage),
+            "--name",
+            "killed",
+            "--no-report",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
     def finished() -> set[str]:
         done = set()
@@ -383,14 +442,19 @@ def test_a_sweep_whose_trials_fail_exits_1_counting_them_from_the_folder(tmp_pat
     (tmp_path / "failing_model.py").write_text(FAILING_MODEL)
     monkeypatch.chdir(tmp_path)
     grid = tmp_path / "failing.yaml"
-    grid.write_text(TINY.replace("model: cnn", "model: failing\n  plugins: [failing_model.py]")
-                    .replace("  model_options: {channels: 4}\n", "").replace("max_failures: 1", "max_failures: 0")
-                    + "  executor: local\n")
+    grid.write_text(
+        TINY.replace("model: cnn", "model: failing\n  plugins: [failing_model.py]")
+        .replace("  model_options: {channels: 4}\n", "")
+        .replace("max_failures: 1", "max_failures: 0")
+        + "  executor: local\n"
+    )
     storage = tmp_path / "results"
     assert main([str(grid), "--storage", str(storage), "--name", "failing"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == (f"error: 4 of 4 trials did not finish; see {storage / 'failing'}; retry them with: "
-                       f"python -m dana_ray.sweep --resume --name failing --storage {storage}")
+    assert err[-1] == (
+        f"error: 4 of 4 trials did not finish; see {storage / 'failing'}; retry them with: "
+        f"python -m dana_ray.sweep --resume --name failing --storage {storage}"
+    )
     assert not (storage / "failing" / ".sweep.lock").exists()
 
 
@@ -406,8 +470,10 @@ def test_a_second_sweep_on_an_experiment_in_use_is_refused_before_ray_starts(tin
     finally:
         held.release()
     err = capsys.readouterr().err
-    assert err == (f"error: --name: {tmp_path / 'busy'} is in use by another sweep (pid {os.getpid()} on host "
-                   f"{socket.gethostname()}); wait for it to end, or choose another --name\n")
+    assert err == (
+        f"error: --name: {tmp_path / 'busy'} is in use by another sweep (pid {os.getpid()} on host "
+        f"{socket.gethostname()}); wait for it to end, or choose another --name\n"
+    )
 
 
 def test_the_outcome_is_read_from_the_experiment_not_from_tunes_errors(tmp_path, capsys):
@@ -417,11 +483,15 @@ def test_the_outcome_is_read_from_the_experiment_not_from_tunes_errors(tmp_path,
 
     from dana_ray.sweep.cli import _outcome
 
-    grid = load_grid(os.path.join(os.path.dirname(__file__), "..", "tune_configs", "quickstart.yaml"),
-                     only={"algorithm": ["baseline"]})
-    frame = lambda finished, broken: pd.DataFrame({"finished": finished, "broken": broken})  # noqa: E731
+    grid = load_grid(
+        os.path.join(os.path.dirname(__file__), "..", "tune_configs", "quickstart.yaml"),
+        only={"algorithm": ["baseline"]},
+    )
+    frame = lambda finished, broken: pd.DataFrame({"finished": finished, "broken": broken})
     assert _outcome(grid, str(tmp_path), str(tmp_path / "x"), frame([True] * 3, [""] * 3), None) == 0
-    assert _outcome(grid, str(tmp_path), str(tmp_path / "x"), frame([True, True, False], ["", "", "p: empty"]), None) == 1
+    assert (
+        _outcome(grid, str(tmp_path), str(tmp_path / "x"), frame([True, True, False], ["", "", "p: empty"]), None) == 1
+    )
     assert "error: 1 of 3 trials did not finish, 1 with files that cannot be read;" in capsys.readouterr().err
     assert _outcome(grid, str(tmp_path), str(tmp_path / "x"), None, None) == 1  # the folder could not be read
     assert _outcome(grid, str(tmp_path), str(tmp_path / "x"), frame([True] * 3, [""] * 3), "SIGTERM") == 130
@@ -432,12 +502,18 @@ def test_the_outcome_is_read_from_the_experiment_not_from_tunes_errors(tmp_path,
 
     # storage this process cannot list (s3://): the outcome from Tune's results
     epochs = grid.trial["epochs"]
-    results = [SimpleNamespace(error=None, metrics={"epoch": epochs}), SimpleNamespace(error=None, metrics={"epoch": 1}),
-               SimpleNamespace(error=RuntimeError("x"), metrics={"epoch": epochs}),
-               SimpleNamespace(error=None, metrics={"epoch": 1, "diverged": True})]
+    results = [
+        SimpleNamespace(error=None, metrics={"epoch": epochs}),
+        SimpleNamespace(error=None, metrics={"epoch": 1}),
+        SimpleNamespace(error=RuntimeError("x"), metrics={"epoch": epochs}),
+        SimpleNamespace(error=None, metrics={"epoch": 1, "diverged": True}),
+    ]
     assert _finished_in(results, grid)["finished"].tolist() == [True, False, False, True]
-    assert capsys.readouterr().err.splitlines()[-1].startswith("interrupted (SIGTERM): 3 of 3 trials finished; "
-                                                               "continue with: python -m dana_ray.sweep --resume")
+    assert (
+        capsys.readouterr()
+        .err.splitlines()[-1]
+        .startswith("interrupted (SIGTERM): 3 of 3 trials finished; continue with: python -m dana_ray.sweep --resume")
+    )
 
 
 def test_an_interrupted_sweep_exits_130_quietly_with_the_line_that_resumes_it(tiny_grid, tmp_path):
@@ -450,15 +526,36 @@ def test_an_interrupted_sweep_exits_130_quietly_with_the_line_that_resumes_it(ti
     import time
 
     grid = tmp_path / "interrupted.yaml"
-    grid.write_text(TINY.replace("epochs: 2", "epochs: 4").replace("  max_failures: 1",
-                                                                   "  max_failures: 1\n  max_concurrent_trials: 1"))
+    grid.write_text(
+        TINY.replace("epochs: 2", "epochs: 4").replace(
+            "  max_failures: 1", "  max_failures: 1\n  max_concurrent_trials: 1"
+        )
+    )
     storage, path = tmp_path / "results", tmp_path / "results" / "interrupted"
-    driver = subprocess.Popen([sys.executable, "-m", "dana_ray.sweep", str(grid), "--storage", str(storage),
-                               "--name", "interrupted", "--only", "seed=0", "--no-report"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dana_ray.sweep",
+            str(grid),
+            "--storage",
+            str(storage),
+            "--name",
+            "interrupted",
+            "--only",
+            "seed=0",
+            "--no-report",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 180
-    while not any(p.stat().st_size for p in path.glob("*/result.json")) and driver.poll() is None \
-            and time.monotonic() < deadline:
+    while (
+        not any(p.stat().st_size for p in path.glob("*/result.json"))
+        and driver.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)  # polling a condition, bounded
     driver.send_signal(signal.SIGINT)
     out, err = driver.communicate(timeout=180)
@@ -494,7 +591,8 @@ def test_an_unreadable_checkpoint_falls_back_to_the_one_before_or_to_the_start(t
     state, note = readable_state(tune.Checkpoint(str(latest)))
     assert state["epoch"] == 1
     assert note.startswith(f"checkpoint {latest / STATE_FILE} (") and note.endswith(
-        f"cannot be read; resumed from {tmp_path / PREVIOUS_FILE} (epoch 1)")
+        f"cannot be read; resumed from {tmp_path / PREVIOUS_FILE} (epoch 1)"
+    )
     torch.save({"not": "a trial state"}, tmp_path / PREVIOUS_FILE)  # overwritten
     state, note = readable_state(tune.Checkpoint(str(latest)))
     assert state is None and note.endswith("and no earlier one can; the trial starts again from its beginning")
@@ -530,18 +628,26 @@ def test_a_trial_whose_latest_checkpoint_is_corrupt_resumes_from_the_one_before(
     assert notes[0].endswith("/previous_trial_state.pt (epoch 1)")
     reported = [json.loads(line) for line in open(os.path.join(results[0].path, "result.json"))]
     resumed = next(k for k, r in enumerate(reported) if "checkpoint_note" in r)
-    assert [r["epoch"] for r in reported[resumed + 1:]] == [2, 3, 4]  # from epoch 1's state
+    assert [r["epoch"] for r in reported[resumed + 1 :]] == [2, 3, 4]  # from epoch 1's state
 
 
 def test_the_sweep_writes_its_report_into_the_experiment_folder(tiny_grid, tmp_path, capsys):
-    assert main([tiny_grid, "--executor", "local", "--storage", str(tmp_path), "--name", "reported",
-                 "--only", "seed=0"]) == 0
+    assert (
+        main([tiny_grid, "--executor", "local", "--storage", str(tmp_path), "--name", "reported", "--only", "seed=0"])
+        == 0
+    )
     out = capsys.readouterr().out
     folder = tmp_path / "reported" / "report"
     line = next(line for line in out.splitlines() if line.startswith("report written into "))
     assert line.startswith(f"report written into {folder}: summary.csv, summary.tex, summary.md")
-    for name in ("summary.csv", "summary.tex", "summary.md", "error_vs_workers.png", "curves_largest_n.png",
-                 "delays.csv"):
+    for name in (
+        "summary.csv",
+        "summary.tex",
+        "summary.md",
+        "error_vs_workers.png",
+        "curves_largest_n.png",
+        "delays.csv",
+    ):
         assert name in line and (folder / name).stat().st_size > 0, name
     assert "| 2 | dana |" in (folder / "summary.md").read_text()
 
@@ -553,20 +659,31 @@ def test_the_smallest_grid_a_newcomer_writes_is_sized_to_a_2_cpu_cluster_and_fin
     import time
 
     grid = tmp_path / "grid.yaml"
-    grid.write_text("trial: {model: cnn, dataset: digits, epochs: 1}\n"
-                    "grid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], seed: [0]}\n")
+    grid.write_text(
+        "trial: {model: cnn, dataset: digits, epochs: 1}\n"
+        "grid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], seed: [0]}\n"
+    )
     started = time.monotonic()
     assert main([str(grid), "--storage", str(tmp_path), "--name", "newcomer", "--no-report"]) == 0
     assert time.monotonic() - started < 30
     out = capsys.readouterr().out
-    assert ("resources: sized to this cluster (2 CPUs and 0 GPUs, which cannot grow): num_actors 1, server_cpus "
-            "0.875, cpus_per_actor 0.875 (set them in the grid's trial: section to choose)") in out
+    assert (
+        "resources: sized to this cluster (2 CPUs and 0 GPUs, which cannot grow): num_actors 1, server_cpus "
+        "0.875, cpus_per_actor 0.875 (set them in the grid's trial: section to choose)"
+    ) in out
     assert load_experiment(str(tmp_path / "newcomer"))["finished"].all()
 
-    grid.write_text("trial: {model: cnn, dataset: digits, epochs: 1, ray: {num_actors: 2}, compute: {cpus_per_actor: 1}}\n"
-                    "grid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], seed: [0]}\n")
+    grid.write_text(
+        "trial: {model: cnn, dataset: digits, epochs: 1, ray: {num_actors: 2}, compute: {cpus_per_actor: 1}}\n"
+        "grid: {algorithm: [dana], num_workers: [2], schedule: [round-robin], seed: [0]}\n"
+    )
     assert main([str(grid), "--storage", str(tmp_path), "--name", "refused", "--no-report"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {grid}: resources: a trial of N=2 needs 3.25 CPUs and 0 GPUs (trial_cpus 0.25 + "
-                          f"server_cpus 1 + 2 actors x 1 CPU), and this cluster has 2 CPUs") and len(err.splitlines()) == 1
+    assert (
+        err.startswith(
+            f"error: {grid}: resources: a trial of N=2 needs 3.25 CPUs and 0 GPUs (trial_cpus 0.25 + "
+            f"server_cpus 1 + 2 actors x 1 CPU), and this cluster has 2 CPUs"
+        )
+        and len(err.splitlines()) == 1
+    )
     assert not (tmp_path / "refused").exists()

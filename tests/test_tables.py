@@ -18,8 +18,11 @@ from dana_ray.sweep import main
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
-GRIDS = sorted(f[:-5] for f in os.listdir(PACKAGED_GRIDS) if f.endswith(".yaml") and f not in
-               ("quickstart.yaml", "heterogeneous.yaml"))  # those two are the embedded digits: run elsewhere
+GRIDS = sorted(
+    f[:-5]
+    for f in os.listdir(PACKAGED_GRIDS)
+    if f.endswith(".yaml") and f not in ("quickstart.yaml", "heterogeneous.yaml")
+)  # those two are the embedded digits: run elsewhere
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +46,27 @@ SLOW = ("table6", "table7", "table8")
 def test_a_table_grid_runs_end_to_end(name, data, tmp_path, capsys):
     grid = load_grid(name, data_dir="/unused")
     smallest = min(grid.axes["num_workers"])
-    args = [name, "--smoke-test", "--only", f"num_workers={smallest}", "--set", "max_steps_per_epoch=1",
-            "--set", "gpus_per_actor=0", "--set", "cpus_per_actor=2", "--executor", "local",
-            "--data-dir", data[grid.trial["dataset"]], "--storage", str(tmp_path), "--name", name, "--no-report"]
+    args = [
+        name,
+        "--smoke-test",
+        "--only",
+        f"num_workers={smallest}",
+        "--set",
+        "max_steps_per_epoch=1",
+        "--set",
+        "gpus_per_actor=0",
+        "--set",
+        "cpus_per_actor=2",
+        "--executor",
+        "local",
+        "--data-dir",
+        data[grid.trial["dataset"]],
+        "--storage",
+        str(tmp_path),
+        "--name",
+        name,
+        "--no-report",
+    ]
     if grid.trial["dataset"] == "imagenet":
         args += ["--set", "dataset_options={image_size: 32}"]
     assert main(args) == 0, capsys.readouterr().err
@@ -53,8 +74,17 @@ def test_a_table_grid_runs_end_to_end(name, data, tmp_path, capsys):
     assert trials["finished"].all() and not trials["diverged"].any()
     assert set(trials["algorithm"]) == set(grid.axes["algorithm"])
     ran = load_grid(str(tmp_path / name / "grid.yaml"))  # what ran: the grid's model, batch and settings
-    for key in ("model", "dataset", "batch_size", "lr", "momentum", "weight_decay", "weight_decay_at",
-                "warmup_epochs", "lr_decay_epochs"):
+    for key in (
+        "model",
+        "dataset",
+        "batch_size",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "weight_decay_at",
+        "warmup_epochs",
+        "lr_decay_epochs",
+    ):
         assert ran.trial.get(key) == grid.trial.get(key), key
     assert get_option(ran.trial, "fused_updates") == get_option(grid.trial, "fused_updates")
     assert ran.per == grid.per

@@ -12,8 +12,9 @@ from dana_ray.config import TrialConfig
 from dana_ray.schedules.lr import step_decay
 from dana_ray.trial import main, run
 
-FAST = dict(model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=32, epochs=2, lr=0.05,
-            lr_decay_epochs=[])
+FAST = dict(
+    model="cnn", model_options={"channels": 8}, dataset="digits", batch_size=32, epochs=2, lr=0.05, lr_decay_epochs=[]
+)
 
 
 def test_result_has_every_promised_key_and_sane_values():
@@ -59,8 +60,17 @@ def test_every_algorithm_learns_the_digits_with_one_worker():
     from dana_ray.algorithms import ALGORITHMS
 
     for name in ALGORITHMS:  # each in its single-worker form (a local-steps rule: one step, a plain outer step)
-        result = run(dict(FAST, model_options={}, lr=0.1, algorithm=name, num_workers=1, epochs=3,
-                          algorithm_options=ALGORITHMS[name].single_worker_options))
+        result = run(
+            dict(
+                FAST,
+                model_options={},
+                lr=0.1,
+                algorithm=name,
+                num_workers=1,
+                epochs=3,
+                algorithm_options=ALGORITHMS[name].single_worker_options,
+            )
+        )
         assert result["test_error"] < 15, (name, result["test_error"])  # chance: 90
 
 
@@ -88,8 +98,9 @@ def test_divergence_ends_the_run_at_chance_level():
 
 
 def test_lr_step_decay_and_warmup_from_almost_zero():
-    lr = step_decay(0.1, steps_per_epoch=10, decay_epochs=[2, 3], decay_factor=0.1, warmup_epochs=1,
-                    warmup_start="lr/steps")
+    lr = step_decay(
+        0.1, steps_per_epoch=10, decay_epochs=[2, 3], decay_factor=0.1, warmup_epochs=1, warmup_start="lr/steps"
+    )
     assert [round(lr(s), 6) for s in (0, 4, 9, 10, 19, 20, 29, 30)] == [0.01, 0.05, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001]
 
 
@@ -121,38 +132,48 @@ def test_decay_applies_inside_a_run():
 
 # -- validation before any work -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("change,match", [
-    (dict(optimizer="sgd"), r"config: unknown key 'optimizer'; allowed: model, model_options"),
-    (dict(algorithm="adam"), r"algorithm: unknown name 'adam'; allowed: baseline, ssgd, asgd, asgd-momentum"),
-    (dict(schedule="fifo"), r"schedule: unknown name 'fifo'; allowed: round-robin, block-random, gamma, arrival"),
-    (trial_dict(num_actors=0), r"num_actors: expected an integer >= 1, got 0"),
-    (trial_dict(gpus_per_actor=-1), r"gpus_per_actor: expected a finite number >= 0.0, got -1"),
-    (dict(model="vgg"), r"model: unknown name 'vgg'"),
-    (dict(dataset="mnist"), r"dataset: unknown name 'mnist'"),
-    (dict(num_workers=0), r"num_workers: expected an integer in \[1, 65536\], got 0"),
-    (dict(algorithm="baseline", num_workers=4), r"num_workers: algorithm 'baseline' takes exactly 1 worker, got 4"),
-    (dict(warmup_start="zero"), r"warmup_start: unknown name 'zero'; allowed: lr/N, lr/steps"),
-    (dict(weight_decay_at="server"), r"weight_decay_at: unknown name 'server'; allowed: worker, master"),
-    (dict(momentum=1.5), r"momentum: expected a finite number in \[0.0, 1.0\), got 1.5"),
-    (dict(lr=-1), r"lr: expected a finite number >= 0.0, got -1"),
-    (dict(lr=float("nan")), r"lr: expected a finite number >= 0.0, got nan"),
-    (dict(epochs=1.5), r"epochs: expected an integer >= 1, got 1.5"),
-    (dict(seed=-1), r"seed: expected an integer >= 0, got -1"),
-    (trial_dict(fused_updates="yes"), r"fused_updates: expected true or false, got 'yes'"),
-    (dict(lr_decay_epochs=[10, -1]), r"lr_decay_epochs: expected a list of epochs > 0"),
-    (dict(schedule_options={"shape": 2}), r"schedule_options: unknown option 'shape' for 'round-robin'; allowed: none"),
-    (dict(model_options={"depth": 2}), r"model_options: unknown option 'depth' for 'cnn'; allowed: channels"),
-    (trial_dict(device="tpu"), r"device: unknown name 'tpu'; allowed: auto, cpu, cuda"),
-    (dict(dataset="cifar10"), r"data_dir: dataset 'cifar10' needs a data directory"),
-])
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (dict(optimizer="sgd"), r"config: unknown key 'optimizer'; allowed: model, model_options"),
+        (dict(algorithm="adam"), r"algorithm: unknown name 'adam'; allowed: baseline, ssgd, asgd, asgd-momentum"),
+        (dict(schedule="fifo"), r"schedule: unknown name 'fifo'; allowed: round-robin, block-random, gamma, arrival"),
+        (trial_dict(num_actors=0), r"num_actors: expected an integer >= 1, got 0"),
+        (trial_dict(gpus_per_actor=-1), r"gpus_per_actor: expected a finite number >= 0.0, got -1"),
+        (dict(model="vgg"), r"model: unknown name 'vgg'"),
+        (dict(dataset="mnist"), r"dataset: unknown name 'mnist'"),
+        (dict(num_workers=0), r"num_workers: expected an integer in \[1, 65536\], got 0"),
+        (dict(algorithm="baseline", num_workers=4), r"num_workers: algorithm 'baseline' takes exactly 1 worker, got 4"),
+        (dict(warmup_start="zero"), r"warmup_start: unknown name 'zero'; allowed: lr/N, lr/steps"),
+        (dict(weight_decay_at="server"), r"weight_decay_at: unknown name 'server'; allowed: worker, master"),
+        (dict(momentum=1.5), r"momentum: expected a finite number in \[0.0, 1.0\), got 1.5"),
+        (dict(lr=-1), r"lr: expected a finite number >= 0.0, got -1"),
+        (dict(lr=float("nan")), r"lr: expected a finite number >= 0.0, got nan"),
+        (dict(epochs=1.5), r"epochs: expected an integer >= 1, got 1.5"),
+        (dict(seed=-1), r"seed: expected an integer >= 0, got -1"),
+        (trial_dict(fused_updates="yes"), r"fused_updates: expected true or false, got 'yes'"),
+        (dict(lr_decay_epochs=[10, -1]), r"lr_decay_epochs: expected a list of epochs > 0"),
+        (
+            dict(schedule_options={"shape": 2}),
+            r"schedule_options: unknown option 'shape' for 'round-robin'; allowed: none",
+        ),
+        (dict(model_options={"depth": 2}), r"model_options: unknown option 'depth' for 'cnn'; allowed: channels"),
+        (trial_dict(device="tpu"), r"device: unknown name 'tpu'; allowed: auto, cpu, cuda"),
+        (dict(dataset="cifar10"), r"data_dir: dataset 'cifar10' needs a data directory"),
+    ],
+)
 def test_bad_config_is_refused_naming_the_field(change, match):
     with pytest.raises(ValueError, match=match):
         TrialConfig.from_dict(dict(FAST, **change))
 
 
 def test_missing_data_is_refused_naming_host_and_path():
-    with pytest.raises(ValueError, match=r"data_dir: cifar10 needs the directory '/nonexistent/cifar/cifar-10-batches-py', "
-                                         r"which does not exist \(on host "):
+    with pytest.raises(
+        ValueError,
+        match=r"data_dir: cifar10 needs the directory '/nonexistent/cifar/cifar-10-batches-py', "
+        r"which does not exist \(on host ",
+    ):
         run(dict(FAST, model="resnet20", model_options={}, dataset="cifar10", data_dir="/nonexistent/cifar"))
 
 
@@ -162,8 +183,11 @@ def test_batch_larger_than_the_data_is_refused():
 
 
 def test_arrival_order_needs_an_executor_that_takes_it():
-    with pytest.raises(ValueError, match=r"^schedule: 'arrival' is the real order gradients reach a server; executor "
-                                         r"'local' follows a seeded schedule \(executors that take 'arrival': ray(, .+)?\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^schedule: 'arrival' is the real order gradients reach a server; executor "
+        r"'local' follows a seeded schedule \(executors that take 'arrival': ray(, .+)?\)$",
+    ):
         run(dict(FAST, schedule="arrival"))
 
 
@@ -175,8 +199,7 @@ def test_resume_from_a_checkpoint_finishes_identically():
     resumed = run(config, resume=states[0])
     assert resumed["params_sha256"] == whole["params_sha256"]
     # the training's numbers; not its timing, nor whether this run handed out a checkpoint
-    timeless = lambda rows: [{k: v for k, v in r.items() if k not in ("gradients_per_s", "checkpointed")}  # noqa: E731
-                             for r in rows]
+    timeless = lambda rows: [{k: v for k, v in r.items() if k not in ("gradients_per_s", "checkpointed")} for r in rows]
     assert timeless(resumed["history"]) == timeless(whole["history"])
     assert resumed["mean_delay"] == whole["mean_delay"] and resumed["steps"] == whole["steps"]
 
@@ -224,15 +247,37 @@ def test_unknown_executor():
 
 # -- the real loaders, end to end on fake files ------------------------------------------------------------
 
+
 def test_resnet20_on_cifar10_files(fake_cifar10):
-    result = run(trial_dict(model="resnet20", dataset="cifar10", data_dir=fake_cifar10, algorithm="dana",
-                      num_workers=2, batch_size=25, epochs=1, lr=0.05, eval_batch_size=20))
+    result = run(
+        trial_dict(
+            model="resnet20",
+            dataset="cifar10",
+            data_dir=fake_cifar10,
+            algorithm="dana",
+            num_workers=2,
+            batch_size=25,
+            epochs=1,
+            lr=0.05,
+            eval_batch_size=20,
+        )
+    )
     assert result["steps"] == 4 and result["num_params"] == 269_722 and not result["diverged"]
 
 
 def test_wrn_on_cifar100_files(fake_cifar100):
-    result = run(dict(model="wrn", model_options={"depth": 10, "width": 1}, dataset="cifar100",
-                      data_dir=fake_cifar100, algorithm="multi-asgd", num_workers=2, batch_size=50, epochs=1))
+    result = run(
+        dict(
+            model="wrn",
+            model_options={"depth": 10, "width": 1},
+            dataset="cifar100",
+            data_dir=fake_cifar100,
+            algorithm="multi-asgd",
+            num_workers=2,
+            batch_size=50,
+            epochs=1,
+        )
+    )
     assert result["steps"] == 2 and not result["diverged"]
 
 
@@ -242,8 +287,17 @@ def test_digits_as_an_image_folder_learn_with_an_augmentation_that_fits_them(tmp
     from fakedata import make_digits_imagefolder
 
     root = make_digits_imagefolder(str(tmp_path / "digits"))
-    result = run(dict(FAST, model_options={}, dataset="imagefolder", data_dir=root, epochs=4, lr=0.1,
-                      dataset_options={"augmentation": "none", "image_size": 8, "mean": [0.3] * 3, "std": [0.4] * 3}))
+    result = run(
+        dict(
+            FAST,
+            model_options={},
+            dataset="imagefolder",
+            data_dir=root,
+            epochs=4,
+            lr=0.1,
+            dataset_options={"augmentation": "none", "image_size": 8, "mean": [0.3] * 3, "std": [0.4] * 3},
+        )
+    )
     assert result["test_error"] < 10
 
 
@@ -255,36 +309,65 @@ def test_arrays_trial(tmp_path):
 
 
 def test_imagefolder_trial(fake_imagenet):
-    result = run(dict(model="cnn", dataset="imagenet", data_dir=fake_imagenet, dataset_options={"image_size": 16},
-                      algorithm="asgd", num_workers=2, batch_size=4, epochs=2))
+    result = run(
+        dict(
+            model="cnn",
+            dataset="imagenet",
+            data_dir=fake_imagenet,
+            dataset_options={"image_size": 16},
+            algorithm="asgd",
+            num_workers=2,
+            batch_size=4,
+            epochs=2,
+        )
+    )
     assert result["steps"] == 6 and not result["diverged"]
 
 
 def test_prefetching_and_decode_threads_never_change_a_number(fake_imagenet):
     """Batches of a file-decoded data set made ahead on a thread, on 1 or 2 decode threads: one sha."""
-    base = trial_dict(model="cnn", dataset="imagenet", data_dir=fake_imagenet, algorithm="dana", num_workers=3,
-                batch_size=4, epochs=2, cpu_threads=1)
-    shas = {run(trial_dict(base, prefetch_batches=prefetch, dataset_options={"image_size": 16, "threads": threads}))[
-        "params_sha256"] for prefetch, threads in ((0, 1), (2, 2), (5, 1))}
+    base = trial_dict(
+        model="cnn",
+        dataset="imagenet",
+        data_dir=fake_imagenet,
+        algorithm="dana",
+        num_workers=3,
+        batch_size=4,
+        epochs=2,
+        cpu_threads=1,
+    )
+    shas = {
+        run(trial_dict(base, prefetch_batches=prefetch, dataset_options={"image_size": 16, "threads": threads}))[
+            "params_sha256"
+        ]
+        for prefetch, threads in ((0, 1), (2, 2), (5, 1))
+    }
     assert len(shas) == 1
 
 
 # -- command line --------------------------------------------------------------------------------------------
 
+
 def test_cli_compares_algorithms_and_workers(capsys):
-    code = main(["--algorithm", "baseline", "dana", "--num-workers", "1", "2", "--seed", "0", "1",
-                 "--epochs", "1", "--quiet"])
+    code = main(
+        ["--algorithm", "baseline", "dana", "--num-workers", "1", "2", "--seed", "0", "1", "--epochs", "1", "--quiet"]
+    )
     runs, summary = capsys.readouterr().out.split("\n\n")
     assert code == 0
     assert [line.split()[:3] for line in runs.splitlines()[1:]] == [
-        ["baseline", "1", "0"], ["baseline", "1", "1"], ["dana", "1", "0"], ["dana", "1", "1"],
-        ["dana", "2", "0"], ["dana", "2", "1"]]
+        ["baseline", "1", "0"],
+        ["baseline", "1", "1"],
+        ["dana", "1", "0"],
+        ["dana", "1", "1"],
+        ["dana", "2", "0"],
+        ["dana", "2", "1"],
+    ]
     errors = {tuple(line.split()[:3]): float(line.split()[3]) for line in runs.splitlines()[1:]}
     rows = [line.split() for line in summary.splitlines()[1:]]
     assert [row[:2] for row in rows] == [["baseline", "1"], ["dana", "1"], ["dana", "2"]]  # N, then registry order
     dana2 = [errors[("dana", "2", "0")], errors[("dana", "2", "1")]]
     assert float(rows[2][2]) == pytest.approx(sum(dana2) / 2, abs=0.01)
-    assert float(rows[2][3]) == pytest.approx(abs(dana2[0] - dana2[1]) / 2 ** 0.5, abs=0.01)
+    assert float(rows[2][3]) == pytest.approx(abs(dana2[0] - dana2[1]) / 2**0.5, abs=0.01)
     assert rows[2][4:] == ["2", "0"]
 
 
@@ -301,13 +384,38 @@ def test_cli_has_a_flag_for_every_config_field_and_each_reaches_the_config(monke
     assert {f.name for f in dataclasses.fields(TrialConfig)} - {"sections"} | options <= flags
     seen = []
     monkeypatch.setattr(trial, "run", lambda cfg, *a, **k: seen.append(cfg) or run(cfg, *a, **k))
-    assert main(["--max-steps-per-epoch", "3", "--prefetch-batches", "0", "--max-actor-restarts", "1",
-                 "--actor-start-timeout-s", "5", "--jobs-per-call", "4", "--no-fused-updates", "--epochs", "1",
-                 "--lr-decay-epochs", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "--max-steps-per-epoch",
+                "3",
+                "--prefetch-batches",
+                "0",
+                "--max-actor-restarts",
+                "1",
+                "--actor-start-timeout-s",
+                "5",
+                "--jobs-per-call",
+                "4",
+                "--no-fused-updates",
+                "--epochs",
+                "1",
+                "--lr-decay-epochs",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     cfg = seen[0]
-    assert (cfg.max_steps_per_epoch, cfg.compute.prefetch_batches, cfg.option("max_actor_restarts"),
-            cfg.option("actor_start_timeout_s"), cfg.option("jobs_per_call"), cfg.compute.fused_updates,
-            cfg.lr_decay_epochs) == (3, 0, 1, 5.0, 4, False, ())
+    assert (
+        cfg.max_steps_per_epoch,
+        cfg.compute.prefetch_batches,
+        cfg.option("max_actor_restarts"),
+        cfg.option("actor_start_timeout_s"),
+        cfg.option("jobs_per_call"),
+        cfg.compute.fused_updates,
+        cfg.lr_decay_epochs,
+    ) == (3, 0, 1, 5.0, 4, False, ())
     assert trial._parser().parse_args(["--jobs-per-call", "auto"]).jobs_per_call == "auto"
 
 
@@ -318,13 +426,19 @@ def test_cli_bad_value_exits_2_with_one_line_on_stderr(capsys):
     assert len(captured.err.splitlines()) == 1
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["--device", "cuda"], "device: 'cuda' asked for, but torch sees no CUDA device"),
-    (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "data_dir: cifar10 needs the directory"),
-    (["--schedule", "gamma", "--schedule-options", '{"shape": -1}'], "schedule_options.shape: expected a finite number > 0.0"),
-    (["--num-workers", "eight"], "argument --num-workers: invalid int value: 'eight'"),
-    (["--schedule-options", "{not json"], "argument --schedule-options: not JSON"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["--device", "cuda"], "device: 'cuda' asked for, but torch sees no CUDA device"),
+        (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "data_dir: cifar10 needs the directory"),
+        (
+            ["--schedule", "gamma", "--schedule-options", '{"shape": -1}'],
+            "schedule_options.shape: expected a finite number > 0.0",
+        ),
+        (["--num-workers", "eight"], "argument --num-workers: invalid int value: 'eight'"),
+        (["--schedule-options", "{not json"], "argument --schedule-options: not JSON"),
+    ],
+)
 def test_cli_refuses_before_running_anything(argv, match, capsys):
     if "cuda" in argv and torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
@@ -367,8 +481,10 @@ def test_ringmaster_reports_the_gradients_it_discarded():
     """Every gradient R = 4 or more updates old is discarded: the count in each row and in the result is the
     delay histogram's tail (the histogram counts every gradient that arrived)."""
     rows: list = []
-    result = run(dict(FAST, algorithm="ringmaster", num_workers=8, schedule="gamma",
-                      algorithm_options={"max_delay": 4}), callback=rows.append)
-    tails = [sum(sum(r["delay_histogram"][4:]) for r in rows[:k + 1]) for k in range(len(rows))]
+    result = run(
+        dict(FAST, algorithm="ringmaster", num_workers=8, schedule="gamma", algorithm_options={"max_delay": 4}),
+        callback=rows.append,
+    )
+    tails = [sum(sum(r["delay_histogram"][4:]) for r in rows[: k + 1]) for k in range(len(rows))]
     assert [r["discarded_gradients"] for r in rows] == tails and tails[-1] > 0
     assert result["discarded_gradients"] == tails[-1] and not result["diverged"]

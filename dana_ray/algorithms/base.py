@@ -39,7 +39,8 @@ its update once as a module-level function in the ``ops`` vocabulary, and regist
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Protocol, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Protocol, cast
 
 import torch
 from torch import Tensor
@@ -48,7 +49,7 @@ from dana_ray.algorithms.ops import Kernel
 from dana_ray.core.checks import check_bool, check_integer, check_number
 from dana_ray.core.registry import Option, Registry, resolve_options
 
-LearningRate = Union[float, Callable[[int], float]]
+LearningRate = float | Callable[[int], float]
 #: ``gradient(x, h)``: the gradient at ``x`` of the job's h-th batch (h < ``local_steps``), with the worker's
 #: weight decay; the replica computes it (and keeps the batch's BatchNorm statistics and loss).
 GradientAt = Callable[[Tensor, int], Tensor]
@@ -86,7 +87,7 @@ class PerWorkerState:
     worker side idempotent per job and its checkpoints consistent with the master's outstanding jobs."""
 
     def __init__(self) -> None:
-        self.after: dict[int, dict[str, Tensor]] = {}   # after the last job computed
+        self.after: dict[int, dict[str, Tensor]] = {}  # after the last job computed
         self.before: dict[int, dict[str, Tensor]] = {}  # before it
         self.last_job: dict[int, int] = {}
 
@@ -128,6 +129,7 @@ class PerWorkerState:
 def _copy_into(target: dict[str, Tensor], source: dict[str, Tensor]) -> None:
     for key, value in source.items():
         target[key].copy_(value)
+
 
 #: What a rule reduces to with one worker, for the laws the tests check on every registered rule:
 #: "sgd" (plain SGD, θ), "momentum" (momentum SGD, θ), "nesterov" (the points sent are Nesterov iterates).
@@ -172,8 +174,17 @@ class UpdateRule:
     vectors_per_update: ClassVar[int | None] = None
     _tensor_state: ClassVar[tuple[str, ...]] = ("params",)
 
-    def __init__(self, params: Tensor, num_workers: int, lr: LearningRate, momentum: float = 0.9, *,
-                 weight_decay: float = 0.0, fused: bool = False, **options: Any) -> None:
+    def __init__(
+        self,
+        params: Tensor,
+        num_workers: int,
+        lr: LearningRate,
+        momentum: float = 0.9,
+        *,
+        weight_decay: float = 0.0,
+        fused: bool = False,
+        **options: Any,
+    ) -> None:
         if not isinstance(params, Tensor) or params.dim() != 1 or not params.is_floating_point():
             raise ValueError(
                 f"params: expected a 1-D floating-point tensor, got "
@@ -208,10 +219,16 @@ class UpdateRule:
     def check_num_workers(cls, num_workers: object) -> None:
         """Refuse a number of workers this rule does not accept, naming the rule and the range."""
         check_integer("num_workers", num_workers, minimum=1)
+        num_workers = cast(int, num_workers)  # check_integer refused anything else
         low, high = cls.min_workers, cls.max_workers
         if num_workers < low or (high is not None and num_workers > high):
-            allowed = (f"exactly {low} worker" + "s" * (low != 1) if low == high
-                       else f"{low} to {high} workers" if high is not None else f"at least {low} workers")
+            allowed = (
+                f"exactly {low} worker" + "s" * (low != 1)
+                if low == high
+                else f"{low} to {high} workers"
+                if high is not None
+                else f"at least {low} workers"
+            )
             raise ValueError(f"num_workers: algorithm {cls.name!r} takes {allowed}, got {num_workers}")
 
     # -- the two calls -------------------------------------------------------------------------------------
@@ -238,7 +255,7 @@ class UpdateRule:
         return int(self.option_values.get("local_steps", 1))
 
     @classmethod
-    def make_worker_side(cls, momentum: float, options: dict[str, Any]) -> "WorkerSide | None":
+    def make_worker_side(cls, momentum: float, options: dict[str, Any]) -> WorkerSide | None:
         """The rule's worker side, built from the trial's momentum and the rule's options as
         ``resolved_options`` gives them (None: the workers send their gradients as they are). Called where
         gradients are computed, once per replica."""
@@ -258,10 +275,13 @@ class UpdateRule:
         with ``out`` (a buffer shaped like θ that the caller no longer needs, e.g. an applied job's point),
         written into ``out`` and returned, without allocating."""
         self._check_worker(worker)
-        if out is not None and (out.shape != self.params.shape or out.dtype != self.params.dtype
-                                or out.device != self.params.device):
-            raise ValueError(f"out: expected a {self.params.dtype} tensor of shape {tuple(self.params.shape)} on "
-                             f"{self.params.device}, got {out.dtype} {tuple(out.shape)} on {out.device}")
+        if out is not None and (
+            out.shape != self.params.shape or out.dtype != self.params.dtype or out.device != self.params.device
+        ):
+            raise ValueError(
+                f"out: expected a {self.params.dtype} tensor of shape {tuple(self.params.shape)} on "
+                f"{self.params.device}, got {out.dtype} {tuple(out.shape)} on {out.device}"
+            )
         return self._params_for(worker, out)
 
     def lr_at(self, step: int) -> float:
@@ -301,8 +321,10 @@ class UpdateRule:
 
     def _need_point(self, point: Tensor | None) -> Tensor:
         if point is None:
-            raise ValueError(f"point: {self.name!r} uses the point each gradient was computed at; pass "
-                             f"apply(worker, grad, point=...)")
+            raise ValueError(
+                f"point: {self.name!r} uses the point each gradient was computed at; pass "
+                f"apply(worker, grad, point=...)"
+            )
         return point.to(self.params)
 
     # -- checkpoints ---------------------------------------------------------------------------------------
@@ -338,8 +360,10 @@ class UpdateRule:
             raise ValueError(f"worker: expected an integer in [0, {self.num_workers - 1}], got {worker!r}")
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(name={self.name!r}, d={self.params.numel()}, "
-                f"num_workers={self.num_workers}, momentum={self.momentum}, step={self.step})")
+        return (
+            f"{type(self).__name__}(name={self.name!r}, d={self.params.numel()}, "
+            f"num_workers={self.num_workers}, momentum={self.momentum}, step={self.step})"
+        )
 
 
 class RoundRule(UpdateRule):
@@ -361,8 +385,10 @@ class RoundRule(UpdateRule):
 
     def _apply(self, worker: int, grad: Tensor, lr: float, point: Tensor | None, delay: int) -> bool:
         if self.contributed[worker]:
-            raise ValueError(f"worker: {self.name!r} takes one result per worker per round; worker {worker} already "
-                             f"sent one this round (still missing: {self.missing_workers()})")
+            raise ValueError(
+                f"worker: {self.name!r} takes one result per worker per round; worker {worker} already "
+                f"sent one this round (still missing: {self.missing_workers()})"
+            )
         getattr(self, self.round_sum).add_(grad)
         self.contributed[worker] = True
         if not bool(self.contributed.all()):
@@ -394,14 +420,18 @@ def is_single_worker(name: str) -> bool:
 
 def register_rule(name: str) -> Callable[[type[UpdateRule]], type[UpdateRule]]:
     """Class decorator: register an :class:`UpdateRule` subclass under ``name`` (its ``name`` is set)."""
+
     def register(cls: type[UpdateRule]) -> type[UpdateRule]:
         if not (isinstance(cls, type) and issubclass(cls, UpdateRule)):
             raise ValueError(f"algorithm: register_rule({name!r}) decorates an UpdateRule subclass, got {cls!r}")
         if cls.single_worker_form not in (None, *SINGLE_WORKER_FORMS):
-            raise ValueError(f"algorithm: {name!r}.single_worker_form must be one of "
-                             f"{', '.join(SINGLE_WORKER_FORMS)} (what the rule is with one worker, which the laws "
-                             f"check), or None (leave it out) for a rule that is none of them, got "
-                             f"{cls.single_worker_form!r}")
+            raise ValueError(
+                f"algorithm: {name!r}.single_worker_form must be one of "
+                f"{', '.join(SINGLE_WORKER_FORMS)} (what the rule is with one worker, which the laws "
+                f"check), or None (leave it out) for a rule that is none of them, got "
+                f"{cls.single_worker_form!r}"
+            )
         cls.name = name
         return ALGORITHMS.register(name, cls)
+
     return register

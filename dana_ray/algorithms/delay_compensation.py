@@ -41,18 +41,43 @@ def compensate(grad: Tensor, params: Tensor, point: Tensor, dc_lambda: Scalar, o
     return scaled_addcmul(grad, dc_lambda, difference, grad, out=difference)
 
 
-def dc_sgd_update(params: Tensor, grad: Tensor, point: Tensor, scratch: Tensor | None, *, lr: Scalar,
-                  dc_lambda: Scalar, weight_decay: Scalar) -> None:
+def dc_sgd_update(
+    params: Tensor,
+    grad: Tensor,
+    point: Tensor,
+    scratch: Tensor | None,
+    *,
+    lr: Scalar,
+    dc_lambda: Scalar,
+    weight_decay: Scalar,
+) -> None:
     """``θ <- θ - η (g_dc + λ_wd θ)``."""
     descend_(params, lr, compensate(grad, params, point, dc_lambda, scratch), weight_decay)
 
 
-def dana_dc_update(params: Tensor, velocity: Tensor, velocity_sum: Tensor, grad: Tensor, point: Tensor,
-                   scratch: Tensor | None, *, lr: Scalar, momentum: Scalar, dc_lambda: Scalar,
-                   weight_decay: Scalar) -> None:
+def dana_dc_update(
+    params: Tensor,
+    velocity: Tensor,
+    velocity_sum: Tensor,
+    grad: Tensor,
+    point: Tensor,
+    scratch: Tensor | None,
+    *,
+    lr: Scalar,
+    momentum: Scalar,
+    dc_lambda: Scalar,
+    weight_decay: Scalar,
+) -> None:
     """DANA's update of g_dc."""
-    dana_update(params, velocity, velocity_sum, compensate(grad, params, point, dc_lambda, scratch), lr=lr,
-                momentum=momentum, weight_decay=weight_decay)
+    dana_update(
+        params,
+        velocity,
+        velocity_sum,
+        compensate(grad, params, point, dc_lambda, scratch),
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+    )
 
 
 @register_rule("dc-asgd")
@@ -74,8 +99,15 @@ class DCASGD(ASGD):
         self._work = self._scratch()
 
     def _apply(self, worker: int, grad: Tensor, lr: float, point: Tensor | None, delay: int) -> None:
-        self._kernel(dc_sgd_update)(self.params, grad, self._need_point(point), self._work, lr=lr,
-                                    dc_lambda=self.option_values["dc_lambda"], weight_decay=self.weight_decay)
+        self._kernel(dc_sgd_update)(
+            self.params,
+            grad,
+            self._need_point(point),
+            self._work,
+            lr=lr,
+            dc_lambda=self.option_values["dc_lambda"],
+            weight_decay=self.weight_decay,
+        )
 
 
 @register_rule("dana-dc")
@@ -101,6 +133,15 @@ class DANADC(DANA):
         self._work = self._scratch()
 
     def _apply(self, worker: int, grad: Tensor, lr: float, point: Tensor | None, delay: int) -> None:
-        self._kernel(dana_dc_update)(self.params, self.velocity[worker], self.velocity_sum, grad,
-                                     self._need_point(point), self._work, lr=lr, momentum=self.momentum,
-                                     dc_lambda=self.option_values["dc_lambda"], weight_decay=self.weight_decay)
+        self._kernel(dana_dc_update)(
+            self.params,
+            self.velocity[worker],
+            self.velocity_sum,
+            grad,
+            self._need_point(point),
+            self._work,
+            lr=lr,
+            momentum=self.momentum,
+            dc_lambda=self.option_values["dc_lambda"],
+            weight_decay=self.weight_decay,
+        )

@@ -30,19 +30,32 @@ from dana_ray.core.checks import number
 from dana_ray.core.registry import Option
 
 
-def gap_aware_update(params: Tensor, velocity: Tensor, running: Tensor, grad: Tensor, point: Tensor,
-                     work: Tensor | None, penalty: Tensor | None, *, lr: Scalar, momentum: Scalar,
-                     weight_decay: Scalar, beta: Scalar, bias_correction: Scalar, max_lr: Scalar,
-                     eps: Scalar) -> None:
+def gap_aware_update(
+    params: Tensor,
+    velocity: Tensor,
+    running: Tensor,
+    grad: Tensor,
+    point: Tensor,
+    work: Tensor | None,
+    penalty: Tensor | None,
+    *,
+    lr: Scalar,
+    momentum: Scalar,
+    weight_decay: Scalar,
+    beta: Scalar,
+    bias_correction: Scalar,
+    max_lr: Scalar,
+    eps: Scalar,
+) -> None:
     """The update in the module docstring; ``work`` and ``penalty`` are eager work buffers (None compiled)."""
     running.mul_(beta)
     scaled_addcmul(running, 1 - beta, velocity, velocity)
     scale = running / bias_correction if work is None else torch.div(running, bias_correction, out=work)
-    scale.sqrt_().add_(eps).mul_(max_lr)                                           # C
+    scale.sqrt_().add_(eps).mul_(max_lr)  # C
     gap = params - point if penalty is None else torch.sub(params, point, out=penalty)
-    gap.abs_().div_(scale).add_(1)                                                 # p
+    gap.abs_().div_(scale).add_(1)  # p
     if isinstance(weight_decay, Tensor) or weight_decay:
-        penalised = scaled_add(grad, weight_decay, params, out=scale).div_(gap)   # (g + λθ) / p
+        penalised = scaled_add(grad, weight_decay, params, out=scale).div_(gap)  # (g + λθ) / p
     else:
         penalised = torch.div(grad, gap, out=scale)
     heavy_ball_update(params, velocity, penalised, lr=lr, momentum=momentum, weight_decay=0.0)
@@ -76,9 +89,19 @@ class GapAware(ASGDMomentum):
         self.max_lr.fill_(max(float(self.max_lr), lr))
         beta = self.option_values["beta"]
         self._kernel(gap_aware_update)(
-            self.params, self.velocity, self.running, grad, self._need_point(point), self._work, self._penalty,
-            lr=lr, momentum=self.momentum, weight_decay=self.weight_decay, beta=beta,
+            self.params,
+            self.velocity,
+            self.running,
+            grad,
+            self._need_point(point),
+            self._work,
+            self._penalty,
+            lr=lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            beta=beta,
             bias_correction=1 - beta ** (self.step + 1),
             # with η = 0 nothing moves; a floor keeps 0/0 out of the penalty
             max_lr=max(float(self.max_lr), torch.finfo(self.params.dtype).tiny),
-            eps=self.option_values["eps"])
+            eps=self.option_values["eps"],
+        )

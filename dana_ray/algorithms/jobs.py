@@ -18,19 +18,20 @@ Where the points come from (the rule's ``params_for``, or a sharded server's sha
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from dana_ray.algorithms.base import UpdateRule
 
 
 @dataclass
 class Job:
-    worker: int        # logical worker index
-    batch: int         # the job's number in that worker's sequence (its batches: batch·H ... batch·H + H - 1)
-    point: Any         # the parameters it was sent (a tensor; a sharded server: its shards' slices)
+    worker: int  # logical worker index
+    batch: int  # the job's number in that worker's sequence (its batches: batch·H ... batch·H + H - 1)
+    point: Any  # the parameters it was sent (a tensor; a sharded server: its shards' slices)
     sent_version: int  # how many times the master's parameters had changed when it was sent
-    lr: float = 0.0    # η when it was sent (a worker side's inner learning rate)
+    lr: float = 0.0  # η when it was sent (a worker side's inner learning rate)
 
 
 PointFor = Callable[[int], Any]
@@ -50,8 +51,7 @@ class JobProtocol:
         return [self.issue(i, point_for) for i in range(self.rule.num_workers) if i not in self.outstanding]
 
     def issue(self, worker: int, point_for: PointFor) -> Job:
-        job = Job(worker, self.batches_issued[worker], point_for(worker), self.version,
-                  self.rule.lr_at(self.rule.step))
+        job = Job(worker, self.batches_issued[worker], point_for(worker), self.version, self.rule.lr_at(self.rule.step))
         self.batches_issued[worker] += 1
         self.outstanding[worker] = job
         return job
@@ -85,15 +85,19 @@ class JobProtocol:
     def next_batches(self) -> dict[int, int]:
         """Logical worker -> the job it computes next (where its worker-side state must stand): its outstanding
         job, or for a worker waiting for a synchronous round to complete, the job it will be issued."""
-        return {w: self.outstanding[w].batch if w in self.outstanding else self.batches_issued[w]
-                for w in range(self.rule.num_workers)}
+        return {
+            w: self.outstanding[w].batch if w in self.outstanding else self.batches_issued[w]
+            for w in range(self.rule.num_workers)
+        }
 
     # -- checkpoints -------------------------------------------------------------------------------------------
 
     def state_dict(self, point_of: Callable[[Job], Any]) -> dict:
-        return {"batches_issued": list(self.batches_issued), "version": self.version,
-                "outstanding": [(j.worker, j.batch, point_of(j), j.sent_version, j.lr)
-                                for j in self.outstanding.values()]}
+        return {
+            "batches_issued": list(self.batches_issued),
+            "version": self.version,
+            "outstanding": [(j.worker, j.batch, point_of(j), j.sent_version, j.lr) for j in self.outstanding.values()],
+        }
 
     def load_state_dict(self, state: dict, point_of: Callable[[int, Any], Any]) -> None:
         """``point_of(worker, saved point)``: the restored job's point."""
@@ -101,5 +105,6 @@ class JobProtocol:
         self.version = int(state["version"])
         self.outstanding = {}
         for worker, batch, point, sent_version, *lr in state["outstanding"]:
-            self.outstanding[worker] = Job(worker, batch, point_of(worker, point), sent_version,
-                                           lr[0] if lr else self.rule.lr_at(self.rule.step))
+            self.outstanding[worker] = Job(
+                worker, batch, point_of(worker, point), sent_version, lr[0] if lr else self.rule.lr_at(self.rule.step)
+            )

@@ -16,10 +16,10 @@ local steps it is that many // H jobs, so epochs mean the same data whatever H.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
+from torch.optim.adamw import adamw
+from torch.optim.sgd import sgd
 
 from dana_ray.algorithms.base import GradientAt, PerWorkerState, RoundRule, UpdateRule, WorkerSideState, register_rule
 from dana_ray.algorithms.ops import Scalar, descend_, momentum_, scaled_add
@@ -39,13 +39,22 @@ class LocalSteps:
         adamw:  t <- t + 1;  m <- β1 m + (1 - β1) g;  s <- β2 s + (1 - β2) g²;
                 x <- x (1 - η λ') - η (m / (1 - β1^t)) / (√(s / (1 - β2^t)) + ε)   (torch.optim.AdamW)
 
-    g includes the trial's worker-side weight decay λx; λ' is AdamW's own decoupled decay
-    (``inner_weight_decay``). The inner state (v; or t, m, s) is each worker's own and persists from one job
-    to the next, as in DiLoCo; it is checkpointed and recomputed per job like any worker side.
+    Each step is PyTorch's own, its functional form (``torch.optim.sgd.sgd``, ``torch.optim.adamw.adamw``,
+    single-tensor), not a second implementation to keep in step with it. g includes the trial's worker-side
+    weight decay λx; λ' is AdamW's own decoupled decay (``inner_weight_decay``). The inner state (v; or t, m,
+    s) is each worker's own and persists from one job to the next, as in DiLoCo; it is checkpointed and
+    recomputed per job like any worker side.
     """
 
-    def __init__(self, local_steps: int, inner: str, momentum: float, adam_betas: tuple[float, float] = (0.9, 0.999),
-                 adam_eps: float = 1e-8, inner_weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        local_steps: int,
+        inner: str,
+        momentum: float,
+        adam_betas: tuple[float, float] = (0.9, 0.999),
+        adam_eps: float = 1e-8,
+        inner_weight_decay: float = 0.0,
+    ) -> None:
         self.local_steps, self.inner, self.momentum = int(local_steps), inner, float(momentum)
         self.beta1, self.beta2 = (float(b) for b in adam_betas)
         self.eps, self.inner_weight_decay = float(adam_eps), float(inner_weight_decay)
@@ -57,28 +66,45 @@ class LocalSteps:
         for h in range(self.local_steps):
             grad = gradient(x, h)
             if self.inner == "sgd":
-                state["velocity"].mul_(self.momentum).add_(grad)
-                x.add_(state["velocity"], alpha=-lr)
+                sgd(
+                    [x],
+                    [grad],
+                    [state["velocity"]],
+                    foreach=False,
+                    weight_decay=0.0,
+                    momentum=self.momentum,
+                    lr=lr,
+                    dampening=0.0,
+                    nesterov=False,
+                    maximize=False,
+                )
             else:
-                self._adamw_step(x, grad, state, lr)
+                adamw(
+                    [x],
+                    [grad],
+                    [state["exp_avg"]],
+                    [state["exp_avg_sq"]],
+                    [],
+                    [state["steps"]],
+                    foreach=False,
+                    amsgrad=False,
+                    beta1=self.beta1,
+                    beta2=self.beta2,
+                    lr=lr,
+                    weight_decay=self.inner_weight_decay,
+                    eps=self.eps,
+                    maximize=False,
+                )
         return torch.sub(point, x)
 
     def _fresh(self, like: Tensor) -> dict[str, Tensor]:
         if self.inner == "sgd":
             return {"velocity": torch.zeros_like(like)}
-        return {"steps": torch.zeros((), dtype=torch.float64), "exp_avg": torch.zeros_like(like),
-                "exp_avg_sq": torch.zeros_like(like)}
-
-    def _adamw_step(self, x: Tensor, grad: Tensor, state: dict[str, Tensor], lr: float) -> None:
-        """torch.optim.AdamW's single-tensor step, in its order of operations."""
-        state["steps"] += 1
-        step = float(state["steps"])
-        x.mul_(1 - lr * self.inner_weight_decay)
-        state["exp_avg"].lerp_(grad, 1 - self.beta1)
-        state["exp_avg_sq"].mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
-        step_size = lr / (1 - self.beta1 ** step)
-        denominator = (state["exp_avg_sq"].sqrt() / math.sqrt(1 - self.beta2 ** step)).add_(self.eps)
-        x.addcdiv_(state["exp_avg"], denominator, value=-step_size)
+        return {
+            "steps": torch.zeros((), dtype=torch.float64),
+            "exp_avg": torch.zeros_like(like),
+            "exp_avg_sq": torch.zeros_like(like),
+        }
 
     def state_dict(self, next_job: dict[int, int]) -> WorkerSideState:
         return self.state.state_dict(next_job)
@@ -89,10 +115,14 @@ class LocalSteps:
 
 #: The options every local-steps rule takes (its worker side's), with the papers' outer defaults added by each.
 LOCAL_STEP_OPTIONS = {
-    "local_steps": Option(4, integer(1, 100_000),
-                          "H: batches each job computes from the point it was sent (the papers: hundreds)"),
-    "inner": Option("sgd", one_of(*INNER_OPTIMIZERS),
-                    "the workers' optimizer: 'sgd' (the trial's momentum) or 'adamw' (the DiLoCo papers')"),
+    "local_steps": Option(
+        4, integer(1, 100_000), "H: batches each job computes from the point it was sent (the papers: hundreds)"
+    ),
+    "inner": Option(
+        "sgd",
+        one_of(*INNER_OPTIMIZERS),
+        "the workers' optimizer: 'sgd' (the trial's momentum) or 'adamw' (the DiLoCo papers')",
+    ),
     "adam_beta1": Option(0.9, number(0.0, below=1.0), "AdamW's β1 (inner: adamw)"),
     "adam_beta2": Option(0.999, number(0.0, below=1.0), "AdamW's β2 (inner: adamw)"),
     "adam_eps": Option(1e-8, number(0.0, above=True), "AdamW's ε (inner: adamw)"),
@@ -113,13 +143,19 @@ class _LocalStepsRule(UpdateRule):
 
     @classmethod
     def make_worker_side(cls, momentum: float, options: dict) -> LocalSteps:
-        return LocalSteps(options["local_steps"], options["inner"], momentum,
-                          (options["adam_beta1"], options["adam_beta2"]), options["adam_eps"],
-                          options["inner_weight_decay"])
+        return LocalSteps(
+            options["local_steps"],
+            options["inner"],
+            momentum,
+            (options["adam_beta1"], options["adam_beta2"]),
+            options["adam_eps"],
+            options["inner_weight_decay"],
+        )
 
 
-def outer_nesterov_update(params: Tensor, velocity: Tensor, delta: Tensor, *, lr: Scalar, momentum: Scalar,
-                          weight_decay: Scalar) -> None:
+def outer_nesterov_update(
+    params: Tensor, velocity: Tensor, delta: Tensor, *, lr: Scalar, momentum: Scalar, weight_decay: Scalar
+) -> None:
     """``d = Δ + λθ;  u <- μ u + d;  θ <- θ - η (d + μ u)``: torch.optim.SGD(momentum=μ, nesterov=True) on
     Δ."""
     momentum_(velocity, momentum, delta, params, weight_decay)
@@ -127,8 +163,16 @@ def outer_nesterov_update(params: Tensor, velocity: Tensor, delta: Tensor, *, lr
     scaled_add(params, -lr * momentum, velocity)
 
 
-def diloco_round_update(params: Tensor, velocity: Tensor, delta_sum: Tensor, *, num_workers: Scalar, lr: Scalar,
-                        momentum: Scalar, weight_decay: Scalar) -> None:
+def diloco_round_update(
+    params: Tensor,
+    velocity: Tensor,
+    delta_sum: Tensor,
+    *,
+    num_workers: Scalar,
+    lr: Scalar,
+    momentum: Scalar,
+    weight_decay: Scalar,
+) -> None:
     """``Δ̄ = ΣΔ / N``, the outer Nesterov step on Δ̄; the sum is then zeroed for the next round."""
     delta_sum.div_(num_workers)
     outer_nesterov_update(params, velocity, delta_sum, lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -151,6 +195,7 @@ class DiLoCo(_LocalStepsRule, RoundRule):
     vectors_per_update = 2 + 1 + 2  # per result: read Δ, ΣΔ; write ΣΔ.  params_for: copy θ
     _tensor_state = ("params", "outer_velocity", "delta_sum", "contributed")
     round_sum = "delta_sum"
+    delta_sum: Tensor  # the round's sum of pseudo-gradients (``RoundRule._allocate_round``)
 
     def _allocate(self) -> None:
         self.outer_velocity = self._zeros()
@@ -158,20 +203,35 @@ class DiLoCo(_LocalStepsRule, RoundRule):
 
     def _step_round(self, lr: float) -> None:
         self._kernel(diloco_round_update)(
-            self.params, self.outer_velocity, self.delta_sum, num_workers=float(self.num_workers),
-            lr=self.option_values["outer_lr"], momentum=self.option_values["outer_momentum"],
-            weight_decay=self.weight_decay)
+            self.params,
+            self.outer_velocity,
+            self.delta_sum,
+            num_workers=float(self.num_workers),
+            lr=self.option_values["outer_lr"],
+            momentum=self.option_values["outer_momentum"],
+            weight_decay=self.weight_decay,
+        )
 
 
-def delayed_nesterov_plain(params: Tensor, delta_sum: Tensor, delta: Tensor, *, lr: Scalar, every: Scalar,
-                           weight_decay: Scalar) -> None:
+def delayed_nesterov_plain(
+    params: Tensor, delta_sum: Tensor, delta: Tensor, *, lr: Scalar, every: Scalar, weight_decay: Scalar
+) -> None:
     """``Σ <- Σ + Δ;  θ <- θ - (η/K) (Δ + λθ)``."""
     delta_sum.add_(delta)
     descend_(params, lr / every, delta, weight_decay)
 
 
-def delayed_nesterov_momentum(params: Tensor, velocity: Tensor, delta_sum: Tensor, delta: Tensor, *, lr: Scalar,
-                              momentum: Scalar, every: Scalar, weight_decay: Scalar) -> None:
+def delayed_nesterov_momentum(
+    params: Tensor,
+    velocity: Tensor,
+    delta_sum: Tensor,
+    delta: Tensor,
+    *,
+    lr: Scalar,
+    momentum: Scalar,
+    every: Scalar,
+    weight_decay: Scalar,
+) -> None:
     """``Σ <- Σ + Δ;  u <- μ u + Σ/K;  θ <- θ - (η/K) (Δ + λθ) - η μ u;  Σ <- 0``."""
     delta_sum.add_(delta)
     velocity.mul_(momentum)
@@ -200,8 +260,12 @@ class AsyncDiLoCo(_LocalStepsRule):
     each arrival's step (not to u).
     """
 
-    options = {**LOCAL_STEP_OPTIONS, "momentum_every": Option(
-        None, optional(integer(1)), "K: the outer momentum moves once every K arrivals (default: N)")}
+    options = {
+        **LOCAL_STEP_OPTIONS,
+        "momentum_every": Option(
+            None, optional(integer(1)), "K: the outer momentum moves once every K arrivals (default: N)"
+        ),
+    }
     vectors_per_update = 3 + 2 + 2  # plain arrival: read Δ, Σ, θ; write Σ, θ.  params_for: copy θ
     _tensor_state = ("params", "outer_velocity", "delta_sum")
 
@@ -214,8 +278,16 @@ class AsyncDiLoCo(_LocalStepsRule):
         outer_lr = self.option_values["outer_lr"]
         if (self.step + 1) % every == 0:
             self._kernel(delayed_nesterov_momentum)(
-                self.params, self.outer_velocity, self.delta_sum, delta, lr=outer_lr,
-                momentum=self.option_values["outer_momentum"], every=float(every), weight_decay=self.weight_decay)
+                self.params,
+                self.outer_velocity,
+                self.delta_sum,
+                delta,
+                lr=outer_lr,
+                momentum=self.option_values["outer_momentum"],
+                every=float(every),
+                weight_decay=self.weight_decay,
+            )
         else:
-            self._kernel(delayed_nesterov_plain)(self.params, self.delta_sum, delta, lr=outer_lr,
-                                                 every=float(every), weight_decay=self.weight_decay)
+            self._kernel(delayed_nesterov_plain)(
+                self.params, self.delta_sum, delta, lr=outer_lr, every=float(every), weight_decay=self.weight_decay
+            )

@@ -50,19 +50,29 @@ from dana_ray.algorithms.ops import Scalar, descend_, heavy_ball_, scaled_add
 
 # -- the updates, each written once ----------------------------------------------------------------------------
 
+
 def sgd_update(params: Tensor, grad: Tensor, *, lr: Scalar, weight_decay: Scalar) -> None:
     """``θ <- θ - η (g + λθ)``."""
     descend_(params, lr, grad, weight_decay)
 
 
-def heavy_ball_update(params: Tensor, velocity: Tensor, grad: Tensor, *, lr: Scalar, momentum: Scalar,
-                      weight_decay: Scalar) -> None:
+def heavy_ball_update(
+    params: Tensor, velocity: Tensor, grad: Tensor, *, lr: Scalar, momentum: Scalar, weight_decay: Scalar
+) -> None:
     """``v <- γ v + g + λθ;  θ <- θ - η v`` (one momentum buffer: the shared v, or worker i's v_i)."""
     heavy_ball_(params, velocity, grad, lr, momentum, weight_decay)
 
 
-def dana_update(params: Tensor, velocity: Tensor, velocity_sum: Tensor, grad: Tensor, *, lr: Scalar,
-                momentum: Scalar, weight_decay: Scalar) -> None:
+def dana_update(
+    params: Tensor,
+    velocity: Tensor,
+    velocity_sum: Tensor,
+    grad: Tensor,
+    *,
+    lr: Scalar,
+    momentum: Scalar,
+    weight_decay: Scalar,
+) -> None:
     """Worker i's heavy-ball step on its own v_i, keeping ``Σ = Σ_j v_j`` as a running total:
     ``Σ -= v_i;  v_i <- γ v_i + g + λθ;  θ <- θ - η v_i;  Σ += v_i``."""
     velocity_sum.sub_(velocity)
@@ -70,8 +80,16 @@ def dana_update(params: Tensor, velocity: Tensor, velocity_sum: Tensor, grad: Te
     velocity_sum.add_(velocity)
 
 
-def ssgd_round_update(params: Tensor, velocity: Tensor, grad_sum: Tensor, *, num_workers: Scalar, lr: Scalar,
-                      momentum: Scalar, weight_decay: Scalar) -> None:
+def ssgd_round_update(
+    params: Tensor,
+    velocity: Tensor,
+    grad_sum: Tensor,
+    *,
+    num_workers: Scalar,
+    lr: Scalar,
+    momentum: Scalar,
+    weight_decay: Scalar,
+) -> None:
     """``ḡ = Σg / N;  v <- γ v + ḡ + λθ;  θ <- θ - η v``; the sum is then zeroed for the next round."""
     grad_sum.div_(num_workers)
     heavy_ball_(params, velocity, grad_sum, lr, momentum, weight_decay)
@@ -88,15 +106,16 @@ def look_ahead(params: Tensor, velocity: Tensor, *, lr: float, momentum: float, 
 
 # -- the rules -------------------------------------------------------------------------------------------------
 
+
 class _HeavyBall(UpdateRule):
     """Momentum SGD's state and step: ``v <- γ v + g;  θ <- θ - η_t v`` with one shared v, or one v_i per
     worker (``per_worker_momentum``)."""
 
-    single_worker_form = "momentum"
+    single_worker_form: ClassVar[str | None] = "momentum"
     vectors_per_update = 3 + 2 + 2  # read g, v, θ; write v, θ.  params_for: copy θ
     #: One momentum buffer per worker (Multi-ASGD, DANA) instead of one shared buffer.
     per_worker_momentum: ClassVar[bool] = False
-    _tensor_state = ("params", "velocity")
+    _tensor_state: ClassVar[tuple[str, ...]] = ("params", "velocity")
 
     def _allocate(self) -> None:
         self.velocity = self._zeros(self.num_workers) if self.per_worker_momentum else self._zeros()
@@ -106,8 +125,9 @@ class _HeavyBall(UpdateRule):
         return self.velocity[worker] if self.per_worker_momentum else self.velocity
 
     def _apply(self, worker: int, grad: Tensor, lr: float, point: Tensor | None, delay: int) -> None:
-        self._kernel(heavy_ball_update)(self.params, self._velocity_of(worker), grad, lr=lr,
-                                        momentum=self.momentum, weight_decay=self.weight_decay)
+        self._kernel(heavy_ball_update)(
+            self.params, self._velocity_of(worker), grad, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay
+        )
 
 
 @register_rule("baseline")
@@ -139,11 +159,12 @@ class SSGD(RoundRule):
     """
 
     paper_name = "SSGD"
+    grad_sum: Tensor  # the round's sum of gradients (``RoundRule._allocate_round``)
     single_worker_form = "momentum"
     vectors_per_update = 2 + 1 + 2  # per gradient: read g, Σg; write Σg.  params_for: copy θ
     #: d-vectors moved once per round of N gradients (the step: read Σg, v, θ; write v, θ and Σg zeroed).
     vectors_per_round: ClassVar[int] = 6
-    _tensor_state = ("params", "velocity", "grad_sum", "contributed")
+    _tensor_state: ClassVar[tuple[str, ...]] = ("params", "velocity", "grad_sum", "contributed")
     round_sum = "grad_sum"
 
     def _allocate(self) -> None:
@@ -151,9 +172,15 @@ class SSGD(RoundRule):
         self._allocate_round()
 
     def _step_round(self, lr: float) -> None:
-        self._kernel(ssgd_round_update)(self.params, self.velocity, self.grad_sum,
-                                        num_workers=float(self.num_workers), lr=lr, momentum=self.momentum,
-                                        weight_decay=self.weight_decay)
+        self._kernel(ssgd_round_update)(
+            self.params,
+            self.velocity,
+            self.grad_sum,
+            num_workers=float(self.num_workers),
+            lr=lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+        )
 
 
 @register_rule("asgd")
@@ -168,7 +195,7 @@ class ASGD(UpdateRule):
     the paper's ASGD). With master-side weight decay, g + λθ in place of g.
     """
 
-    paper_name = "ASGD"
+    paper_name: ClassVar[str | None] = "ASGD"
     single_worker_form = "sgd"
     vectors_per_update = 2 + 1 + 2  # read g, θ; write θ.  params_for: copy θ
 
@@ -223,7 +250,7 @@ class MultiASGD(_HeavyBall):
     its own momentum SGD against the shared θ.
     """
 
-    paper_name = "Multi-ASGD"
+    paper_name: ClassVar[str | None] = "Multi-ASGD"
     per_worker_momentum = True
 
 
@@ -246,8 +273,8 @@ class DANA(MultiASGD):
     drift from the exact sum by about float-epsilon x |v| x sqrt(steps); tests bound it.
     """
 
-    paper_name = "DANA"
-    single_worker_form = "nesterov"
+    paper_name: ClassVar[str | None] = "DANA"
+    single_worker_form: ClassVar[str | None] = "nesterov"
     vectors_per_update = 4 + 3 + 3  # read g, v_i, θ, Σ; write v_i, θ, Σ.  params_for: read θ, Σ; write x
     _tensor_state = ("params", "velocity", "velocity_sum")
 
@@ -256,8 +283,15 @@ class DANA(MultiASGD):
         self.velocity_sum = self._zeros()
 
     def _apply(self, worker: int, grad: Tensor, lr: float, point: Tensor | None, delay: int) -> None:
-        self._kernel(dana_update)(self.params, self.velocity[worker], self.velocity_sum, grad, lr=lr,
-                                  momentum=self.momentum, weight_decay=self.weight_decay)
+        self._kernel(dana_update)(
+            self.params,
+            self.velocity[worker],
+            self.velocity_sum,
+            grad,
+            lr=lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+        )
 
     def _params_for(self, worker: int, out: Tensor | None) -> Tensor:
         return look_ahead(self.params, self.velocity_sum, lr=self.lr_at(self.step), momentum=self.momentum, out=out)

@@ -22,12 +22,12 @@ A process that compiles many (rule, d, dtype, device) combinations meets Dynamo'
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-Scalar = Union[float, Tensor]
+Scalar = float | Tensor
 
 #: Dynamo's per-function recompile limit while dana_ray compiles (its default, 8, is met by a test suite or a
 #: notebook building rules for many sizes; past it Dynamo silently runs the function eagerly).
@@ -35,6 +35,7 @@ RECOMPILE_LIMIT = 64
 
 
 # -- the steps -------------------------------------------------------------------------------------------------
+
 
 def scaled_add(y: Tensor, a: Scalar, x: Tensor, out: Tensor | None = None) -> Tensor:
     """``y + a·x``: into ``out`` if given, else in place into ``y``. One pass."""
@@ -50,11 +51,14 @@ def scaled_addcmul(y: Tensor, a: Scalar, x1: Tensor, x2: Tensor, out: Tensor | N
     return torch.addcmul(y, x1, x2, value=a, out=out) if out is not None else y.addcmul_(x1, x2, value=a)
 
 
-def momentum_(velocity: Tensor, momentum: Scalar, grad: Tensor, params: Tensor | None = None,
-              weight_decay: Scalar = 0.0) -> None:
+def momentum_(
+    velocity: Tensor, momentum: Scalar, grad: Tensor, params: Tensor | None = None, weight_decay: Scalar = 0.0
+) -> None:
     """``v <- γ v + g + λ θ`` in place (PyTorch's form of momentum; λθ only with master-side weight decay)."""
     scaled_add(grad, momentum, velocity, out=velocity)
     if isinstance(weight_decay, Tensor) or weight_decay:
+        if params is None:
+            raise ValueError("params: master-side weight decay adds λθ, so momentum_ needs θ")
         scaled_add(velocity, weight_decay, params)
 
 
@@ -65,8 +69,9 @@ def descend_(params: Tensor, lr: Scalar, direction: Tensor, weight_decay: Scalar
     scaled_add(params, -lr, direction)
 
 
-def heavy_ball_(params: Tensor, velocity: Tensor, grad: Tensor, lr: Scalar, momentum: Scalar,
-                weight_decay: Scalar = 0.0) -> None:
+def heavy_ball_(
+    params: Tensor, velocity: Tensor, grad: Tensor, lr: Scalar, momentum: Scalar, weight_decay: Scalar = 0.0
+) -> None:
     """``v <- γ v + g + λθ;  θ <- θ - η v``: one step of momentum SGD (``torch.optim.SGD``'s update)."""
     momentum_(velocity, momentum, grad, params, weight_decay)
     scaled_add(params, -lr, velocity)
@@ -111,8 +116,9 @@ class Kernel:
                 if slot is None:
                     slot = self._slots[name] = torch.zeros((), dtype=self._like.dtype, device=self._like.device)
                 slot.fill_(value)
-                value = slot
-            passed[name] = value
+                passed[name] = slot
+            else:
+                passed[name] = value
         compile_once(self.fn)(*tensors, **passed)
 
 

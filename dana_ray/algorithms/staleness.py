@@ -35,15 +35,17 @@ class DelayAdaptive(UpdateRule):
     which changes the step only for τ ≥ c.
     """
 
-    options = {"delay_scale": Option(None, optional(number(0.0, above=True)),
-                                     "c: gradients up to c updates old get the full step (default: N)")}
+    options = {
+        "delay_scale": Option(
+            None, optional(number(0.0, above=True)), "c: gradients up to c updates old get the full step (default: N)"
+        )
+    }
     single_worker_form = "sgd"
     vectors_per_update = 2 + 1 + 2  # read g, θ; write θ.  params_for: copy θ
 
     def _apply(self, worker: int, grad: Tensor, lr: float, point: Tensor | None, delay: int) -> None:
         scale = self.option_values["delay_scale"] or self.num_workers
-        self._kernel(sgd_update)(self.params, grad, lr=lr * scale / max(scale, delay),
-                                 weight_decay=self.weight_decay)
+        self._kernel(sgd_update)(self.params, grad, lr=lr * scale / max(scale, delay), weight_decay=self.weight_decay)
 
 
 @register_rule("ringmaster")
@@ -61,8 +63,9 @@ class Ringmaster(UpdateRule):
     too: their batches were read. Each epoch's row reports ``discarded_gradients``, the total so far.
     """
 
-    options = {"max_delay": Option(None, optional(integer(1)),
-                                   "R: a gradient R or more updates old is discarded (default: N)")}
+    options = {
+        "max_delay": Option(None, optional(integer(1)), "R: a gradient R or more updates old is discarded (default: N)")
+    }
     single_worker_form = "sgd"
     vectors_per_update = 2 + 1 + 2  # read g, θ; write θ.  params_for: copy θ
     _tensor_state = ("params", "discarded")

@@ -5,8 +5,9 @@ the data is read: one zero-CPU task pinned to each live node runs the data set's
 (``data.check_dataset``: the folders exist, and the files are what the loader expects: CIFAR's pickles
 unpickle into 3x32x32 rows, an image folder's train/ and val/ hold the same classes with images in them),
 and returns what the data's metadata says (``data.DataShape``), which must agree between nodes and against
-which ``fits.check_fits`` checks every trial's batch size and model. Nodes that the autoscaler adds later are checked when their Worker actors load the data (a trial then
-fails at start with the same message, naming that node). A data set with no files to check (the embedded
+which ``fits.check_fits`` checks every trial's batch size and model. Nodes that the autoscaler adds later
+are checked when their Worker actors load the data (a trial then fails at start with the same message,
+naming that node). A data set with no files to check (the embedded
 digits, a plug-in's generated data) costs no task at all: on a laptop the check would start a process and
 import torch for nothing.
 """
@@ -23,13 +24,14 @@ from dana_ray.data import DataShape, check_dataset
 from dana_ray.experiments.fits import DataKey, has_files
 
 
-def _check_here(plugins: list[str], dataset: str, data_dir: str | None,
-                options: str) -> tuple[str | None, DataShape | None]:
+def _check_here(
+    plugins: list[str], dataset: str, data_dir: str | None, options: str
+) -> tuple[str | None, DataShape | None]:
     """(error, None) or (None, the data's shape, or None where its check says nothing)."""
     try:
         load_plugins(plugins)
         shape = check_dataset(dataset, data_dir, **json.loads(options))
-    except Exception as error:  # noqa: BLE001 - a plug-in's check may raise anything: one line, not a traceback
+    except Exception as error:
         return (str(error) if isinstance(error, ValueError) else f"{dataset}: {type(error).__name__}: {error}"), None
     return None, shape if isinstance(shape, DataShape) else None
 
@@ -50,20 +52,23 @@ def check_nodes(datasets: set[DataKey]) -> tuple[list[str], dict[DataKey, DataSh
             dataset, data_dir, options, plugins = key
             ref = _remote_check.options(scheduling_strategy=strategy).remote(list(plugins), dataset, data_dir, options)
             checks.append((node["NodeManagerAddress"], key, ref))
-    problems, shapes, seen_on = [], {}, {}
+    problems: list[str] = []
+    shapes: dict[DataKey, DataShape] = {}
+    seen_on: dict[DataKey, str] = {}
     for address, key, ref in checks:
         message, shape = ray.get(ref)
         if message:
             problems.append(f"{message} [node {address}]")
         elif shape is not None:
             if key in shapes and shapes[key] != shape:
-                problems.append(f"data_dir: {key[0]} under {key[1]!r} differs between nodes: {seen_on[key]} has "
-                                f"{_describe(shapes[key])}, {address} has {_describe(shape)}")
+                problems.append(
+                    f"data_dir: {key[0]} under {key[1]!r} differs between nodes: {seen_on[key]} has "
+                    f"{_describe(shapes[key])}, {address} has {_describe(shape)}"
+                )
             shapes.setdefault(key, shape)
             seen_on.setdefault(key, address)
     return problems, shapes
 
 
 def _describe(shape: DataShape) -> str:
-    return (f"{shape.train}/{shape.test} train/test examples of {shape.num_classes} classes, shape "
-            f"{list(shape.example)}")
+    return f"{shape.train}/{shape.test} train/test examples of {shape.num_classes} classes, shape {list(shape.example)}"

@@ -9,7 +9,7 @@ names one:
   a plug-in is named, so a config never imports the engine (nor Ray);
 - ``bundles(settings, workers, trial_cpus)``: the trial's reservation, a placement group's bundles, the trial
   process's first (``settings``: every section option by name, ``all_options``); Tune reserves them and
-  ``cluster.resources.fit`` sizes grids against them;
+  ``cluster.resources.size_to_cluster`` sizes grids against them;
 - ``sized``: the settings ``fit`` may choose when a grid leaves them unset;
 - ``arrival``: whether it can apply gradients in the order they arrive (``schedule: arrival``);
 - ``shards``: whether it can split θ over ``server_shards`` server processes; ``strategy``: how Ray places
@@ -29,8 +29,9 @@ its processes finds its own bundle again.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from dana_ray.config.sections import register_section
 from dana_ray.core.checks import custom_resources, integer, is_integer, number, optional, resource_words
@@ -88,23 +89,35 @@ def register_executor(name: str, spec: ExecutorSpec) -> ExecutorSpec:
 
 def need(bundles: list[Bundle]) -> tuple[float, float, float]:
     """(CPUs, GPUs, the largest bundle's CPUs) of a reservation."""
-    return (sum(b.get("CPU", 0.0) for b in bundles), sum(b.get("GPU", 0.0) for b in bundles),
-            max((b.get("CPU", 0.0) for b in bundles), default=0.0))
+    return (
+        sum(b.get("CPU", 0.0) for b in bundles),
+        sum(b.get("GPU", 0.0) for b in bundles),
+        max((b.get("CPU", 0.0) for b in bundles), default=0.0),
+    )
 
 
-def check_supports(executor: str, schedules: list[str], server_shards: int = 1, field: str = "schedule",
-                   shards_field: str = "ray.server_shards") -> None:
+def check_supports(
+    executor: str,
+    schedules: list[str],
+    server_shards: int = 1,
+    field: str = "schedule",
+    shards_field: str = "ray.server_shards",
+) -> None:
     """Refuse ``arrival`` among ``schedules`` for an executor that follows a seeded order only, and
     ``server_shards`` > 1 for one that holds θ in one process (the errors named ``field``, ``shards_field``)."""
     spec = EXECUTORS[executor]
     if ARRIVAL in schedules and not spec.arrival:
         able = [name for name in EXECUTORS if EXECUTORS[name].arrival]
-        raise ValueError(f"{field}: {ARRIVAL!r} is the real order gradients reach a server; executor {executor!r} "
-                         f"follows a seeded schedule (executors that take {ARRIVAL!r}: {', '.join(able)})")
+        raise ValueError(
+            f"{field}: {ARRIVAL!r} is the real order gradients reach a server; executor {executor!r} "
+            f"follows a seeded schedule (executors that take {ARRIVAL!r}: {', '.join(able)})"
+        )
     if server_shards != 1 and not spec.shards:
         able = [name for name in EXECUTORS if EXECUTORS[name].shards]
-        raise ValueError(f"{shards_field}: executor {executor!r} holds θ in one process; server_shards {server_shards} "
-                         f"needs an executor with server shards ({', '.join(able)})")
+        raise ValueError(
+            f"{shards_field}: executor {executor!r} holds θ in one process; server_shards {server_shards} "
+            f"needs an executor with server shards ({', '.join(able)})"
+        )
 
 
 def gradient_actor(settings: Mapping[str, Any]) -> Bundle:
@@ -125,17 +138,22 @@ def num_actors(settings: Mapping[str, Any], workers: int) -> int:
 
 # -- local: the whole simulation in one process ----------------------------------------------------------------
 
-register_executor("local", ExecutorSpec(
-    make="dana_ray.engine.local:LocalExecutor.launch",
-    bundles=lambda settings, workers, trial_cpus: [gradient_actor(settings)],
-    sized=("cpus_per_actor",),
-    arrival=False,
-    describe=lambda settings, workers, trial_cpus: f"one actor's share: {actor_words(settings)}",
-    in_trial_process=True,
-    help="the master and one model replica in one process (a Tune trial: one gradient actor's resources)"))
+register_executor(
+    "local",
+    ExecutorSpec(
+        make="dana_ray.engine.local:LocalExecutor.launch",
+        bundles=lambda settings, workers, trial_cpus: [gradient_actor(settings)],
+        sized=("cpus_per_actor",),
+        arrival=False,
+        describe=lambda settings, workers, trial_cpus: f"one actor's share: {actor_words(settings)}",
+        in_trial_process=True,
+        help="the master and one model replica in one process (a Tune trial: one gradient actor's resources)",
+    ),
+)
 
 
 # -- ray: a ParameterServer actor and its Worker actors --------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RayLayout:
@@ -152,8 +170,11 @@ class RayLayout:
         """The reservation: each server process takes ``server_cpus``; each that holds θ (the server, or each
         shard; not the sequencer) also the custom ``server_resources``."""
         holder = {"CPU": settings["server_cpus"], **settings["server_resources"]}
-        servers = ([{"CPU": settings["server_cpus"]}] + [dict(holder) for _ in range(self.num_shards)]
-                   if self.num_shards else [holder])
+        servers = (
+            [{"CPU": settings["server_cpus"]}] + [dict(holder) for _ in range(self.num_shards)]
+            if self.num_shards
+            else [holder]
+        )
         return [{"CPU": trial_cpus}] + servers + [gradient_actor(settings) for _ in range(self.num_actors)]
 
     def server(self, bundle_count: int) -> int:
@@ -174,12 +195,14 @@ def ray_layout(settings: Mapping[str, Any], workers: int) -> RayLayout:
 
 def _ray_words(settings: Mapping[str, Any], workers: int, trial_cpus: float) -> str:
     shards = settings["server_shards"]
-    servers = (f"server_cpus {settings['server_cpus']:g}" if shards == 1
-               else f"(1 + {shards} shards) x server_cpus {settings['server_cpus']:g}")
+    servers = (
+        f"server_cpus {settings['server_cpus']:g}"
+        if shards == 1
+        else f"(1 + {shards} shards) x server_cpus {settings['server_cpus']:g}"
+    )
     pinned = resource_words(settings["server_resources"])
     servers += f" ({'each shard' if shards > 1 else 'the server'}{pinned})" if pinned else ""
-    return (f"trial_cpus {trial_cpus:g} + {servers} + {num_actors(settings, workers)} actors x "
-            f"{actor_words(settings)}")
+    return f"trial_cpus {trial_cpus:g} + {servers} + {num_actors(settings, workers)} actors x {actor_words(settings)}"
 
 
 def _jobs_per_call(field: str, value: object) -> None:
@@ -190,37 +213,63 @@ def _jobs_per_call(field: str, value: object) -> None:
 #: The Ray executor's section, ``ray:``.
 RAY_OPTIONS = {
     "num_actors": Option(None, optional(integer(1)), "P gradient actors (None: min(N, what the cluster can place))"),
-    "server_cpus": Option(1.0, number(0.0), "CPUs reserved for the ParameterServer actor (and each shard); its "
-                          "update runs on round(server_cpus) torch threads (at least 1)"),
-    "server_resources": Option({}, custom_resources(), "custom resources each process that holds θ (the "
-                               "ParameterServer, or each shard; not the sequencer) also reserves, e.g. {server: 1} "
-                               "to place them on the nodes that declare that resource (cluster.yaml's server nodes)"),
-    "server_shards": Option(1, integer(1, MAX_SHARDS), "K: θ and the rule's state split over K server shard "
-                            "actors, a sequencer ordering the updates (engine/shards.py); the same numbers for any K"),
-    "jobs_per_call": Option(AUTO, _jobs_per_call, "up to this many ready jobs go to an actor in one call, computed "
-                            "one by one (or vmap_jobs at a time); the same numbers. auto: sized from measured times"),
+    "server_cpus": Option(
+        1.0,
+        number(0.0),
+        "CPUs reserved for the ParameterServer actor (and each shard); its "
+        "update runs on round(server_cpus) torch threads (at least 1)",
+    ),
+    "server_resources": Option(
+        {},
+        custom_resources(),
+        "custom resources each process that holds θ (the "
+        "ParameterServer, or each shard; not the sequencer) also reserves, e.g. {server: 1} "
+        "to place them on the nodes that declare that resource (cluster.yaml's server nodes)",
+    ),
+    "server_shards": Option(
+        1,
+        integer(1, MAX_SHARDS),
+        "K: θ and the rule's state split over K server shard "
+        "actors, a sequencer ordering the updates (engine/shards.py); the same numbers for any K",
+    ),
+    "jobs_per_call": Option(
+        AUTO,
+        _jobs_per_call,
+        "up to this many ready jobs go to an actor in one call, computed "
+        "one by one (or vmap_jobs at a time); the same numbers. auto: sized from measured times",
+    ),
     "max_actor_restarts": Option(3, integer(0), "dead gradient actors replaced per trial before it fails"),
-    "actor_start_timeout_s": Option(600.0, number(0.0, above=True), "a gradient actor (first or replacement) not "
-                                    "running by then fails the trial with one message, rather than waiting for room"),
+    "actor_start_timeout_s": Option(
+        600.0,
+        number(0.0, above=True),
+        "a gradient actor (first or replacement) not "
+        "running by then fails the trial with one message, rather than waiting for room",
+    ),
 }
 
 
 def _check_ray(cfg: Any) -> None:
     shards = cfg.section("ray").server_shards
     if shards > 1 and not cfg.rule.per_coordinate:
-        raise ValueError(f"ray.server_shards: algorithm {cfg.algorithm!r} reads across coordinates "
-                         f"(per_coordinate = False), so it cannot be split; use server_shards: 1")
+        raise ValueError(
+            f"ray.server_shards: algorithm {cfg.algorithm!r} reads across coordinates "
+            f"(per_coordinate = False), so it cannot be split; use server_shards: 1"
+        )
 
 
-register_executor("ray", ExecutorSpec(
-    make="dana_ray.engine.ray.executor:RayExecutor.launch",
-    bundles=lambda settings, workers, trial_cpus: ray_layout(settings, workers).bundles(settings, trial_cpus),
-    sized=("num_actors", "server_cpus", "cpus_per_actor"),
-    arrival=True,
-    describe=_ray_words,
-    shards=True,
-    strategy=lambda settings: "SPREAD" if settings["server_shards"] > 1 else "PACK",
-    help="a ParameterServer actor (or a sequencer and server_shards shards) and num_actors Worker actors per "
-         "trial, across the cluster",
-    options=RAY_OPTIONS,
-    check=_check_ray))
+register_executor(
+    "ray",
+    ExecutorSpec(
+        make="dana_ray.engine.ray.executor:RayExecutor.launch",
+        bundles=lambda settings, workers, trial_cpus: ray_layout(settings, workers).bundles(settings, trial_cpus),
+        sized=("num_actors", "server_cpus", "cpus_per_actor"),
+        arrival=True,
+        describe=_ray_words,
+        shards=True,
+        strategy=lambda settings: "SPREAD" if settings["server_shards"] > 1 else "PACK",
+        help="a ParameterServer actor (or a sequencer and server_shards shards) and num_actors Worker actors per "
+        "trial, across the cluster",
+        options=RAY_OPTIONS,
+        check=_check_ray,
+    ),
+)

@@ -14,8 +14,9 @@ name alone (``--set num_actors=8``, ``--num-actors 8``): ``section_of`` says whe
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from dana_ray.core.checks import boolean, integer, number, one_of, optional
 from dana_ray.core.registry import Option, Registry
@@ -60,8 +61,9 @@ def _check_names(name: str, options: dict[str, Option]) -> None:
         raise ValueError(f"section {name!r}: {clash[0]!r} is the name of a section or a config field")
 
 
-def register_section(name: str, options: dict[str, Option], check: Callable[[Any], None] | None = None,
-                     help: str = "") -> SectionSpec:
+def register_section(
+    name: str, options: dict[str, Option], check: Callable[[Any], None] | None = None, help: str = ""
+) -> SectionSpec:
     """Declare a config section and its options (an option's name is unique among every section's, so the
     command lines can address it by its name alone)."""
     for other, spec in SECTIONS.items():
@@ -100,15 +102,22 @@ def get_option(config: dict[str, Any], option: str) -> Any:
 
 def given_options(config: dict[str, Any]) -> dict[str, Any]:
     """The section options a config or grid ``trial:`` dict sets, by name."""
-    return {option: value for name, section in config.items() if name in SECTIONS and isinstance(section, dict)
-            for option, value in section.items()}
+    return {
+        option: value
+        for name, section in config.items()
+        if name in SECTIONS and isinstance(section, dict)
+        for option, value in section.items()
+    }
 
 
 def all_options(config: dict[str, Any]) -> dict[str, Any]:
     """Every section's options of a config or grid ``trial:`` dict, by name: as set, else the defaults."""
     given = given_options(config)
-    return {option: given.get(option, spec.default) for _, section in SECTIONS.items()
-            for option, spec in section.options.items()}
+    return {
+        option: given.get(option, spec.default)
+        for _, section in SECTIONS.items()
+        for option, spec in section.options.items()
+    }
 
 
 def set_options(config: dict[str, Any], values: dict[str, Any]) -> None:
@@ -126,16 +135,33 @@ DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_OPTIONS = {
     "device": Option("auto", one_of(*DEVICES), "auto: cuda when available, else cpu"),
     "eval_batch_size": Option(1000, integer(1), "examples per batch when evaluating"),
-    "vmap_jobs": Option(1, integer(1), "up to this many ready gradient jobs a model replica computes together "
-                        "with torch.func.vmap (1: one by one); same numbers up to float rounding"),
-    "fused_updates": Option(False, boolean(), "each server update as one compiled pass (torch.compile); equal to "
-                            "the eager update up to float rounding; see algorithms/ops.py"),
-    "cpu_threads": Option(None, optional(integer(1)), "torch intra-op threads (None: torch's default locally, "
-                          "and round(cpus_per_actor) on actors); CPU results depend on it"),
-    "prefetch_batches": Option(2, integer(0), "batches of a file-decoded data set made ahead on a background "
-                               "thread while the model computes (0: none); never changes a number"),
-    "cpus_per_actor": Option(1.0, number(0.0), "CPUs reserved per model replica (a gradient actor; the local "
-                             "executor's trial process)"),
+    "vmap_jobs": Option(
+        1,
+        integer(1),
+        "up to this many ready gradient jobs a model replica computes together "
+        "with torch.func.vmap (1: one by one); same numbers up to float rounding",
+    ),
+    "fused_updates": Option(
+        False,
+        boolean(),
+        "each server update as one compiled pass (torch.compile); equal to "
+        "the eager update up to float rounding; see algorithms/ops.py",
+    ),
+    "cpu_threads": Option(
+        None,
+        optional(integer(1)),
+        "torch intra-op threads (None: torch's default locally, "
+        "and round(cpus_per_actor) on actors); CPU results depend on it",
+    ),
+    "prefetch_batches": Option(
+        2,
+        integer(0),
+        "batches of a file-decoded data set made ahead on a background "
+        "thread while the model computes (0: none); never changes a number",
+    ),
+    "cpus_per_actor": Option(
+        1.0, number(0.0), "CPUs reserved per model replica (a gradient actor; the local executor's trial process)"
+    ),
     "gpus_per_actor": Option(0.0, number(0.0), "GPUs per model replica; fractions share a GPU"),
 }
 

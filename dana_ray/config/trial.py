@@ -16,8 +16,9 @@ error names the field (``ray.num_actors``) and the allowed values.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -65,18 +66,19 @@ def _field(default: Any, help: str, factory: bool = False, item: type = str) -> 
 class TrialConfig:
     # what is trained
     model: str = _field("cnn", "a name in dana_ray.models.MODELS")
-    model_options: dict = _field(dict, "the model's own options, e.g. {\"channels\": 8}", factory=True)
+    model_options: dict = _field(dict, 'the model\'s own options, e.g. {"channels": 8}', factory=True)
     dataset: str = _field("digits", "a name in dana_ray.data.DATASETS")
     data_dir: str | None = _field(None, "where cifar10/cifar100/imagefolder/... live (never downloaded)")
     dataset_options: dict = _field(dict, "the data set's own options", factory=True)
     plugins: tuple = _field((), "modules (or .py files) registering rules, data sets, models")
     # the rule, its workers, their order
     algorithm: str = _field(DEFAULT_ALGORITHM, "a name in dana_ray.algorithms.ALGORITHMS")
-    algorithm_options: dict = _field(dict, "the rule's own options, e.g. {\"dc_lambda\": 0.04}", factory=True)
+    algorithm_options: dict = _field(dict, 'the rule\'s own options, e.g. {"dc_lambda": 0.04}', factory=True)
     num_workers: int = _field(1, "N logical workers")
-    schedule: str = _field("round-robin", "a name in SCHEDULES, or \"arrival\" (Ray executor only)")
-    schedule_options: dict = _field(dict, "the schedule's own options, e.g. {\"slow_fraction\": 0.25, "
-                                          "\"slow_factor\": 2}", factory=True)
+    schedule: str = _field("round-robin", 'a name in SCHEDULES, or "arrival" (Ray executor only)')
+    schedule_options: dict = _field(
+        dict, 'the schedule\'s own options, e.g. {"slow_fraction": 0.25, "slow_factor": 2}', factory=True
+    )
     seed: int = _field(0, "model init, data order, augmentation, schedule")
     # hyperparameters, the single worker's: DANA's point is that they stay unchanged as N grows. The defaults
     # are tuned for the baseline on the embedded digits (about 2% test error).
@@ -84,15 +86,19 @@ class TrialConfig:
     epochs: int = _field(20, "an epoch = len(train set) // batch_size gradients, whatever N")
     max_steps_per_epoch: int | None = _field(None, "apply at most this many gradients per epoch (quick checks)")
     lr: float = _field(0.05, "η")
-    lr_decay_epochs: tuple = _field((10, 15), "η is multiplied by lr_decay_factor at each of these epochs "
-                                              "(none: constant)", item=float)
+    lr_decay_epochs: tuple = _field(
+        (10, 15), "η is multiplied by lr_decay_factor at each of these epochs (none: constant)", item=float
+    )
     lr_decay_factor: float = _field(0.1, "what η is multiplied by at each of lr_decay_epochs")
     warmup_epochs: float = _field(0.0, "linear warm-up over these first epochs (0: none)")
-    warmup_start: str = _field("lr/N", "where it starts: \"lr/N\" (the DANA authors'; none when N = 1) or "
-                                       "\"lr/steps\" (η·(t+1)/W, from almost zero); see lr_schedule.py")
+    warmup_start: str = _field(
+        "lr/N",
+        'where it starts: "lr/N" (the DANA authors\'; none when N = 1) or '
+        '"lr/steps" (η·(t+1)/W, from almost zero); see lr_schedule.py',
+    )
     momentum: float = _field(0.9, "γ")
     weight_decay: float = _field(5e-4, "λ (where: weight_decay_at)")
-    weight_decay_at: str = _field("worker", "\"worker\": + λx at the worker's point; \"master\": + λθ when applied")
+    weight_decay_at: str = _field("worker", '"worker": + λx at the worker\'s point; "master": + λθ when applied')
     # how it runs: section name -> its options, resolved (``compute``, each executor's)
     sections: dict = _field(dict, "how it runs, by section", factory=True)
 
@@ -107,11 +113,14 @@ class TrialConfig:
             return self.sections[name]
         return Section({option: spec.default for option, spec in SECTIONS[name].options.items()})
 
-    def with_options(self, **options: Any) -> "TrialConfig":
+    def with_options(self, **options: Any) -> TrialConfig:
         """A copy with these section options (by name) set, unchecked (the caller's values are valid)."""
         sections = {name: Section(section) for name, section in self.sections.items()}
         for option, value in options.items():
-            sections.setdefault(section_of(option), self.section(section_of(option)))[option] = value
+            owner = section_of(option)
+            if owner is None:
+                raise ValueError(f"option: {option!r} is no section's")
+            sections.setdefault(owner, self.section(owner))[option] = value
         return dataclasses.replace(self, sections=sections)
 
     def option(self, name: str) -> Any:
@@ -122,7 +131,7 @@ class TrialConfig:
         return self.section(owner)[name]
 
     @classmethod
-    def from_dict(cls, config: dict[str, Any] | "TrialConfig") -> "TrialConfig":
+    def from_dict(cls, config: dict[str, Any] | TrialConfig) -> TrialConfig:
         """The config, its plug-ins imported and every field checked (a ``TrialConfig`` is returned as it is:
         it was checked when it was made)."""
         if isinstance(config, TrialConfig):
@@ -132,7 +141,7 @@ class TrialConfig:
         return cfg
 
     @classmethod
-    def received(cls, config: dict[str, Any] | "TrialConfig") -> "TrialConfig":
+    def received(cls, config: dict[str, Any] | TrialConfig) -> TrialConfig:
         """A config the driver checked already, as another process receives it (a Tune trial, the server, a
         gradient or shard actor): its plug-ins imported here, nothing checked again."""
         if isinstance(config, TrialConfig):
@@ -141,12 +150,14 @@ class TrialConfig:
         return cls._unchecked(config)
 
     @classmethod
-    def _unchecked(cls, config: dict[str, Any]) -> "TrialConfig":
+    def _unchecked(cls, config: dict[str, Any]) -> TrialConfig:
         if not isinstance(config, dict):
             raise ValueError(f"config: expected a dict, got {type(config).__name__}")
         values = dict(config)
-        for name, what in (("lr_decay_epochs", "a list of epochs > 0"),
-                           ("plugins", "a list of module names or .py files")):
+        for name, what in (
+            ("lr_decay_epochs", "a list of epochs > 0"),
+            ("plugins", "a list of module names or .py files"),
+        ):
             if name in values:
                 if not isinstance(values[name], (list, tuple)):
                     raise ValueError(f"{name}: expected {what}, got {values[name]!r}")
@@ -163,8 +174,9 @@ class TrialConfig:
         # the sections given, resolved and each option checked by its Option (a section not given is its
         # defaults: ``section``); only these travel with the config, so a process that lacks another plug-in
         # executor's section can still read it
-        values["sections"] = {name: Section(resolve_options(name, name, given[name] or {}, SECTIONS[name].options))
-                              for name in given}
+        values["sections"] = {
+            name: Section(resolve_options(name, name, given[name] or {}, SECTIONS[name].options)) for name in given
+        }
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -198,16 +210,18 @@ class TrialConfig:
         if self.max_steps_per_epoch is not None:
             check_integer("max_steps_per_epoch", self.max_steps_per_epoch, minimum=1)
         for name in self.sections:  # each option was checked by its Option when read: the section as a whole
-            if SECTIONS[name].check is not None:
-                SECTIONS[name].check(self)
+            check_section = SECTIONS[name].check
+            if check_section is not None:
+                check_section(self)
         for name in ("lr", "lr_decay_factor", "warmup_epochs", "weight_decay"):
             check_number(name, getattr(self, name), low=0.0)
         check_number("momentum", self.momentum, low=0.0, below=1.0)
         if not all(is_number(e) and e > 0 for e in self.lr_decay_epochs):
             raise ValueError(f"lr_decay_epochs: expected a list of epochs > 0, got {list(self.lr_decay_epochs)!r}")
         # the rule checks the worker count and its options' values; a 1-element rule costs nothing
-        make_algorithm(self.algorithm, torch.zeros(1), self.num_workers, self.lr, self.momentum,
-                       **self.algorithm_options)
+        make_algorithm(
+            self.algorithm, torch.zeros(1), self.num_workers, self.lr, self.momentum, **self.algorithm_options
+        )
         if self.schedule != ARRIVAL:  # built: checks its options against N (time_factors' length, ...)
             make_schedule(self.schedule, self.num_workers, self.seed, **self.schedule_options)
         elif self.schedule_options:

@@ -8,17 +8,18 @@ they declare (``dana_ray.registry.Option``), so every option value is checked be
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, TypeGuard
 
 Check = Callable[[str, Any], None]
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[float]:
     """A finite int or float (bools excluded)."""
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def is_integer(value: object) -> bool:
+def is_integer(value: object) -> TypeGuard[int]:
     return not isinstance(value, bool) and isinstance(value, int)
 
 
@@ -34,8 +35,9 @@ def check_options(field: str, owner: str, options: dict, allowed: Iterable[str])
         raise ValueError(f"{field}: expected a mapping, got {options!r}")
     unknown = sorted(set(options) - set(allowed), key=str)
     if unknown:
-        raise ValueError(f"{field}: unknown option {unknown[0]!r} for {owner!r}; "
-                         f"allowed: {', '.join(allowed) or 'none'}")
+        raise ValueError(
+            f"{field}: unknown option {unknown[0]!r} for {owner!r}; allowed: {', '.join(allowed) or 'none'}"
+        )
 
 
 def check_bool(field: str, value: object) -> None:
@@ -59,6 +61,7 @@ def check_number(field: str, value: object, low: float, below: float | None = No
 
 # -- option checkers: check(field, value) ----------------------------------------------------------------------
 
+
 def integer(minimum: int, maximum: int | None = None) -> Check:
     return lambda field, value: check_integer(field, value, minimum, maximum)
 
@@ -69,9 +72,11 @@ def number(low: float, below: float | None = None, above: bool = False) -> Check
 
 def fraction() -> Check:
     """A number in [0, 1]."""
+
     def check(field: str, value: object) -> None:
         if not is_number(value) or not 0 <= value <= 1:
             raise ValueError(f"{field}: expected a number in [0, 1], got {value!r}")
+
     return check
 
 
@@ -85,11 +90,13 @@ def one_of(*names: str) -> Check:
 
 def numbers(low: float, above: bool = False) -> Check:
     """A list of finite numbers, each >= low (> low with ``above``)."""
+
     def check(field: str, value: object) -> None:
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{field}: expected a list of numbers, got {value!r}")
         for k, item in enumerate(value):
             check_number(f"{field}[{k}]", item, low, above=above)
+
     return check
 
 
@@ -99,15 +106,20 @@ BUILTIN_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
 
 def custom_resources() -> Check:
     """A mapping of a cluster's custom resource names (``resources:`` of a node type) to amounts > 0."""
+
     def check(field: str, value: object) -> None:
         if not isinstance(value, dict):
-            raise ValueError(f"{field}: expected a mapping of custom resource names to amounts, e.g. "
-                             f"{{server: 1}}, got {value!r}")
+            raise ValueError(
+                f"{field}: expected a mapping of custom resource names to amounts, e.g. {{server: 1}}, got {value!r}"
+            )
         for name, amount in value.items():
             if not isinstance(name, str) or not name or name in BUILTIN_RESOURCES:
-                raise ValueError(f"{field}: expected a custom resource name (not one of "
-                                 f"{', '.join(BUILTIN_RESOURCES)}, which have their own settings), got {name!r}")
+                raise ValueError(
+                    f"{field}: expected a custom resource name (not one of "
+                    f"{', '.join(BUILTIN_RESOURCES)}, which have their own settings), got {name!r}"
+                )
             check_number(f"{field}.{name}", amount, 0.0, above=True)
+
     return check
 
 

@@ -5,13 +5,15 @@ command lines show them on stderr (``show_notes``)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from typing import NoReturn
 
 #: Exit codes of the command lines (the README's table): 0 only when everything asked for finished.
-EXIT_FAILED = 1        # trials failed or never ran: the experiment folder shows which
-EXIT_BAD_INPUT = 2     # refused before anything launched (grid, options, storage, data, a name in use)
+EXIT_FAILED = 1  # trials failed or never ran: the experiment folder shows which
+EXIT_BAD_INPUT = 2  # refused before anything launched (grid, options, storage, data, a name in use)
 EXIT_INTERRUPTED = 130  # stopped by SIGINT or SIGTERM (128 + SIGINT, the shell's convention); resumable
 
 
@@ -44,19 +46,30 @@ def one_line(error: BaseException | str) -> str:
     return " ".join(text.split()) or type(error).__name__
 
 
-class _Note(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return f"note: {record.getMessage()}"
+class _Notes(logging.Handler):
+    """dana_ray's log records as ``note: ...`` lines on whatever ``sys.stderr`` is when one is written."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(f"note: {record.getMessage()}", file=sys.stderr, flush=True)
+        except Exception:
+            self.handleError(record)
 
 
-def show_notes(level: int = logging.INFO) -> None:
-    """Show dana_ray's log records (the library's notes) on stderr as ``note: ...`` lines: what a command line
-    calls first. Idempotent."""
+@contextlib.contextmanager
+def show_notes(level: int = logging.INFO) -> Iterator[None]:
+    """While in it, dana_ray's log records (the library's notes: a stale lock taken over, a checkpoint that
+    could not be read, a pooled server replaced) are shown on stderr as ``note: ...`` lines: a command line
+    runs inside it. Nested uses show each note once."""
     logger = logging.getLogger("dana_ray")
-    if not any(getattr(h, "_dana_notes", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_Note())
-        handler._dana_notes = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
+    if any(isinstance(h, _Notes) for h in logger.handlers):
+        yield
+        return
+    handler, level_before = _Notes(), logger.level
+    logger.addHandler(handler)
     logger.setLevel(level)
-    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level_before)

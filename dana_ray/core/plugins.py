@@ -14,8 +14,10 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Iterable
 from types import ModuleType
-from typing import Iterable
+
+from dana_ray.core.cli import one_line
 
 
 def is_file_plugin(entry: str) -> bool:
@@ -38,7 +40,7 @@ def load_plugins(entries: Iterable[str]) -> list[ModuleType]:
         except ValueError:
             raise
         except Exception as error:  # an import error of any kind is the plug-in's, named in one line
-            cause = " ".join(str(error).split()) or type(error).__name__
+            cause = one_line(error)
             raise ValueError(f"plugins: cannot import {entry!r}: {type(error).__name__}: {cause}") from None
     return modules
 
@@ -48,10 +50,14 @@ def _import_file(path: str) -> ModuleType:
     if not os.path.isfile(path):
         raise ValueError(f"plugins: no such file {path!r}")
     # one module per file, named after it and its path (two plug-ins called rules.py do not collide)
-    name = f"dana_ray_plugin_{os.path.splitext(os.path.basename(path))[0]}_{hashlib.sha1(path.encode()).hexdigest()[:8]}"
+    name = (
+        f"dana_ray_plugin_{os.path.splitext(os.path.basename(path))[0]}_{hashlib.sha1(path.encode()).hexdigest()[:8]}"
+    )
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"plugins: {path!r} cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:

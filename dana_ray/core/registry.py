@@ -9,8 +9,9 @@ does, with one line naming the field. Registering a name twice is refused unless
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Generic, TypeVar
 
 from dana_ray.core.checks import Check, check_name, check_options
 
@@ -48,8 +49,7 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind}: a plug-in's name must be a non-empty string, got {name!r}")
         known = self._entries.get(name)
         if known is not None and known is not entry and _origin(known) != _origin(entry):
-            raise ValueError(f"{self.kind}: {name!r} is already registered (by {_origin(known)}); "
-                             f"choose another name")
+            raise ValueError(f"{self.kind}: {name!r} is already registered (by {_origin(known)}); choose another name")
         self._entries[name] = entry
         return entry
 

@@ -52,24 +52,53 @@ _FOLDER_OPTIONS = {
 register_dataset("digits")(lambda data_dir: load_digits())
 for _name in LAYOUTS:
     register_dataset(_name, needs_data_dir=True, check=lambda data_dir, _n=_name: check_cifar(_n, data_dir))(
-        lambda data_dir, _n=_name: load_cifar(_n, data_dir))
-register_dataset("imagefolder", options=_FOLDER_OPTIONS, needs_data_dir=True,
-                 check=lambda data_dir, image_size=224, **_: check_imagefolder(data_dir, image_size=image_size))(
-    load_imagefolder)
-register_dataset("imagenet", options={"image_size": _FOLDER_OPTIONS["image_size"], "threads": _THREADS},
-                 needs_data_dir=True,
-                 check=lambda data_dir, image_size=224, **_: check_imagefolder(data_dir, "imagenet", image_size))(
-    lambda data_dir, image_size=224, threads=None: load_imagefolder(data_dir, "imagenet", image_size,
-                                                                    threads=threads, name="imagenet"))
-register_dataset("arrays", options={"crop_padding": Option(0, integer(0), "pixels of zero padding for random crops"),
-                                   "flip": Option(False, boolean(), "random horizontal flips"),
-                                   "num_classes": Option(None, optional(integer(1)),
-                                                         "the class count (else data.npz's num_classes)")},
-                 needs_data_dir=True, check=lambda data_dir, num_classes=None, **_: check_arrays(data_dir, num_classes))(
-    load_arrays)
+        lambda data_dir, _n=_name: load_cifar(_n, data_dir)
+    )
+register_dataset(
+    "imagefolder",
+    options=_FOLDER_OPTIONS,
+    needs_data_dir=True,
+    check=lambda data_dir, image_size=224, **_: check_imagefolder(data_dir, image_size=image_size),
+)(load_imagefolder)
+register_dataset(
+    "imagenet",
+    options={"image_size": _FOLDER_OPTIONS["image_size"], "threads": _THREADS},
+    needs_data_dir=True,
+    check=lambda data_dir, image_size=224, **_: check_imagefolder(data_dir, "imagenet", image_size),
+)(
+    lambda data_dir, image_size=224, threads=None: load_imagefolder(
+        data_dir, "imagenet", image_size, threads=threads, name="imagenet"
+    )
+)
+register_dataset(
+    "arrays",
+    options={
+        "crop_padding": Option(0, integer(0), "pixels of zero padding for random crops"),
+        "flip": Option(False, boolean(), "random horizontal flips"),
+        "num_classes": Option(None, optional(integer(1)), "the class count (else data.npz's num_classes)"),
+    },
+    needs_data_dir=True,
+    check=lambda data_dir, num_classes=None, **_: check_arrays(data_dir, num_classes),
+)(load_arrays)
 
 
-
-__all__ = ["DATASETS", "DataSet", "DataShape", "DatasetSpec", "FolderImages", "FolderTransform", "ImageSet", "Streams",
-           "TensorImages", "WorkerStream", "array_dataset", "check_dataset", "check_generated", "digits_arrays",
-           "eval_batches", "load_dataset", "load_digits", "register_dataset"]
+__all__ = [
+    "DATASETS",
+    "DataSet",
+    "DataShape",
+    "DatasetSpec",
+    "FolderImages",
+    "FolderTransform",
+    "ImageSet",
+    "Streams",
+    "TensorImages",
+    "WorkerStream",
+    "array_dataset",
+    "check_dataset",
+    "check_generated",
+    "digits_arrays",
+    "eval_batches",
+    "load_dataset",
+    "load_digits",
+    "register_dataset",
+]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,9 +20,17 @@ from dana_ray.data.sets import DataSet, DataShape
 ARRAYS_FILE = "data.npz"
 
 
-def array_dataset(x_train: Any, y_train: Any, x_test: Any, y_test: Any, num_classes: int,
-                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                  crop_padding: int = 0, flip: bool = False) -> DataSet:
+def array_dataset(
+    x_train: Any,
+    y_train: Any,
+    x_test: Any,
+    y_test: Any,
+    num_classes: int,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    crop_padding: int = 0,
+    flip: bool = False,
+) -> DataSet:
     """A data set held in memory from arrays: images (uint8 NCHW, scaled to [0, 1]) or float examples
     ([N, F] features, or NCHW), and integer labels in [0, ``num_classes``). Normalised per channel (or
     feature) with ``mean``/``std``, by default the training split's own; ``crop_padding``/``flip`` augment
@@ -40,14 +49,18 @@ def array_dataset(x_train: Any, y_train: Any, x_test: Any, y_test: Any, num_clas
         mean = (x_train.float() / scale).mean(dims).tolist()
     if std is None:
         std = [max(s, 1e-8) for s in (x_train.float() / scale).std(dims).tolist()]
-    make = lambda x, y, aug: TensorImages(x, y, mean, std, crop_padding=crop_padding * aug,  # noqa: E731
-                                          flip=flip and aug)
-    return DataSet(make(x_train, y_train, True), make(x_test, y_test, False), num_classes=num_classes,
-                   in_channels=int(x_train.shape[1]))
+    make = lambda x, y, aug: TensorImages(x, y, mean, std, crop_padding=crop_padding * aug, flip=flip and aug)
+    return DataSet(
+        make(x_train, y_train, True),
+        make(x_test, y_test, False),
+        num_classes=num_classes,
+        in_channels=int(x_train.shape[1]),
+    )
 
 
-def check_arrays_content(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-                         num_classes: Any) -> None:
+def check_arrays_content(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, num_classes: Any
+) -> None:
     """Raise a ValueError naming the array and the problem unless: ``num_classes`` is an integer >= 1; the
     examples are uint8 or floating point, all finite, with one shape per example shared by both splits (at
     least [N, F]); the labels are integers, one per example, each in [0, num_classes); no split is empty."""
@@ -55,8 +68,9 @@ def check_arrays_content(x_train: np.ndarray, y_train: np.ndarray, x_test: np.nd
         raise ValueError(f"num_classes: expected an integer >= 1, got {num_classes!r}")
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
         if x.ndim < 2 or len(x) == 0:
-            raise ValueError(f"x_{split}: expected at least one example of shape [F] or [C, H, W], got an array "
-                             f"of shape {x.shape}")
+            raise ValueError(
+                f"x_{split}: expected at least one example of shape [F] or [C, H, W], got an array of shape {x.shape}"
+            )
         if not (x.dtype == np.uint8 or np.issubdtype(x.dtype, np.floating)):
             raise ValueError(f"x_{split}: expected uint8 images or floating-point examples, got {x.dtype}")
         if np.issubdtype(x.dtype, np.floating):
@@ -70,8 +84,10 @@ def check_arrays_content(x_train: np.ndarray, y_train: np.ndarray, x_test: np.nd
         low, high = int(y.min()), int(y.max())
         if low < 0 or high >= num_classes:
             label = low if low < 0 else high
-            raise ValueError(f"y_{split}: label {label} is outside [0, {num_classes}) (num_classes {num_classes}); "
-                             f"declare the class count the labels need")
+            raise ValueError(
+                f"y_{split}: label {label} is outside [0, {num_classes}) (num_classes {num_classes}); "
+                f"declare the class count the labels need"
+            )
     if x_train.shape[1:] != x_test.shape[1:]:
         raise ValueError(f"x_test: examples of shape {x_test.shape[1:]} where x_train's are {x_train.shape[1:]}")
 
@@ -100,15 +116,18 @@ def _read_arrays(data_dir: str, num_classes: int | None) -> tuple:
     path = os.path.join(os.path.expanduser(data_dir or ""), ARRAYS_FILE)
     host = socket.gethostname()
     if not data_dir or not os.path.isfile(path):
-        raise ValueError(f"data_dir: arrays needs the file {path!r}, which does not exist "
-                         f"(on host {host}); data sets are never downloaded")
+        raise ValueError(
+            f"data_dir: arrays needs the file {path!r}, which does not exist "
+            f"(on host {host}); data sets are never downloaded"
+        )
     names = ("x_train", "y_train", "x_test", "y_test")
     try:
         with np.load(path) as arrays:
             read = {k: arrays[k] for k in arrays.files if k in (*names, "num_classes")}
     except Exception as error:  # any unreadable file is the same problem for the user
-        raise ValueError(f"data_dir: arrays file {path!r} is unreadable ({type(error).__name__}) "
-                         f"(on host {host})") from None
+        raise ValueError(
+            f"data_dir: arrays file {path!r} is unreadable ({type(error).__name__}) (on host {host})"
+        ) from None
     missing = sorted(k for k in names if k not in read)
     if missing:
         raise ValueError(f"data_dir: arrays file {path!r} lacks {', '.join(missing)} (on host {host})")
@@ -116,12 +135,13 @@ def _read_arrays(data_dir: str, num_classes: int | None) -> tuple:
     if stored is not None:
         stored = int(stored) if stored.ndim == 0 and np.issubdtype(stored.dtype, np.integer) else stored.tolist()
         if num_classes is not None and stored != num_classes:
-            raise ValueError(f"dataset_options.num_classes: {num_classes} differs from the num_classes {stored!r} "
-                             f"stored in {path!r}")
+            raise ValueError(
+                f"dataset_options.num_classes: {num_classes} differs from the num_classes {stored!r} stored in {path!r}"
+            )
     classes = num_classes if num_classes is not None else stored
     if classes is None:
-        raise ValueError(f"data_dir: arrays file {path!r} declares no class count: store num_classes in it, or "
-                         f"set dataset_options: {{num_classes: K}} (the largest label is not a declaration)")
+        raise ValueError(
+            f"data_dir: arrays file {path!r} declares no class count: store num_classes in it, or "
+            f"set dataset_options: {{num_classes: K}} (the largest label is not a declaration)"
+        )
     return (*values, classes)
-
-

@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import pickle
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,18 +28,43 @@ from dana_ray.data.sets import DataSet, DataShape, check_folders
 
 
 class _Layout:
-    def __init__(self, folder: str, train: list[str], test: str, label_key: str, meta: str, classes_key: str,
-                 mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    def __init__(
+        self,
+        folder: str,
+        train: list[str],
+        test: str,
+        label_key: str,
+        meta: str,
+        classes_key: str,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+    ) -> None:
         self.folder, self.train, self.test, self.label_key = folder, train, test, label_key
         self.meta, self.classes_key, self.mean, self.std = meta, classes_key, mean, std
 
 
 #: torchvision's on-disk layout of each data set, and its per-channel statistics.
 LAYOUTS = {
-    "cifar10": _Layout("cifar-10-batches-py", [f"data_batch_{k}" for k in range(1, 6)], "test_batch", "labels",
-                       "batches.meta", "label_names", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": _Layout("cifar-100-python", ["train"], "test", "fine_labels", "meta", "fine_label_names",
-                        (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "cifar10": _Layout(
+        "cifar-10-batches-py",
+        [f"data_batch_{k}" for k in range(1, 6)],
+        "test_batch",
+        "labels",
+        "batches.meta",
+        "label_names",
+        (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616),
+    ),
+    "cifar100": _Layout(
+        "cifar-100-python",
+        ["train"],
+        "test",
+        "fine_labels",
+        "meta",
+        "fine_label_names",
+        (0.5071, 0.4865, 0.4409),
+        (0.2673, 0.2564, 0.2762),
+    ),
 }
 
 
@@ -46,14 +72,18 @@ def _read(name: str, data_dir: str, file: str, read: Callable[[dict], Any]) -> A
     """``read`` of the unpickled ``file`` of data set ``name``; an unreadable file is one line naming it."""
     path = os.path.join(os.path.expanduser(data_dir), LAYOUTS[name].folder, file)
     if not os.path.isfile(path):
-        raise ValueError(f"data_dir: {name} file {path!r} is missing; expected torchvision's layout "
-                         f"{os.path.dirname(path)}/ (on host {socket.gethostname()})")
+        raise ValueError(
+            f"data_dir: {name} file {path!r} is missing; expected torchvision's layout "
+            f"{os.path.dirname(path)}/ (on host {socket.gethostname()})"
+        )
     try:
         with open(path, "rb") as f:
             return read(pickle.load(f, encoding="latin1"))
     except Exception as error:  # any unreadable file is the same problem for the user
-        raise ValueError(f"data_dir: {name} file {path!r} is unreadable ({type(error).__name__}: "
-                         f"{one_line(error)}) (on host {socket.gethostname()})") from None
+        raise ValueError(
+            f"data_dir: {name} file {path!r} is unreadable ({type(error).__name__}: "
+            f"{one_line(error)}) (on host {socket.gethostname()})"
+        ) from None
 
 
 def _rows(name: str, data_dir: str, file: str, classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,15 +93,22 @@ def _rows(name: str, data_dir: str, file: str, classes: int) -> tuple[np.ndarray
 
     def rows(entry: dict) -> tuple[np.ndarray, np.ndarray] | None:
         data, labels = np.asarray(entry["data"]), np.asarray(entry[layout.label_key])
-        ok = (data.ndim == 2 and data.shape[1] == 3 * 32 * 32 and data.dtype == np.uint8
-              and labels.shape == (len(data),) and (len(labels) == 0 or 0 <= labels.min() <= labels.max() < classes))
+        ok = (
+            data.ndim == 2
+            and data.shape[1] == 3 * 32 * 32
+            and data.dtype == np.uint8
+            and labels.shape == (len(data),)
+            and (len(labels) == 0 or 0 <= labels.min() <= labels.max() < classes)
+        )
         return (data.reshape(-1, 3, 32, 32), labels.astype(np.int64)) if ok else None
 
     read = _read(name, data_dir, file, rows)
     if read is None:
-        raise ValueError(f"data_dir: {name} file {os.path.join(os.path.expanduser(data_dir), layout.folder, file)!r} "
-                         f"does not hold rows of 3x32x32 bytes with labels in [0, {classes}) "
-                         f"(on host {socket.gethostname()})")
+        raise ValueError(
+            f"data_dir: {name} file {os.path.join(os.path.expanduser(data_dir), layout.folder, file)!r} "
+            f"does not hold rows of 3x32x32 bytes with labels in [0, {classes}) "
+            f"(on host {socket.gethostname()})"
+        )
     return read
 
 
@@ -93,8 +130,15 @@ def load_cifar(name: str, data_dir: str) -> DataSet:
     parts = [_rows(name, data_dir, file, classes) for file in layout.train]
     train_x, train_y = np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
     test_x, test_y = _rows(name, data_dir, layout.test, classes)
-    train = TensorImages(torch.from_numpy(np.ascontiguousarray(train_x)), torch.from_numpy(train_y), layout.mean,
-                         layout.std, crop_padding=4, flip=True)
-    test = TensorImages(torch.from_numpy(np.ascontiguousarray(test_x)), torch.from_numpy(test_y), layout.mean,
-                        layout.std)
+    train = TensorImages(
+        torch.from_numpy(np.ascontiguousarray(train_x)),
+        torch.from_numpy(train_y),
+        layout.mean,
+        layout.std,
+        crop_padding=4,
+        flip=True,
+    )
+    test = TensorImages(
+        torch.from_numpy(np.ascontiguousarray(test_x)), torch.from_numpy(test_y), layout.mean, layout.std
+    )
     return DataSet(train, test, num_classes=classes, in_channels=3)

@@ -27,8 +27,10 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     back to ``sklearn.datasets.load_digits`` if that file ever moves.
     """
     spec = importlib.util.find_spec("sklearn")
-    if spec is None:
-        raise ValueError("dataset: 'digits' ships inside scikit-learn, which is not installed (pip install scikit-learn)")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            "dataset: 'digits' ships inside scikit-learn, which is not installed (pip install scikit-learn)"
+        )
     path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz")
     if os.path.isfile(path):
         table = np.loadtxt(path, delimiter=",", dtype=np.float64)
@@ -49,7 +51,5 @@ def load_digits() -> DataSet:
     train, test = order[:1437], order[1437:]
     mean = float(images[train].float().mean() / 16)
     std = float(images[train].float().std() / 16)
-    make = lambda idx: TensorImages(images[idx], labels[idx], (mean,), (std,), max_value=16.0)  # noqa: E731
+    make = lambda idx: TensorImages(images[idx], labels[idx], (mean,), (std,), max_value=16.0)
     return DataSet(make(train), make(test), num_classes=10, in_channels=1)
-
-

@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import os
 import socket
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,8 +67,9 @@ class FolderTransform:
         size = self.image_size
         if self.train and self.augmentation == "imagenet":
             top, left, height, width, flip = params
-            image = TF.resized_crop(image, top, left, height, width, [size, size], InterpolationMode.BILINEAR,
-                                    antialias=True)
+            image = TF.resized_crop(
+                image, top, left, height, width, [size, size], InterpolationMode.BILINEAR, antialias=True
+            )
         else:
             resize = size if not (self.augmentation == "imagenet") else round(size * 256 / 224)
             image = TF.center_crop(TF.resize(image, resize, antialias=True), [size, size])
@@ -85,20 +87,24 @@ class FolderTransform:
         return max(1, round(self.image_size / 8))  # CIFAR's 4 pixels at 32 px
 
 
-def _resized_crop_params(width: int, height: int, generator: torch.Generator,
-                         scale: tuple[float, float] = (0.08, 1.0),
-                         ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+def _resized_crop_params(
+    width: int,
+    height: int,
+    generator: torch.Generator,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> tuple[int, int, int, int]:
     """torchvision's ``RandomResizedCrop.get_params``, drawing from ``generator``: (top, left, height, width)."""
     area = height * width
-    log_ratio = torch.log(torch.tensor(ratio))
+    low, high = (float(v) for v in torch.log(torch.tensor(ratio)))  # float32 logs, as torchvision's
     for _ in range(10):
         target_area = area * torch.empty(1).uniform_(scale[0], scale[1], generator=generator).item()
-        aspect_ratio = torch.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1], generator=generator)).item()
+        aspect_ratio = torch.exp(torch.empty(1).uniform_(low, high, generator=generator)).item()
         w = int(round(math.sqrt(target_area * aspect_ratio)))
         h = int(round(math.sqrt(target_area / aspect_ratio)))
         if 0 < w <= width and 0 < h <= height:
-            top = torch.randint(0, height - h + 1, size=(1,), generator=generator).item()
-            left = torch.randint(0, width - w + 1, size=(1,), generator=generator).item()
+            top = int(torch.randint(0, height - h + 1, size=(1,), generator=generator).item())
+            left = int(torch.randint(0, width - w + 1, size=(1,), generator=generator).item())
             return top, left, h, w
     in_ratio = width / height  # fallback: a central crop
     if in_ratio < min(ratio):
@@ -114,8 +120,8 @@ def _crop_params(width: int, height: int, size: int, generator: torch.Generator)
     """torchvision's ``RandomCrop.get_params`` for a square ``size``, drawing from ``generator``."""
     if width == size and height == size:
         return 0, 0, size, size
-    top = torch.randint(0, height - size + 1, size=(1,), generator=generator).item()
-    left = torch.randint(0, width - size + 1, size=(1,), generator=generator).item()
+    top = int(torch.randint(0, height - size + 1, size=(1,), generator=generator).item())
+    left = int(torch.randint(0, width - size + 1, size=(1,), generator=generator).item())
     return top, left, size, size
 
 
@@ -152,7 +158,7 @@ class FolderImages:
         images = self._map(lambda sample: self.folder.loader(sample[0]), samples)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if generator is not None else 0
         draws = torch.Generator().manual_seed(seed)
-        params = [self.transform.draw(*image.size, draws) for image in images]
+        params = [self.transform.draw(image.size[0], image.size[1], draws) for image in images]
         size = self.transform.image_size
         x = torch.empty((len(images), 3, size, size))
         out = x.numpy()
@@ -160,15 +166,26 @@ class FolderImages:
         return x, torch.tensor([label for _, label in samples], dtype=torch.long)
 
 
-def load_imagefolder(data_dir: str, augmentation: str = "imagenet", image_size: int = 224,
-                     mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                     threads: int = 1, name: str = "imagefolder") -> DataSet:
+def load_imagefolder(
+    data_dir: str,
+    augmentation: str = "imagenet",
+    image_size: int = 224,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    threads: int = 1,
+    name: str = "imagefolder",
+) -> DataSet:
     check_folders(name, data_dir, ("train", "val"))
     data_dir = os.path.expanduser(data_dir)
     mean, std = tuple(mean), tuple(std)
-    train, test = (FolderImages(os.path.join(data_dir, split), FolderTransform(augmentation, image_size, mean, std,
-                                                                               train=split == "train"), threads)
-                   for split in ("train", "val"))
+    train, test = (
+        FolderImages(
+            os.path.join(data_dir, split),
+            FolderTransform(augmentation, image_size, mean, std, train=split == "train"),
+            threads,
+        )
+        for split in ("train", "val")
+    )
     if train.folder.classes != test.folder.classes:
         raise ValueError(f"data_dir: {data_dir!r} has different class folders in train/ and val/")
     return DataSet(train, test, num_classes=len(train.folder.classes), in_channels=3)
@@ -185,8 +202,10 @@ def check_imagefolder(data_dir: str, name: str = "imagefolder", image_size: int 
     for split in ("train", "val"):
         classes[split] = sorted(e.name for e in os.scandir(os.path.join(root, split)) if e.is_dir())
         if not classes[split]:
-            raise ValueError(f"data_dir: {name} needs class folders in {os.path.join(root, split)!r}, found none "
-                             f"(on host {socket.gethostname()})")
+            raise ValueError(
+                f"data_dir: {name} needs class folders in {os.path.join(root, split)!r}, found none "
+                f"(on host {socket.gethostname()})"
+            )
     if classes["train"] != classes["val"]:
         raise ValueError(f"data_dir: {name} under {root!r} has different class folders in train/ and val/")
     images = {}
@@ -194,10 +213,13 @@ def check_imagefolder(data_dir: str, name: str = "imagefolder", image_size: int 
         images[split] = 0
         for cls in classes[split]:
             folder = os.path.join(root, split, cls)
-            files = sorted(e.path for e in os.scandir(folder) if e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS))
+            files = sorted(
+                e.path for e in os.scandir(folder) if e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS)
+            )
             if not files:
-                raise ValueError(f"data_dir: {name} class folder {folder!r} holds no image file "
-                                 f"(on host {socket.gethostname()})")
+                raise ValueError(
+                    f"data_dir: {name} class folder {folder!r} holds no image file (on host {socket.gethostname()})"
+                )
             images[split] += len(files)
         _check_decodes(name, files[0])  # one image per split, decoded as the loader will
     return DataShape(images["train"], images["val"], len(classes["train"]), (3, image_size, image_size))
@@ -209,8 +231,8 @@ def _check_decodes(name: str, path: str) -> None:
     try:
         with Image.open(path) as image:
             image.convert("RGB").size  # noqa: B018 - decodes the pixels
-    except Exception as error:  # noqa: BLE001 - any undecodable file is the same problem
-        raise ValueError(f"data_dir: {name} image {path!r} cannot be decoded ({type(error).__name__}) "
-                         f"(on host {socket.gethostname()})") from None
-
-
+    except Exception as error:
+        raise ValueError(
+            f"data_dir: {name} image {path!r} cannot be decoded ({type(error).__name__}) "
+            f"(on host {socket.gethostname()})"
+        ) from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -18,11 +18,25 @@ class TensorImages:
     images (NCHW).
     """
 
-    def __init__(self, images: Tensor, labels: Tensor, mean: Sequence[float], std: Sequence[float],
-                 max_value: float = 255.0, crop_padding: int = 0, flip: bool = False) -> None:
-        if len(images) != len(labels) or images.dim() < 2 or not (images.dtype == torch.uint8 or images.is_floating_point()):
-            raise ValueError(f"images: expected uint8 or float examples with one label each, got {images.dtype} "
-                             f"{tuple(images.shape)} and {len(labels)} labels")
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        mean: Sequence[float],
+        std: Sequence[float],
+        max_value: float = 255.0,
+        crop_padding: int = 0,
+        flip: bool = False,
+    ) -> None:
+        if (
+            len(images) != len(labels)
+            or images.dim() < 2
+            or not (images.dtype == torch.uint8 or images.is_floating_point())
+        ):
+            raise ValueError(
+                f"images: expected uint8 or float examples with one label each, got {images.dtype} "
+                f"{tuple(images.shape)} and {len(labels)} labels"
+            )
         if (crop_padding or flip) and images.dim() != 4:
             raise ValueError(f"images: crop and flip need NCHW images, got shape {tuple(images.shape)}")
         self.images, self.labels = images, labels.long()
@@ -51,12 +65,10 @@ class TensorImages:
             padded = F.pad(x, (p, p, p, p))
             top = torch.randint(0, 2 * p + 1, (n,), generator=generator)
             left = torch.randint(0, 2 * p + 1, (n,), generator=generator)
-            rows = (top[:, None] + torch.arange(h))[:, None, :, None]   # n,1,h,1
+            rows = (top[:, None] + torch.arange(h))[:, None, :, None]  # n,1,h,1
             cols = (left[:, None] + torch.arange(w))[:, None, None, :]  # n,1,1,w
             x = padded[torch.arange(n)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None], rows, cols]
         if self.flip:
             flip = torch.rand(n, generator=generator) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
         return x
-
-

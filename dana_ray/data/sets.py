@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -52,13 +53,14 @@ class DataShape:
     and one example's shape as the model sees it ([C, H, W] images, [F] features). A data set's file check
     returns it (read where the data is), so a sweep checks batch sizes and models against the data before
     anything launches."""
+
     train: int
     test: int
     num_classes: int
     example: tuple[int, ...]
 
     @classmethod
-    def of(cls, data: "DataSet") -> "DataShape":
+    def of(cls, data: DataSet) -> DataShape:
         """Of a loaded data set (one test example is read for its shape)."""
         x, _ = data.test.batch(np.arange(1), None)
         return cls(len(data.train), len(data.test), data.num_classes, tuple(int(d) for d in x.shape[1:]))
@@ -66,26 +68,32 @@ class DataShape:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    fn: Callable[..., DataSet]          # fn(data_dir, **options) -> DataSet
+    fn: Callable[..., DataSet]  # fn(data_dir, **options) -> DataSet
     options: dict[str, Option] = field(default_factory=dict)
     needs_data_dir: bool = False
     #: check(data_dir, **options) -> DataShape: raise a ValueError (naming the host and path) if the data
     #: under ``data_dir`` cannot be read, else return what its metadata says (None: it says nothing); run on
     #: every node before a sweep launches. None: no files to check (the data set is built in the driver).
-    check: Callable[..., None] | None = None
+    check: Callable[..., DataShape | None] | None = None
 
 
 #: Every data set by the exact name configs use.
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 
-def register_dataset(name: str, options: dict[str, Option] | None = None, needs_data_dir: bool = False,
-                     check: Callable[..., None] | None = None) -> Callable:
+def register_dataset(
+    name: str,
+    options: dict[str, Option] | None = None,
+    needs_data_dir: bool = False,
+    check: Callable[..., DataShape | None] | None = None,
+) -> Callable:
     """Decorator: register ``fn(data_dir, **options) -> DataSet`` as data set ``name``; ``check(data_dir,
     **options)`` verifies the files before anything launches."""
+
     def register(fn: Callable[..., DataSet]) -> Callable[..., DataSet]:
         DATASETS.register(name, DatasetSpec(fn, dict(options or {}), needs_data_dir, check))
         return fn
+
     return register
 
 
@@ -128,7 +136,7 @@ def check_folders(name: str, data_dir: str | None, folders: Sequence[str]) -> No
     for sub in folders:
         path = os.path.join(os.path.expanduser(data_dir or ""), sub)
         if not data_dir or not os.path.isdir(path):
-            raise ValueError(f"data_dir: {name} needs the directory {path!r}, which does not exist "
-                             f"(on host {socket.gethostname()}); data sets are never downloaded")
-
-
+            raise ValueError(
+                f"data_dir: {name} needs the directory {path!r}, which does not exist "
+                f"(on host {socket.gethostname()}); data sets are never downloaded"
+            )

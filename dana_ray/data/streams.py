@@ -9,8 +9,8 @@ restart), and runs are reproducible.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ class WorkerStream:
         if pass_ != cached:
             order = np.random.default_rng([self.seed, _STREAM_TAG, self.worker, pass_]).permutation(len(self.data))
             self._permutation = (pass_, order)
-        return order[j * self.batch_size:(j + 1) * self.batch_size]
+        return order[j * self.batch_size : (j + 1) * self.batch_size]
 
     def batch(self, k: int) -> tuple[Tensor, Tensor]:
         generator = None

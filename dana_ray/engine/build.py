@@ -47,50 +47,82 @@ def trial_data(cfg: TrialConfig, threads: int = 1) -> DataSet:
     return _data_cache[key]
 
 
-def build_replica(cfg: TrialConfig, device: torch.device | str | None = None,
-                 decode_threads: int | None = None) -> Replica:
+def build_replica(
+    cfg: TrialConfig, device: torch.device | str | None = None, decode_threads: int | None = None
+) -> Replica:
     """Load the data and build the seeded model replica on ``device`` (default: ``cfg.compute.device`` resolved).
     ``decode_threads``: for a file-decoded data set whose options leave ``threads`` unset (default: the
     torch threads this process computes on; a gradient actor passes its reserved CPUs)."""
     data = trial_data(cfg, threads=decode_threads or torch.get_num_threads())
     if cfg.batch_size > len(data.train):
-        raise ValueError(f"batch_size: {cfg.batch_size} is larger than the {cfg.dataset} training set "
-                         f"({len(data.train)} examples)")
+        raise ValueError(
+            f"batch_size: {cfg.batch_size} is larger than the {cfg.dataset} training set ({len(data.train)} examples)"
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         module = make_model(cfg.model, data.num_classes, data.in_channels, **cfg.model_options)
     model = FlatModel(module, device if device is not None else resolve_device(cfg.compute.device))
     options = cfg.rule.resolved_options(cfg.algorithm_options)
-    return Replica(model, data, cfg.batch_size, cfg.seed,
-                          cfg.weight_decay if cfg.weight_decay_at == "worker" else 0.0, cfg.compute.eval_batch_size,
-                          worker_side=cfg.rule.make_worker_side(cfg.momentum, options),
-                          prefetch=cfg.compute.prefetch_batches)
+    return Replica(
+        model,
+        data,
+        cfg.batch_size,
+        cfg.seed,
+        cfg.weight_decay if cfg.weight_decay_at == "worker" else 0.0,
+        cfg.compute.eval_batch_size,
+        worker_side=cfg.rule.make_worker_side(cfg.momentum, options),
+        prefetch=cfg.compute.prefetch_batches,
+    )
 
 
 def build_rule(cfg: TrialConfig, params: torch.Tensor, steps_per_epoch: int, fused: bool | None = None) -> UpdateRule:
     """The trial's rule over ``params`` (all of θ, a shard's slice of it, or none: a sequencer's shadow)."""
-    lr = step_decay(cfg.lr, steps_per_epoch, cfg.lr_decay_epochs, cfg.lr_decay_factor, cfg.warmup_epochs,
-                    cfg.warmup_start, cfg.num_workers)
-    return make_algorithm(cfg.algorithm, params, cfg.num_workers, lr, cfg.momentum,
-                          weight_decay=cfg.weight_decay if cfg.weight_decay_at == "master" else 0.0,
-                          fused=cfg.compute.fused_updates if fused is None else fused, **cfg.algorithm_options)
+    lr = step_decay(
+        cfg.lr,
+        steps_per_epoch,
+        cfg.lr_decay_epochs,
+        cfg.lr_decay_factor,
+        cfg.warmup_epochs,
+        cfg.warmup_start,
+        cfg.num_workers,
+    )
+    return make_algorithm(
+        cfg.algorithm,
+        params,
+        cfg.num_workers,
+        lr,
+        cfg.momentum,
+        weight_decay=cfg.weight_decay if cfg.weight_decay_at == "master" else 0.0,
+        fused=cfg.compute.fused_updates if fused is None else fused,
+        **cfg.algorithm_options,
+    )
 
 
 def build_schedule(cfg: TrialConfig) -> Schedule | None:
     """The seeded order gradients are applied in (None: ``arrival``, the order they come)."""
-    return (None if cfg.schedule == ARRIVAL
-            else make_schedule(cfg.schedule, cfg.num_workers, cfg.seed, **cfg.schedule_options))
+    return (
+        None
+        if cfg.schedule == ARRIVAL
+        else make_schedule(cfg.schedule, cfg.num_workers, cfg.seed, **cfg.schedule_options)
+    )
 
 
-def build_master(cfg: TrialConfig, params: torch.Tensor, bn_stats: torch.Tensor, bn_momentum: float,
-                 steps_per_epoch: int) -> Master:
+def build_master(
+    cfg: TrialConfig, params: torch.Tensor, bn_stats: torch.Tensor, bn_momentum: float, steps_per_epoch: int
+) -> Master:
     """The rule (starting at ``params``), the schedule and the master's BatchNorm statistics."""
-    return Master(build_rule(cfg, params, steps_per_epoch), build_schedule(cfg), bn_stats, bn_momentum,
-                  fused=cfg.compute.fused_updates)
+    return Master(
+        build_rule(cfg, params, steps_per_epoch),
+        build_schedule(cfg),
+        bn_stats,
+        bn_momentum,
+        fused=cfg.compute.fused_updates,
+    )
 
 
-def build_sequencer(cfg: TrialConfig, shards: ShardSet, bn_stats: torch.Tensor, bn_momentum: float,
-                    steps_per_epoch: int) -> ShardedMaster:
+def build_sequencer(
+    cfg: TrialConfig, shards: ShardSet, bn_stats: torch.Tensor, bn_momentum: float, steps_per_epoch: int
+) -> ShardedMaster:
     """A sharded server's master: the rule's shadow (over no coordinates), the schedule, the statistics."""
     shadow = build_rule(cfg, torch.zeros(0), steps_per_epoch, fused=False)
     return ShardedMaster(shadow, build_schedule(cfg), bn_stats, bn_momentum, shards)

@@ -1,6 +1,6 @@
-"""Which gradient computer gets which job, and when: the dispatch policy, apart from how jobs travel.
+"""Which replica computes which job, and when: the dispatch policy, apart from how jobs travel.
 
-A ``Transport`` moves jobs to numbered *slots* (gradient computers: the Ray executor's Worker actors, or a
+A ``Transport`` moves jobs to numbered *slots* (model replicas: the Ray executor's Worker actors, or a
 test's in-process fake) and results back; it knows nothing of policy. The ``Dispatcher`` decides, for the
 server's ``Master``:
 
@@ -17,7 +17,7 @@ server's ``Master``:
   digits with one actor: at N = 4, one job a call gives 1.6x the updates/s of four). A call also costs
   CPU on both sides, which trials sharing a machine pay in throughput, hence 2% rather than a latency
   budget (``benchmarks/sweep_overhead.py --jobs-per-call auto 8 1``). The numbers do not depend on k;
-- **losses**: a slot whose computer died (``SlotLost`` from ``fetch``) is replaced by the transport and
+- **losses**: a slot whose replica died (``SlotLost`` from ``fetch``) is replaced by the transport and
   every job it held is sent again, to the same slot; the numbers do not change (a job's result depends on
   the job alone);
 - **pulling ahead**: before each blocking fetch, results of remote slots still in flight are asked to move
@@ -32,14 +32,15 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Hashable, Protocol
+from collections.abc import Hashable
+from typing import Protocol
 
 from dana_ray.engine.master import GradientResult, Job, Master, nbytes
 from dana_ray.engine.telemetry import Telemetry, Traffic
 
 
 class SlotLost(Exception):
-    """The computer in ``slot`` died; ``cause`` says why in one line."""
+    """The replica in ``slot`` died; ``cause`` says why in one line."""
 
     def __init__(self, slot: int, cause: str) -> None:
         super().__init__(f"slot {slot} lost: {cause}")
@@ -49,7 +50,9 @@ class SlotLost(Exception):
 class Transport(Protocol):
     """How jobs reach slots and results come back (one implementation per executor that has slots)."""
 
-    num_slots: int
+    @property
+    def num_slots(self) -> int:
+        """How many slots there are (numbered 0 .. num_slots - 1)."""
 
     def send(self, slot: int, jobs: list[Job]) -> list[Hashable]:
         """Start ``jobs`` on ``slot`` as one call; one handle per job, in order."""
@@ -67,7 +70,7 @@ class Transport(Protocol):
         """Whether ``slot``'s results live away from the server (so they are worth pulling ahead)."""
 
     def replace(self, slot: int, cause: str) -> None:
-        """Put a new computer in ``slot`` (raise, in one line, if that is not possible)."""
+        """Put a new replica in ``slot`` (raise, in one line, if that is not possible)."""
 
     def call_overhead_s(self) -> float:
         """The round trip of one call that does no work (needed for ``per_call="auto"`` only)."""
@@ -80,8 +83,15 @@ AUTO_OVERHEAD_SHARE = 0.02
 
 
 class Dispatcher:
-    def __init__(self, transport: Transport, per_call: int | str = 1, sticky: bool = False,
-                 traffic: Traffic | None = None, vmap_jobs: int = 1, num_workers: int | None = None) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        per_call: int | str = 1,
+        sticky: bool = False,
+        traffic: Traffic | None = None,
+        vmap_jobs: int = 1,
+        num_workers: int | None = None,
+    ) -> None:
         """``per_call``: jobs per call (at least ``vmap_jobs``, which the slots compute together), or
         ``"auto"``; ``num_workers``: N, which bounds what ``auto`` chooses (default: one job per slot)."""
         self.transport, self.sticky, self.vmap_jobs = transport, sticky, vmap_jobs
@@ -177,19 +187,22 @@ class Dispatcher:
         return workers[ready]
 
     def _pull_ahead(self) -> None:
-        pending = [handle for handle, slot, _ in self.inflight.values()
-                   if self.transport.is_remote(slot) and handle not in self.local]
+        pending = [
+            handle
+            for handle, slot, _ in self.inflight.values()
+            if self.transport.is_remote(slot) and handle not in self.local
+        ]
         if pending:
             ready = self.transport.prefetch(pending)
             self.local.update(ready)
             self.pulled_ahead += len(ready)
 
     def replace_slot(self, slot: int, cause: str) -> None:
-        """A new computer in ``slot`` (the transport's), and every job the dead one held sent to it again;
+        """A new replica in ``slot`` (the transport's), and every job the dead one held sent to it again;
         for whoever learns of the death first (a fetch here, or the server's own calls to its slots)."""
         self.transport.replace(slot, cause)
         self.traffic.actor_restarts += 1
-        for worker, (handle, held_by, job) in list(self.inflight.items()):
+        for handle, held_by, job in list(self.inflight.values()):
             if held_by == slot:
                 self.local.discard(handle)
                 self.load[slot] -= 1
@@ -215,4 +228,3 @@ def run_steps(master: Master, dispatcher: Dispatcher, telemetry: Telemetry, step
         for new_job in master.apply(job, result):
             dispatcher.dispatch(new_job)
         telemetry.tick()
-

@@ -15,7 +15,7 @@ statistics in eval mode.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 
 class FlatModel:
-    def __init__(self, module: nn.Module, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, module: nn.Module, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> None:
         """``dtype``: of the flat buffers and the module (float32 in training; tests use float64)."""
         self.module = module.to(device=device, dtype=dtype)
         self.device = torch.device(device)
@@ -39,10 +41,13 @@ class FlatModel:
 
         norms = [m for m in self.module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
         momenta = {m.momentum for m in norms}
-        if len(momenta) > 1 or None in momenta:
-            raise ValueError(f"model: every BatchNorm layer needs the same numeric momentum, got {sorted(map(str, momenta))}")
-        self.bn_momentum: float = momenta.pop() if momenta else 0.0
-        buffers = [b for m in norms for b in (m.running_mean, m.running_var)]
+        numeric = {value for value in momenta if value is not None}
+        if len(momenta) > 1 or len(numeric) < len(momenta):
+            raise ValueError(
+                f"model: every BatchNorm layer needs the same numeric momentum, got {sorted(map(str, momenta))}"
+            )
+        self.bn_momentum: float = numeric.pop() if numeric else 0.0
+        buffers = [b for m in norms for b in (m.running_mean, m.running_var) if b is not None]
         self.bn_stats = torch.cat([b.reshape(-1) for b in buffers]) if buffers else self.params.new_zeros(0)
         _alias(buffers, self.bn_stats)
         for m in norms:
@@ -67,8 +72,12 @@ class FlatModel:
         A contiguous point on the model's device with its dtype is used in place: the parameters become views
         of it, and no d floats are copied (the module only reads its parameters; the caller must not write
         the point while the model computes at it). Any other point is copied into ``self.params``."""
-        if (point.device != self.params.device or point.dtype != self.params.dtype or not point.is_contiguous()
-                or point.shape != self.params.shape):
+        if (
+            point.device != self.params.device
+            or point.dtype != self.params.dtype
+            or not point.is_contiguous()
+            or point.shape != self.params.shape
+        ):
             point = self.params.copy_(point)
         if point is not self._computing_at:
             _alias(self._param_tensors, point)
@@ -80,8 +89,7 @@ class FlatModel:
         point = self.load_point(point)
         self.grads.zero_()
         self.module.train()
-        loss = F.cross_entropy(self.module(x.to(self.device, non_blocking=True)),
-                               y.to(self.device, non_blocking=True))
+        loss = F.cross_entropy(self.module(x.to(self.device, non_blocking=True)), y.to(self.device, non_blocking=True))
         loss.backward()
         grad = self.grads.add(point, alpha=weight_decay) if weight_decay else self.grads.clone()
         return grad, self.bn_stats.clone(), float(loss.detach())
@@ -110,22 +118,25 @@ class FlatModel:
         self.module.train()
         points = points.to(self.device)
         grads, stats, losses = vmap(one, randomness="different")(
-            points, buffers, x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
+            points, buffers, x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        )
         if weight_decay:
             grads.add_(points, alpha=weight_decay)
         return grads, stats, losses.detach()
 
     @torch.no_grad()
-    def evaluate(self, params: Tensor, bn_stats: Tensor, batches: Iterable[tuple[Tensor, Tensor]]) -> tuple[float, float]:
+    def evaluate(
+        self, params: Tensor, bn_stats: Tensor, batches: Iterable[tuple[Tensor, Tensor]]
+    ) -> tuple[float, float]:
         """``(error %, mean loss)`` of the model at ``params`` with BatchNorm statistics ``bn_stats``."""
         self.load_point(params)
         self.bn_stats.copy_(bn_stats)
         self.module.eval()
         wrong, loss, count = 0, 0.0, 0
         for x, y in batches:
-            y = y.to(self.device)
+            labels = y.to(self.device)
             logits = self.module(x.to(self.device))
-            wrong += int((logits.argmax(1) != y).sum())
+            wrong += int((logits.argmax(1) != labels).sum())
             loss += float(F.cross_entropy(logits, y, reduction="sum"))
             count += len(y)
         return 100.0 * wrong / count, loss / count
@@ -136,12 +147,12 @@ def _views(flat: Tensor, shapes: list) -> list[Tensor]:
     out, offset = [], 0
     for shape in shapes:
         n = shape.numel()
-        out.append(flat[offset:offset + n].view(shape))
+        out.append(flat[offset : offset + n].view(shape))
         offset += n
     return out
 
 
-def _alias(tensors: list[Tensor], flat: Tensor, flat_grad: Tensor | None = None) -> None:
+def _alias(tensors: Sequence[Tensor], flat: Tensor, flat_grad: Tensor | None = None) -> None:
     """Make each tensor (and its grad) a view into ``flat`` (and ``flat_grad``), in order."""
     shapes = [t.shape for t in tensors]
     for t, view in zip(tensors, _views(flat, shapes)):

@@ -7,7 +7,8 @@ is issued, since a job fixes its point and batch.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -20,8 +21,14 @@ from dana_ray.engine.telemetry import Sink
 
 class LocalExecutor(MasterLoop):
     @classmethod
-    def launch(cls, cfg: TrialConfig, name: str | None = None, placement_group: Any = None, reuse: bool = False,
-               metrics: Callable[[], Sink] | None = None) -> "LocalExecutor":
+    def launch(
+        cls,
+        cfg: TrialConfig,
+        name: str | None = None,
+        placement_group: Any = None,
+        reuse: bool = False,
+        metrics: Callable[[], Sink] | None = None,
+    ) -> LocalExecutor:
         """The registry's ``make`` (``config/executors.py``): ``metrics`` makes the trial's sink, or None."""
         return cls(cfg, metrics() if metrics is not None else None)
 
@@ -59,9 +66,12 @@ class LocalExecutor(MasterLoop):
         if self.vmap_jobs == 1:
             return self.replica.compute(job)
         if (job.worker, job.batch) not in self._computed:
-            others = [j for w, j in sorted(self.master.outstanding.items())
-                      if j is not job and (w, j.batch) not in self._computed]
-            group = [job, *others[:self.vmap_jobs - 1]]
+            others = [
+                j
+                for w, j in sorted(self.master.outstanding.items())
+                if j is not job and (w, j.batch) not in self._computed
+            ]
+            group = [job, *others[: self.vmap_jobs - 1]]
             for done, result in zip(group, self.replica.compute_many(group)):
                 self._computed[done.worker, done.batch] = result
         return self._computed.pop((job.worker, job.batch))

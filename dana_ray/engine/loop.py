@@ -88,9 +88,15 @@ class MasterLoop(Executor):
             metrics["train_loss"] = math.nan
         else:
             test_error, test_loss = self.evaluate()
-        row = dict(metrics, step=self.master.step, test_error=test_error, test_loss=test_loss,
-                   lr=self.master.rule.lr_at(self.master.step), diverged=self.master.diverged,
-                   gradients_per_s=metrics["gradients"] / elapsed if elapsed > 0 else math.nan)
+        row = dict(
+            metrics,
+            step=self.master.step,
+            test_error=test_error,
+            test_loss=test_loss,
+            lr=self.master.rule.lr_at(self.master.step),
+            diverged=self.master.diverged,
+            gradients_per_s=metrics["gradients"] / elapsed if elapsed > 0 else math.nan,
+        )
         self.telemetry.epoch(row)
         return row
 

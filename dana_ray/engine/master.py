@@ -22,13 +22,17 @@ from dana_ray.algorithms.ops import compiled_distance
 from dana_ray.engine.telemetry import Totals, tally
 from dana_ray.schedules import Schedule
 
+#: A point or a gradient as the master holds it: a flat tensor, or on a sharded server the handles to its
+#: shards' slices (``shards.Sharded``), which only the shards read.
+Vector = Any
+
 
 @dataclass
 class GradientResult:
-    grad: Tensor      # ∇L + λ·point, flat (for a rule with a worker side: what the side made of the job);
-                      # a sharded server: the slices for its shards (``shards.Sharded``)
+    grad: Vector  # ∇L + λ·point, flat (for a rule with a worker side: what the side made of the job);
+    # a sharded server: the slices for its shards (``shards.Sharded``)
     bn_stats: Tensor  # the batch's BatchNorm statistics, flat (empty without BatchNorm)
-    loss: float       # mean training loss of the batch at the point
+    loss: float  # mean training loss of the batch at the point
     seconds: float = 0.0  # how long computing it took where it was computed (0: not measured)
 
 
@@ -38,8 +42,9 @@ def nbytes(vector: Any) -> int:
 
 
 class Master:
-    def __init__(self, rule: UpdateRule, schedule: Schedule | None, bn_stats: Tensor, bn_momentum: float,
-                 fused: bool = False) -> None:
+    def __init__(
+        self, rule: UpdateRule, schedule: Schedule | None, bn_stats: Tensor, bn_momentum: float, fused: bool = False
+    ) -> None:
         """``schedule=None``: no fixed order; the executor applies gradients as they arrive (``apply`` only).
         ``fused``: measure each gradient's gap in one compiled pass (else two eager passes)."""
         self.rule, self.schedule = rule, schedule
@@ -121,25 +126,31 @@ class Master:
 
     # -- where θ lives: here, in the rule (``engine/shards.ShardedMaster`` overrides these three) -----------
 
-    def _apply_gradient(self, job: Job, grad: Tensor, delay: int) -> float:
+    def _apply_gradient(self, job: Job, grad: Vector, delay: int) -> float:
         """Apply ``grad`` (computed at ``job.point``) to the rule; returns the job's gap, measured before."""
         gap = self.gap(job.point)
         self.rule.apply(job.worker, grad.to(self.rule.params), point=job.point, delay=delay)
         return gap
 
-    def _point_for(self, worker: int) -> Tensor:
+    def _point_for(self, worker: int) -> Vector:
         """The point a new job of ``worker`` carries, written into an applied job's buffer where one is free."""
         return self.rule.params_for(worker, out=self._free_points.pop() if self._free_points else None)
 
-    def _release_point(self, point: Tensor) -> None:
+    def _release_point(self, point: Vector) -> None:
         """An applied job's point: its buffer takes a later point (no allocation)."""
         self._free_points.append(point)
 
     # -- metrics ---------------------------------------------------------------------------------------------
 
     def _reset_metrics(self) -> None:
-        self.metrics = {"count": 0, "delay_sum": 0, "delay_max": 0, "gap_sum": 0.0, "loss_sum": 0.0,
-                        "delay_counts": []}
+        self.metrics: dict[str, Any] = {
+            "count": 0,
+            "delay_sum": 0,
+            "delay_max": 0,
+            "gap_sum": 0.0,
+            "loss_sum": 0.0,
+            "delay_counts": [],
+        }
 
     def _record(self, delay: int, gap: float, loss: float) -> None:
         m = self.metrics
@@ -156,15 +167,24 @@ class Master:
         (``UpdateRule.epoch_metrics``, e.g. gradients discarded so far)."""
         m, n = self.metrics, max(self.metrics["count"], 1)
         self._reset_metrics()
-        return {"gradients": m["count"], "mean_delay": m["delay_sum"] / n, "max_delay": m["delay_max"],
-                "delay_histogram": list(m["delay_counts"]), "mean_gap": m["gap_sum"] / n,
-                "train_loss": m["loss_sum"] / n if m["count"] else math.nan, **self.rule.epoch_metrics()}
+        return {
+            "gradients": m["count"],
+            "mean_delay": m["delay_sum"] / n,
+            "max_delay": m["delay_max"],
+            "delay_histogram": list(m["delay_counts"]),
+            "mean_gap": m["gap_sum"] / n,
+            "train_loss": m["loss_sum"] / n if m["count"] else math.nan,
+            **self.rule.epoch_metrics(),
+        }
 
     # -- checkpoints -----------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        return {"rule": self.rule.state_dict(), **self._own_state(),
-                **self.jobs.state_dict(lambda job: job.point.clone())}
+        return {
+            "rule": self.rule.state_dict(),
+            **self._own_state(),
+            **self.jobs.state_dict(lambda job: job.point.clone()),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.rule.load_state_dict(state["rule"])

@@ -13,6 +13,11 @@ from dana_ray.engine.flat import FlatModel
 from dana_ray.engine.master import GradientResult, Job
 
 
+def _computed(grad: Tensor) -> GradientAt:
+    """``gradient(x, h)`` for a job whose one gradient was computed already (with the others, by vmap)."""
+    return lambda x, h: grad
+
+
 class _NoWorkerSide:
     """The worker side of a rule that keeps no state there: the job's gradient is what the worker sends."""
 
@@ -32,8 +37,17 @@ class _NoWorkerSide:
 class Replica:
     """One model replica and the data; serves every logical worker (their streams differ, not the model)."""
 
-    def __init__(self, model: FlatModel, data: DataSet, batch_size: int, seed: int, weight_decay: float,
-                 eval_batch_size: int = 1000, worker_side: WorkerSide | None = None, prefetch: int = 2) -> None:
+    def __init__(
+        self,
+        model: FlatModel,
+        data: DataSet,
+        batch_size: int,
+        seed: int,
+        weight_decay: float,
+        eval_batch_size: int = 1000,
+        worker_side: WorkerSide | None = None,
+        prefetch: int = 2,
+    ) -> None:
         """``worker_side``: the rule's per-logical-worker part (e.g. momenta, local steps), or None; with it,
         a job's result carries what the side made of the job (``WorkerSide.run``), what such a rule's workers
         send. ``prefetch``: batches of a slow (file-decoded) data set prepared ahead while the model computes."""
@@ -72,20 +86,28 @@ class Replica:
         started = time.perf_counter()
         batches = [self.streams.batch(job.worker, job.batch) for job in jobs]
         points = torch.stack([job.point for job in jobs])
-        grads, stats, losses = self.model.gradients(points, torch.stack([x for x, _ in batches]),
-                                                    torch.stack([y for _, y in batches]), self.weight_decay)
+        grads, stats, losses = self.model.gradients(
+            points, torch.stack([x for x, _ in batches]), torch.stack([y for _, y in batches]), self.weight_decay
+        )
         share = (time.perf_counter() - started) / len(jobs)
-        return [GradientResult(self.worker_side.run(job.worker, job.batch, job.point, job.lr,
-                                                    lambda x, h, g=grads[k]: g),
-                               stats[k], float(losses[k]), share) for k, job in enumerate(jobs)]
+        return [
+            GradientResult(
+                self.worker_side.run(job.worker, job.batch, job.point, job.lr, _computed(grads[k])),
+                stats[k],
+                float(losses[k]),
+                share,
+            )
+            for k, job in enumerate(jobs)
+        ]
 
     def worker_side_state(self, next_batch: dict[int, int]) -> dict:
         """The worker-side state of the logical workers held here, as of their next batch (worker -> batch)."""
         return self.worker_side.state_dict(next_batch)
 
     def load_worker_side_state(self, state: dict) -> None:
-        self.worker_side.load_state_dict({w: (b, {k: v.to(self.model.device) for k, v in tensors.items()})
-                                          for w, (b, tensors) in state.items()})
+        self.worker_side.load_state_dict(
+            {w: (b, {k: v.to(self.model.device) for k, v in tensors.items()}) for w, (b, tensors) in state.items()}
+        )
 
     def close(self) -> None:
         self.streams.close()

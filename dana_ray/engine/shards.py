@@ -11,8 +11,8 @@ same sequence of (worker, gradient slice, delay), end exactly where one rule ove
   zero coordinates. It keeps everything that is not per coordinate (the step, learning-rate schedule, a
   synchronous round's bookkeeping, a running maximum of η, the schedule, BatchNorm statistics, outstanding
   jobs, delays) and decides the order of updates, but no d-sized array passes through it: a job's point is
-  the K shards' handles to their slices (``Sharded``), which the gradient computer assembles, and a result's
-  gradient is K handles to the slices the computer cut, which go to the shards directly. Per update it moves
+  the K shards' handles to their slices (``Sharded``), which the gradient actor assembles, and a result's
+  gradient is K handles to the slices the actor cut, which go to the shards directly. Per update it moves
   O(K) handles and a few numbers.
 * ``ShardSet``: how the sequencer reaches its shards (the Ray executor's shard actors; ``LocalShards``, in
   process, for the tests).
@@ -31,8 +31,9 @@ two shards' slices share a line.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -58,6 +59,7 @@ def shard_bounds(num_params: int, num_shards: int) -> list[int]:
 class Sharded:
     """A d-vector held as K slices elsewhere (a sharded server's point, or a gradient): handles to the
     slices in coordinate order, and the whole vector's size in bytes."""
+
     parts: tuple
     nbytes: int
 
@@ -67,8 +69,8 @@ class ParameterShard:
 
     def __init__(self, rule: UpdateRule) -> None:
         self.rule = rule
-        self.sent: dict[int, Tensor] = {}    # worker -> the slice of its outstanding job's point
-        self._free: list[Tensor] = []        # applied jobs' slices, reused for the next points
+        self.sent: dict[int, Tensor] = {}  # worker -> the slice of its outstanding job's point
+        self._free: list[Tensor] = []  # applied jobs' slices, reused for the next points
         self._scratch = torch.empty_like(rule.params)
 
     def point_for(self, worker: int) -> Tensor:
@@ -113,16 +115,16 @@ class ShardSet(Protocol):
 
     bounds: list[int]
 
-    def point_for(self, worker: int) -> tuple[Hashable, ...]:
+    def point_for(self, worker: int) -> tuple[Any, ...]:
         """Each shard's handle to its slice of worker ``worker``'s next point."""
 
-    def sent_point(self, worker: int) -> tuple[Hashable, ...]:
+    def sent_point(self, worker: int) -> tuple[Any, ...]:
         """Each shard's handle to its slice of worker ``worker``'s outstanding point."""
 
-    def apply(self, worker: int, grads: tuple[Hashable, ...], delay: int) -> Any:
+    def apply(self, worker: int, grads: tuple[Any, ...], delay: int) -> Any:
         """Give shard k gradient slice ``grads[k]``; returns a handle to the partial sums of squares."""
 
-    def apply_then_point(self, worker: int, grads: tuple[Hashable, ...], delay: int) -> tuple[Any, tuple[Hashable, ...]]:
+    def apply_then_point(self, worker: int, grads: tuple[Any, ...], delay: int) -> tuple[Any, tuple[Any, ...]]:
         """``apply``, then ``point_for`` the same worker, in one call to each shard: (its handle, the point's)."""
 
     def squares(self, handles: list[Any]) -> list[float]:
@@ -155,17 +157,25 @@ def split_rule_state(shadow: UpdateRule, state: dict, bounds: list[int]) -> list
     """A whole rule's ``state_dict`` cut into the K shards' (the inverse of ``join_rule_states``)."""
     parts = []
     for start, stop in zip(bounds, bounds[1:]):
-        parts.append({key: (value[..., start:stop].clone()
-                            if key in shadow._tensor_state and is_coordinate_state(getattr(shadow, key)) else value)
-                      for key, value in state.items()})
+        parts.append(
+            {
+                key: (
+                    value[..., start:stop].clone()
+                    if key in shadow._tensor_state and is_coordinate_state(getattr(shadow, key))
+                    else value
+                )
+                for key, value in state.items()
+            }
+        )
     return parts
 
 
 class ShardedMaster(Master):
     """The sequencer: a ``Master`` whose θ lives in a ``ShardSet`` (see the module docstring)."""
 
-    def __init__(self, shadow: UpdateRule, schedule: Schedule | None, bn_stats: Tensor, bn_momentum: float,
-                 shards: ShardSet) -> None:
+    def __init__(
+        self, shadow: UpdateRule, schedule: Schedule | None, bn_stats: Tensor, bn_momentum: float, shards: ShardSet
+    ) -> None:
         if shadow.params.numel() != 0:
             raise ValueError(f"shadow: expected the rule over zero coordinates, got d = {shadow.params.numel()}")
         super().__init__(shadow, schedule, bn_stats, bn_momentum)
@@ -202,8 +212,12 @@ class ShardedMaster(Master):
 
     def sequencer_state(self) -> dict:
         """Everything but the shards' (the outstanding jobs without their points); small."""
-        return {**self._own_state(), "rule": self.rule.state_dict(), **self.jobs.state_dict(lambda job: None),
-                "pending_gaps": list(self._gaps)}
+        return {
+            **self._own_state(),
+            "rule": self.rule.state_dict(),
+            **self.jobs.state_dict(lambda job: None),
+            "pending_gaps": list(self._gaps),
+        }
 
     def load_sequencer_state(self, state: dict) -> None:
         """Restore ``sequencer_state``; the shards are restored apart (their own snapshot), so every
@@ -215,15 +229,21 @@ class ShardedMaster(Master):
 
     def state_dict(self) -> dict:
         states = self.shards.states()
-        return {**self._own_state(), "rule": join_rule_states(self.rule, [s["rule"] for s in states]),
-                **self.jobs.state_dict(lambda job: torch.cat([s["sent"][job.worker] for s in states]))}
+        return {
+            **self._own_state(),
+            "rule": join_rule_states(self.rule, [s["rule"] for s in states]),
+            **self.jobs.state_dict(lambda job: torch.cat([s["sent"][job.worker] for s in states])),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         rules = split_rule_state(self.rule, state["rule"], self.shards.bounds)
         points = {saved[0]: saved[2] for saved in state["outstanding"]}
-        self.shards.load_states([
-            {"rule": rule, "sent": {w: p[start:stop] for w, p in points.items()}}
-            for rule, start, stop in zip(rules, self.shards.bounds, self.shards.bounds[1:])])
+        self.shards.load_states(
+            [
+                {"rule": rule, "sent": {w: p[start:stop] for w, p in points.items()}}
+                for rule, start, stop in zip(rules, self.shards.bounds, self.shards.bounds[1:])
+            ]
+        )
         shadow = dict(state["rule"])
         for key in self.rule._tensor_state:
             if is_coordinate_state(getattr(self.rule, key)):
@@ -236,8 +256,9 @@ class LocalShards:
 
     def __init__(self, make_rule: Callable[[Tensor], UpdateRule], params: Tensor, num_shards: int) -> None:
         self.bounds = shard_bounds(params.numel(), num_shards)
-        self.shards = [ParameterShard(make_rule(params[start:stop].clone()))
-                       for start, stop in zip(self.bounds, self.bounds[1:])]
+        self.shards = [
+            ParameterShard(make_rule(params[start:stop].clone())) for start, stop in zip(self.bounds, self.bounds[1:])
+        ]
 
     def point_for(self, worker: int) -> tuple[Tensor, ...]:
         return tuple(shard.point_for(worker).clone() for shard in self.shards)

@@ -16,22 +16,26 @@ tick costs one attribute test.
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Sample:
     """What happened in the last ``seconds``."""
+
     seconds: float
     gradients: dict[int, int] = field(default_factory=dict)  # logical worker -> gradients applied
-    delays: dict[int, int] = field(default_factory=dict)     # delay -> gradients applied with it
-    busy_s: float = 0.0             # stepping time the server worked rather than waited for a gradient
-    stepping_s: float = 0.0         # stepping time in all (busy_s / stepping_s: the busy fraction)
-    bytes_to_workers: int = 0       # points (and evaluation parameters) sent to gradient actors
-    bytes_from_workers: int = 0     # gradients and BatchNorm statistics received
+    delays: dict[int, int] = field(default_factory=dict)  # delay -> gradients applied with it
+    busy_s: float = 0.0  # stepping time the server worked rather than waited for a gradient
+    stepping_s: float = 0.0  # stepping time in all (busy_s / stepping_s: the busy fraction)
+    bytes_to_workers: int = 0  # points (and evaluation parameters) sent to gradient actors
+    bytes_from_workers: int = 0  # gradients and BatchNorm statistics received
     actor_restarts: int = 0
 
     @property
@@ -67,19 +71,26 @@ class Totals:
 @dataclass
 class Traffic:
     """An executor's running totals (seconds, bytes, restarts) since it began serving the trial."""
+
     waiting_s: float = 0.0
     bytes_to_workers: int = 0
     bytes_from_workers: int = 0
     bytes_through_server: int = 0  # of those and the rest, what the server process itself read or wrote by
-                                   # value (a sharded server's sequencer: O(1) per update, whatever d)
+    # value (a sharded server's sequencer: O(1) per update, whatever d)
     actor_restarts: int = 0
 
 
 class Telemetry:
     """Samples ``totals`` and ``traffic`` (live objects, read at each sample) into ``sink``."""
 
-    def __init__(self, sink: Sink | None, totals: Totals, traffic: Traffic, interval_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        sink: Sink | None,
+        totals: Totals,
+        traffic: Traffic,
+        interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.sink, self.totals, self.traffic = sink, totals, traffic
         self.interval_s, self.clock = interval_s, clock
         self._last_time = clock()
@@ -91,7 +102,7 @@ class Telemetry:
         self._steps_began: float | None = None
 
     @classmethod
-    def off(cls) -> "Telemetry":
+    def off(cls) -> Telemetry:
         return cls(None, Totals(0), Traffic())
 
     def begin_steps(self) -> None:
@@ -120,11 +131,16 @@ class Telemetry:
         delays = {d: n - seen for d, (n, seen) in enumerate(zip(counts, seen_delays)) if n > seen}
         t, seen = self.traffic, self._seen_traffic
         stepping, self._stepping_s = self._stepping_s, 0.0
-        sample = Sample(seconds=now - self._last_time, gradients=gradients, delays=delays,
-                        busy_s=stepping - (t.waiting_s - seen.waiting_s), stepping_s=stepping,
-                        bytes_to_workers=t.bytes_to_workers - seen.bytes_to_workers,
-                        bytes_from_workers=t.bytes_from_workers - seen.bytes_from_workers,
-                        actor_restarts=t.actor_restarts - seen.actor_restarts)
+        sample = Sample(
+            seconds=now - self._last_time,
+            gradients=gradients,
+            delays=delays,
+            busy_s=stepping - (t.waiting_s - seen.waiting_s),
+            stepping_s=stepping,
+            bytes_to_workers=t.bytes_to_workers - seen.bytes_to_workers,
+            bytes_from_workers=t.bytes_from_workers - seen.bytes_from_workers,
+            actor_restarts=t.actor_restarts - seen.actor_restarts,
+        )
         self._seen_workers, self._seen_delays = list(per_worker), list(counts)
         self._seen_traffic = Traffic(**vars(t))
         self._last_time, self._next = now, now + self.interval_s
@@ -138,9 +154,9 @@ class Telemetry:
             self._hand(self.sink.epoch, row)
 
     def _hand(self, method: Callable[[Any], None], value: Any) -> None:
-        """A sink that fails is switched off with one note on stderr: watching never fails a trial."""
+        """A sink that fails is switched off with one logged note: watching never fails a trial."""
         try:
             method(value)
-        except Exception as error:  # noqa: BLE001 - whatever the sink's backend raises
+        except Exception as error:
             self.sink = None
-            print(f"note: live metrics are off for this trial: {type(error).__name__}: {error}", file=sys.stderr)
+            log.warning("live metrics are off for this trial: %s: %s", type(error).__name__, error)

@@ -11,7 +11,7 @@ the field, so a sweep refuses it with exit 2 instead of a trial failing inside i
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from collections.abc import Iterable
 
 from dana_ray.config import TrialConfig
 from dana_ray.core.plugins import load_plugins
@@ -55,7 +55,10 @@ def check_fits(configs: Iterable[TrialConfig], shapes: dict[DataKey, DataShape])
         if shape is None:
             continue
         if config.batch_size > shape.train:
-            raise ValueError(f"batch_size: {config.batch_size} is larger than the {config.dataset} training set "
-                             f"({shape.train} examples)")
-        check_model_input(config.model, config.model_options, shape.num_classes, shape.example, config.batch_size,
-                          config.dataset)
+            raise ValueError(
+                f"batch_size: {config.batch_size} is larger than the {config.dataset} training set "
+                f"({shape.train} examples)"
+            )
+        check_model_input(
+            config.model, config.model_options, shape.num_classes, shape.example, config.batch_size, config.dataset
+        )

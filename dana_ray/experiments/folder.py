@@ -42,7 +42,6 @@ def parse_trial_folder(name: str) -> tuple[str, int, str, int] | None:
     return match["algorithm"], int(match["workers"]), match["schedule"], int(match["seed"])
 
 
-
 def read_results(path: str) -> list[dict]:
     """A trial's reported rows (``result.json``), the last report of each epoch in epoch order."""
     if not os.path.isfile(path):
@@ -59,5 +58,3 @@ def read_results(path: str) -> list[dict]:
     # A trial restored from a checkpoint reports some epochs again: keep the last report of each epoch.
     by_epoch = {r["epoch"]: r for r in rows if "epoch" in r}
     return [by_epoch[e] for e in sorted(by_epoch)]
-
-

@@ -58,6 +58,7 @@ from dana_ray.config import (
     set_options,
 )
 from dana_ray.core.checks import check_integer, check_name, check_number, check_options, is_integer
+from dana_ray.core.cli import one_line
 from dana_ray.core.plugins import load_plugins, normalize
 from dana_ray.experiments.folder import parse_cell
 
@@ -67,8 +68,19 @@ GRID_KEYS = ("description", "paper_table", "trial", "grid", "per", "tune")
 #: The axes whose values may carry settings of their own (``per:``), applied in this order over ``trial:``.
 PER_AXES = ("schedule", "algorithm")
 #: What ``per:`` may set: how a trial is trained, not where it runs (its reservations are sized per grid).
-PER_KEYS = ("algorithm_options", "schedule_options", "lr", "lr_decay_epochs", "lr_decay_factor", "warmup_epochs",
-            "warmup_start", "momentum", "weight_decay", "weight_decay_at", "batch_size")
+PER_KEYS = (
+    "algorithm_options",
+    "schedule_options",
+    "lr",
+    "lr_decay_epochs",
+    "lr_decay_factor",
+    "warmup_epochs",
+    "warmup_start",
+    "momentum",
+    "weight_decay",
+    "weight_decay_at",
+    "batch_size",
+)
 TUNE_OPTIONS = ("max_concurrent_trials", "max_failures", "trial_cpus", "checkpoint_every", "executor")
 
 
@@ -81,9 +93,15 @@ def check_executor(executor: Any, schedules: list[str], server_shards: int = 1, 
 
 #: A grid's ``tune:`` settings when it does not say (see ``load_grid`` for their checks).
 TUNE_DEFAULTS: dict[str, Any] = {"max_failures": 2, "checkpoint_every": "auto", "executor": "ray", "trial_cpus": 0.25}
-#: Trial keys a resumed grid may change: where the data lives, what ``dana_ray.resources.fit`` sizes, and the
+#: Trial keys a resumed grid may change: where the data lives, what ``cluster.resources.size_to_cluster`` sizes, and the
 #: server shards (a checkpoint restores with any number).
-IGNORED_CHANGES = ("data_dir", "num_actors", "server_cpus", "cpus_per_actor", "server_shards")  # section options by name
+IGNORED_CHANGES = (
+    "data_dir",
+    "num_actors",
+    "server_cpus",
+    "cpus_per_actor",
+    "server_shards",
+)  # section options by name
 #: The grids that ship with dana_ray, inside the package (a clone's ``tune_configs/`` is a link to them).
 PACKAGED_GRIDS = str(resources.files("dana_ray.experiments").joinpath("grids"))
 
@@ -124,20 +142,28 @@ class Grid:
 
     def trials(self) -> list[dict[str, Any]]:
         """Every trial's full config: cells x schedules x seeds."""
-        return [trial_config(self.trial, algorithm, workers, schedule, seed, self.per)
-                for algorithm, workers in self.cells() for schedule in self.axes["schedule"]
-                for seed in self.axes["seed"]]
+        return [
+            trial_config(self.trial, algorithm, workers, schedule, seed, self.per)
+            for algorithm, workers in self.cells()
+            for schedule in self.axes["schedule"]
+            for seed in self.axes["seed"]
+        ]
 
     def to_file(self, path: str) -> None:
         """Write this grid as a grid file (every key resolved: data_dir and plugins absolute): a sweep writes
         it into its experiment folder, where ``--resume`` and the report read what was asked for."""
-        raw = {"description": self.description, "paper_table": self.paper_table, "trial": dict(self.trial),
-               "grid": {axis: list(self.axes[axis]) for axis in AXES}, "per": self.per or None,
-               "tune": dict(self.tune)}
+        raw = {
+            "description": self.description,
+            "paper_table": self.paper_table,
+            "trial": dict(self.trial),
+            "grid": {axis: list(self.axes[axis]) for axis in AXES},
+            "per": self.per or None,
+            "tune": dict(self.tune),
+        }
         with open(path, "w") as f:
             yaml.safe_dump({k: v for k, v in raw.items() if v is not None}, f, sort_keys=False)
 
-    def changes_from(self, other: "Grid") -> str | None:
+    def changes_from(self, other: Grid) -> str | None:
         """The first difference in what is trained between two grids (``grid.seed: [0, 1] -> [0, 1, 2]``), or
         None; where the data lives (``trial.data_dir``) and the reservations a sweep sizes to its cluster
         (``IGNORED_CHANGES``) may differ."""
@@ -152,10 +178,18 @@ class Grid:
             return f"per: {other.per!r} -> {self.per!r}"
         return None
 
-    def smoke_test(self) -> "Grid":
+    def smoke_test(self) -> Grid:
         """One epoch, the first seed: a quick check that every cell starts, trains and reports."""
-        return Grid(self.name, self.path, self.description, self.paper_table, dict(self.trial, epochs=1),
-                    dict(self.axes, seed=self.axes["seed"][:1]), self.tune, self.per)
+        return Grid(
+            self.name,
+            self.path,
+            self.description,
+            self.paper_table,
+            dict(self.trial, epochs=1),
+            dict(self.axes, seed=self.axes["seed"][:1]),
+            self.tune,
+            self.per,
+        )
 
 
 def _flat(trial: dict[str, Any]) -> dict[str, Any]:
@@ -165,8 +199,14 @@ def _flat(trial: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def trial_config(fixed: dict[str, Any], algorithm: str, num_workers: int, schedule: str, seed: int,
-                 per: dict[str, dict[str, dict[str, Any]]] | None = None) -> dict[str, Any]:
+def trial_config(
+    fixed: dict[str, Any],
+    algorithm: str,
+    num_workers: int,
+    schedule: str,
+    seed: int,
+    per: dict[str, dict[str, dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
     """One trial's config: the fixed keys, the settings of its schedule and its rule (``per``), the axes,
     and min(N, the num_actors cap) actors."""
     per = per or {}
@@ -176,8 +216,16 @@ def trial_config(fixed: dict[str, Any], algorithm: str, num_workers: int, schedu
     config.update(algorithm=algorithm, num_workers=num_workers, schedule=schedule, seed=seed)
     cap = get_option(config, "num_actors")
     # a cap that is not a positive integer passes through as it is, for the config's check to name it
-    set_options(config, {"num_actors": min(num_workers, cap) if is_integer(cap) and cap >= 1
-                         else cap if cap is not None else num_workers})
+    set_options(
+        config,
+        {
+            "num_actors": min(num_workers, cap)
+            if is_integer(cap) and cap >= 1
+            else cap
+            if cap is not None
+            else num_workers
+        },
+    )
     return config
 
 
@@ -205,8 +253,13 @@ def resolve(name_or_path: str) -> str:
     raise GridError(f"{name_or_path}: no such grid file; known names: {', '.join(grid_names()) or 'none'}")
 
 
-def load_grid(name_or_path: str, data_dir: str | None = None, smoke_test: bool = False,
-              overrides: dict[str, Any] | None = None, only: dict[str, list] | None = None) -> Grid:
+def load_grid(
+    name_or_path: str,
+    data_dir: str | None = None,
+    smoke_test: bool = False,
+    overrides: dict[str, Any] | None = None,
+    only: dict[str, list] | None = None,
+) -> Grid:
     """Read, check and return a grid; every trial is validated before return. ``overrides``: trial keys set
     over the file's (``--set``); ``only``: for some axes, the subset of the file's values to run (``--only``)."""
     path = resolve(name_or_path)
@@ -214,7 +267,7 @@ def load_grid(name_or_path: str, data_dir: str | None = None, smoke_test: bool =
         with open(path) as f:
             raw = yaml.safe_load(f)
     except yaml.YAMLError as error:
-        raise GridError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+        raise GridError(f"{path}: not valid YAML ({one_line(error)})") from None
     try:
         if overrides or only:
             raw = _restricted(raw, overrides or {}, only or {})
@@ -289,8 +342,9 @@ def _parse(path: str, raw: Any, data_dir: str | None) -> Grid:
     if tune.setdefault("checkpoint_every", TUNE_DEFAULTS["checkpoint_every"]) != "auto":
         check_integer("tune.checkpoint_every", tune["checkpoint_every"], minimum=1)
     # how a Tune trial runs: a name in dana_ray.executors (its plug-ins, in the trial's, loaded by now)
-    check_executor(tune.setdefault("executor", TUNE_DEFAULTS["executor"]), axes["schedule"],
-                   get_option(trial, "server_shards"))
+    check_executor(
+        tune.setdefault("executor", TUNE_DEFAULTS["executor"]), axes["schedule"], get_option(trial, "server_shards")
+    )
     check_number("tune.trial_cpus", tune.setdefault("trial_cpus", TUNE_DEFAULTS["trial_cpus"]), low=0.0)
     paper_table = raw.get("paper_table")
     if paper_table is not None:

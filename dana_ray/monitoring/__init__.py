@@ -51,13 +51,16 @@ def session_dir(temp_dir: str = RAY_TEMP) -> str:
 def prometheus_config(session: str) -> str:
     path = os.path.join(session, "metrics", "prometheus", "prometheus.yml")
     if not os.path.isfile(path):
-        raise ValueError(f"{path} does not exist: Ray writes it when the head starts with its dashboard "
-                         f"(ray[default] installed, --include-dashboard not false)")
+        raise ValueError(
+            f"{path} does not exist: Ray writes it when the head starts with its dashboard "
+            f"(ray[default] installed, --include-dashboard not false)"
+        )
     return path
 
 
-def start_prometheus(session: str, port: int = 9090, data_dir: str | None = None, binary: str = "prometheus",
-                     timeout_s: float = 60.0) -> subprocess.Popen:
+def start_prometheus(
+    session: str, port: int = 9090, data_dir: str | None = None, binary: str = "prometheus", timeout_s: float = 60.0
+) -> subprocess.Popen:
     """Prometheus on 127.0.0.1:``port`` with Ray's scrape configuration for ``session``, once it answers."""
     config = prometheus_config(session)
     executable = shutil.which(binary)
@@ -66,9 +69,17 @@ def start_prometheus(session: str, port: int = 9090, data_dir: str | None = None
     data_dir = data_dir or os.path.join(session, "metrics", "prometheus", "data")
     os.makedirs(data_dir, exist_ok=True)
     log = open(os.path.join(data_dir, "prometheus.log"), "ab")
-    process = subprocess.Popen([executable, f"--config.file={config}",
-                                f"--web.listen-address=127.0.0.1:{port}", f"--storage.tsdb.path={data_dir}"],
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [
+            executable,
+            f"--config.file={config}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--storage.tsdb.path={data_dir}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     _await_answer(f"http://127.0.0.1:{port}/-/ready", process, timeout_s, os.path.join(data_dir, "prometheus.log"))
     return process
 
@@ -80,21 +91,30 @@ def install_dashboard(session: str) -> str:
     return shutil.copy(GRAFANA_DASHBOARD, os.path.join(folder, os.path.basename(GRAFANA_DASHBOARD)))
 
 
-def start_grafana(session: str, port: int = 3000, homepath: str = "/usr/share/grafana",
-                  timeout_s: float = 60.0) -> subprocess.Popen | None:
+def start_grafana(
+    session: str, port: int = 3000, homepath: str = "/usr/share/grafana", timeout_s: float = 60.0
+) -> subprocess.Popen | None:
     """Grafana on 127.0.0.1:``port`` with Ray's ``grafana.ini`` (provisioned with Ray's dashboards and
     dana_ray's), once it answers; None where Grafana is not installed."""
     grafana = shutil.which("grafana")
-    command = [grafana, "server"] if grafana else ([shutil.which("grafana-server")] if shutil.which("grafana-server")
-                                                   else None)
+    command = (
+        [grafana, "server"]
+        if grafana
+        else ([shutil.which("grafana-server")] if shutil.which("grafana-server") else None)
+    )
     if command is None:
         return None
     install_dashboard(session)
     ini = os.path.join(session, "metrics", "grafana", "grafana.ini")
     logs = os.path.join(session, "metrics", "grafana", "grafana.log")
     env = dict(os.environ, GF_SERVER_HTTP_ADDR="127.0.0.1", GF_SERVER_HTTP_PORT=str(port))
-    process = subprocess.Popen([*command, "--config", ini, "--homepath", homepath, "web"], env=env,
-                               stdout=open(logs, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [*command, "--config", ini, "--homepath", homepath, "web"],
+        env=env,
+        stdout=open(logs, "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     _await_answer(f"http://127.0.0.1:{port}/api/health", process, timeout_s, logs)
     return process
 
@@ -103,7 +123,8 @@ def _await_answer(url: str, process: subprocess.Popen, timeout_s: float, log: st
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise ValueError(f"{os.path.basename(process.args[0])} exited with code {process.returncode}; see {log}")
+            program = process.args[0] if isinstance(process.args, (list, tuple)) else process.args
+            raise ValueError(f"{os.path.basename(str(program))} exited with code {process.returncode}; see {log}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -139,15 +160,18 @@ def main(argv: list[str] | None = None) -> int:
         grafana = None if args.no_grafana else start_grafana(session, args.grafana_port)
     except ValueError as error:
         return bad_input(error)
-    print(f"prometheus (pid {prometheus.pid}) on http://127.0.0.1:{args.prometheus_port}, scraping what "
-          f"{prometheus_config(session)} lists")
+    print(
+        f"prometheus (pid {prometheus.pid}) on http://127.0.0.1:{args.prometheus_port}, scraping what "
+        f"{prometheus_config(session)} lists"
+    )
     if grafana is not None:
-        print(f"grafana (pid {grafana.pid}) on http://127.0.0.1:{args.grafana_port}, dashboard 'dana_ray' "
-              f"among Ray's")
+        print(f"grafana (pid {grafana.pid}) on http://127.0.0.1:{args.grafana_port}, dashboard 'dana_ray' among Ray's")
     elif not args.no_grafana:
         print("grafana is not installed: Prometheus alone (the README says how to add Grafana)", file=sys.stderr)
-    print(f"for the Ray dashboard's Metrics tab, start the head with RAY_PROMETHEUS_HOST=http://127.0.0.1:"
-          f"{args.prometheus_port}" + (f" RAY_GRAFANA_HOST=http://127.0.0.1:{args.grafana_port}" if grafana else ""))
+    print(
+        f"for the Ray dashboard's Metrics tab, start the head with RAY_PROMETHEUS_HOST=http://127.0.0.1:"
+        f"{args.prometheus_port}" + (f" RAY_GRAFANA_HOST=http://127.0.0.1:{args.grafana_port}" if grafana else "")
+    )
     return 0
 
 

@@ -22,5 +22,17 @@ def render(trials: pd.DataFrame, fmt: str = "markdown") -> str:
     return Report(trials).render(fmt)
 
 
-__all__ = ["PAPER_MODEL", "Report", "delay_table", "is_finished", "load_experiment", "main", "paper_rows",
-           "paper_tables", "render", "results_frame", "shape_table", "summarize"]
+__all__ = [
+    "PAPER_MODEL",
+    "Report",
+    "delay_table",
+    "is_finished",
+    "load_experiment",
+    "main",
+    "paper_rows",
+    "paper_tables",
+    "render",
+    "results_frame",
+    "shape_table",
+    "summarize",
+]

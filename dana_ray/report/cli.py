@@ -25,13 +25,19 @@ from __future__ import annotations
 import os
 import sys
 
-from dana_ray.core.cli import EXIT_FAILED, OneLineParser, bad_input, one_line
+from dana_ray.core.cli import EXIT_FAILED, OneLineParser, bad_input, one_line, show_notes
 from dana_ray.report.load import load_experiment
 from dana_ray.report.render import FORMATS
 from dana_ray.report.report import Report
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Print the report of an experiment folder and write its files; exit 2 if the folder cannot be read."""
+    with show_notes():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     p = OneLineParser(prog="python -m dana_ray.report", description=__doc__.split("\n\n")[0])
     p.add_argument("experiment", help="a Tune experiment directory (what python -m dana_ray.sweep printed)")
     p.add_argument("--format", choices=FORMATS, default="markdown", help="what to print")
@@ -52,4 +58,3 @@ def main(argv: list[str] | None = None) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
-

@@ -45,12 +45,20 @@ def load_experiment(path: str) -> pd.DataFrame:
                 rows.append(_row(config, trial=folder, broken=str(error)))
             continue
         last = results[-1] if results else {}
-        rows.append(_row(config, trial=folder, epochs_done=last.get("epoch", 0),
-                         test_error=last.get("test_error", math.nan), diverged=bool(last.get("diverged", False)),
-                         finished=is_finished(last, config.get("epochs", DEFAULTS.epochs)),
-                         mean_delay=last.get("mean_delay", math.nan), params_sha256=last.get("params_sha256", ""),
-                         curve=[r.get("test_error", math.nan) for r in results],
-                         delay_histogram=add_histograms(r.get("delay_histogram") or [] for r in results)))
+        rows.append(
+            _row(
+                config,
+                trial=folder,
+                epochs_done=last.get("epoch", 0),
+                test_error=last.get("test_error", math.nan),
+                diverged=bool(last.get("diverged", False)),
+                finished=is_finished(last, config.get("epochs", DEFAULTS.epochs)),
+                mean_delay=last.get("mean_delay", math.nan),
+                params_sha256=last.get("params_sha256", ""),
+                curve=[r.get("test_error", math.nan) for r in results],
+                delay_histogram=add_histograms(r.get("delay_histogram") or [] for r in results),
+            )
+        )
     found = {(r["algorithm"], r["num_workers"], r["schedule"], r["seed"]) for r in rows}
     for key, config in planned.items():
         if key not in found:
@@ -58,8 +66,7 @@ def load_experiment(path: str) -> pd.DataFrame:
             rows.append(_row(config))
     if not rows:
         detail = f"; unreadable: {broken[0][0]} ({broken[0][1]})" if broken else ""
-        raise ValueError(f"experiment: no trials under {path!r} (expected Tune trial folders with params.json)"
-                         f"{detail}")
+        raise ValueError(f"experiment: no trials under {path!r} (expected Tune trial folders with params.json){detail}")
     trials = pd.DataFrame(rows)
     trials.attrs["broken"] = broken
     return trials
@@ -76,8 +83,10 @@ class _Unreadable(Exception):
 
 def _is_trial_folder(trial_dir: str, name: str) -> bool:
     return os.path.isdir(trial_dir) and (
-        os.path.exists(os.path.join(trial_dir, "params.json")) or
-        os.path.exists(os.path.join(trial_dir, "result.json")) or parse_trial_folder(name) is not None)
+        os.path.exists(os.path.join(trial_dir, "params.json"))
+        or os.path.exists(os.path.join(trial_dir, "result.json"))
+        or parse_trial_folder(name) is not None
+    )
 
 
 def _read_trial(trial_dir: str) -> tuple[dict, list[dict]]:
@@ -105,21 +114,44 @@ def _read_trial(trial_dir: str) -> tuple[dict, list[dict]]:
 def _row(config: dict, trial: str | None = None, broken: str = "", **reported) -> dict:
     """A trial's row: its config's axes, then what it reported (``reported``; none for a trial that never
     ran or whose files cannot be read)."""
-    row = {"trial": trial, "model": config.get("model", DEFAULTS.model),
-           "dataset": config.get("dataset", DEFAULTS.dataset), "schedule": config["schedule"],
-           "num_workers": config["num_workers"], "algorithm": config["algorithm"], "seed": config["seed"],
-           "epochs_planned": config.get("epochs", DEFAULTS.epochs), "epochs_done": 0, "test_error": math.nan,
-           "diverged": False, "finished": False, "mean_delay": math.nan, "params_sha256": "", "curve": [],
-           "delay_histogram": []}
+    row = {
+        "trial": trial,
+        "model": config.get("model", DEFAULTS.model),
+        "dataset": config.get("dataset", DEFAULTS.dataset),
+        "schedule": config["schedule"],
+        "num_workers": config["num_workers"],
+        "algorithm": config["algorithm"],
+        "seed": config["seed"],
+        "epochs_planned": config.get("epochs", DEFAULTS.epochs),
+        "epochs_done": 0,
+        "test_error": math.nan,
+        "diverged": False,
+        "finished": False,
+        "mean_delay": math.nan,
+        "params_sha256": "",
+        "curve": [],
+        "delay_histogram": [],
+    }
     return dict(row, **reported, broken=broken)
 
 
 def results_frame(results: list[dict]) -> pd.DataFrame:
     """Finished runs (``trial.run``'s results) as a trials frame, for ``summarize``: the command line's
     mean/std table is the report's."""
-    return pd.DataFrame([_row(r["config"], epochs_done=r["epochs"], test_error=r["test_error"],
-                              diverged=r["diverged"], finished=True, mean_delay=r["mean_delay"],
-                              params_sha256=r["params_sha256"]) for r in results])
+    return pd.DataFrame(
+        [
+            _row(
+                r["config"],
+                epochs_done=r["epochs"],
+                test_error=r["test_error"],
+                diverged=r["diverged"],
+                finished=True,
+                mean_delay=r["mean_delay"],
+                params_sha256=r["params_sha256"],
+            )
+            for r in results
+        ]
+    )
 
 
 def _grid_trials(path: str) -> list[dict]:
@@ -132,5 +164,3 @@ def _grid_trials(path: str) -> list[dict]:
         return load_grid(stored).trials()
     except (GridError, ValueError):
         return []
-
-

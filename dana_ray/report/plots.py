@@ -40,13 +40,29 @@ def plot_error_vs_workers(summary: pd.DataFrame, path: str) -> list[str]:
     for ax, ((model, dataset, schedule), part) in zip(axes, groups):
         for algorithm, rows in part.groupby("algorithm", sort=False):
             color = _color(algorithm)
-            ax.errorbar(rows["num_workers"], rows["mean"], yerr=rows["std"].fillna(0), marker="o", color=color,
-                        label=algorithm, capsize=3)
+            ax.errorbar(
+                rows["num_workers"],
+                rows["mean"],
+                yerr=rows["std"].fillna(0),
+                marker="o",
+                color=color,
+                label=algorithm,
+                capsize=3,
+            )
             if "paper_mean" in rows and rows["paper_mean"].notna().any():
-                ax.plot(rows["num_workers"], rows["paper_mean"], marker="o", markerfacecolor="none", linestyle="--",
-                        color=color, label=f"{algorithm} (paper)")
+                ax.plot(
+                    rows["num_workers"],
+                    rows["paper_mean"],
+                    marker="o",
+                    markerfacecolor="none",
+                    linestyle="--",
+                    color=color,
+                    label=f"{algorithm} (paper)",
+                )
         ax.set(xscale="log", xlabel="workers N", ylabel="test error %", title=f"{model}, {dataset}, {schedule}")
-        ax.set_xticks(sorted(part["num_workers"].unique()), labels=[str(n) for n in sorted(part["num_workers"].unique())])
+        ax.set_xticks(
+            sorted(part["num_workers"].unique()), labels=[str(n) for n in sorted(part["num_workers"].unique())]
+        )
     return _save(fig, axes, path)
 
 
@@ -64,8 +80,13 @@ def plot_curves(trials: pd.DataFrame, path: str) -> list[str]:
             length = min(len(c) for c in curves)
             mean = [sum(c[e] for c in curves) / len(curves) for e in range(length)]
             n = rows["num_workers"].iloc[0]
-            ax.plot(range(1, length + 1), mean, label=f"{algorithm} (N={n})", color=_color(algorithm),
-                    linestyle="--" if is_single_worker(algorithm) else "-")
+            ax.plot(
+                range(1, length + 1),
+                mean,
+                label=f"{algorithm} (N={n})",
+                color=_color(algorithm),
+                linestyle="--" if is_single_worker(algorithm) else "-",
+            )
         ax.set(xlabel="epoch", ylabel="test error %", title=f"{model}, {dataset}, {schedule}: N = {largest}")
     return _save(fig, axes, path)
 
@@ -82,11 +103,10 @@ def plot_delays(trials: pd.DataFrame, path: str) -> list[str]:
             total = sum(histogram)
             if total:
                 label = f"{group[2]}, N={largest['num_workers'].iloc[0]}" + (
-                    f" ({group[0]}, {group[1]})" if trials.groupby(GROUP[:2]).ngroups > 1 else "")
-                ax.step(range(len(histogram)), [c / total for c in histogram], where="mid", color=f"C{k % 10}",
-                        label=label)
-        ax.set(xlabel="delay (master updates between send and apply)", ylabel="fraction of gradients",
-               title=algorithm)
+                    f" ({group[0]}, {group[1]})" if trials.groupby(GROUP[:2]).ngroups > 1 else ""
+                )
+                ax.step(
+                    range(len(histogram)), [c / total for c in histogram], where="mid", color=f"C{k % 10}", label=label
+                )
+        ax.set(xlabel="delay (master updates between send and apply)", ylabel="fraction of gradients", title=algorithm)
     return _save(fig, axes, path)
-
-

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -48,10 +48,16 @@ def summarize(trials: pd.DataFrame, seeds: int | None = None, paper: pd.DataFram
     seeds = seeds if seeds is not None else trials["seed"].nunique()
     done = trials[trials["finished"]]
     keys = GROUP + ["num_workers", "algorithm"]
-    table = (done.groupby(keys, sort=False)
-             .agg(mean=("test_error", "mean"), std=("test_error", "std"), n=("test_error", "size"),
-                  diverged=("diverged", "sum"))
-             .reset_index())
+    table = (
+        done.groupby(keys, sort=False)
+        .agg(
+            mean=("test_error", "mean"),
+            std=("test_error", "std"),
+            n=("test_error", "size"),
+            diverged=("diverged", "sum"),
+        )
+        .reset_index()
+    )
     missing = trials.drop_duplicates(keys)[keys].merge(table[keys], how="left", indicator=True)
     missing = missing[missing["_merge"] == "left_only"].drop(columns="_merge")
     table = pd.concat([table, missing.assign(mean=math.nan, std=math.nan, n=0, diverged=0)], ignore_index=True)
@@ -59,21 +65,35 @@ def summarize(trials: pd.DataFrame, seeds: int | None = None, paper: pd.DataFram
     table["diverged"] = table["diverged"].astype(int)
     broken = trials[trials["broken"].astype(bool)] if "broken" in trials else trials.iloc[:0]
     broken_cells = set(map(tuple, broken[keys].itertuples(index=False)))
-    table["flags"] = [", ".join(f for f, on in (("diverged", d > 0), ("incomplete", n < seeds),
-                                                ("broken", tuple(key) in broken_cells)) if on)
-                      for d, n, key in zip(table["diverged"], table["n"], table[keys].itertuples(index=False))]
+    table["flags"] = [
+        ", ".join(
+            f
+            for f, on in (("diverged", d > 0), ("incomplete", n < seeds), ("broken", tuple(key) in broken_cells))
+            if on
+        )
+        for d, n, key in zip(table["diverged"], table["n"], table[keys].itertuples(index=False))
+    ]
     if paper is not None:
         published = paper.assign(
             algorithm=paper["algorithm"].map({v: k for k, v in paper_rows().items()}),
             num_workers=paper["workers"],
         )[["model", "dataset", "schedule", "num_workers", "algorithm", "test_error_mean", "test_error_std", "table"]]
-        published = published.rename(columns={"model": "paper_model", "test_error_mean": "paper_mean",
-                                              "test_error_std": "paper_std", "table": "paper_table"})
+        published = published.rename(
+            columns={
+                "model": "paper_model",
+                "test_error_mean": "paper_mean",
+                "test_error_std": "paper_std",
+                "table": "paper_table",
+            }
+        )
         table["paper_model"] = table["model"].map(PAPER_MODEL)
-        table = table.merge(published, how="left", on=["paper_model", "dataset", "schedule", "num_workers", "algorithm"])
+        table = table.merge(
+            published, how="left", on=["paper_model", "dataset", "schedule", "num_workers", "algorithm"]
+        )
         table = table.drop(columns="paper_model")
-    table = table.sort_values(GROUP + ["num_workers", "algorithm"],
-                              key=lambda c: c.map(rule_order) if c.name == "algorithm" else c)
+    table = table.sort_values(
+        GROUP + ["num_workers", "algorithm"], key=lambda c: c.map(rule_order) if c.name == "algorithm" else c
+    )
     return table.reset_index(drop=True)
 
 
@@ -87,7 +107,7 @@ def paper_table_for(part: pd.DataFrame, paper: pd.DataFrame, schedule: str) -> i
 
 
 def _sign(delta: float, *stds: float) -> str:
-    """"=" when ``delta`` is within the larger of the standard deviations, else its sign."""
+    """ "=" when ``delta`` is within the larger of the standard deviations, else its sign."""
     if pd.isna(delta):
         return ""
     tolerance = max([0.0] + [s for s in stds if not pd.isna(s)])
@@ -112,23 +132,48 @@ def shape_table(summary: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
             continue
         base_mean, base_std = reference["mean"].iloc[0], reference["std"].iloc[0]
         for _, row in part[~part["algorithm"].map(is_single_worker)].iterrows():
-            cell = published[(published["algorithm"] == rules.get(row["algorithm"]))
-                             & (published["workers"] == row["num_workers"])]
+            cell = published[
+                (published["algorithm"] == rules.get(row["algorithm"])) & (published["workers"] == row["num_workers"])
+            ]
             ours = row["mean"] - base_mean
             theirs = cell["test_error_mean"].iloc[0] - paper_base["test_error_mean"].iloc[0] if len(cell) else math.nan
-            rows.append({"model": model, "dataset": dataset, "schedule": schedule, "paper_table": table,
-                         "num_workers": row["num_workers"], "algorithm": row["algorithm"], "ours": ours,
-                         "paper": theirs, "ours_sign": _sign(ours, row["std"], base_std),
-                         "paper_sign": _sign(theirs, cell["test_error_std"].iloc[0] if len(cell) else math.nan,
-                                             paper_base["test_error_std"].iloc[0])})
-    columns = GROUP + ["paper_table", "num_workers", "algorithm", "ours", "paper", "ours_sign", "paper_sign",
-                       "signs_agree", "ours_rank", "paper_rank"]
+            rows.append(
+                {
+                    "model": model,
+                    "dataset": dataset,
+                    "schedule": schedule,
+                    "paper_table": table,
+                    "num_workers": row["num_workers"],
+                    "algorithm": row["algorithm"],
+                    "ours": ours,
+                    "paper": theirs,
+                    "ours_sign": _sign(ours, row["std"], base_std),
+                    "paper_sign": _sign(
+                        theirs,
+                        cell["test_error_std"].iloc[0] if len(cell) else math.nan,
+                        paper_base["test_error_std"].iloc[0],
+                    ),
+                }
+            )
+    columns = GROUP + [
+        "paper_table",
+        "num_workers",
+        "algorithm",
+        "ours",
+        "paper",
+        "ours_sign",
+        "paper_sign",
+        "signs_agree",
+        "ours_rank",
+        "paper_rank",
+    ]
     if not rows:
         return pd.DataFrame(columns=columns)
     shape = pd.DataFrame(rows)
     both = shape["ours"].notna() & shape["paper"].notna()
-    shape["signs_agree"] = [bool(a == b) if ok else None
-                            for a, b, ok in zip(shape["ours_sign"], shape["paper_sign"], both)]
+    shape["signs_agree"] = [
+        bool(a == b) if ok else None for a, b, ok in zip(shape["ours_sign"], shape["paper_sign"], both)
+    ]
     keys = GROUP + ["num_workers"]
     for side in ("ours", "paper"):
         shape[f"{side}_rank"] = shape[side].where(both).groupby([shape[k] for k in keys]).rank(method="min")
@@ -152,10 +197,18 @@ def delay_table(trials: pd.DataFrame) -> pd.DataFrame:
             for q in (0.5, 0.9, 0.99):
                 if q not in quantiles and cumulative >= q * total:
                     quantiles[q] = delay
-        rows.append(dict(zip(keys, key), gradients=total,
-                         mean=sum(d * c for d, c in enumerate(histogram)) / total, p50=quantiles[0.5],
-                         p90=quantiles[0.9], p99=quantiles[0.99], max=max(d for d, c in enumerate(histogram) if c)))
+        rows.append(
+            dict(
+                zip(keys, key),
+                gradients=total,
+                mean=sum(d * c for d, c in enumerate(histogram)) / total,
+                p50=quantiles[0.5],
+                p90=quantiles[0.9],
+                p99=quantiles[0.99],
+                max=max(d for d, c in enumerate(histogram) if c),
+            )
+        )
     table = pd.DataFrame(rows, columns=keys + ["gradients", "mean", "p50", "p90", "p99", "max"])
-    return table.sort_values(keys, key=lambda c: c.map(rule_order) if c.name == "algorithm" else c).reset_index(drop=True)
-
-
+    return table.sort_values(keys, key=lambda c: c.map(rule_order) if c.name == "algorithm" else c).reset_index(
+        drop=True
+    )

@@ -19,7 +19,8 @@ recomputed from small integer state.
 
 from __future__ import annotations
 
-from typing import ClassVar, Iterator
+from collections.abc import Iterator
+from typing import ClassVar
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class Schedule(Iterator[int]):
         self.seed = seed
         self.position = 0  # how many indices have been drawn
 
-    def __iter__(self) -> "Schedule":
+    def __iter__(self) -> Schedule:
         return self
 
     def __next__(self) -> int:
@@ -113,9 +114,16 @@ class Gamma(Schedule):
         "slow_factor": Option(None, optional(number(0.0, above=True)), "how many times slower they are"),
     }
 
-    def __init__(self, num_workers: int, seed: int, shape: float = 100.0, scale: float = 1.28,
-                 time_factors: list[float] | None = None, slow_fraction: float | None = None,
-                 slow_factor: float | None = None) -> None:
+    def __init__(
+        self,
+        num_workers: int,
+        seed: int,
+        shape: float = 100.0,
+        scale: float = 1.28,
+        time_factors: list[float] | None = None,
+        slow_fraction: float | None = None,
+        slow_factor: float | None = None,
+    ) -> None:
         super().__init__(num_workers, seed)  # each option's own check is its Option's (``make_schedule``)
         self.shape, self.scale = float(shape), float(scale)
         self.time_factors = _time_factors(num_workers, time_factors, slow_fraction, slow_factor)
@@ -141,8 +149,9 @@ class Gamma(Schedule):
         self.draws = [int(k) for k in state["draws"]]
 
 
-def _time_factors(num_workers: int, time_factors: list[float] | None, slow_fraction: float | None,
-                  slow_factor: float | None) -> list[float]:
+def _time_factors(
+    num_workers: int, time_factors: list[float] | None, slow_fraction: float | None, slow_factor: float | None
+) -> list[float]:
     """The options taken together (each one alone is checked by its Option)."""
     if time_factors is not None:
         if slow_fraction is not None or slow_factor is not None:
@@ -152,7 +161,7 @@ def _time_factors(num_workers: int, time_factors: list[float] | None, slow_fract
         return [float(f) for f in time_factors]
     if (slow_fraction is None) != (slow_factor is None):
         raise ValueError("schedule_options: slow_fraction and slow_factor go together")
-    if slow_fraction is None:
+    if slow_fraction is None or slow_factor is None:
         return [1.0] * num_workers
     num_slow = round(slow_fraction * num_workers)
     return [1.0] * (num_workers - num_slow) + [float(slow_factor)] * num_slow

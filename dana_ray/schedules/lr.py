@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 #: Where a linear warm-up starts (the trial config's ``warmup_start``):
 #: "lr/N": η/N for N workers, the DANA authors' simulator (``np.linspace(lr / N, lr, warmup steps)``), which is
@@ -12,8 +12,15 @@ from typing import Callable, Sequence
 WARMUP_STARTS = ("lr/N", "lr/steps")
 
 
-def step_decay(lr: float, steps_per_epoch: int, decay_epochs: Sequence[float] = (), decay_factor: float = 0.1,
-               warmup_epochs: float = 0.0, warmup_start: str = "lr/N", num_workers: int = 1) -> Callable[[int], float]:
+def step_decay(
+    lr: float,
+    steps_per_epoch: int,
+    decay_epochs: Sequence[float] = (),
+    decay_factor: float = 0.1,
+    warmup_epochs: float = 0.0,
+    warmup_start: str = "lr/N",
+    num_workers: int = 1,
+) -> Callable[[int], float]:
     """η_t = lr · factor^(number of decay epochs ≤ t / steps_per_epoch), with a linear warm-up first.
 
     Warm-up: over the first W = round(warmup_epochs · steps_per_epoch) steps the rate rises linearly from

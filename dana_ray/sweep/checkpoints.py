@@ -9,13 +9,17 @@ the one before, or else from its beginning, with a one-line note that the sweep'
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-import sys
 from typing import Any
 
 import torch
 from ray import tune
+
+from dana_ray.core.cli import one_line
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "trial_state.pt"
 #: Beside a trial's checkpoints (local storage), the state of the checkpoint before the latest: Tune keeps one
@@ -40,7 +44,7 @@ def keep_previous(checkpoint: tune.Checkpoint | None) -> None:
             shutil.copyfile(source, staging)
         os.replace(staging, target)
     except OSError as error:  # a missing fallback must not fail the trial
-        print(f"note: could not keep {source} as the previous checkpoint ({error})", file=sys.stderr)
+        log.warning("could not keep %s as the previous checkpoint (%s)", source, error)
 
 
 def readable_state(checkpoint: tune.Checkpoint) -> tuple[dict | None, str | None]:
@@ -55,14 +59,15 @@ def readable_state(checkpoint: tune.Checkpoint) -> tuple[dict | None, str | None
         file = source if isinstance(source, str) else os.path.join(checkpoint.path, STATE_FILE)
         try:
             state = _load_state(source)
-        except Exception as error:  # noqa: BLE001 - any unreadable file is the same problem
-            failed.append(f"{file} ({type(error).__name__}: {' '.join(str(error).split())[:160]})")
+        except Exception as error:
+            failed.append(f"{file} ({type(error).__name__}: {one_line(error)[:160]})")
             continue
         if not failed:
             return state, None
         return state, (f"checkpoint {failed[0]} cannot be read; resumed from {file} (epoch {state['epoch']})")
-    return None, (f"checkpoint {failed[0]} cannot be read and no earlier one can; the trial starts again from "
-                  f"its beginning")
+    return None, (
+        f"checkpoint {failed[0]} cannot be read and no earlier one can; the trial starts again from its beginning"
+    )
 
 
 def _is_local(checkpoint: tune.Checkpoint) -> bool:
@@ -81,7 +86,7 @@ def _candidates(checkpoint: tune.Checkpoint) -> list:
     return [os.path.join(latest, STATE_FILE)] + ([previous] if os.path.exists(previous) else [])
 
 
-def _load_state(source: "str | tune.Checkpoint") -> dict:
+def _load_state(source: str | tune.Checkpoint) -> dict:
     if isinstance(source, str):
         state = torch.load(source, weights_only=False)
     else:
@@ -98,6 +103,4 @@ class CheckpointNotes(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if result.get("checkpoint_note"):
-            print(f"note: {trial}: {result['checkpoint_note']}", file=sys.stderr)
-
-
+            log.warning("%s: %s", trial, result["checkpoint_note"])

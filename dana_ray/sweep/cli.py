@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import shlex
 import sys
 import tempfile
@@ -29,7 +30,7 @@ from typing import Any
 import yaml
 
 from dana_ray.config import EXECUTORS, TrialConfig, get_option, set_options
-from dana_ray.core.cli import EXIT_FAILED, EXIT_INTERRUPTED, OneLineParser, bad_input, one_line
+from dana_ray.core.cli import EXIT_FAILED, EXIT_INTERRUPTED, OneLineParser, bad_input, one_line, show_notes
 from dana_ray.experiments.fits import check_fits, generated_shapes, key_of
 from dana_ray.experiments.folder import GRID_FILE
 from dana_ray.experiments.grid import Grid, GridError, check_executor, load_grid
@@ -41,29 +42,58 @@ DEFAULT_STORAGE = os.path.expanduser("~/ray_results")
 
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m dana_ray.sweep", description=__doc__.split("\n\n")[0])
-    p.add_argument("config", nargs="?", default=None,
-                   help="grid file or name in tune_configs/ (default: quickstart; with --resume: the grid the "
-                        "experiment ran)")
+    p.add_argument(
+        "config",
+        nargs="?",
+        default=None,
+        help="grid file or name in tune_configs/ (default: quickstart; with --resume: the grid the experiment ran)",
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted experiment (--name, or the latest)")
     p.add_argument("--smoke-test", action="store_true", help="one epoch and the first seed of every cell")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help="where experiments are written (shared path or URI on a cluster)")
+    p.add_argument(
+        "--storage", default=DEFAULT_STORAGE, help="where experiments are written (shared path or URI on a cluster)"
+    )
     p.add_argument("--name", help="experiment name (default: <grid>-<date>-<time>)")
     p.add_argument("--data-dir", help="overrides the grid's trial.data_dir")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
-                   help="set a trial key over the grid's (a YAML value), e.g. --set gpus_per_actor=0; repeatable")
-    p.add_argument("--only", action="append", default=[], metavar="AXIS=V1,V2", type=_key_value,
-                   help="run only these values of an axis, e.g. --only num_workers=4,8; repeatable")
-    p.add_argument("--executor", help=f"how each trial runs (overrides tune.executor): one of "
-                                      f"{', '.join(f'{n} ({EXECUTORS[n].help})' for n in EXECUTORS)}")
-    p.add_argument("--skip-data-check", action="store_true",
-                   help="do not check that every live node can read the data before starting")
-    p.add_argument("--no-report", action="store_true",
-                   help="do not print the report at the end nor write it into EXPERIMENT/report "
-                        "(python -m dana_ray.report EXPERIMENT makes it later)")
-    p.add_argument("--verbose", action="store_true",
-                   help="Tune's full console output (each trial's config and results), and every actor's "
-                        "output streamed too (by default: one status block, or a line per finished trial when "
-                        "not on a terminal; actors' output stays in Ray's logs, shown per actor by the dashboard)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        type=_key_value,
+        help="set a trial key over the grid's (a YAML value), e.g. --set gpus_per_actor=0; repeatable",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="AXIS=V1,V2",
+        type=_key_value,
+        help="run only these values of an axis, e.g. --only num_workers=4,8; repeatable",
+    )
+    p.add_argument(
+        "--executor",
+        help=f"how each trial runs (overrides tune.executor): one of "
+        f"{', '.join(f'{n} ({EXECUTORS[n].help})' for n in EXECUTORS)}",
+    )
+    p.add_argument(
+        "--skip-data-check",
+        action="store_true",
+        help="do not check that every live node can read the data before starting",
+    )
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not print the report at the end nor write it into EXPERIMENT/report "
+        "(python -m dana_ray.report EXPERIMENT makes it later)",
+    )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Tune's full console output (each trial's config and results), and every actor's "
+        "output streamed too (by default: one status block, or a line per finished trial when "
+        "not on a terminal; actors' output stays in Ray's logs, shown per actor by the dashboard)",
+    )
     return p
 
 
@@ -81,9 +111,8 @@ def _key_value(text: str) -> tuple[str, Any]:
 def _grid_options(args: argparse.Namespace) -> dict[str, Any]:
     """What the command line changes in the grid: ``load_grid``'s keyword arguments."""
     only = {}
-    for axis, values in args.only:  # "4,8" reads as one string; "4" as a number; "[4, 8]" as a list
-        if isinstance(values, str):
-            values = [yaml.safe_load(v) for v in values.split(",")]
+    for axis, given in args.only:  # "4,8" reads as one string; "4" as a number; "[4, 8]" as a list
+        values = [yaml.safe_load(v) for v in given.split(",")] if isinstance(given, str) else given
         only[axis] = values if isinstance(values, list) else [values]
     return {"data_dir": args.data_dir, "smoke_test": args.smoke_test, "overrides": dict(args.set), "only": only}
 
@@ -107,20 +136,42 @@ def _resumed_grid(args: argparse.Namespace, storage: str) -> tuple[Grid, str]:
     """The grid an experiment ran and its folder; refuses a different grid than it ran."""
     name = args.name or (load_grid(args.config).name if args.config else "quickstart")
     path = os.path.join(storage, args.name) if args.name else latest_experiment(storage, name)
-    stored = os.path.join(path, GRID_FILE) if path else None
     from ray import tune
 
-    if stored is None or not os.path.isfile(stored) or not tune.Tuner.can_restore(path):
-        raise GridError(f"--resume: no experiment {'named ' + repr(args.name) if args.name else 'of ' + repr(name)} "
-                        f"to resume under {storage}")
-    ran = load_grid(stored, data_dir=args.data_dir)
+    if path is None or not os.path.isfile(os.path.join(path, GRID_FILE)) or not tune.Tuner.can_restore(path):
+        raise GridError(
+            f"--resume: no experiment {'named ' + repr(args.name) if args.name else 'of ' + repr(name)} "
+            f"to resume under {storage}"
+        )
+    _check_restorable(path)
+    ran = load_grid(os.path.join(path, GRID_FILE), data_dir=args.data_dir)
     if args.config:
         asked = load_grid(args.config, **_grid_options(args))
         change = asked.changes_from(ran)
         if change:
-            raise GridError(f"--resume: the grid differs from the one {path} ran ({change}); resume it with its own "
-                            f"grid (omit CONFIG), or start a new experiment with another --name")
+            raise GridError(
+                f"--resume: the grid differs from the one {path} ran ({change}); resume it with its own "
+                f"grid (omit CONFIG), or start a new experiment with another --name"
+            )
     return ran, path
+
+
+#: The file in which Tune saves an experiment's run (its callbacks, by the names of their classes).
+TUNER_STATE = "tuner.pkl"
+
+
+def _check_restorable(path: str) -> None:
+    """Refuse, in one line, an experiment whose saved run names classes this dana_ray does not have (one written
+    by a version whose modules have moved): Tune could not restore it."""
+    try:
+        with open(os.path.join(path, TUNER_STATE), "rb") as f:
+            pickle.load(f)
+    except (ImportError, AttributeError) as error:
+        raise GridError(
+            f"--resume: {path} was written by another version of dana_ray, whose saved run this one cannot read "
+            f"({one_line(error)}); its finished trials are in python -m dana_ray.report {shlex.quote(path)}, and "
+            f"the rest can run as a new experiment (another --name)"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     (grid, options, storage, data on a node, an experiment another sweep holds), refused in one line before
     anything launches; 130 when interrupted (SIGINT, SIGTERM). Each non-zero end after launch prints the
     line that continues the experiment."""
+    with show_notes():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     storage = args.storage if "://" in args.storage else os.path.abspath(os.path.expanduser(args.storage))
     lock = None
@@ -139,8 +195,12 @@ def main(argv: list[str] | None = None) -> int:
             grid = load_grid(args.config or "quickstart", **_grid_options(args))
             if args.executor:
                 try:
-                    check_executor(args.executor, grid.axes["schedule"], get_option(grid.trial, "server_shards"),
-                                   field="--executor")
+                    check_executor(
+                        args.executor,
+                        grid.axes["schedule"],
+                        get_option(grid.trial, "server_shards"),
+                        field="--executor",
+                    )
                 except ValueError as error:
                     raise GridError(str(error)) from None
                 grid.tune["executor"] = args.executor
@@ -201,7 +261,7 @@ def _sweep(args: argparse.Namespace, grid: Grid, configs: list[TrialConfig], sto
             print(waiting)
     else:
         try:
-            chosen = resources.fit(grid.trial, counts, executor, grid.tune["trial_cpus"], cluster)
+            chosen = resources.size_to_cluster(grid.trial, counts, executor, grid.tune["trial_cpus"], cluster)
         except ValueError as error:
             return bad_input(f"{grid.path}: {error}")
         if chosen:
@@ -232,9 +292,11 @@ def _sweep(args: argparse.Namespace, grid: Grid, configs: list[TrialConfig], sto
             report = Report(trials)
             print(report.render("markdown"))
             written = report.write(os.path.join(path, "report"))
-            print(f"report written into {os.path.join(path, 'report')}: "
-                  + ", ".join(os.path.basename(f) for f in written))
-    except Exception as error:  # noqa: BLE001 - a report must never hide the sweep's outcome
+            print(
+                f"report written into {os.path.join(path, 'report')}: "
+                + ", ".join(os.path.basename(f) for f in written)
+            )
+    except Exception as error:
         print(f"error: the report of {path} could not be made: {one_line(error)}", file=sys.stderr)
     return _outcome(grid, storage, path, trials, interrupt.received())
 
@@ -267,13 +329,18 @@ def _outcome(grid: Grid, storage: str, path: str, trials: Any, signal_name: str 
     broken = int(trials["broken"].astype(bool).sum()) if trials is not None else 0
     resume = resume_command(storage, path)
     if signal_name is not None:
-        print(f"interrupted ({signal_name}): {finished} of {planned} trials finished; continue with: {resume}",
-              file=sys.stderr)
+        print(
+            f"interrupted ({signal_name}): {finished} of {planned} trials finished; continue with: {resume}",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     if finished < planned:
         unreadable = f", {broken} with files that cannot be read" if broken else ""
-        print(f"error: {planned - finished} of {planned} trials did not finish{unreadable}; see {path}; "
-              f"retry them with: {resume}", file=sys.stderr)
+        print(
+            f"error: {planned - finished} of {planned} trials did not finish{unreadable}; see {path}; "
+            f"retry them with: {resume}",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     return 0
 

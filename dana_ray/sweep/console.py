@@ -66,7 +66,9 @@ class SweepConsole(tune.Callback):
 
     # -- Tune's hooks ----------------------------------------------------------------------------------------
 
-    def setup(self, **info: Any) -> None:  # the run starts (again, after --resume: Tune unpickled this)
+    def setup(
+        self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None, **info: Any
+    ) -> None:  # the run starts (again, after --resume: Tune unpickled this)
         self.started, self.finished_here, self._drawn = time.monotonic(), 0, 0
         self.last.clear()
         self._ended = {}
@@ -76,10 +78,16 @@ class SweepConsole(tune.Callback):
         self._ended[trial.trial_id] = "TERMINATED"
         result = trial.last_result or {}
         error = result.get("test_error")
-        outcome = "diverged" if result.get("diverged") else (
-            f"test error {error:.2f}%" if isinstance(error, (int, float)) else "done")
-        self._finished(trials, f"{cell_of(trial)}: {outcome} ({result.get('epoch', 0)} epochs, "
-                                f"{_trial_time(result.get('time_total_s', 0.0))})")
+        outcome = (
+            "diverged"
+            if result.get("diverged")
+            else (f"test error {error:.2f}%" if isinstance(error, (int, float)) else "done")
+        )
+        self._finished(
+            trials,
+            f"{cell_of(trial)}: {outcome} ({result.get('epoch', 0)} epochs, "
+            f"{_trial_time(result.get('time_total_s', 0.0))})",
+        )
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._ended[trial.trial_id] = "ERROR"
@@ -100,16 +108,22 @@ class SweepConsole(tune.Callback):
         done = status.count("TERMINATED")
         errored = status.count("ERROR")
         running = status.count("RUNNING")
-        return {"done": done, "running": running, "errored": errored,
-                "pending": max(self.total - done - running - errored, 0)}
+        return {
+            "done": done,
+            "running": running,
+            "errored": errored,
+            "pending": max(self.total - done - running - errored, 0),
+        }
 
     def status_line(self, trials: list) -> str:
         c = self.counts(trials)
         elapsed = time.monotonic() - self.started
         left = c["pending"] + c["running"]
         eta = f"; about {_minutes(elapsed / self.finished_here * left)} left" if self.finished_here and left else ""
-        return (f"{c['done']} of {self.total} trials done, {c['running']} running, {c['pending']} pending, "
-                f"{c['errored']} errored; {_minutes(elapsed)} elapsed{eta}")
+        return (
+            f"{c['done']} of {self.total} trials done, {c['running']} running, {c['pending']} pending, "
+            f"{c['errored']} errored; {_minutes(elapsed)} elapsed{eta}"
+        )
 
     def _finished(self, trials: list, what: str) -> None:
         self.last.appendleft(what)

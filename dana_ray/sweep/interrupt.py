@@ -36,12 +36,14 @@ def note(name: str) -> None:
 
 
 class StopWatch(tune.Callback):
-    def setup(self, **info: Any) -> None:
+    def setup(
+        self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None, **info: Any
+    ) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set from the main thread
         tune_handler = signal.getsignal(signal.SIGINT)
 
-        def stop(number: int, frame: Any) -> None:
+        def on_signal(number: int, frame: Any) -> None:
             note(signal.Signals(number).name)
             if callable(tune_handler):
                 tune_handler(signal.SIGINT, frame)
@@ -49,7 +51,7 @@ class StopWatch(tune.Callback):
                 raise KeyboardInterrupt
 
         for number in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(number, stop)
+            signal.signal(number, on_signal)
 
 
 class _NoRestoreHint(logging.Filter):

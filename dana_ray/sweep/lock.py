@@ -15,10 +15,13 @@ not locked (the README says so).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sys
 import time
+
+log = logging.getLogger(__name__)
 
 LOCK_FILE = ".sweep.lock"
 
@@ -42,8 +45,9 @@ class ExperimentLock:
         except FileNotFoundError:
             pass
         except OSError as error:  # read-only storage: the lock stays, and is stale once this process ends
-            print(f"note: could not remove {self.file} ({error.strerror}); the next sweep on this name takes "
-                  f"it over", file=sys.stderr)
+            log.warning(
+                "could not remove %s (%s); the next sweep on this name takes it over", self.file, error.strerror
+            )
             return
         _remove_empty(self.made)
 
@@ -84,8 +88,9 @@ def claim(path: str) -> ExperimentLock:
         folder = os.path.dirname(folder)
     os.makedirs(path, exist_ok=True)
     lock = ExperimentLock(path, made)
-    record = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
-                         "command": " ".join(sys.argv)})
+    record = json.dumps(
+        {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(), "command": " ".join(sys.argv)}
+    )
     for attempt in range(2):
         try:
             fd = os.open(lock.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -93,8 +98,12 @@ def claim(path: str) -> ExperimentLock:
             holder = _holder(lock.file)
             host, pid = holder.get("host"), holder.get("pid")
             if attempt == 0 and host == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
-                print(f"note: {lock.file} was left by a sweep driver that is no longer running (pid {pid} on "
-                      f"{host}); taking it over", file=sys.stderr)
+                log.warning(
+                    "%s was left by a sweep driver that is no longer running (pid %s on %s); taking it over",
+                    lock.file,
+                    pid,
+                    host,
+                )
                 os.remove(lock.file)
                 continue
             who = f"pid {pid} on host {host}" if host else "a driver that has not written its name yet"

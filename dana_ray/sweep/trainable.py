@@ -13,8 +13,8 @@ and reports a one-line note that the sweep's driver prints (``CheckpointNotes``)
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import tempfile
 from typing import Any
 
@@ -27,11 +27,30 @@ from dana_ray.experiments.grid import trial_from_tune
 from dana_ray.sweep.checkpoints import STATE_FILE, keep_previous, readable_state
 from dana_ray.trial import run
 
+log = logging.getLogger(__name__)
+
 #: Reported every epoch, in this order (Tune's console shows the first few); a key the row lacks is left out
 #: (``discarded_gradients``: rules that discard stale gradients, from ``UpdateRule.epoch_metrics``).
-REPORTED = ("test_error", "epoch", "train_loss", "mean_delay", "max_delay", "mean_gap", "test_loss", "step", "lr",
-            "gradients", "gradients_per_s", "diverged", "actor_restarts", "server_busy", "jobs_per_call",
-            "delay_histogram", "discarded_gradients", "params_sha256")
+REPORTED = (
+    "test_error",
+    "epoch",
+    "train_loss",
+    "mean_delay",
+    "max_delay",
+    "mean_gap",
+    "test_loss",
+    "step",
+    "lr",
+    "gradients",
+    "gradients_per_s",
+    "diverged",
+    "actor_restarts",
+    "server_busy",
+    "jobs_per_call",
+    "delay_histogram",
+    "discarded_gradients",
+    "params_sha256",
+)
 
 
 def trial_resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:
@@ -41,8 +60,9 @@ def trial_resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:
     cfg = TrialConfig.received(trial_from_tune(config))  # the sweep checked every trial
     settings = cfg.settings()
     spec = EXECUTORS[config.get("_executor", "ray")]
-    return tune.PlacementGroupFactory(spec.bundles(settings, cfg.num_workers, config.get("_trial_cpus", 0.25)),
-                                      strategy=spec.strategy(settings))
+    return tune.PlacementGroupFactory(
+        spec.bundles(settings, cfg.num_workers, config.get("_trial_cpus", 0.25)), strategy=spec.strategy(settings)
+    )
 
 
 def train_trial(config: dict[str, Any]) -> None:
@@ -57,7 +77,7 @@ def train_trial(config: dict[str, Any]) -> None:
     if checkpoint is not None:
         resume, note = readable_state(checkpoint)
         if note:
-            print(f"note: {note}", file=sys.stderr)  # in Ray's log of the trial; the driver prints the report
+            log.warning("%s", note)  # in Ray's log of the trial; the driver shows the report's copy
             tune.report({"checkpoint_note": note})  # no epoch: the report's reader skips it
     context = tune.get_context()
     name = f"{context.get_experiment_name()}/{context.get_trial_name()}"
@@ -78,13 +98,24 @@ def train_trial(config: dict[str, Any]) -> None:
         keep_previous(latest[0])  # before Tune, keeping one, deletes it
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state, os.path.join(folder, STATE_FILE))
-            tune.report(dict(metrics(), params_sha256=params_sha256(state["master"]["rule"]["params"])),
-                        checkpoint=tune.Checkpoint.from_directory(folder))
+            tune.report(
+                dict(metrics(), params_sha256=params_sha256(state["master"]["rule"]["params"])),
+                checkpoint=tune.Checkpoint.from_directory(folder),
+            )
         latest[0] = tune.get_checkpoint()  # the one just made, where it was stored
 
-    run(cfg, executor=executor, callback=on_epoch, checkpoint=report_with_state, resume=resume, name=name,
-        placement_group=_current_placement_group(), checkpoint_every=every,
-        reuse=True, metrics=True)
+    run(
+        cfg,
+        executor=executor,
+        callback=on_epoch,
+        checkpoint=report_with_state,
+        resume=resume,
+        name=name,
+        placement_group=_current_placement_group(),
+        checkpoint_every=every,
+        reuse=True,
+        metrics=True,
+    )
 
 
 def _current_placement_group():

@@ -60,19 +60,28 @@ def make_tuner(grid: Grid, storage: str, name: str, callbacks: list | None = Non
     return tune.Tuner(
         tune_trainable(),
         param_space=param_space(grid),
-        tune_config=tune.TuneConfig(max_concurrent_trials=grid.tune.get("max_concurrent_trials"), reuse_actors=True,
-                                    trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-        run_config=tune.RunConfig(name=name, storage_path=storage,
-                                  failure_config=tune.FailureConfig(max_failures=grid.tune["max_failures"]),
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                                  callbacks=[StopWatch(), CheckpointNotes(), *(callbacks or []),
-                                             *([] if verbose else [SweepConsole(len(grid.trials()))])],
-                                  verbose=None if verbose else 0),
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=grid.tune.get("max_concurrent_trials"),
+            reuse_actors=True,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            failure_config=tune.FailureConfig(max_failures=grid.tune["max_failures"]),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[
+                StopWatch(),
+                CheckpointNotes(),
+                *(callbacks or []),
+                *([] if verbose else [SweepConsole(len(grid.trials()))]),
+            ],
+            verbose=None if verbose else 0,
+        ),
     )
 
 
 def latest_experiment(storage: str, grid_name: str) -> str | None:
     candidates = [p for p in glob.glob(os.path.join(storage, f"{grid_name}-*")) if os.path.isdir(p)]
     return max(candidates, key=os.path.getmtime) if candidates else None
-
-

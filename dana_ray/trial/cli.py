@@ -1,8 +1,8 @@
 """``python -m dana_ray.trial``: a single trial, or a small comparison on a laptop::
 
-    python -m dana_ray.trial                                   # DANA, 1 worker, embedded digits
-    python -m dana_ray.trial --algorithm asgd dana --num-workers 1 4 16
-    python -m dana_ray.trial --executor ray --num-workers 8 --num-actors 2 [--server-shards 2]
+python -m dana_ray.trial                                   # DANA, 1 worker, embedded digits
+python -m dana_ray.trial --algorithm asgd dana --num-workers 1 4 16
+python -m dana_ray.trial --executor ray --num-workers 8 --num-actors 2 [--server-shards 2]
 """
 
 from __future__ import annotations
@@ -12,17 +12,18 @@ import dataclasses
 import json
 import sys
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import yaml
 from tqdm import tqdm
 
 from dana_ray.config import SECTIONS, TrialConfig, section_of, set_options
 from dana_ray.config.executors import EXECUTORS, check_supports
-from dana_ray.core.cli import OneLineParser, bad_input, one_line
+from dana_ray.core.cli import OneLineParser, bad_input, one_line, show_notes
 from dana_ray.core.plugins import load_plugins
 from dana_ray.data import check_dataset
-from dana_ray.engine import resolve_device
+from dana_ray.engine.build import resolve_device
 from dana_ray.experiments.fits import check_fits, generated_shapes, key_of
 from dana_ray.experiments.grid import Grid
 from dana_ray.trial.run import run
@@ -35,8 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     """One flag per ``TrialConfig`` field, generated from the field's type, default and help (``--lr``,
     ``--max-steps-per-epoch``, ...; the axes take several values), and one per option of every config section
     (``--device``, ``--num-actors``, ...: the section's declared options, a plug-in executor's included)."""
-    p = OneLineParser(prog="python -m dana_ray.trial", description=__doc__.split("\n\n")[0],
-                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = OneLineParser(
+        prog="python -m dana_ray.trial",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     defaults, hints = TrialConfig(), typing.get_type_hints(TrialConfig)
     for f in dataclasses.fields(TrialConfig):
         if f.name == "sections":
@@ -79,6 +83,7 @@ def _scalar(kinds: list[type]) -> Callable[[str], Any]:
             except ValueError:
                 continue
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(k.__name__ for k in kinds)}, got {text!r}")
+
     return parse
 
 
@@ -99,15 +104,18 @@ def _json_mapping(text: str) -> dict:
     return value
 
 
-RUN_HEADER = (f"{'algorithm':<13} {'N':>3} {'seed':>4} {'test error %':>12} {'diverged':>8} {'mean delay':>10}"
-              f"  params_sha256")
+RUN_HEADER = (
+    f"{'algorithm':<13} {'N':>3} {'seed':>4} {'test error %':>12} {'diverged':>8} {'mean delay':>10}  params_sha256"
+)
 
 
 def format_run(result: dict) -> str:
     """One finished run as one line of the results table (under ``RUN_HEADER``)."""
     c = result["config"]
-    return (f"{c['algorithm']:<13} {c['num_workers']:>3} {c['seed']:>4} {result['test_error']:>12.2f} "
-            f"{str(result['diverged']):>8} {result['mean_delay']:>10.2f}  {result['params_sha256'][:16]}")
+    return (
+        f"{c['algorithm']:<13} {c['num_workers']:>3} {c['seed']:>4} {result['test_error']:>12.2f} "
+        f"{result['diverged']!s:>8} {result['mean_delay']:>10.2f}  {result['params_sha256'][:16]}"
+    )
 
 
 def format_summary(results: list[dict]) -> str:
@@ -116,8 +124,10 @@ def format_summary(results: list[dict]) -> str:
 
     lines = [f"{'algorithm':<13} {'N':>3} {'mean %':>8} {'std':>6} {'n':>3} {'diverged':>8}"]
     for _, row in summarize(results_frame(results)).iterrows():
-        lines.append(f"{row['algorithm']:<13} {row['num_workers']:>3} {row['mean']:>8.2f} {row['std']:>6.2f} "
-                     f"{row['n']:>3} {row['diverged']:>8}")
+        lines.append(
+            f"{row['algorithm']:<13} {row['num_workers']:>3} {row['mean']:>8.2f} {row['std']:>6.2f} "
+            f"{row['n']:>3} {row['diverged']:>8}"
+        )
     return "\n".join(lines)
 
 
@@ -135,10 +145,17 @@ def _checked_configs(args: argparse.Namespace) -> list[TrialConfig]:
     and the data on this machine. The runs are a grid's cells (a single-worker rule once, with N = 1)."""
     load_plugins(args.plugins)
     fixed = _fixed(args)
-    cells = Grid("command line", "", "", None, fixed, {"algorithm": args.algorithm, "num_workers": args.num_workers,
-                                                       "schedule": [args.schedule], "seed": args.seed}).cells()
-    configs = [TrialConfig.from_dict(dict(fixed, algorithm=a, num_workers=n, seed=s))
-               for a, n in cells for s in args.seed]
+    cells = Grid(
+        "command line",
+        "",
+        "",
+        None,
+        fixed,
+        {"algorithm": args.algorithm, "num_workers": args.num_workers, "schedule": [args.schedule], "seed": args.seed},
+    ).cells()
+    configs = [
+        TrialConfig.from_dict(dict(fixed, algorithm=a, num_workers=n, seed=s)) for a, n in cells for s in args.seed
+    ]
     spec = EXECUTORS[args.executor]
     for cfg in configs:
         check_supports(args.executor, [cfg.schedule], cfg.option("server_shards"))
@@ -170,7 +187,7 @@ def _sized_to_ray(args: argparse.Namespace, configs: list[TrialConfig]) -> tuple
     given, counts = _fixed(args), sorted({cfg.num_workers for cfg in configs})
     if can_grow:  # the runs are not under Tune: no trial process reserves CPUs (trial_cpus 0)
         return configs, resources.waiting_line(given, counts, args.executor, 0.0, cluster)
-    chosen = resources.fit(given, counts, args.executor, 0.0, cluster)
+    chosen = resources.size_to_cluster(given, counts, args.executor, 0.0, cluster)
     if not chosen:
         return configs, None
     line = resources.sized_line(chosen, cluster, where="on the command line")
@@ -181,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     """Runs one after another; each finished run is printed at once (a later failure loses nothing), then
     the mean/std table. Bad input: one line on stderr, exit 2, nothing run. A run that fails: one line on
     stderr, the others still run, exit 1."""
+    with show_notes():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         load_plugins(_given_plugins(argv))  # first: a plug-in executor's section adds flags
     except ValueError as error:
@@ -196,8 +218,15 @@ def main(argv: list[str] | None = None) -> int:
     rows, failed = [], 0
     # a progress bar over every run's epochs, on a terminal only (tqdm: small, well kept, and it keeps the
     # bar below the printed lines); off a terminal, CI logs get the lines alone
-    bar = tqdm(total=sum(c.epochs for c in configs), unit="epoch", file=sys.stderr, disable=None, leave=False,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=sum(c.epochs for c in configs),
+        unit="epoch",
+        file=sys.stderr,
+        disable=None,
+        leave=False,
+        dynamic_ncols=True,
+    )
+
     def say(line: str, file: Any = sys.stdout) -> None:
         if bar.disable:
             print(line, file=file, flush=True)
@@ -216,9 +245,12 @@ def main(argv: list[str] | None = None) -> int:
         def on_epoch(r: dict[str, Any], label: str = label) -> None:
             bar.update(1)
             if not (args.quiet or args.json):
-                say(f"{label} epoch {r['epoch']:3d}  test error {r['test_error']:6.2f}%  train loss "
+                say(
+                    f"{label} epoch {r['epoch']:3d}  test error {r['test_error']:6.2f}%  train loss "
                     f"{r['train_loss']:.4f}  mean delay {r['mean_delay']:5.1f}  gap {r['mean_gap']:.2e}  "
-                    f"{r['gradients_per_s']:.0f} grad/s")
+                    f"{r['gradients_per_s']:.0f} grad/s"
+                )
+
         try:
             result = run(cfg, args.executor, callback=on_epoch)
         except Exception as error:  # one line per failed run; the finished ones are already printed

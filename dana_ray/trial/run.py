@@ -10,17 +10,24 @@ from __future__ import annotations
 import functools
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from dana_ray.config import TrialConfig
 from dana_ray.config.executors import EXECUTORS, check_supports
-from dana_ray.engine import Executor
+from dana_ray.engine.loop import Executor
 
 Callback = Callable[[dict[str, Any]], None]
 
 
-def make_executor(name: str, cfg: TrialConfig, run_name: str | None = None, placement_group: Any = None,
-                  reuse: bool = False, metrics: bool = False) -> Executor:
+def make_executor(
+    name: str,
+    cfg: TrialConfig,
+    run_name: str | None = None,
+    placement_group: Any = None,
+    reuse: bool = False,
+    metrics: bool = False,
+) -> Executor:
     """The executor registered as ``name`` (``dana_ray.config.executors``) for ``cfg``. ``reuse``: an executor
     that pools its resources (Ray) borrows this process's idle ones where they match. ``metrics``: export the
     trial's live figures to Ray's metrics agent (``engine/ray/metrics.py``), tagged ``run_name`` (in a Ray
@@ -31,8 +38,7 @@ def make_executor(name: str, cfg: TrialConfig, run_name: str | None = None, plac
         from dana_ray.engine.ray.metrics import RayMetrics
 
         sink = functools.partial(RayMetrics, run_name or "trial", name)
-    return EXECUTORS[name].load_make()(cfg, name=run_name, placement_group=placement_group, reuse=reuse,
-                                        metrics=sink)
+    return EXECUTORS[name].load_make()(cfg, name=run_name, placement_group=placement_group, reuse=reuse, metrics=sink)
 
 
 #: ``checkpoint_every="auto"``: a checkpoint once at least this many seconds passed since the last one (or the
@@ -40,18 +46,28 @@ def make_executor(name: str, cfg: TrialConfig, run_name: str | None = None, plac
 AUTO_CHECKPOINT_S = 60.0
 
 
-def run(config: dict[str, Any] | TrialConfig, executor: str = "local", callback: Callback | None = None, *,
-        checkpoint: Callback | None = None, resume: dict | None = None, name: str | None = None,
-        placement_group: Any = None, checkpoint_every: int | str = 1, reuse: bool = False,
-        metrics: bool = False) -> dict:
+def run(
+    config: dict[str, Any] | TrialConfig,
+    executor: str = "local",
+    callback: Callback | None = None,
+    *,
+    checkpoint: Callback | None = None,
+    resume: dict | None = None,
+    name: str | None = None,
+    placement_group: Any = None,
+    checkpoint_every: int | str = 1,
+    reuse: bool = False,
+    metrics: bool = False,
+) -> dict:
     """Train one configuration and return its final metrics (see the README for every key).
 
     ``callback`` receives one dict per epoch: epoch, step, test_error, test_loss, train_loss, mean_delay,
     max_delay, mean_gap, lr, gradients, gradients_per_s, diverged, checkpointed (whether ``checkpoint`` is
     called after this row), and on the run's last row ``params_sha256``. ``checkpoint``, called after it when
     ``checkpoint_due`` (every ``checkpoint_every``-th epoch, the last one and a diverged one; or, with
-    ``"auto"``, once ``AUTO_CHECKPOINT_S`` passed since the last), receives the trial's whole state ``{"epoch", "history", "master"}``; passing such a state back as
-    ``resume`` continues the run exactly where it stopped. ``name`` prefixes the Ray actors' names;
+    ``"auto"``, once ``AUTO_CHECKPOINT_S`` passed since the last), receives the trial's whole state
+    ``{"epoch", "history", "master"}``; passing such a state back as ``resume`` continues the run exactly
+    where it stopped. ``name`` prefixes the Ray actors' names;
     ``placement_group`` (Ray executor) is the trial's reservation (server, then one bundle per actor).
     ``reuse`` (Ray executor): borrow this process's idle ParameterServer and Workers where their resources
     match, and leave them idle for the next run when this one ends well (a long-lived process's trials).
@@ -76,11 +92,12 @@ def run(config: dict[str, Any] | TrialConfig, executor: str = "local", callback:
             if epoch == cfg.epochs or row["diverged"]:
                 row["params_sha256"] = engine.params_sha256()
             row["checkpointed"] = checkpoint is not None and checkpoint_due(
-                row, cfg.epochs, checkpoint_every, time.perf_counter() - saved)
+                row, cfg.epochs, checkpoint_every, time.perf_counter() - saved
+            )
             history.append(row)
             if callback is not None:
                 callback(row)
-            if row["checkpointed"]:
+            if checkpoint is not None and row["checkpointed"]:
                 checkpoint({"epoch": epoch, "history": list(history), "master": engine.state_dict()})
                 saved = time.perf_counter()
         sha = (history[-1].get("params_sha256") if history else None) or engine.params_sha256()
@@ -119,5 +136,3 @@ def run_result(cfg: TrialConfig, history: list[dict[str, Any]], sha: str, wall: 
         "history": history,
         "config": cfg.to_dict(),
     }
-
-

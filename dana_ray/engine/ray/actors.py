@@ -84,9 +84,13 @@ class Worker:
         sequencer asks without θ: its shards take it from ``initial_params``)."""
         replica = self._replica()
         params, bn_stats = replica.model.initial_state()
-        info = {"bn_stats": bn_stats.cpu().numpy(), "bn_momentum": replica.model.bn_momentum,
-                "num_classes": replica.data.num_classes, "steps_per_epoch": replica.steps_per_epoch,
-                "num_params": params.numel()}
+        info = {
+            "bn_stats": bn_stats.cpu().numpy(),
+            "bn_momentum": replica.model.bn_momentum,
+            "num_classes": replica.data.num_classes,
+            "steps_per_epoch": replica.steps_per_epoch,
+            "num_params": params.numel(),
+        }
         return dict(info, params=params.cpu().numpy()) if with_params else info
 
     def initial_params(self) -> np.ndarray:
@@ -99,16 +103,23 @@ class Worker:
             return as_tensor(parts[0]).to(self.device)
         return torch.cat([as_tensor(p) for p in parts]).to(self.device)
 
-    def compute(self, worker: int, batch: int, point: np.ndarray,
-                lr: float = 0.0) -> tuple[np.ndarray, np.ndarray, float, float]:
+    def compute(
+        self, worker: int, batch: int, point: np.ndarray, lr: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray, float, float]:
         """(gradient, BatchNorm statistics, loss, seconds computing it); ``lr``: η when the job was sent."""
         job = Job(worker, batch, as_tensor(point).to(self.device), sent_version=-1, lr=lr)
         result = self._replica().compute(job)
         grad, bn_stats = self._to_host([result.grad, result.bn_stats])
         return grad, bn_stats, result.loss, result.seconds
 
-    def compute_many(self, workers: list[int], batches: list[int], *points: np.ndarray, shards: int = 1,
-                     lrs: list[float] | None = None) -> tuple:
+    def compute_many(
+        self,
+        workers: list[int],
+        batches: list[int],
+        *points: np.ndarray,
+        shards: int = 1,
+        lrs: list[float] | None = None,
+    ) -> tuple:
         """Several jobs sent in one call (``jobs_per_call``), computed ``vmap_jobs`` at a time (1: one by one,
         exactly as ``compute``); called with ``num_returns=len(workers)``, so each job's result is its own
         object.
@@ -117,13 +128,15 @@ class Worker:
         gradient goes back cut at the same places: per job K gradient slices, then (BatchNorm statistics,
         loss, seconds), each its own object (``num_returns=len(workers) * (K + 1)``), so each slice can go
         to its shard without passing through the sequencer."""
-        parts = [points[k * shards:(k + 1) * shards] for k in range(len(workers))]
+        parts = [points[k * shards : (k + 1) * shards] for k in range(len(workers))]
         lrs = lrs if lrs is not None else [0.0] * len(workers)
-        jobs = [Job(w, b, self._assembled(p), sent_version=-1, lr=lr)
-                for w, b, p, lr in zip(workers, batches, parts, lrs)]
+        jobs = [
+            Job(w, b, self._assembled(p), sent_version=-1, lr=lr) for w, b, p, lr in zip(workers, batches, parts, lrs)
+        ]
         replica = self._replica()
-        results = [r for k in range(0, len(jobs), self.vmap_jobs)
-                   for r in replica.compute_many(jobs[k:k + self.vmap_jobs])]
+        results = [
+            r for k in range(0, len(jobs), self.vmap_jobs) for r in replica.compute_many(jobs[k : k + self.vmap_jobs])
+        ]
         host = self._to_host([t for r in results for t in (r.grad, r.bn_stats)])
         if shards == 1:
             return tuple((host[2 * k], host[2 * k + 1], r.loss, r.seconds) for k, r in enumerate(results))
@@ -138,12 +151,15 @@ class Worker:
         return self._replica().evaluate(self._assembled(params), as_tensor(bn_stats).to(self.device))
 
     def worker_side_state(self, next_batches: dict[int, int]) -> dict[int, tuple[int, dict[str, np.ndarray]]]:
-        return {w: (b, {k: v.cpu().numpy() for k, v in tensors.items()})
-                for w, (b, tensors) in self._replica().worker_side_state(next_batches).items()}
+        return {
+            w: (b, {k: v.cpu().numpy() for k, v in tensors.items()})
+            for w, (b, tensors) in self._replica().worker_side_state(next_batches).items()
+        }
 
     def load_worker_side_state(self, state: dict[int, tuple[int, dict[str, np.ndarray]]]) -> None:
-        self._replica().load_worker_side_state({w: (b, {k: as_tensor(v) for k, v in tensors.items()})
-                                                for w, (b, tensors) in state.items()})
+        self._replica().load_worker_side_state(
+            {w: (b, {k: as_tensor(v) for k, v in tensors.items()}) for w, (b, tensors) in state.items()}
+        )
 
 
 RemoteWorker = ray.remote(Worker)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import ray
 
@@ -83,8 +84,14 @@ class RayExecutor(Executor):
     """The driver's handle on one trial's ParameterServer; one remote call per epoch."""
 
     @classmethod
-    def launch(cls, cfg: TrialConfig, name: str | None = None, placement_group: Any = None, reuse: bool = False,
-               metrics: Callable[[], Sink] | None = None) -> RayExecutor:
+    def launch(
+        cls,
+        cfg: TrialConfig,
+        name: str | None = None,
+        placement_group: Any = None,
+        reuse: bool = False,
+        metrics: Callable[[], Sink] | None = None,
+    ) -> RayExecutor:
         """The registry's ``make`` (``config/executors.py``). ``reuse``: borrow this process's pooled server
         where its resources match (``close(reusable=True)`` returns it to the pool)."""
         if not reuse:
@@ -95,9 +102,12 @@ class RayExecutor(Executor):
             try:
                 pooled._reset(cfg, name or pooled.name, metrics)
                 return pooled
-            except Exception as error:  # noqa: BLE001 - any failure to reuse it: a new server serves the trial
-                log.warning("%s: the pooled server of the previous trial could not be reused (%s); starting a "
-                            "new one", name or pooled.name, one_line(error))
+            except Exception as error:
+                log.warning(
+                    "%s: the pooled server of the previous trial could not be reused (%s); starting a new one",
+                    name or pooled.name,
+                    one_line(error),
+                )
                 pooled.close()
         executor = cls(cfg, name, placement_group=placement_group, metrics=metrics)
         executor.key = key
@@ -106,13 +116,26 @@ class RayExecutor(Executor):
     @staticmethod
     def _key(cfg: TrialConfig, placement_group: Any, metrics: bool) -> tuple:
         own = cfg.section("ray")
-        return (actor_count(cfg, placement_group), cfg.compute.cpus_per_actor, cfg.compute.gpus_per_actor,
-                own.server_cpus, tuple(sorted(own.server_resources.items())), own.server_shards,
-                None if placement_group is None else placement_group.id.hex(), metrics)
+        return (
+            actor_count(cfg, placement_group),
+            cfg.compute.cpus_per_actor,
+            cfg.compute.gpus_per_actor,
+            own.server_cpus,
+            tuple(sorted(own.server_resources.items())),
+            own.server_shards,
+            None if placement_group is None else placement_group.id.hex(),
+            metrics,
+        )
 
-    def __init__(self, cfg: TrialConfig, name: str | None = None, worker_class: Any = None,
-                 placement_group: Any = None, metrics: Callable[[], Sink] | None = None,
-                 shard_class: Any = None) -> None:
+    def __init__(
+        self,
+        cfg: TrialConfig,
+        name: str | None = None,
+        worker_class: Any = None,
+        placement_group: Any = None,
+        metrics: Callable[[], Sink] | None = None,
+        shard_class: Any = None,
+    ) -> None:
         """``metrics``: makes the sink of the trial's live figures in the server (``RayMetrics``), or None.
         ``worker_class``, ``shard_class``: the remote classes of the gradient actors and server shards (tests
         and benchmarks pass their own)."""
@@ -130,10 +153,12 @@ class RayExecutor(Executor):
 
             server_class = RemoteShardedParameterServer
             args.append(shard_class)
-        where = (place(placement_group, layout.server(placement_group.bundle_count)) if placement_group is not None
-                 else {})
+        where = (
+            place(placement_group, layout.server(placement_group.bundle_count)) if placement_group is not None else {}
+        )
         self.server = server_class.options(
-            name=f"{self.name}/ParameterServer", num_cpus=own.server_cpus,
+            name=f"{self.name}/ParameterServer",
+            num_cpus=own.server_cpus,
             resources={} if layout.num_shards else dict(own.server_resources),  # a sequencer holds no θ
             **where,
         ).remote(*args)
@@ -154,7 +179,8 @@ class RayExecutor(Executor):
             raise RuntimeError(
                 f"{self.name}/ParameterServer was not running {timeout:g} s after it was asked to start the trial: "
                 f"no live node has room for it ({server_words(cfg.section('ray'), holds_params)}). The trial stops "
-                f"here; under Tune it resumes from its last checkpoint once the cluster has room (tune.max_failures)")
+                f"here; under Tune it resumes from its last checkpoint once the cluster has room (tune.max_failures)"
+            )
 
     def _started(self, info: dict[str, Any]) -> None:
         self.steps_per_epoch, self.num_classes = info["steps_per_epoch"], info["num_classes"]

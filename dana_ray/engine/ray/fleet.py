@@ -13,7 +13,8 @@ state lives on its actors), is ``Restarts``'s to say, shared by the gradient act
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import ray
 
@@ -41,8 +42,15 @@ def server_words(own: Any, holds_params: bool = True) -> str:
     return f"{own.server_cpus:g} CPU" + (resource_words(own.server_resources) if holds_params else "")
 
 
-def await_running(actors: list, nodes: list, name_of: Callable[[int], str], slots: Iterable[int], wants: str,
-                  why: str, timeout_s: float) -> None:
+def await_running(
+    actors: list,
+    nodes: list,
+    name_of: Callable[[int], str],
+    slots: Iterable[int],
+    wants: str,
+    why: str,
+    timeout_s: float,
+) -> None:
     """Wait until ``actors[k]`` for k in ``slots`` run (each reports its node into ``nodes[k]``), at most
     ``timeout_s``; then kill those still waiting and fail with one message naming ``name_of(k)`` and what it
     ``wants`` (a cluster with no room would otherwise keep the trial waiting forever, silently)."""
@@ -61,7 +69,8 @@ def await_running(actors: list, nodes: list, name_of: Callable[[int], str], slot
         raise RuntimeError(
             f"{name_of(k)} was not running {timeout_s:g} s after it was asked {why}: no live node has room for it "
             f"({wants}). The trial stops here; under Tune it resumes from its last checkpoint once the cluster has "
-            f"room (tune.max_failures)")
+            f"room (tune.max_failures)"
+        )
 
 
 class Restarts:
@@ -90,8 +99,15 @@ class ActorFleet:
     """The P gradient actors of one trial, by slot (slot k is bundle ``layout.actor(k)`` of the trial's
     placement group, or anywhere outside one)."""
 
-    def __init__(self, cfg: TrialConfig, name: str, worker_class: Any, placement_group: Any, layout: RayLayout,
-                 restarts: Restarts) -> None:
+    def __init__(
+        self,
+        cfg: TrialConfig,
+        name: str,
+        worker_class: Any,
+        placement_group: Any,
+        layout: RayLayout,
+        restarts: Restarts,
+    ) -> None:
         self.cfg, self.name, self.worker_class = cfg, name, worker_class
         self.placement_group, self.layout, self.restarts = placement_group, layout, restarts
         self.num_slots = layout.num_actors
@@ -115,9 +131,12 @@ class ActorFleet:
     def replace(self, slot: int, cause: str) -> None:
         """A new actor in ``slot`` (not on the node its predecessor died on, where another has room), once the
         trial's ``Restarts`` allow it."""
-        self.restarts.spend(f"{self.name}/Worker-{slot}", cause,
-                            f" holding the worker-side state of rule {self.restarts.rule!r} (its logical workers' "
-                            f"momenta), which cannot be rebuilt")
+        self.restarts.spend(
+            f"{self.name}/Worker-{slot}",
+            cause,
+            f" holding the worker-side state of rule {self.restarts.rule!r} (its logical workers' "
+            f"momenta), which cannot be rebuilt",
+        )
         ray.kill(self.actors[slot])
         lost = self.nodes[slot]
         if lost is not None:
@@ -133,17 +152,22 @@ class ActorFleet:
         if self.placement_group is not None:  # its bundle decides (Ray re-places a lost node's bundles)
             where = place(self.placement_group, self.layout.actor(self.placement_group.bundle_count, slot))
         elif self.lost_nodes:  # not where an actor died (its node may be dead, though not yet declared so)
-            where = {"label_selector": {NODE_ID_LABEL: f"!in({','.join(sorted(self.lost_nodes))})"},
-                     "fallback_strategy": [{"label_selector": {}}]}
+            where = {
+                "label_selector": {NODE_ID_LABEL: f"!in({','.join(sorted(self.lost_nodes))})"},
+                "fallback_strategy": [{"label_selector": {}}],
+            }
         else:
             where = {}
         compute = self.cfg.compute
-        return self.worker_class.options(name=self.name_of(slot), num_cpus=compute.cpus_per_actor,
-                                         num_gpus=compute.gpus_per_actor, **where).remote(self.cfg.to_dict(), slot)
+        return self.worker_class.options(
+            name=self.name_of(slot), num_cpus=compute.cpus_per_actor, num_gpus=compute.gpus_per_actor, **where
+        ).remote(self.cfg.to_dict(), slot)
 
     def _await(self, slots: Iterable[int], why: str) -> None:
         compute = self.cfg.compute
-        wants = f"{compute.cpus_per_actor:g} CPU" + (f", {compute.gpus_per_actor:g} GPU" if compute.gpus_per_actor
-                                                     else "")
-        await_running(self.actors, self.nodes, self.name_of, slots, wants, why,
-                      self.cfg.section("ray").actor_start_timeout_s)
+        wants = f"{compute.cpus_per_actor:g} CPU" + (
+            f", {compute.gpus_per_actor:g} GPU" if compute.gpus_per_actor else ""
+        )
+        await_running(
+            self.actors, self.nodes, self.name_of, slots, wants, why, self.cfg.section("ray").actor_start_timeout_s
+        )

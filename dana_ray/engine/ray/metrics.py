@@ -35,9 +35,16 @@ from dana_ray.engine.telemetry import Sample
 #: ``le="0.5"`` counts delay 0, ``le="1.5"`` delays up to 1, ``le="4.5"`` up to 4, ...).
 DELAY_BOUNDS = [0.5, 1.5, 2.5, 4.5, 8.5, 16.5, 32.5, 64.5, 128.5, 256.5, 512.5, 1024.5]
 #: Every exported name, as Prometheus sees it (the dashboard and the tests check against this).
-EXPORTED = ("ray_dana_gradients_applied_total", "ray_dana_updates_per_second", "ray_dana_gradient_delay",
-            "ray_dana_server_busy_fraction", "ray_dana_actor_restarts_total", "ray_dana_bytes_moved_total",
-            "ray_dana_test_error", "ray_dana_step")
+EXPORTED = (
+    "ray_dana_gradients_applied_total",
+    "ray_dana_updates_per_second",
+    "ray_dana_gradient_delay",
+    "ray_dana_server_busy_fraction",
+    "ray_dana_actor_restarts_total",
+    "ray_dana_bytes_moved_total",
+    "ray_dana_test_error",
+    "ray_dana_step",
+)
 
 _instruments: dict[str, Any] = {}
 
@@ -49,17 +56,25 @@ def _made() -> dict[str, Any]:
 
         keys = ("trial", "executor")
         _instruments.update(
-            gradients=metrics.Counter("dana_gradients_applied", "gradients applied, per logical worker",
-                                      tag_keys=(*keys, "worker")),
-            updates=metrics.Gauge("dana_updates_per_second", "gradients applied per second (last sample)",
-                                  tag_keys=keys),
-            delay=metrics.Histogram("dana_gradient_delay", "delay of each applied gradient (updates since sent)",
-                                    boundaries=DELAY_BOUNDS, tag_keys=keys),
-            busy=metrics.Gauge("dana_server_busy_fraction", "share of stepping the server worked (last sample)",
-                               tag_keys=keys),
+            gradients=metrics.Counter(
+                "dana_gradients_applied", "gradients applied, per logical worker", tag_keys=(*keys, "worker")
+            ),
+            updates=metrics.Gauge(
+                "dana_updates_per_second", "gradients applied per second (last sample)", tag_keys=keys
+            ),
+            delay=metrics.Histogram(
+                "dana_gradient_delay",
+                "delay of each applied gradient (updates since sent)",
+                boundaries=DELAY_BOUNDS,
+                tag_keys=keys,
+            ),
+            busy=metrics.Gauge(
+                "dana_server_busy_fraction", "share of stepping the server worked (last sample)", tag_keys=keys
+            ),
             restarts=metrics.Counter("dana_actor_restarts", "gradient actors replaced after dying", tag_keys=keys),
-            bytes=metrics.Counter("dana_bytes_moved", "bytes of points and gradients moved",
-                                  tag_keys=(*keys, "direction")),
+            bytes=metrics.Counter(
+                "dana_bytes_moved", "bytes of points and gradients moved", tag_keys=(*keys, "direction")
+            ),
             test_error=metrics.Gauge("dana_test_error", "test error (%) at the last finished epoch", tag_keys=keys),
             step=metrics.Gauge("dana_step", "the master's step at the last finished epoch", tag_keys=keys),
         )

@@ -19,7 +19,8 @@ update is memory-bound).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import ray
 import torch
@@ -40,8 +41,15 @@ from dana_ray.engine.threads import torch_threads, use_threads
 class ParameterServer(MasterLoop):
     """The master of one trial and the owner of its Worker actors."""
 
-    def __init__(self, config: dict, name: str, num_actors: int, worker_class: Any = None,
-                 placement_group: Any = None, metrics: Callable[[], Sink] | None = None) -> None:
+    def __init__(
+        self,
+        config: dict,
+        name: str,
+        num_actors: int,
+        worker_class: Any = None,
+        placement_group: Any = None,
+        metrics: Callable[[], Sink] | None = None,
+    ) -> None:
         """``worker_class``: the remote class of the gradient actors (default ``Worker``; benchmarks pass a
         stub with the same methods to time the server alone). ``placement_group``: the trial's reservation
         (``config.RayLayout``), or None outside Tune. ``metrics``: makes the sink of the trial's live figures
@@ -49,9 +57,14 @@ class ParameterServer(MasterLoop):
         self._serve(config, name, metrics)
         self.node = ray.get_runtime_context().get_node_id()  # this server's
         settings = self.cfg.settings()
-        self.fleet = ActorFleet(self.cfg, name, worker_class or RemoteWorker, placement_group,
-                                ray_layout(dict(settings, num_actors=num_actors), self.cfg.num_workers),
-                                self.restarts)
+        self.fleet = ActorFleet(
+            self.cfg,
+            name,
+            worker_class or RemoteWorker,
+            placement_group,
+            ray_layout(dict(settings, num_actors=num_actors), self.cfg.num_workers),
+            self.restarts,
+        )
 
     @property
     def num_actors(self) -> int:
@@ -77,8 +90,9 @@ class ParameterServer(MasterLoop):
         self.name, self.metrics = name, metrics
         rule = self.cfg.rule
         keeps_state = rule.make_worker_side(self.cfg.momentum, rule.resolved_options(self.cfg.algorithm_options))
-        self.restarts = Restarts(self.cfg.section("ray").max_actor_restarts, keeps_state is not None,
-                                 self.cfg.algorithm)
+        self.restarts = Restarts(
+            self.cfg.section("ray").max_actor_restarts, keeps_state is not None, self.cfg.algorithm
+        )
         self.traffic = Traffic()  # this trial's running totals (restarts while starting included)
 
     #: Server shards: 0 here (θ is in this process); a ``ShardedParameterServer`` has K >= 2.
@@ -93,20 +107,34 @@ class ParameterServer(MasterLoop):
         self.transport = self._transport()
         # A rule with worker-side state keeps logical worker i on actor slot i % P, which holds its state;
         # otherwise each job goes to the least-loaded actor.
-        self.dispatcher = Dispatcher(self.transport, per_call=self.cfg.section("ray").jobs_per_call,
-                                     vmap_jobs=self.cfg.compute.vmap_jobs, num_workers=self.cfg.num_workers,
-                                     sticky=self.restarts.keeps_state, traffic=self.traffic)
+        self.dispatcher = Dispatcher(
+            self.transport,
+            per_call=self.cfg.section("ray").jobs_per_call,
+            vmap_jobs=self.cfg.compute.vmap_jobs,
+            num_workers=self.cfg.num_workers,
+            sticky=self.restarts.keeps_state,
+            traffic=self.traffic,
+        )
         for job in self.master.start():
             self.dispatcher.dispatch(job)
-        return {"steps_per_epoch": self.steps_per_epoch, "num_classes": self.num_classes,
-                "num_params": self.num_params, "num_actors": self.num_actors}
+        return {
+            "steps_per_epoch": self.steps_per_epoch,
+            "num_classes": self.num_classes,
+            "num_params": self.num_params,
+            "num_actors": self.num_actors,
+        }
 
     def _transport(self) -> RayTransport:
         return RayTransport(self.fleet, self.traffic, self.node)
 
     def _build_master(self, info: dict[str, Any]) -> Master:
-        return build_master(self.cfg, torch.tensor(info["params"]), torch.tensor(info["bn_stats"]),
-                            info["bn_momentum"], self.steps_per_epoch)
+        return build_master(
+            self.cfg,
+            torch.tensor(info["params"]),
+            torch.tensor(info["bn_stats"]),
+            info["bn_momentum"],
+            self.steps_per_epoch,
+        )
 
     # -- the loop ---------------------------------------------------------------------------------------------
 
@@ -122,8 +150,7 @@ class ParameterServer(MasterLoop):
         row = super().run_epoch(steps)
         stepping = self.step_seconds
         busy = 1.0 - (self.traffic.waiting_s - waited) / stepping if stepping > 0 else math.nan
-        return dict(row, actor_restarts=self.restarts.count, server_busy=busy,
-                    jobs_per_call=self.dispatcher.per_call)
+        return dict(row, actor_restarts=self.restarts.count, server_busy=busy, jobs_per_call=self.dispatcher.per_call)
 
     def evaluate(self) -> tuple[float, float]:
         params, bn_stats = self.master.rule.params.cpu().numpy(), self.master.bn_stats.cpu().numpy()
@@ -153,15 +180,27 @@ class ParameterServer(MasterLoop):
         """Merged from every actor; each call runs after the jobs already sent to that actor."""
         state: dict = {}
         for part in ray.get([actor.worker_side_state.remote(next_batches) for actor in self.fleet.actors]):
-            state.update({w: (b, {k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
-                          for w, (b, tensors) in part.items()})
+            state.update(
+                {
+                    w: (b, {k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
+                    for w, (b, tensors) in part.items()
+                }
+            )
         return state
 
     def load_worker_side_state(self, state: dict) -> None:
-        ray.get([actor.load_worker_side_state.remote(
-            {w: (b, {k: v.cpu().numpy() for k, v in tensors.items()}) for w, (b, tensors) in state.items()
-             if self.dispatcher.home_slot(w) == slot})
-            for slot, actor in enumerate(self.fleet.actors)])
+        ray.get(
+            [
+                actor.load_worker_side_state.remote(
+                    {
+                        w: (b, {k: v.cpu().numpy() for k, v in tensors.items()})
+                        for w, (b, tensors) in state.items()
+                        if self.dispatcher.home_slot(w) == slot
+                    }
+                )
+                for slot, actor in enumerate(self.fleet.actors)
+            ]
+        )
 
     def close(self, reusable: bool = False) -> None:
         self.fleet.kill()

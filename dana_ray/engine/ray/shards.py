@@ -27,7 +27,8 @@ from the last checkpoint), as when one of its gradient actors dies.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import ray
@@ -43,7 +44,7 @@ from dana_ray.engine.ray.actors import as_tensor, where_am_i
 from dana_ray.engine.ray.fleet import await_running, place, server_words
 from dana_ray.engine.ray.server import ParameterServer
 from dana_ray.engine.ray.transport import RayTransport
-from dana_ray.engine.shards import ParameterShard, Sharded, ShardLost, shard_bounds
+from dana_ray.engine.shards import ParameterShard, Sharded, ShardedMaster, ShardLost, shard_bounds
 from dana_ray.engine.telemetry import Sink
 from dana_ray.engine.threads import torch_threads, use_threads
 
@@ -95,7 +96,7 @@ RemoteShardActor = ray.remote(ShardActor)
 class RayShards:
     """The sequencer's ``ShardSet``: calls to its shard actors; a dead shard raises ``ShardLost``."""
 
-    def __init__(self, server: "ShardedParameterServer") -> None:
+    def __init__(self, server: ShardedParameterServer) -> None:
         self.server = server
         self.bounds = server.bounds
 
@@ -108,8 +109,9 @@ class RayShards:
     def apply(self, worker: int, grads: tuple[ray.ObjectRef, ...], delay: int) -> list[ray.ObjectRef]:
         return [shard.apply.remote(worker, grad, delay) for shard, grad in zip(self.server.shards, grads)]
 
-    def apply_then_point(self, worker: int, grads: tuple[ray.ObjectRef, ...],
-                         delay: int) -> tuple[list[ray.ObjectRef], tuple[ray.ObjectRef, ...]]:
+    def apply_then_point(
+        self, worker: int, grads: tuple[ray.ObjectRef, ...], delay: int
+    ) -> tuple[list[ray.ObjectRef], tuple[ray.ObjectRef, ...]]:
         calls = [shard.apply_then_point.remote(worker, grad, delay) for shard, grad in zip(self.server.shards, grads)]
         return [squares for squares, _ in calls], tuple(point for _, point in calls)
 
@@ -117,7 +119,7 @@ class RayShards:
         values = self.server.get([ref for refs in handles for ref in refs])
         self.server.traffic.bytes_through_server += 8 * len(values)
         k = len(self.server.shards)
-        return [sum(values[i:i + k]) for i in range(0, len(values), k)]
+        return [sum(values[i : i + k]) for i in range(0, len(values), k)]
 
     def states(self) -> list[dict]:
         return self.server.get([shard.state_dict.remote() for shard in self.server.shards])
@@ -138,9 +140,12 @@ class ShardedTransport(RayTransport):
     def send(self, slot: int, jobs: list[Job]) -> list[Any]:
         k = self.server.num_shards
         parts = [ref for job in jobs for ref in job.point.parts]
-        refs = self.fleet.actors[slot].compute_many.options(num_returns=len(jobs) * (k + 1)).remote(
-            [j.worker for j in jobs], [j.batch for j in jobs], *parts, shards=k, lrs=[j.lr for j in jobs])
-        return [tuple(refs[i * (k + 1):(i + 1) * (k + 1)]) for i in range(len(jobs))]
+        refs = (
+            self.fleet.actors[slot]
+            .compute_many.options(num_returns=len(jobs) * (k + 1))
+            .remote([j.worker for j in jobs], [j.batch for j in jobs], *parts, shards=k, lrs=[j.lr for j in jobs])
+        )
+        return [tuple(refs[i * (k + 1) : (i + 1) * (k + 1)]) for i in range(len(jobs))]
 
     def fetch(self, handle: Any, slot: int) -> GradientResult:
         """Waits for the job's small result only; its gradient slices stay where the actor put them until
@@ -164,9 +169,18 @@ class ShardedTransport(RayTransport):
 class ShardedParameterServer(ParameterServer):
     """A trial's sequencer, owner of its K shard actors and its gradient actors (see the module docstring)."""
 
-    def __init__(self, config: dict, name: str, num_actors: int, worker_class: Any = None,
-                 placement_group: Any = None, metrics: Callable[[], Sink] | None = None,
-                 shard_class: Any = None) -> None:
+    master: ShardedMaster
+
+    def __init__(
+        self,
+        config: dict,
+        name: str,
+        num_actors: int,
+        worker_class: Any = None,
+        placement_group: Any = None,
+        metrics: Callable[[], Sink] | None = None,
+        shard_class: Any = None,
+    ) -> None:
         """As ``ParameterServer``; ``shard_class``: the remote class of the shards (default ``ShardActor``)."""
         super().__init__(config, name, num_actors, worker_class, placement_group, metrics)
         self.placement_group = placement_group
@@ -181,15 +195,18 @@ class ShardedParameterServer(ParameterServer):
     def _build_master(self, info: dict[str, Any]) -> Master:
         self.bounds = shard_bounds(self.num_params, self.num_shards)
         initial = self.fleet.actors[0].initial_params.remote()  # θ0 goes from the actor to the shards directly
-        args = [(self.cfg.to_dict(), start, stop, self.steps_per_epoch, initial)
-                for start, stop in zip(self.bounds, self.bounds[1:])]
+        args = [
+            (self.cfg.to_dict(), start, stop, self.steps_per_epoch, initial)
+            for start, stop in zip(self.bounds, self.bounds[1:])
+        ]
         if self.shards:  # a new trial for pooled shards
             ray.get([shard.reset.remote(*a) for shard, a in zip(self.shards, args)])
         else:
             self.shards = [self._spawn_shard(k, *a) for k, a in enumerate(args)]
             self._await_shards(range(self.num_shards), "to start the trial")
-        return build_sequencer(self.cfg, RayShards(self), torch.tensor(info["bn_stats"]), info["bn_momentum"],
-                               self.steps_per_epoch)
+        return build_sequencer(
+            self.cfg, RayShards(self), torch.tensor(info["bn_stats"]), info["bn_momentum"], self.steps_per_epoch
+        )
 
     def _shard_name(self, k: int) -> str:
         return f"{self.name}/Shard-{k}" + self.restarts.suffix()
@@ -202,21 +219,23 @@ class ShardedParameterServer(ParameterServer):
         else:
             where = {"scheduling_strategy": "SPREAD"}
         own = self.cfg.section("ray")
-        return self.shard_class.options(name=self._shard_name(k), num_cpus=own.server_cpus,
-                                        resources=dict(own.server_resources), **where).remote(*args)
+        return self.shard_class.options(
+            name=self._shard_name(k), num_cpus=own.server_cpus, resources=dict(own.server_resources), **where
+        ).remote(*args)
 
     def _await_shards(self, ks: Any, why: str) -> None:
         """Wait at most ``actor_start_timeout_s`` for the shards in ``ks``; then fail with one line."""
         own = self.cfg.section("ray")
-        await_running(self.shards, self.shard_nodes, self._shard_name, ks, server_words(own), why,
-                      own.actor_start_timeout_s)
+        await_running(
+            self.shards, self.shard_nodes, self._shard_name, ks, server_words(own), why, own.actor_start_timeout_s
+        )
 
     def get(self, refs: list[Any]) -> list:
         """``ray.get``, a dead shard's error raised as ``ShardLost``."""
         try:
             return ray.get(refs)
         except ray.exceptions.RayActorError as error:
-            raise self.lost_shard(error) or error
+            raise self.lost_shard(error) or error from None
 
     def lost_shard(self, error: Exception) -> ShardLost | None:
         """The ``ShardLost`` an actor error means, if the dead actor is one of the shards."""
@@ -240,19 +259,26 @@ class ShardedParameterServer(ParameterServer):
     def _recover(self, lost: ShardLost, sequencer: dict, snapshot: list[Any]) -> None:
         """A new shard in ``lost.shard``'s place; every shard and the sequencer back to the epoch's start."""
         who = f"{self.name}/Shard-{lost.shard}"
-        self.restarts.spend(who, lost.cause, f"; rule {self.cfg.algorithm!r} keeps worker-side state on the gradient "
-                                             f"actors, which cannot go back to the epoch's start")
+        self.restarts.spend(
+            who,
+            lost.cause,
+            f"; rule {self.cfg.algorithm!r} keeps worker-side state on the gradient "
+            f"actors, which cannot go back to the epoch's start",
+        )
         self.traffic.actor_restarts += 1
         ray.kill(self.shards[lost.shard])
         start, stop = self.bounds[lost.shard], self.bounds[lost.shard + 1]
-        self.shards[lost.shard] = self._spawn_shard(lost.shard, self.cfg.to_dict(), start, stop,
-                                                    self.steps_per_epoch, None)
+        self.shards[lost.shard] = self._spawn_shard(
+            lost.shard, self.cfg.to_dict(), start, stop, self.steps_per_epoch, None
+        )
         self._await_shards([lost.shard], f"to replace its predecessor, which died ({lost.cause})")
         try:
             ray.get([shard.load_state_dict.remote(state) for shard, state in zip(self.shards, snapshot)])
         except ray.exceptions.RayError as error:
-            raise RuntimeError(f"{who} died and its epoch-start snapshot is lost with its node ({one_line(error)}); "
-                               f"resume the trial from its last checkpoint") from None
+            raise RuntimeError(
+                f"{who} died and its epoch-start snapshot is lost with its node ({one_line(error)}); "
+                f"resume the trial from its last checkpoint"
+            ) from None
         self.master.load_sequencer_state(sequencer)
         self.resend_outstanding()
 

@@ -52,7 +52,8 @@ class RayTransport:
         if len(jobs) == 1:
             return [actor.compute.remote(jobs[0].worker, jobs[0].batch, points[0], jobs[0].lr)]
         return actor.compute_many.options(num_returns=len(jobs)).remote(
-            [j.worker for j in jobs], [j.batch for j in jobs], *points, lrs=[j.lr for j in jobs])
+            [j.worker for j in jobs], [j.batch for j in jobs], *points, lrs=[j.lr for j in jobs]
+        )
 
     def fetch(self, handle: Any, slot: int) -> GradientResult:
         try:
