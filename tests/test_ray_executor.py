@@ -375,3 +375,35 @@ def test_the_trial_cli_on_ray_sizes_what_it_leaves_unset_to_a_cluster_that_canno
     err = capsys.readouterr().err
     assert err.startswith("error: resources: a trial of N=4 reserves 1 server (ray.server_resources)")
     assert len(err.splitlines()) == 1
+
+
+def test_a_pooled_server_that_cannot_be_reset_is_reported_and_replaced(caplog):
+    """The pool of a process that runs trial after trial: a pooled server whose reset fails (its actors died
+    with their node, say) is not silently dropped: a note names the trial and the cause, the old server is
+    closed, and a new one runs the trial."""
+    from dana_ray.config import TrialConfig
+    from dana_ray.engine.ray.executor import POOL, RayExecutor
+
+    cfg = TrialConfig.from_dict(trial_dict(BASE, algorithm="dana", num_workers=2, num_actors=1))
+    closed = []
+
+    class Broken:
+        name = "broken"
+
+        def _reset(self, cfg, name, metrics):
+            raise RuntimeError("the pooled ParameterServer died")
+
+        def close(self, reusable=False):
+            closed.append(self)
+
+    POOL.keep(RayExecutor._key(cfg, None, False), Broken())
+    with caplog.at_level("WARNING", logger="dana_ray"):
+        executor = RayExecutor.launch(cfg, "after-broken", reuse=True)
+    try:
+        assert isinstance(executor, RayExecutor) and len(closed) == 1 and POOL.idle is None
+        assert (
+            "after-broken: the pooled server of the previous trial could not be reused (the pooled "
+            "ParameterServer died); starting a new one"
+        ) in caplog.text
+    finally:
+        executor.close()
