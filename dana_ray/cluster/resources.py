@@ -90,7 +90,7 @@ def _fits(settings: dict, workers: int, executor: str, trial_cpus: float, cluste
 def size_to_cluster(
     trial: dict[str, Any], worker_counts: list[int], executor: str, trial_cpus: float, cluster: Cluster
 ) -> dict[str, Any]:
-    """The settings of the executor's ``sized`` (``dana_ray.executors``; they change no number) to add to the
+    """The settings of the executor's ``sized`` (``config/executors.py``; they change no number) to add to the
     grid's ``trial`` section so that a trial of every N in ``worker_counts`` fits ``cluster`` ({} when it fits
     as it is); raises ValueError when it cannot."""
     trial = {k: v for k, v in given_options(trial).items() if v is not None}  # by name; None: left unset

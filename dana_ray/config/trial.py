@@ -94,7 +94,7 @@ class TrialConfig:
     warmup_start: str = _field(
         "lr/N",
         'where it starts: "lr/N" (the DANA authors\'; none when N = 1) or '
-        '"lr/steps" (η·(t+1)/W, from almost zero); see lr_schedule.py',
+        '"lr/steps" (η·(t+1)/W, from almost zero); see schedules/lr.py',
     )
     momentum: float = _field(0.9, "γ")
     weight_decay: float = _field(5e-4, "λ (where: weight_decay_at)")

@@ -2,7 +2,7 @@
 
 Two forms: ``check_*(field, value, ...)`` raise at once, and the option checkers (``integer(...)``,
 ``number(...)``, ``one_of(...)``, ...) return a ``check(field, value)`` that plug-ins attach to the options
-they declare (``dana_ray.registry.Option``), so every option value is checked before any work starts.
+they declare (``core/registry.Option``), so every option value is checked before any work starts.
 """
 
 from __future__ import annotations

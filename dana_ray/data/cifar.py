@@ -17,6 +17,7 @@ import os
 import pickle
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,20 +28,16 @@ from dana_ray.data.memory import TensorImages
 from dana_ray.data.sets import DataSet, DataShape, check_folders
 
 
+@dataclass(frozen=True)
 class _Layout:
-    def __init__(
-        self,
-        folder: str,
-        train: list[str],
-        test: str,
-        label_key: str,
-        meta: str,
-        classes_key: str,
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
-    ) -> None:
-        self.folder, self.train, self.test, self.label_key = folder, train, test, label_key
-        self.meta, self.classes_key, self.mean, self.std = meta, classes_key, mean, std
+    folder: str  # under data_dir
+    train: list[str]  # the training batches, in order
+    test: str
+    label_key: str  # in each batch's dict
+    meta: str  # the file of class names
+    classes_key: str  # in the meta file's dict
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
 
 
 #: torchvision's on-disk layout of each data set, and its per-channel statistics.

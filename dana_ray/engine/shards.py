@@ -1,7 +1,7 @@
 """A parameter server split over K shards: θ and the rule's state cut into K coordinate ranges, one sequencer.
 
 Every registered rule's update is per coordinate (``UpdateRule.per_coordinate``, a law the tests check on
-every rule: ``algorithms/laws.shard_law``), so K copies of the rule, each over its own range of θ and fed the
+every rule: ``dana_ray.testing.shard_law``), so K copies of the rule, each over its own range of θ and fed the
 same sequence of (worker, gradient slice, delay), end exactly where one rule over all of θ ends. The parts:
 
 * ``ParameterShard`` (one per range ``[start, stop)``): the rule over θ[start:stop], and the slice of each

@@ -9,7 +9,7 @@ gradient, reads the clock; at most once per ``interval_s`` (and always at an epo
 differences since the previous sample and hands them to the sink as one ``Sample``; ``epoch(row)`` then
 hands over the epoch's row.
 
-No Ray here: ``dana_ray.metrics.RayMetrics`` is the sink that exports to Ray's metrics agent (and so to
+No Ray here: ``engine/ray/metrics.RayMetrics`` is the sink that exports to Ray's metrics agent (and so to
 Prometheus and the dashboard); a test passes a list's ``append``. Without a sink (``Telemetry.off()``) a
 tick costs one attribute test.
 """

@@ -341,7 +341,7 @@ def _parse(path: str, raw: Any, data_dir: str | None) -> Grid:
     check_integer("tune.max_failures", tune.setdefault("max_failures", TUNE_DEFAULTS["max_failures"]), minimum=0)
     if tune.setdefault("checkpoint_every", TUNE_DEFAULTS["checkpoint_every"]) != "auto":
         check_integer("tune.checkpoint_every", tune["checkpoint_every"], minimum=1)
-    # how a Tune trial runs: a name in dana_ray.executors (its plug-ins, in the trial's, loaded by now)
+    # how a Tune trial runs: a name in EXECUTORS (its plug-ins, in the trial's, loaded by now)
     check_executor(
         tune.setdefault("executor", TUNE_DEFAULTS["executor"]), axes["schedule"], get_option(trial, "server_shards")
     )

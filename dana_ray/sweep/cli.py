@@ -175,7 +175,7 @@ def _check_restorable(path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit codes (``dana_ray.cli``): 0 when every trial of the grid finished; 1 when some failed or never
+    """Exit codes (``core/cli.py``): 0 when every trial of the grid finished; 1 when some failed or never
     ran (counted from the experiment folder against the grid, not from Tune's error list); 2 for bad input
     (grid, options, storage, data on a node, an experiment another sweep holds), refused in one line before
     anything launches; 130 when interrupted (SIGINT, SIGTERM). Each non-zero end after launch prints the

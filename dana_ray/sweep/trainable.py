@@ -54,7 +54,7 @@ REPORTED = (
 
 
 def trial_resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:
-    """The trial's executor's bundles (``dana_ray.executors``): on the Ray executor one for the trial process,
+    """The trial's executor's bundles (``config/executors.py``): on the Ray executor one for the trial process,
     one for the ParameterServer, one per Worker actor; on the local executor one, a gradient actor's, for
     the trial process that computes everything."""
     cfg = TrialConfig.received(trial_from_tune(config))  # the sweep checked every trial

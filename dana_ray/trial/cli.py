@@ -174,7 +174,7 @@ def _checked_configs(args: argparse.Namespace) -> list[TrialConfig]:
 def _sized_to_ray(args: argparse.Namespace, configs: list[TrialConfig]) -> tuple[list[TrialConfig], str | None]:
     """Runs on the Ray executor reserve their server and actors from this Ray cluster (joined, or started
     here). On one started here, which cannot grow (a laptop), the reservations the command line leaves unset
-    are sized to fit as a sweep's are (``dana_ray.resources``; no number changes), and a run that cannot fit
+    are sized to fit as a sweep's are (``cluster/resources.py``; no number changes), and a run that cannot fit
     is refused (ValueError) rather than left waiting for room; on a cluster that can grow, nothing changes.
     Returns the configs and the line to print (or None)."""
     import ray

@@ -71,7 +71,7 @@ def run(
     ``placement_group`` (Ray executor) is the trial's reservation (server, then one bundle per actor).
     ``reuse`` (Ray executor): borrow this process's idle ParameterServer and Workers where their resources
     match, and leave them idle for the next run when this one ends well (a long-lived process's trials).
-    ``metrics``: export live figures to Ray's metrics agent, tagged ``name`` (``dana_ray.metrics``; in a Ray
+    ``metrics``: export live figures to Ray's metrics agent, tagged ``name`` (``engine/ray/metrics.py``; in a Ray
     process, as a Tune trial is).
     """
     cfg = TrialConfig.from_dict(config)
