@@ -310,3 +310,42 @@ def test_a_trial_whose_files_cannot_be_read_is_listed_and_the_rest_is_reported(t
     assert f"- {empty}: {empty}/params.json: empty" in captured.out
     assert "| 4 | dana | 6.00 |  | 1 |" in captured.out
     assert "broken" in (tmp_path / "out" / "summary.csv").read_text()
+
+
+def test_a_cut_result_line_is_broken_and_listed_and_a_trial_never_started_is_pending(tmp_path, capsys):
+    """A result.json whose last line was cut (the trial finished all 3 epochs, then the file lost its tail)
+    is not silently shortened: the trial is flagged broken and listed with the line. A folder Tune named
+    but never started (no files: the experiment was interrupted first) is a pending trial: its cell is
+    incomplete, nothing is broken or listed, and the report says how many trials finished."""
+    from dana_ray.experiments.folder import GRID_FILE
+
+    fixed = {"model": "cnn", "dataset": "digits", "epochs": 3}
+    root = tmp_path / "exp"
+    path = write_experiment(
+        root,
+        [
+            ({"cell": "dana N=4", "schedule": "round-robin", "seed": s, "_fixed": fixed}, epochs([7.0, 6.0, 5.0]))
+            for s in (0, 1)
+        ],
+    )
+    (root / GRID_FILE).write_text(
+        "trial: {model: cnn, dataset: digits, epochs: 3}\n"
+        "grid: {algorithm: [dana], num_workers: [4], schedule: [round-robin], seed: [0, 1, 2]}\n"
+    )
+    cut = root / "trial_1" / "result.json"
+    cut.write_text(cut.read_text()[:-20])
+    (root / "dana_N4_round-robin_s2_35819_00002").mkdir()  # never started
+
+    trials = load_experiment(path)
+    assert trials.attrs["broken"] == [
+        (str(root / "trial_1"), f"{cut}: line 3 is not a JSON object (the file was cut or overwritten)")
+    ]
+    table = summarize(trials).set_index(["num_workers", "algorithm"])
+    assert table.loc[(4, "dana"), "n"] == 1 and table.loc[(4, "dana"), "flags"] == "incomplete, broken"
+
+    (root / "trial_1" / "result.json").write_text("".join(json.dumps(r) + "\n" for r in epochs([7.0, 6.0, 5.0])))
+    assert main([path, "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "cannot be read" not in out and "broken" not in out
+    assert "| 4 | dana | 5.00 | 0.00 | 2 |" in out and out.rstrip().splitlines()[-1].startswith("wrote ")
+    assert "2 of 3 trials finished; cells flagged incomplete have fewer finished seeds than the grid asks" in out

@@ -49,6 +49,12 @@ def _main(argv: list[str] | None) -> int:
         return bad_input(error)
     report = Report(trials)
     print(report.render(args.format), end="")
+    finished, planned = int(trials["finished"].sum()), len(trials)
+    if finished < planned and args.format != "csv":
+        print(
+            f"\n{finished} of {planned} trials finished; cells flagged incomplete have fewer finished seeds than "
+            f"the grid asks (python -m dana_ray.sweep --resume runs the rest)"
+        )
     out = args.out or os.path.join(args.experiment, "report")
     try:
         written = report.write(out)

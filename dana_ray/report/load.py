@@ -12,7 +12,7 @@ import pandas as pd
 
 from dana_ray.config import TrialConfig
 from dana_ray.core.cli import one_line
-from dana_ray.experiments.folder import GRID_FILE, parse_trial_folder, read_results
+from dana_ray.experiments.folder import GRID_FILE, RESULT_FILE, parse_trial_folder, read_results
 from dana_ray.experiments.grid import AXES, GridError, load_grid, trial_from_tune
 from dana_ray.report.tables import add_histograms
 
@@ -35,12 +35,19 @@ def load_experiment(path: str) -> pd.DataFrame:
         trial_dir = os.path.join(path, folder)
         if not _is_trial_folder(trial_dir, folder):
             continue
+        if not any(os.path.exists(os.path.join(trial_dir, f)) for f in ("params.json", RESULT_FILE)):
+            key = parse_trial_folder(folder)  # a trial Tune named but never started: pending, not broken
+            if key is not None and key not in planned:
+                rows.append(_row(dict(zip(AXES, key))))
+            continue
         try:
             config, results = _read_trial(trial_dir)
         except _Unreadable as error:
             broken.append((trial_dir, str(error)))
             key = parse_trial_folder(folder)
-            if key is not None:
+            if error.config is not None:  # its params.json was read: its cell is known
+                rows.append(_row(error.config, trial=folder, broken=str(error)))
+            elif key is not None:
                 config = dict(planned.get(key, {}), **dict(zip(AXES, key)))
                 rows.append(_row(config, trial=folder, broken=str(error)))
             continue
@@ -78,7 +85,12 @@ def is_finished(last: dict, epochs: int) -> bool:
 
 
 class _Unreadable(Exception):
-    """A trial folder's file that cannot be read; the message names the file and why."""
+    """A trial folder's file that cannot be read; the message names the file and why; ``config``: the trial's
+    config where its params.json could be read."""
+
+    def __init__(self, message: str, config: dict | None = None) -> None:
+        super().__init__(message)
+        self.config = config
 
 
 def _is_trial_folder(trial_dir: str, name: str) -> bool:
@@ -104,11 +116,11 @@ def _read_trial(trial_dir: str) -> tuple[dict, list[dict]]:
     except (OSError, ValueError, TypeError, KeyError) as error:  # JSONDecodeError and UnicodeDecodeError too
         reason = "empty" if os.path.isfile(params_file) and os.path.getsize(params_file) == 0 else one_line(error)
         raise _Unreadable(f"{params_file}: {reason}") from None
-    results_file = os.path.join(trial_dir, "result.json")
+    results_file = os.path.join(trial_dir, RESULT_FILE)
     try:
         return config, read_results(results_file)
     except (OSError, ValueError) as error:
-        raise _Unreadable(f"{results_file}: {one_line(error)}") from None
+        raise _Unreadable(f"{results_file}: {one_line(error)}", config) from None
 
 
 def _row(config: dict, trial: str | None = None, broken: str = "", **reported) -> dict:
