@@ -191,3 +191,43 @@ def test_a_shard_with_no_room_fails_the_trial_in_bounded_time_with_one_line():
     ):
         run(config, executor="ray", name="no-room")
     assert time.perf_counter() - started < 60
+
+
+def test_a_shard_dying_before_its_epoch_start_snapshot_fails_the_trial_in_one_true_line(tmp_path):
+    """Shard 1 exits as it is asked for its second epoch's starting state (the snapshot a recovery restores):
+    no snapshot exists, so the trial fails, in one line that says so (a sweep resumes it from its last
+    checkpoint) and does not blame a lost node."""
+    import ray
+
+    from dana_ray.config import TrialConfig
+    from dana_ray.core.cli import one_line
+    from dana_ray.engine.ray.executor import RayExecutor
+    from dana_ray.engine.ray.shards import ShardActor
+
+    marker = str(tmp_path / "crashed")
+
+    class DiesAtTheBoundary(ShardActor):
+        def reset(self, config, start, stop, steps_per_epoch, params):
+            self.snapshots, self.crashes = 0, start > 0
+            super().reset(config, start, stop, steps_per_epoch, params)
+
+        def state_dict(self):
+            self.snapshots += 1
+            if self.crashes and self.snapshots == 2 and not os.path.exists(marker):
+                open(marker, "w").close()
+                os._exit(1)
+            return super().state_dict()
+
+    config = trial_dict(BASE, algorithm="dana", server_shards=2)
+    executor = RayExecutor(TrialConfig.from_dict(config), "boundary", shard_class=ray.remote(DiesAtTheBoundary))
+    try:
+        executor.run_epoch(25)
+        with pytest.raises(RuntimeError) as raised:
+            executor.run_epoch(25)
+    finally:
+        executor.close()
+    assert os.path.exists(marker)
+    assert one_line(raised.value) == (  # what the sweep's console prints of it
+        "RuntimeError: boundary/Shard-1 died at the start of an epoch, before its snapshot was taken; the trial "
+        "goes on from its last checkpoint"
+    )

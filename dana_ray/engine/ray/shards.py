@@ -274,11 +274,13 @@ class ShardedParameterServer(ParameterServer):
         self._await_shards([lost.shard], f"to replace its predecessor, which died ({lost.cause})")
         try:
             ray.get([shard.load_state_dict.remote(state) for shard, state in zip(self.shards, snapshot)])
-        except ray.exceptions.RayError as error:
-            raise RuntimeError(
-                f"{who} died and its epoch-start snapshot is lost with its node ({one_line(error)}); "
-                f"resume the trial from its last checkpoint"
-            ) from None
+        except ray.exceptions.RayError as error:  # the dead shard's snapshot: never taken, or gone with its node
+            when = (
+                "at the start of an epoch, before its snapshot was taken"
+                if isinstance(error, ray.exceptions.RayActorError)
+                else f"and its epoch-start snapshot is lost with its node ({one_line(error)})"
+            )
+            raise RuntimeError(f"{who} died {when}; the trial goes on from its last checkpoint") from None
         self.master.load_sequencer_state(sequencer)
         self.resend_outstanding()
 
