@@ -8,8 +8,13 @@ from types import SimpleNamespace
 from dana_ray.sweep.console import SweepConsole
 
 
+class FakeTrial(SimpleNamespace):
+    def __str__(self) -> str:  # a Tune trial's str() is its name
+        return f"trial-{self.trial_id}"
+
+
 def trial(trial_id, cell, seed, status="RUNNING", result=None):
-    return SimpleNamespace(
+    return FakeTrial(
         trial_id=trial_id,
         config={"cell": cell, "schedule": "round-robin", "seed": seed},
         status=status,
@@ -61,3 +66,68 @@ def test_on_a_terminal_one_status_block_is_redrawn_in_place():
     assert block.startswith("\x1b[1F\x1b[J1 of 4 trials done, 1 running, 2 pending, 0 errored; ")
     assert "left" in block.splitlines()[0]  # an ETA once a trial has finished
     assert block.endswith("  last: dana N=4, round-robin, seed 0: test error 2.00% (1 epochs, 1.0 s)\n")
+
+
+def test_a_failed_trial_is_told_with_its_cause_in_one_line_and_tunes_traceback_is_dropped():
+    """Tune logs a failed trial's traceback ("Trial task failed for trial NAME", the exception attached); the
+    sweep keeps the exception's last line for the console and drops the record (``--verbose`` keeps it). A
+    retried failure is a ``[retry]`` line; a final one names its cause, even where error.txt stayed empty
+    (a full disk)."""
+    import logging
+
+    from dana_ray.sweep.tune_log import quiet_tune
+
+    shown = []
+    handler = logging.Handler()
+    handler.emit = shown.append
+    logger = logging.getLogger("ray.tune.execution.tune_controller")
+    logger.addHandler(handler)
+    try:
+        quiet_tune(verbose=False)
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError as error:
+            logger.error("Trial task failed for trial trial-fc", exc_info=error)
+        quiet_tune(verbose=True)
+        try:
+            raise RuntimeError("shards died")
+        except RuntimeError as error:
+            logger.error("Trial task failed for trial trial-fd", exc_info=error)
+    finally:
+        logger.removeHandler(handler)
+        quiet_tune(verbose=True)
+    assert [r.getMessage() for r in shown] == ["Trial task failed for trial trial-fd"]
+
+    out = io.StringIO()
+    console = SweepConsole(total=3, stream=out)
+    console.setup()
+    c, d, e = trial("fc", "dana N=4", 0), trial("fd", "dana N=4", 1), trial("fe", "dana N=4", 2)
+    console.on_trial_recover(1, [c, d, e], d)
+    console.on_trial_error(2, [c, d, e], c)
+    console.on_trial_error(3, [c, d, e], e)  # no cause logged
+    assert out.getvalue().splitlines() == [
+        "[retry] dana N=4, round-robin, seed 1: failed (shards died); Tune restarts it from its last checkpoint",
+        "[1/3] dana N=4, round-robin, seed 0: FAILED: [Errno 28] No space left on device (more in /exp/fc/error.txt)",
+        "[2/3] dana N=4, round-robin, seed 2: FAILED (see /exp/fe/error.txt)",
+    ]
+
+
+def test_rays_error_messages_to_the_driver_go_to_stderr(capsys):
+    """The GCS's error messages ("A worker died or was killed ...") reach a driver through
+    ``ray._private.worker.print_to_stdstream`` as its raylet's output, on stdout; the sweep sends them to
+    stderr, and leaves every other output where Ray puts it."""
+    from ray._private import worker
+
+    from dana_ray.sweep.tune_log import ray_errors_to_stderr
+
+    original = worker.print_to_stdstream
+    try:
+        ray_errors_to_stderr()
+        ray_errors_to_stderr()  # once is enough; twice changes nothing
+        worker.print_to_stdstream({"lines": ["A worker died or was killed"], "pid": "raylet", "is_err": False}, True)
+        worker.print_to_stdstream({"lines": ["an actor's print"], "pid": 42, "is_err": False}, True)
+    finally:
+        worker.print_to_stdstream = original
+    captured = capsys.readouterr()
+    assert "A worker died or was killed" in captured.err and "A worker died" not in captured.out
+    assert "an actor's print" in captured.out

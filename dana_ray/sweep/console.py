@@ -7,7 +7,8 @@ Counts come from Tune's trial list at each event (so a resumed sweep counts what
 - on a terminal, one block redrawn in place, at most twice a second: trials done / running / pending /
   errored of the grid, the time elapsed, an ETA from the trials finished in this run, and the last finished
   cells;
-- elsewhere (CI, ``ray job logs``, a file), one line per finished or errored trial, and nothing else.
+- elsewhere (CI, ``ray job logs``, a file), one line per finished or errored trial, and one per failure
+  Tune retries (``[retry] ...``), each failure with its cause in one line (``tune_log``), and nothing else.
 
 Every trial's results still land in its folder (``result.json``, ``progress.csv``), and Ray's logs keep the
 actors' output.
@@ -23,6 +24,7 @@ from typing import Any, TextIO
 from ray import tune
 
 from dana_ray.experiments.folder import parse_cell
+from dana_ray.sweep.tune_log import failure_cause
 
 
 def _trial_time(seconds: float) -> str:
@@ -91,7 +93,18 @@ class SweepConsole(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._ended[trial.trial_id] = "ERROR"
-        self._finished(trials, f"{cell_of(trial)}: FAILED (see {trial.path}/error.txt)")
+        cause = failure_cause(trial)
+        what = f"FAILED: {cause} (more in" if cause else "FAILED (see"
+        self._finished(trials, f"{cell_of(trial)}: {what} {trial.path}/error.txt)")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        cause = failure_cause(trial) or f"see {trial.path}/error.txt"
+        what = f"{cell_of(trial)}: failed ({cause}); Tune restarts it from its last checkpoint"
+        self.last.appendleft(what)
+        if self._is_live():
+            self._draw(trials)
+        else:
+            print(f"[retry] {what}", file=self._out(), flush=True)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         if self._is_live() and time.monotonic() >= self._next_draw:
