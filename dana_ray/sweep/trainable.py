@@ -78,13 +78,20 @@ def train_trial(config: dict[str, Any]) -> None:
         resume, note = readable_state(checkpoint)
         if note:
             log.warning("%s", note)  # in Ray's log of the trial; the driver shows the report's copy
-            tune.report({"checkpoint_note": note})  # no epoch: the report's reader skips it
     context = tune.get_context()
     name = f"{context.get_experiment_name()}/{context.get_trial_name()}"
     last: dict[str, Any] = {}
 
-    def metrics() -> dict[str, Any]:
-        return {k: last[k] for k in REPORTED if k in last}
+    untold = [note] if note else []  # goes with the first epoch reported
+
+    def metrics(sha: str = "") -> dict[str, Any]:
+        """The epoch's row; every row has the same keys (Tune's progress.csv takes its columns from a try's
+        first row and, continuing a file, writes no new header): ``params_sha256`` and ``checkpoint_note``
+        are empty where they do not apply."""
+        row = {k: last[k] for k in REPORTED if k in last}
+        row["params_sha256"] = sha
+        row["checkpoint_note"] = untold.pop() if untold else ""
+        return row
 
     def on_epoch(row: dict[str, Any]) -> None:
         last.clear()
@@ -99,7 +106,7 @@ def train_trial(config: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state, os.path.join(folder, STATE_FILE))
             tune.report(
-                dict(metrics(), params_sha256=params_sha256(state["master"]["rule"]["params"])),
+                metrics(params_sha256(state["master"]["rule"]["params"])),
                 checkpoint=tune.Checkpoint.from_directory(folder),
             )
         latest[0] = tune.get_checkpoint()  # the one just made, where it was stored
