@@ -224,6 +224,26 @@ def test_bad_grid_exits_2_naming_file_and_field(case, tmp_path, capsys):
     assert not (tmp_path / "results").exists()  # nothing launched
 
 
+def test_a_file_too_large_to_be_a_grid_is_refused_before_it_is_parsed(tmp_path, capsys):
+    """50 MB of YAML took 26 s to parse before it was refused; its size is checked first."""
+    import time
+
+    from dana_ray.experiments.grid import MAX_GRID_BYTES
+
+    path = tmp_path / "huge.yaml"
+    with open(path, "w") as f:
+        f.write("trial: {}\ngrid: {}\nnotes:\n")
+        line = "  - " + "x" * 95 + "\n"
+        f.write(line * (50 * 1024 * 1024 // len(line)))
+    started = time.perf_counter()
+    assert main([str(path), "--storage", str(tmp_path / "results")]) == 2
+    assert time.perf_counter() - started < 5
+    size = path.stat().st_size
+    assert capsys.readouterr().err == (
+        f"error: {path}: {size} bytes; a grid file has at most {MAX_GRID_BYTES} (is it a grid file?)\n"
+    )
+
+
 def test_unknown_grid_name_lists_the_known_ones():
     with pytest.raises(
         GridError, match=r"table99: no such grid file; known names: heterogeneous, quickstart, recent, table2"

@@ -7,6 +7,7 @@ import os
 import socket
 
 import pytest
+from helpers import TINY
 
 from dana_ray.config import get_option
 from dana_ray.experiments.fits import data_key
@@ -18,29 +19,6 @@ from dana_ray.trial import run
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
-TINY = """
-description: tiny test grid
-trial:
-  model: cnn
-  model_options: {channels: 4}
-  dataset: digits
-  batch_size: 64
-  epochs: 2
-  lr: 0.05
-  lr_decay_epochs: []
-  compute: {cpu_threads: 1, cpus_per_actor: 0.25}
-  ray: {num_actors: 1, server_cpus: 0.25}
-grid:
-  algorithm: [baseline, dana]
-  num_workers: [2]
-  schedule: [round-robin]
-  seed: [0, 1]
-tune:
-  trial_cpus: 0.25
-  max_failures: 1
-  checkpoint_every: 1
-"""
-
 
 @pytest.fixture(scope="module")
 def tiny_grid(tmp_path_factory):
@@ -50,7 +28,8 @@ def tiny_grid(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def experiment(tiny_grid, tmp_path_factory):
+def experiment(tiny_grid, tmp_path_factory, shared_ray):
+    shared_ray.start()  # before the sweep, which would start a Ray of its own
     storage = tmp_path_factory.mktemp("results")
     assert main([tiny_grid, "--storage", str(storage), "--name", "tiny", "--no-report"]) == 0
     return str(storage / "tiny")
@@ -477,24 +456,26 @@ def test_a_second_sweep_on_an_experiment_in_use_is_refused_before_ray_starts(tin
 
 
 def test_the_outcome_is_read_from_the_experiment_not_from_tunes_errors(tmp_path, capsys):
-    """0 only when every trial of the grid finished; a broken trial counts as not finished; a stop signal
-    is 130 whatever finished."""
+    """0 only when every trial of the grid finished; a broken trial counts as not finished; an interrupt is
+    130, with where the experiment stands and the line that continues it."""
     import pandas as pd
 
-    from dana_ray.sweep.cli import _outcome
+    from dana_ray.sweep.cli import _interrupted, _outcome
 
     grid = load_grid(
         os.path.join(os.path.dirname(__file__), "..", "tune_configs", "quickstart.yaml"),
         only={"algorithm": ["baseline"]},
     )
     frame = lambda finished, broken: pd.DataFrame({"finished": finished, "broken": broken})
-    assert _outcome(grid, str(tmp_path), str(tmp_path / "x"), frame([True] * 3, [""] * 3), None) == 0
-    assert (
-        _outcome(grid, str(tmp_path), str(tmp_path / "x"), frame([True, True, False], ["", "", "p: empty"]), None) == 1
-    )
+    assert _outcome(grid, str(tmp_path), str(tmp_path / "x"), frame([True] * 3, [""] * 3)) == 0
+    assert _outcome(grid, str(tmp_path), str(tmp_path / "x"), frame([True, True, False], ["", "", "p: empty"])) == 1
     assert "error: 1 of 3 trials did not finish, 1 with files that cannot be read;" in capsys.readouterr().err
-    assert _outcome(grid, str(tmp_path), str(tmp_path / "x"), None, None) == 1  # the folder could not be read
-    assert _outcome(grid, str(tmp_path), str(tmp_path / "x"), frame([True] * 3, [""] * 3), "SIGTERM") == 130
+    assert _outcome(grid, str(tmp_path), str(tmp_path / "x"), None) == 1  # the folder could not be read
+    assert _interrupted(grid, str(tmp_path), str(tmp_path / "x"), "SIGTERM") == 130  # nothing written yet
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        f"interrupted (SIGTERM): 0 of 3 trials finished; results in {tmp_path / 'x'}",
+        f"continue with: python -m dana_ray.sweep --resume --name x --storage {tmp_path}",
+    ]
 
     from types import SimpleNamespace
 
@@ -509,11 +490,6 @@ def test_the_outcome_is_read_from_the_experiment_not_from_tunes_errors(tmp_path,
         SimpleNamespace(error=None, metrics={"epoch": 1, "diverged": True}),
     ]
     assert _finished_in(results, grid)["finished"].tolist() == [True, False, False, True]
-    assert (
-        capsys.readouterr()
-        .err.splitlines()[-1]
-        .startswith("interrupted (SIGTERM): 3 of 3 trials finished; continue with: python -m dana_ray.sweep --resume")
-    )
 
 
 def test_an_interrupted_sweep_exits_130_quietly_with_the_line_that_resumes_it(tiny_grid, tmp_path):
@@ -560,8 +536,8 @@ def test_an_interrupted_sweep_exits_130_quietly_with_the_line_that_resumes_it(ti
     driver.send_signal(signal.SIGINT)
     out, err = driver.communicate(timeout=180)
     assert driver.returncode == 130, err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("interrupted (SIGINT): ") and " trials finished; continue with: " in last
+    status, last = err.strip().splitlines()[-2:]
+    assert status.startswith("interrupted (SIGINT): ") and " trials finished, " in status
     resume = last.split("continue with: ", 1)[1]
     assert resume == f"python -m dana_ray.sweep --resume --name interrupted --storage {storage}"
     for noise in ("Traceback", "Check failed", "Exception ignored", "Tuner.restore("):
@@ -627,8 +603,8 @@ def test_a_trial_whose_latest_checkpoint_is_corrupt_resumes_from_the_one_before(
     assert len(notes) == 1 and f"checkpoint {corrupted[0]} (UnpicklingError" in notes[0], notes
     assert notes[0].endswith("/previous_trial_state.pt (epoch 1)")
     reported = [json.loads(line) for line in open(os.path.join(results[0].path, "result.json"))]
-    resumed = next(k for k, r in enumerate(reported) if "checkpoint_note" in r)
-    assert [r["epoch"] for r in reported[resumed + 1 :]] == [2, 3, 4]  # from epoch 1's state
+    assert [r["epoch"] for r in reported] == [1, 2, 3, 4]  # one try: the abandoned epoch 2 is gone
+    assert [r["epoch"] for r in reported if r["checkpoint_note"]] == [2]  # from epoch 1's state
 
 
 def test_the_sweep_writes_its_report_into_the_experiment_folder(tiny_grid, tmp_path, capsys):

@@ -36,6 +36,7 @@ imported before the grid is checked.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from dataclasses import dataclass, field
@@ -93,15 +94,24 @@ def check_executor(executor: Any, schedules: list[str], server_shards: int = 1, 
 
 #: A grid's ``tune:`` settings when it does not say (see ``load_grid`` for their checks).
 TUNE_DEFAULTS: dict[str, Any] = {"max_failures": 2, "checkpoint_every": "auto", "executor": "ray", "trial_cpus": 0.25}
-#: Trial keys a resumed grid may change: where the data lives, what ``cluster.resources.size_to_cluster`` sizes, and the
-#: server shards (a checkpoint restores with any number).
-IGNORED_CHANGES = (
+#: What a resumed experiment may change (``--resume`` with ``--set``, ``--data-dir`` or an edited grid file): where
+#: the data lives, where and how its trials run (what ``cluster.resources.size_to_cluster`` sizes; the server shards
+#: and where they go: a checkpoint restores with any number of shards) and settings that change no number. By
+#: name: ``data_dir`` is a field, the others are section options.
+RESUMABLE = (
     "data_dir",
     "num_actors",
     "server_cpus",
     "cpus_per_actor",
     "server_shards",
-)  # section options by name
+    "server_resources",
+    "jobs_per_call",
+    "prefetch_batches",
+    "max_actor_restarts",
+    "actor_start_timeout_s",
+)
+#: The largest grid file read (the paper's tables are 1-2 kB each).
+MAX_GRID_BYTES = 1 << 20
 #: The grids that ship with dana_ray, inside the package (a clone's ``tune_configs/`` is a link to them).
 PACKAGED_GRIDS = str(resources.files("dana_ray.experiments").joinpath("grids"))
 
@@ -160,23 +170,37 @@ class Grid:
             "per": self.per or None,
             "tune": dict(self.tune),
         }
-        with open(path, "w") as f:
+        partial = f"{path}.partial"
+        with open(partial, "w") as f:
             yaml.safe_dump({k: v for k, v in raw.items() if v is not None}, f, sort_keys=False)
+        os.replace(partial, path)  # whole or not at all: an interrupt never leaves half a grid file
 
     def changes_from(self, other: Grid) -> str | None:
         """The first difference in what is trained between two grids (``grid.seed: [0, 1] -> [0, 1, 2]``), or
-        None; where the data lives (``trial.data_dir``) and the reservations a sweep sizes to its cluster
-        (``IGNORED_CHANGES``) may differ."""
+        None; what a resumed experiment may change (``RESUMABLE``) may differ."""
         for axis in AXES:
             if list(self.axes[axis]) != list(other.axes[axis]):
                 return f"grid.{axis}: {list(other.axes[axis])} -> {list(self.axes[axis])}"
         mine, theirs = _flat(self.trial), _flat(other.trial)
         for key in sorted(set(mine) | set(theirs)):
-            if key.rsplit(".", 1)[-1] not in IGNORED_CHANGES and mine.get(key) != theirs.get(key):
+            if key.rsplit(".", 1)[-1] not in RESUMABLE and mine.get(key) != theirs.get(key):
                 return f"trial.{key}: {theirs.get(key)!r} -> {mine.get(key)!r}"
         if self.per != other.per:
             return f"per: {other.per!r} -> {self.per!r}"
         return None
+
+    def resumable_values(self) -> dict[str, Any]:
+        """Its settings among ``RESUMABLE``, by name (None where unset)."""
+        given = given_options(self.trial)
+        return {key: self.trial.get(key) if key == "data_dir" else given.get(key) for key in RESUMABLE}
+
+    def with_resumable(self, values: dict[str, Any]) -> Grid:
+        """A copy with these ``RESUMABLE`` settings (by name) set in its trial section."""
+        trial = {k: dict(v) if isinstance(v, dict) else v for k, v in self.trial.items()}
+        if "data_dir" in values:
+            trial["data_dir"] = _resolved_data_dir(values["data_dir"])
+        set_options(trial, {k: v for k, v in values.items() if k != "data_dir"})
+        return dataclasses.replace(self, trial=trial)
 
     def smoke_test(self) -> Grid:
         """One epoch, the first seed: a quick check that every cell starts, trains and reports."""
@@ -263,6 +287,9 @@ def load_grid(
     """Read, check and return a grid; every trial is validated before return. ``overrides``: trial keys set
     over the file's (``--set``); ``only``: for some axes, the subset of the file's values to run (``--only``)."""
     path = resolve(name_or_path)
+    size = os.path.getsize(path)
+    if size > MAX_GRID_BYTES:  # before parsing: a YAML parser takes seconds a megabyte
+        raise GridError(f"{path}: {size} bytes; a grid file has at most {MAX_GRID_BYTES} (is it a grid file?)")
     try:
         with open(path) as f:
             raw = yaml.safe_load(f)
@@ -301,6 +328,13 @@ def _restricted(raw: Any, overrides: dict[str, Any], only: dict[str, list]) -> d
     return raw
 
 
+def _resolved_data_dir(value: Any) -> Any:
+    """A ``data_dir`` made absolute here ("~" is expanded on each node; a wrong type is the config's to refuse)."""
+    if value and isinstance(value, str) and not value.startswith("~"):
+        return os.path.abspath(value)
+    return value
+
+
 def _parse(path: str, raw: Any, data_dir: str | None) -> Grid:
     if not isinstance(raw, dict):
         raise ValueError("expected a mapping with the keys " + ", ".join(GRID_KEYS))
@@ -315,8 +349,8 @@ def _parse(path: str, raw: Any, data_dir: str | None) -> Grid:
         raise ValueError(f"trial.{bad[0]}: is a grid axis; put it under grid")
     if data_dir is not None:
         trial["data_dir"] = data_dir
-    if trial.get("data_dir") and not str(trial["data_dir"]).startswith("~"):
-        trial["data_dir"] = os.path.abspath(str(trial["data_dir"]))  # "~" is expanded on each node
+    if "data_dir" in trial:
+        trial["data_dir"] = _resolved_data_dir(trial["data_dir"])
     if trial.get("plugins") is not None:
         if not isinstance(trial["plugins"], list):
             raise ValueError(f"trial.plugins: expected a list of module names or .py files, got {trial['plugins']!r}")

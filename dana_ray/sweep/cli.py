@@ -22,6 +22,7 @@ import argparse
 import os
 import pickle
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -34,6 +35,7 @@ from dana_ray.core.cli import EXIT_FAILED, EXIT_INTERRUPTED, OneLineParser, bad_
 from dana_ray.experiments.fits import check_fits, generated_shapes, key_of
 from dana_ray.experiments.folder import GRID_FILE
 from dana_ray.experiments.grid import Grid, GridError, check_executor, load_grid
+from dana_ray.sweep import signals
 from dana_ray.sweep.lock import LockError, claim
 from dana_ray.sweep.tuner import latest_experiment, make_tuner, tune_trainable
 
@@ -132,8 +134,13 @@ def check_storage(storage: str) -> None:
         raise GridError(f"--storage: cannot write to {storage!r} ({existing!r}: {error.strerror})") from None
 
 
-def _resumed_grid(args: argparse.Namespace, storage: str) -> tuple[Grid, str]:
-    """The grid an experiment ran and its folder; refuses a different grid than it ran."""
+def _resumed_grid(args: argparse.Namespace, storage: str) -> tuple[Grid, str, dict[str, Any]]:
+    """The grid an experiment ran with what this ``--resume`` changes, its folder, and the changes (by name,
+    ``sweep/resume.py``); refuses a different grid than it ran and any flag it cannot apply, in one line."""
+    from dana_ray.sweep import resume  # imports Ray, as a resume does anyway
+
+    resume.refuse_selections(args)
+    changes = resume.changes_asked(args)
     name = args.name or (load_grid(args.config).name if args.config else "quickstart")
     path = os.path.join(storage, args.name) if args.name else latest_experiment(storage, name)
     from ray import tune
@@ -144,16 +151,22 @@ def _resumed_grid(args: argparse.Namespace, storage: str) -> tuple[Grid, str]:
             f"to resume under {storage}"
         )
     _check_restorable(path)
-    ran = load_grid(os.path.join(path, GRID_FILE), data_dir=args.data_dir)
-    if args.config:
-        asked = load_grid(args.config, **_grid_options(args))
+    ran = load_grid(os.path.join(path, GRID_FILE))
+    if args.config:  # an edited grid file: what it trains as it ran; where and how it runs may change
+        asked = load_grid(args.config)
         change = asked.changes_from(ran)
         if change:
             raise GridError(
                 f"--resume: the grid differs from the one {path} ran ({change}); resume it with its own "
                 f"grid (omit CONFIG), or start a new experiment with another --name"
             )
-    return ran, path
+        theirs = ran.resumable_values()
+        edited = {k: v for k, v in asked.resumable_values().items() if v != theirs[k]}
+        changes = {**edited, **changes}  # the flags over the file
+    grid = resume.resumed(ran, changes)
+    if "data_dir" in changes:
+        changes["data_dir"] = grid.trial["data_dir"]  # made absolute, as the grid has it
+    return grid, path, changes
 
 
 #: The file in which Tune saves an experiment's run (its callbacks, by the names of their classes).
@@ -178,10 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     """Exit codes (``core/cli.py``): 0 when every trial of the grid finished; 1 when some failed or never
     ran (counted from the experiment folder against the grid, not from Tune's error list); 2 for bad input
     (grid, options, storage, data on a node, an experiment another sweep holds), refused in one line before
-    anything launches; 130 when interrupted (SIGINT, SIGTERM). Each non-zero end after launch prints the
-    line that continues the experiment."""
-    with show_notes():
-        return _main(argv)
+    anything launches; 130 when interrupted (SIGINT, SIGTERM, at any moment: ``signals``). Each non-zero
+    end after launch prints the line that continues the experiment."""
+    with show_notes(), signals.handled():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt:  # before the experiment was claimed: nothing to continue
+            print(f"interrupted ({signals.received() or 'SIGINT'}) before the sweep started", file=sys.stderr)
+            return EXIT_INTERRUPTED
 
 
 def _main(argv: list[str] | None) -> int:
@@ -189,8 +206,9 @@ def _main(argv: list[str] | None) -> int:
     storage = args.storage if "://" in args.storage else os.path.abspath(os.path.expanduser(args.storage))
     lock = None
     try:
+        changes: dict[str, Any] = {}
         if args.resume:
-            grid, path = _resumed_grid(args, storage)
+            grid, path, changes = _resumed_grid(args, storage)
         else:
             grid = load_grid(args.config or "quickstart", **_grid_options(args))
             if args.executor:
@@ -214,31 +232,46 @@ def _main(argv: list[str] | None) -> int:
                 raise GridError(f"{grid.path}: {error}") from None
         if "://" not in path:
             lock = claim(path)  # before Ray starts: of two sweeps on one name, one goes on
+            signals.at_forced_exit(lock.release)
         if not args.resume and os.path.exists(os.path.join(path, GRID_FILE)):
             raise GridError(f"--name: {path} holds an experiment already; --resume it, or choose another --name")
     except (GridError, LockError) as error:
         if lock is not None:
             lock.release()
         return bad_input(error)
+    signals.last_line(lambda name: "\n".join(_interrupted_lines(grid, storage, path, name)))
     try:
-        return _sweep(args, grid, configs, storage, path)
+        return _sweep(args, grid, configs, storage, path, changes)
+    except KeyboardInterrupt:  # a stop signal outside Tune's run (starting Ray, checking nodes, restoring)
+        return _interrupted(grid, storage, path, signals.received() or "SIGINT")
     finally:
         if lock is not None:
             lock.release()
 
 
-def _sweep(args: argparse.Namespace, grid: Grid, configs: list[TrialConfig], storage: str, path: str) -> int:
+def _sweep(
+    args: argparse.Namespace, grid: Grid, configs: list[TrialConfig], storage: str, path: str, changes: dict[str, Any]
+) -> int:
     import ray
     from ray import tune
 
-    from dana_ray.sweep import interrupt
+    from dana_ray.sweep import resume, tune_log
 
     if not args.verbose:  # Tune's warning about frequent state snapshots, once per checkpoint of a quick trial
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's classic reporter: silent at verbose=0
     if not ray.is_initialized():  # joins RAY_ADDRESS or a cluster on this machine; else starts Ray here
-        ray.init(log_to_driver=args.verbose)  # quiet: actors' output stays in Ray's logs (the dashboard)
-    interrupt.hide_tune_restore_hint()
+        try:
+            ray.init(log_to_driver=args.verbose)  # quiet: actors' output stays in Ray's logs (the dashboard)
+        except SystemExit as error:  # Ray's SIGTERM handler for the time it starts: sys.exit(SIGTERM)
+            if error.code != signal.SIGTERM:
+                raise
+            signals.note("SIGTERM")
+            raise KeyboardInterrupt from None
+        finally:
+            signals.reinstall()
+    tune_log.quiet_tune(args.verbose)
+    tune_log.ray_errors_to_stderr()
     if not args.skip_data_check:  # data sets with files: checked on every node, then fitted
         from dana_ray.cluster.preflight import check_nodes
 
@@ -267,22 +300,30 @@ def _sweep(args: argparse.Namespace, grid: Grid, configs: list[TrialConfig], sto
         if chosen:
             set_options(grid.trial, chosen)
             print(resources.sized_line(chosen, cluster))
+            changes = {**chosen, **changes}  # a resumed run's trials sized to this cluster, as new ones are
     if args.resume:
-        print(f"resuming {path}")
-        tuner = tune.Tuner.restore(path, tune_trainable(), resume_errored=True)  # with the run's StopWatch
+        if changes:  # what the trials run with from now on; the grid file says so too
+            grid.to_file(os.path.join(path, GRID_FILE))
+        print(f"resuming {path}" + "".join(f"; {k}: {v}" for k, v in changes.items()))
+        tuner = tune.Tuner.restore(path, tune_trainable(changes), resume_errored=True)  # with the run's StopWatch
     else:
         print(f"{grid.description}: {len(grid.trials())} trials -> {path}")
         tuner = make_tuner(grid, storage, os.path.basename(path), verbose=args.verbose)
     started = time.perf_counter()
-    interrupt.reset()
     results = None
     try:
-        results = tuner.fit()
+        with resume.in_force(changes if args.resume else {}):
+            results = tuner.fit()
     except KeyboardInterrupt:  # a second Ctrl+C while Tune was saving its state
-        interrupt.note("SIGINT")
+        signals.note("SIGINT")
+    finally:
+        signals.reinstall()
+    stopped_by = signals.received()
+    if stopped_by is not None:
+        return _interrupted(grid, storage, path, stopped_by)
     print(f"\n{len(grid.trials())} trials in {time.perf_counter() - started:.0f} s; results in {path}")
     if "://" in path:  # the folder is not readable here: the outcome from what Tune returned
-        return _outcome(grid, storage, path, _finished_in(results, grid), interrupt.received())
+        return _outcome(grid, storage, path, _finished_in(results, grid))
     trials = None
     try:
         from dana_ray.report import Report, load_experiment
@@ -298,7 +339,7 @@ def _sweep(args: argparse.Namespace, grid: Grid, configs: list[TrialConfig], sto
             )
     except Exception as error:
         print(f"error: the report of {path} could not be made: {one_line(error)}", file=sys.stderr)
-    return _outcome(grid, storage, path, trials, interrupt.received())
+    return _outcome(grid, storage, path, trials)
 
 
 def _finished_in(results: Any, grid: Grid) -> Any:
@@ -321,28 +362,52 @@ def resume_command(storage: str, path: str) -> str:
     return f"python -m dana_ray.sweep --resume --name {shlex.quote(os.path.basename(path))}{where}"
 
 
-def _outcome(grid: Grid, storage: str, path: str, trials: Any, signal_name: str | None) -> int:
+def _outcome(grid: Grid, storage: str, path: str, trials: Any) -> int:
     """The exit code, from the trials the experiment folder shows finished (``trials``: the report's frame,
     None if the folder could not be read), with one line on stderr for anything short of every trial."""
     planned = len(grid.trials())
     finished = int(trials["finished"].sum()) if trials is not None else 0
     broken = int(trials["broken"].astype(bool).sum()) if trials is not None else 0
-    resume = resume_command(storage, path)
-    if signal_name is not None:
-        print(
-            f"interrupted ({signal_name}): {finished} of {planned} trials finished; continue with: {resume}",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
     if finished < planned:
         unreadable = f", {broken} with files that cannot be read" if broken else ""
         print(
             f"error: {planned - finished} of {planned} trials did not finish{unreadable}; see {path}; "
-            f"retry them with: {resume}",
+            f"retry them with: {resume_command(storage, path)}",
             file=sys.stderr,
         )
         return EXIT_FAILED
     return 0
+
+
+def _interrupted(grid: Grid, storage: str, path: str, signal_name: str) -> int:
+    """Exit code 130, with ``_interrupted_lines`` on stderr. No report: ``--resume`` writes it once the
+    experiment is complete, ``python -m dana_ray.report`` any time."""
+    for line in _interrupted_lines(grid, storage, path, signal_name):
+        print(line, file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _interrupted_lines(grid: Grid, storage: str, path: str, signal_name: str) -> list[str]:
+    """Where an interrupted experiment stands, counted from its folder (Tune saved its state on the signal),
+    and the command that continues it."""
+    planned, counts = len(grid.trials()), ""
+    if "://" not in path:
+        try:
+            from dana_ray.report import load_experiment
+
+            trials = load_experiment(path)
+            finished = int(trials["finished"].sum())
+            started = int(((trials["epochs_done"] > 0) & ~trials["finished"]).sum())
+            counts = (
+                f"{finished} of {planned} trials finished, {started} stopped mid-way, "
+                f"{planned - finished - started} not started; "
+            )
+        except (OSError, ValueError):  # nothing written yet
+            counts = f"0 of {planned} trials finished; "
+    return [
+        f"interrupted ({signal_name}): {counts}results in {path}",
+        f"continue with: {resume_command(storage, path)}",
+    ]
 
 
 if __name__ == "__main__":

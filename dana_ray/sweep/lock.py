@@ -33,13 +33,18 @@ class LockError(ValueError):
 class ExperimentLock:
     def __init__(self, path: str, made: list[str]) -> None:
         self.path, self.made = path, made
+        self.released = False
 
     @property
     def file(self) -> str:
         return os.path.join(self.path, LOCK_FILE)
 
     def release(self) -> None:
-        """Remove the lock file, then each folder the claim made that is now empty (innermost first)."""
+        """Remove the lock file, then each folder the claim made that is now empty (innermost first); once
+        (a second call, e.g. at a forced exit, leaves a lock another sweep took since alone)."""
+        if self.released:
+            return
+        self.released = True
         try:
             os.remove(self.file)
         except FileNotFoundError:

@@ -30,12 +30,23 @@ def param_space(grid: Grid) -> dict[str, Any]:
     }
 
 
-def tune_trainable() -> Any:
+def tune_trainable(changes: dict[str, Any] | None = None) -> Any:
+    """The trainable with its reservation, as Tune runs it; ``changes``: what a ``--resume`` changes (see
+    ``sweep/resume.py``), applied to every trial config it is given (the closure travels to the trials)."""
     from ray import tune
 
+    from dana_ray.sweep.resume import with_changes
     from dana_ray.sweep.trainable import train_trial, trial_resources
 
-    return tune.with_resources(train_trial, trial_resources)
+    if not changes:
+        return tune.with_resources(train_trial, trial_resources)
+    fixed = dict(changes)
+
+    def changed_trial(config: dict[str, Any]) -> None:
+        train_trial(with_changes(config, fixed))
+
+    changed_trial.__name__ = changed_trial.__qualname__ = train_trial.__name__  # Tune restores by this name
+    return tune.with_resources(changed_trial, lambda config: trial_resources(with_changes(config, fixed)))
 
 
 def _trial_name(trial) -> str:
@@ -49,9 +60,10 @@ def make_tuner(grid: Grid, storage: str, name: str, callbacks: list | None = Non
     ``SweepConsole``'s status, or with ``verbose`` Tune's own output."""
     from ray import tune
 
-    from dana_ray.sweep.checkpoints import CheckpointNotes
+    from dana_ray.sweep.checkpoints import CheckpointNotes, OneTry
     from dana_ray.sweep.console import SweepConsole
     from dana_ray.sweep.interrupt import StopWatch
+    from dana_ray.sweep.resume import ResumeChanges
 
     if "://" not in storage:
         os.makedirs(os.path.join(storage, name), exist_ok=True)
@@ -74,6 +86,8 @@ def make_tuner(grid: Grid, storage: str, name: str, callbacks: list | None = Non
             callbacks=[
                 StopWatch(),
                 CheckpointNotes(),
+                OneTry(),  # before Tune's loggers, which Tune puts last
+                ResumeChanges(),
                 *(callbacks or []),
                 *([] if verbose else [SweepConsole(len(grid.trials()))]),
             ],
