@@ -1,16 +1,14 @@
-"""``python -m dana_ray.sweep``: stop signals handled from the first line (``signals``), through the imports,
-until the process ends (the deadline outlives ``main``: Ray's shutdown at exit is bounded too)."""
-
-import sys
+"""``python -m dana_ray.sweep``: the driver runs under ``signals.supervise`` (stop signals handled from the
+first line, through the imports, until the process ends; see ``signals``)."""
 
 from dana_ray.sweep import signals
 
+
+def _run() -> int:
+    from dana_ray.sweep.cli import main
+
+    return main()
+
+
 if __name__ == "__main__":
-    with signals.handled(outlive=True):
-        try:
-            from dana_ray.sweep.cli import main
-        except KeyboardInterrupt:
-            print(f"interrupted ({signals.received() or 'SIGINT'}) before the sweep started", file=sys.stderr)
-            raise SystemExit(signals.EXIT_INTERRUPTED) from None
-        code = main()
-    raise SystemExit(code)
+    raise SystemExit(signals.supervise(_run, early_line="interrupted ({signal}) before the sweep started"))

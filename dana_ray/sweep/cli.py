@@ -232,14 +232,16 @@ def _main(argv: list[str] | None) -> int:
                 raise GridError(f"{grid.path}: {error}") from None
         if "://" not in path:
             lock = claim(path)  # before Ray starts: of two sweeps on one name, one goes on
-            signals.at_forced_exit(lock.release)
         if not args.resume and os.path.exists(os.path.join(path, GRID_FILE)):
             raise GridError(f"--name: {path} holds an experiment already; --resume it, or choose another --name")
     except (GridError, LockError) as error:
         if lock is not None:
             lock.release()
         return bad_input(error)
-    signals.last_line(lambda name: "\n".join(_interrupted_lines(grid, storage, path, name)))
+    signals.tell_supervisor(
+        lock.file if lock else None,
+        [f"interrupted ({{signal}}): results in {path}", f"continue with: {resume_command(storage, path)}"],
+    )
     try:
         return _sweep(args, grid, configs, storage, path, changes)
     except KeyboardInterrupt:  # a stop signal outside Tune's run (starting Ray, checking nodes, restoring)
@@ -262,14 +264,15 @@ def _sweep(
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's classic reporter: silent at verbose=0
     if not ray.is_initialized():  # joins RAY_ADDRESS or a cluster on this machine; else starts Ray here
         try:
-            ray.init(log_to_driver=args.verbose)  # quiet: actors' output stays in Ray's logs (the dashboard)
-        except SystemExit as error:  # Ray's SIGTERM handler for the time it starts: sys.exit(SIGTERM)
+            try:
+                ray.init(log_to_driver=args.verbose)  # quiet: actors' output stays in Ray's logs (the dashboard)
+            finally:
+                signals.reinstall()
+        except SystemExit as error:  # Ray's SIGTERM handler while it starts (run, at the latest, at reinstall)
             if error.code != signal.SIGTERM:
                 raise
             signals.note("SIGTERM")
             raise KeyboardInterrupt from None
-        finally:
-            signals.reinstall()
     tune_log.quiet_tune(args.verbose)
     tune_log.ray_errors_to_stderr()
     if not args.skip_data_check:  # data sets with files: checked on every node, then fitted

@@ -7,21 +7,33 @@ released. While Tune runs, its own graceful stop takes the signals (``interrupt.
 and hands them on); Ray's ``ray.init`` puts its own SIGTERM handler in place, so the sweep calls
 ``reinstall()`` after it.
 
-A Python signal handler runs only when the main thread is back in the interpreter. A driver blocked in a
-call into Ray (a ``ray.get`` on a cluster the same signal killed, as ``timeout`` does: it signals the whole
-process group, Ray's GCS and raylet included) would wait a minute for Ray's own timeout. So the first stop
-signal also starts a deadline, kept by a thread that the C-level handler wakes (``signal.set_wakeup_fd``):
-a driver still running ``GRACE_S`` seconds later runs its cleanups (``at_forced_exit``: the lock), prints
-its last line (``last_line``) and exits with 130 at once.
+``python -m dana_ray.sweep`` runs the driver under ``supervise()``: the command's process forks, and the
+driver runs in the child, in a process group of its own, with Ray's local processes under it. The
+supervisor (this module only) hands each stop signal on to the driver, and passes on the driver's exit code.
+Two things follow:
+
+- a signal sent to the command's whole process group (``timeout``, Ctrl+C at a terminal, ``ray job stop``)
+  reaches the driver alone, not Ray's GCS and raylet while they start: a dead GCS would hold the driver in
+  ``ray.init`` for 30 s, in a call that keeps the interpreter's lock, so that no handler or thread could run;
+- a driver still running ``GRACE_S`` seconds after the first stop signal (blocked on a cluster that went
+  away) is ended by the supervisor, which removes the driver's lock, says the lines the driver gave it
+  (``tell_supervisor``) and exits 130.
+
+The driver dies with the supervisor (``PR_SET_PDEATHSIG``). Where ``os.fork`` or ``os.pidfd_open`` is missing
+(not Linux), the driver runs in the command's own process, with the handlers and no deadline.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import select
 import signal
+import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,11 +42,13 @@ GRACE_S = 8.0
 #: 128 + SIGINT, the shell's convention (``core.cli.EXIT_INTERRUPTED``; not imported: this module stays light).
 EXIT_INTERRUPTED = 130
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: What the supervisor hands on as what: a hang-up (the terminal closed) stops the driver as SIGTERM does.
+_HANDED_ON = {signal.SIGINT: signal.SIGINT, signal.SIGTERM: signal.SIGTERM, signal.SIGHUP: signal.SIGTERM}
+_PR_SET_PDEATHSIG = 1
 
 _received: list[str] = []
-_cleanups: list[Callable[[], None]] = []
-_last_line: list[Callable[[str], str]] = []
-_active: list[Any] = []  # the watchdog of the ``handled()`` in force, if any
+_active: list[bool] = []  # a ``handled()`` is in force
+_to_supervisor: list[int] = []  # in a supervised driver: the pipe's end it writes to
 
 
 def received() -> str | None:
@@ -46,16 +60,6 @@ def note(name: str) -> None:
     """Record a stop (a signal a handler other than ours caught, a second Ctrl+C's KeyboardInterrupt)."""
     if not _received:
         _received.append(name)
-
-
-def at_forced_exit(cleanup: Callable[[], None]) -> None:
-    """Run ``cleanup`` if the driver is made to exit at the deadline (it must be safe to run twice)."""
-    _cleanups.append(cleanup)
-
-
-def last_line(say: Callable[[str], str]) -> None:
-    """What a driver made to exit at the deadline prints on stderr: ``say(signal_name)``."""
-    _last_line[:] = [say]
 
 
 def _on_signal(number: int, frame: Any) -> None:
@@ -74,80 +78,170 @@ def reinstall() -> None:
             signal.signal(number, _on_signal)
 
 
-class _Watchdog:
-    """The deadline: woken by the C-level signal handler through a pipe, whichever thread is blocked."""
-
-    def __init__(self) -> None:
-        self.read_end, self.write_end = os.pipe()
-        os.set_blocking(self.write_end, False)
-        self.done = threading.Event()
-        self.quiet = False  # the driver has said its last line already
-        self.thread = threading.Thread(target=self._watch, name="dana_ray-stop-deadline", daemon=True)
-
-    def _watch(self) -> None:
-        while True:
-            try:
-                woken = os.read(self.read_end, 64)
-            except OSError:
-                return
-            if not woken or self.done.is_set():
-                return
-            stops = [n for n in woken if n in STOP_SIGNALS]
-            if stops:
-                break
-        if self.done.wait(GRACE_S):
-            return
-        name = received() or signal.Signals(stops[0]).name
-        for cleanup in _cleanups:
-            with contextlib.suppress(Exception):
-                cleanup()
-        if not self.quiet:
-            with contextlib.suppress(Exception):
-                print(f"note: the driver did not stop within {GRACE_S:.0f} s of {name}; ending it", file=sys.stderr)
-                print(_last_line[0](name) if _last_line else f"interrupted ({name})", file=sys.stderr)
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(EXIT_INTERRUPTED)
-
-    def close(self) -> None:
-        self.done.set()
-        os.close(self.write_end)  # the reader sees the end of the pipe
-        self.thread.join(timeout=1.0)
-        os.close(self.read_end)
-
-
 @contextlib.contextmanager
 def handled(outlive: bool = False) -> Iterator[None]:
-    """Inside: SIGINT and SIGTERM are handled as the module says; outside, the handlers, the wakeup fd and
-    the records are as they were. Nested uses are one; outside the main thread it does nothing.
+    """Inside: SIGINT and SIGTERM are handled as the module says; outside, the handlers and the records are
+    as they were. Nested uses are one; outside the main thread it does nothing.
 
-    ``outlive`` (a process's entry point): when a stop signal came, the deadline goes on after the block
-    (over the interpreter's exit, where Ray shuts down), and further signals are only recorded, so that no
-    exit handler is cut short by a ``KeyboardInterrupt``."""
+    ``outlive`` (a process's entry point): when a stop signal came, further signals are only recorded after
+    the block, so that no exit handler (Ray's shutdown) is cut short by a ``KeyboardInterrupt``."""
     if _active or threading.current_thread() is not threading.main_thread():
         yield
         return
     before = {number: signal.getsignal(number) for number in STOP_SIGNALS}
-    watchdog = _Watchdog()
-    _active.append(watchdog)
+    _active.append(True)
     _received.clear()
     for number in STOP_SIGNALS:
         signal.signal(number, _on_signal)
-    wakeup_before = signal.set_wakeup_fd(watchdog.write_end, warn_on_full_buffer=False)
-    watchdog.thread.start()
     try:
         yield
     finally:
+        _active.clear()
         if outlive and received():
-            watchdog.quiet = True
             for number in STOP_SIGNALS:
                 signal.signal(number, _record)
         else:
-            signal.set_wakeup_fd(wakeup_before)
             for number, handler in before.items():
                 signal.signal(number, handler)
-            watchdog.close()
-            _active.clear()
-            _cleanups.clear()
-            _last_line.clear()
+
+
+def tell_supervisor(lock_file: str | None, lines: list[str]) -> None:
+    """What the supervisor does if it must end this driver: remove ``lock_file`` (when it still holds this
+    process's pid) and print ``lines``, with ``{signal}`` replaced by the signal's name. Nothing when the
+    driver is not supervised."""
+    if not _to_supervisor:
+        return
+    message = json.dumps({"lock": lock_file, "pid": os.getpid(), "lines": lines}) + "\n"
+    with contextlib.suppress(OSError):
+        os.write(_to_supervisor[0], message.encode())
+
+
+def supervise(run: Callable[[], int], early_line: str) -> int:
+    """Run ``run()`` as the module says and return its exit code (in both processes: the caller raises
+    ``SystemExit`` with it). ``early_line`` (with ``{signal}``) is said by a driver stopped before ``run``."""
+    can_fork = hasattr(os, "fork") and hasattr(os, "pidfd_open") and sys.platform.startswith("linux")
+    if not can_fork or threading.active_count() > 1 or threading.current_thread() is not threading.main_thread():
+        with handled(outlive=True):
+            try:
+                return run()
+            except KeyboardInterrupt:
+                print(early_line.replace("{signal}", received() or "SIGINT"), file=sys.stderr)
+                return EXIT_INTERRUPTED
+    stops = set(_HANDED_ON)
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # until each side has its handlers: none is lost
+    read_end, write_end = os.pipe()
+    supervisor = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        return _driver(run, early_line, write_end, supervisor, stops)
+    os.close(write_end)
+    return _Supervisor(pid, read_end).wait(stops)
+
+
+def _driver(
+    run: Callable[[], int], early_line: str, write_end: int, supervisor: int, stops: set[signal.Signals]
+) -> int:
+    os.setpgid(0, 0)  # the supervisor's process group is signalled; this one only through the supervisor
+    _die_with(supervisor)
+    _to_supervisor[:] = [write_end]
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    with handled(outlive=True):
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)  # a signal that came since the fork: raised here
+            return run()
+        except KeyboardInterrupt:
+            print(early_line.replace("{signal}", received() or "SIGINT"), file=sys.stderr)
+            return EXIT_INTERRUPTED
+
+
+def _die_with(supervisor: int) -> None:
+    """SIGKILL this process when the supervisor ends (SIGKILLed itself, say, by ``ray job stop``)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != supervisor:  # it ended before the line above
+        os._exit(EXIT_INTERRUPTED)
+
+
+class _Stop(Exception):
+    """A stop signal reached the supervisor (raised by its handler, to wake its ``select``)."""
+
+
+class _Supervisor:
+    def __init__(self, pid: int, read_end: int) -> None:
+        self.pid, self.read_end = pid, read_end
+        self.first_stop: tuple[str, float] | None = None
+        self.told = b""
+        self.selecting = False  # a first stop wakes the ``select`` (``_Stop``) only while it waits
+
+    def _hand_on(self, number: int, frame: Any) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, _HANDED_ON[signal.Signals(number)])
+        if self.first_stop is None:
+            self.first_stop = (signal.Signals(_HANDED_ON[signal.Signals(number)]).name, time.monotonic())
+            if self.selecting:
+                raise _Stop
+
+    def wait(self, stops: set[signal.Signals]) -> int:
+        """The driver's exit code (128 + the signal that killed it), or 130 once it was ended at the deadline."""
+        for number in stops:
+            signal.signal(number, self._hand_on)
+        ended = os.pidfd_open(self.pid)
+        reading = [self.read_end]
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+        while True:
+            timeout = None
+            if self.first_stop is not None:
+                timeout = max(0.0, self.first_stop[1] + GRACE_S - time.monotonic())
+            self.selecting = True
+            try:
+                ready, _, _ = select.select([ended, *reading], [], [], timeout)
+            except _Stop:
+                continue
+            finally:
+                self.selecting = False
+            if ended in ready:
+                break
+            if self.read_end in ready:
+                data = os.read(self.read_end, 65536)
+                if data:
+                    self.told += data
+                else:
+                    reading = []
+            elif not ready:
+                return self._end_driver()
+        _, status = os.waitpid(self.pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        return 128 - code if code < 0 else code
+
+    def _end_driver(self) -> int:
+        assert self.first_stop is not None
+        name = self.first_stop[0]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)  # the driver and the Ray processes it started here
+        os.waitpid(self.pid, 0)
+        told: dict[str, Any] = {}
+        for line in self.told.decode(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                told = json.loads(line)
+        lock_file = told.get("lock")
+        if lock_file:
+            _remove_lock(lock_file, self.pid)
+        print(f"note: the driver did not stop within {GRACE_S:.0f} s of {name}; ended it", file=sys.stderr)
+        for line in told.get("lines") or [f"interrupted ({name})"]:
+            print(line.replace("{signal}", name), file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _remove_lock(lock_file: str, pid: int) -> None:
+    """Remove the lock if the ended driver holds it (the lock's own format: ``lock.claim``)."""
+    try:
+        with open(lock_file) as f:
+            holder = json.load(f)
+        if holder.get("pid") == pid and holder.get("host") == socket.gethostname():
+            os.remove(lock_file)
+    except (OSError, ValueError, AttributeError):
+        pass
