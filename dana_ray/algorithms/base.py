@@ -48,6 +48,7 @@ from torch import Tensor
 from dana_ray.algorithms.ops import Kernel
 from dana_ray.core.checks import check_bool, check_integer, check_number
 from dana_ray.core.registry import Option, Registry, resolve_options
+from dana_ray.core.tensors import host_copy
 
 LearningRate = float | Callable[[int], float]
 #: ``gradient(x, h)``: the gradient at ``x`` of the job's h-th batch (h < ``local_steps``), with the worker's
@@ -90,6 +91,7 @@ class PerWorkerState:
         self.after: dict[int, dict[str, Tensor]] = {}  # after the last job computed
         self.before: dict[int, dict[str, Tensor]] = {}  # before it
         self.last_job: dict[int, int] = {}
+        self.unplaced: set[int] = set()
 
     def begin(self, worker: int, job: int, fresh: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
         """Worker ``worker``'s state positioned before job ``job`` (``fresh()`` for a worker's first job),
@@ -98,6 +100,12 @@ class PerWorkerState:
             self.after[worker] = fresh()
             self.before[worker] = {key: value.clone() for key, value in self.after[worker].items()}
             self.last_job[worker] = job - 1
+        elif worker in self.unplaced:
+            self.unplaced.discard(worker)
+            for held in (self.after, self.before):
+                placed = fresh()
+                _copy_into(placed, held[worker])
+                held[worker] = placed
         after, before, last = self.after[worker], self.before[worker], self.last_job[worker]
         if job == last:  # the same job again: start from the state before it
             _copy_into(after, before)
@@ -117,13 +125,14 @@ class PerWorkerState:
             if job not in (last, last + 1):
                 raise ValueError(f"next_job: worker {worker}'s worker-side state is at job {last + 1}; asked for {job}")
             tensors = self.before[worker] if job == last else self.after[worker]
-            state[worker] = (job, {key: value.clone() for key, value in tensors.items()})
+            state[worker] = (job, {key: host_copy(value) for key, value in tensors.items()})
         return state
 
     def load_state_dict(self, state: WorkerSideState) -> None:
         self.after = {w: {k: v.clone() for k, v in tensors.items()} for w, (_, tensors) in state.items()}
         self.before = {w: {k: v.clone() for k, v in tensors.items()} for w, (_, tensors) in state.items()}
         self.last_job = {w: job - 1 for w, (job, _) in state.items()}
+        self.unplaced = set(state)  # as loaded (host memory): put where ``fresh()`` puts them at first use
 
 
 def _copy_into(target: dict[str, Tensor], source: dict[str, Tensor]) -> None:
@@ -333,7 +342,7 @@ class UpdateRule:
         """Plain tensors (copies) and ints; ``load_state_dict`` restores them exactly."""
         state: dict = {"name": self.name, "num_workers": self.num_workers, "step": self.step}
         for key in self._tensor_state:
-            state[key] = getattr(self, key).clone()
+            state[key] = host_copy(getattr(self, key))
         return state
 
     def load_state_dict(self, state: dict) -> None:

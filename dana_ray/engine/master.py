@@ -19,6 +19,7 @@ from torch import Tensor
 from dana_ray.algorithms import UpdateRule
 from dana_ray.algorithms.jobs import Job, JobProtocol
 from dana_ray.algorithms.ops import compiled_distance
+from dana_ray.core.tensors import host_copy
 from dana_ray.engine.telemetry import Totals, tally
 from dana_ray.schedules import Schedule
 
@@ -183,7 +184,7 @@ class Master:
         return {
             "rule": self.rule.state_dict(),
             **self._own_state(),
-            **self.jobs.state_dict(lambda job: job.point.clone()),
+            **self.jobs.state_dict(lambda job: host_copy(job.point)),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -195,7 +196,7 @@ class Master:
         """The state that is the master's whatever holds θ or deals the jobs: schedule, statistics."""
         return {
             "schedule": self.schedule.state_dict() if self.schedule is not None else None,
-            "bn_stats": self.bn_stats.clone(),
+            "bn_stats": host_copy(self.bn_stats),
             "diverged": self.diverged,
             "metrics": dict(self.metrics, delay_counts=list(self.metrics["delay_counts"])),
         }

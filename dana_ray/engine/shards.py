@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from dana_ray.algorithms import UpdateRule
+from dana_ray.core.tensors import host_copy
 from dana_ray.engine.master import Job, Master
 from dana_ray.schedules import Schedule
 
@@ -94,7 +95,7 @@ class ParameterShard:
         return squares
 
     def state_dict(self) -> dict:
-        return {"rule": self.rule.state_dict(), "sent": {w: p.clone() for w, p in self.sent.items()}}
+        return {"rule": self.rule.state_dict(), "sent": {w: host_copy(p) for w, p in self.sent.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.rule.load_state_dict(state["rule"])

@@ -89,10 +89,10 @@ def _candidates(checkpoint: tune.Checkpoint) -> list:
 
 def _load_state(source: str | tune.Checkpoint) -> dict:
     if isinstance(source, str):
-        state = torch.load(source, weights_only=False)
+        state = torch.load(source, map_location="cpu", weights_only=False)
     else:
         with source.as_directory() as local:
-            state = torch.load(os.path.join(local, STATE_FILE), weights_only=False)
+            state = torch.load(os.path.join(local, STATE_FILE), map_location="cpu", weights_only=False)
     if not isinstance(state, dict) or not {"epoch", "history", "master"} <= set(state):
         raise ValueError("not a trial state (expected epoch, history and master)")
     return state
