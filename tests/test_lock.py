@@ -51,6 +51,25 @@ def test_a_stale_lock_from_a_dead_driver_is_reported_and_taken_over(tmp_path, ca
     lock.release()
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="a zombie is told from /proc")
+def test_a_lock_whose_driver_is_a_zombie_or_ends_within_seconds_is_taken_over(tmp_path, notes):
+    """A killed driver whose parent is gone stays a zombie where nothing reaps it (a container's first
+    process), and one killed with its supervisor is still ending when a resume starts a moment later."""
+    import time
+
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    while open(f"/proc/{zombie.pid}/stat").read().rsplit(")", 1)[-1].split()[0] != "Z":
+        time.sleep(0.01)  # polling a condition, bounded by the child's start
+    (tmp_path / LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": zombie.pid}))
+    claim(str(tmp_path)).release()
+    zombie.wait()
+
+    ending = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)"])
+    (tmp_path / LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": ending.pid}))
+    claim(str(tmp_path)).release()  # it ends within ENDING_WAIT_S: waited for, then taken over
+    ending.wait()
+
+
 def test_a_lock_from_another_host_is_refused_with_what_to_do(tmp_path):
     (tmp_path / LOCK_FILE).write_text(json.dumps({"host": "gpu-node-7", "pid": 4242}))
     with pytest.raises(

@@ -4,9 +4,9 @@
 drivers started at once, exactly one creates it) holding the driver's host, pid and start time, and returns
 an ``ExperimentLock`` whose ``release()`` removes it, and removes the folders the claim made if nothing else
 was written into them (a sweep refused after the claim leaves no trace). A lock whose driver is dead (same
-host, no such process) is stale: it is reported in one line and taken over. A lock held by a live driver, or
-by one on another host (which this host cannot see), refuses the claim with a ``LockError`` that names the
-holder and says how to proceed.
+host, no such process or a zombie; one that is ending is waited for up to ``ENDING_WAIT_S``) is stale: it is
+reported in one line and taken over. A lock held by a live driver, or by one on another host (which this
+host cannot see), refuses the claim with a ``LockError`` that names the holder and says how to proceed.
 
 Local paths only: object stores (``s3://``, ``gs://``) have no atomic create-if-absent here, so a URI is
 not locked (the README says so).
@@ -65,14 +65,35 @@ def _remove_empty(folders: list[str]) -> None:
             return
 
 
+#: How long a claim waits for a holder on this host that is ending (a driver just killed: its supervisor
+#: ended, and the driver is being killed with it) before it says the experiment is in use.
+ENDING_WAIT_S = 3.0
+
+
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs here: a zombie (ended, not yet reaped: a killed driver whose parent is
+    gone, in a container whose first process reaps nothing) has ended."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (not Linux), or it ended just now
+        return os.path.exists(f"/proc/{pid}") or not os.path.isdir("/proc")
+
+
+def _ends_soon(pid: int) -> bool:
+    """Whether ``pid`` ends within ``ENDING_WAIT_S`` (polled: a process of another session cannot be waited on)."""
+    deadline = time.monotonic() + ENDING_WAIT_S
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def _holder(file: str) -> dict:
@@ -102,7 +123,7 @@ def claim(path: str) -> ExperimentLock:
         except FileExistsError:
             holder = _holder(lock.file)
             host, pid = holder.get("host"), holder.get("pid")
-            if attempt == 0 and host == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
+            if attempt == 0 and host == socket.gethostname() and isinstance(pid, int) and _ends_soon(pid):
                 log.warning(
                     "%s was left by a sweep driver that is no longer running (pid %s on %s); taking it over",
                     lock.file,
