@@ -429,7 +429,7 @@ def test_cli_bad_value_exits_2_with_one_line_on_stderr(capsys):
 @pytest.mark.parametrize(
     "argv,match",
     [
-        (["--device", "cuda"], "device: 'cuda' asked for, but torch sees no CUDA device"),
+        (["--device", "cuda"], "device: 'cuda' asked for, but this process sees no CUDA device"),
         (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "data_dir: cifar10 needs the directory"),
         (
             ["--schedule", "gamma", "--schedule-options", '{"shape": -1}'],

@@ -83,6 +83,11 @@ class WorkerSide(Protocol):
         """Hold exactly the workers in ``state``, each about to compute the job saved with it."""
 
 
+#: Where each per-worker row of a rule's state starts: a multiple of this many bytes (a cache line; more
+#: than the 16 bytes a vectorised load needs).
+ROW_ALIGN_BYTES = 64
+
+
 class PerWorkerState:
     """Each logical worker's tensors, as of before and after its last job: the bookkeeping that makes a
     worker side idempotent per job and its checkpoints consistent with the master's outstanding jobs."""
@@ -91,7 +96,6 @@ class PerWorkerState:
         self.after: dict[int, dict[str, Tensor]] = {}  # after the last job computed
         self.before: dict[int, dict[str, Tensor]] = {}  # before it
         self.last_job: dict[int, int] = {}
-        self.unplaced: set[int] = set()
 
     def begin(self, worker: int, job: int, fresh: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
         """Worker ``worker``'s state positioned before job ``job`` (``fresh()`` for a worker's first job),
@@ -100,12 +104,6 @@ class PerWorkerState:
             self.after[worker] = fresh()
             self.before[worker] = {key: value.clone() for key, value in self.after[worker].items()}
             self.last_job[worker] = job - 1
-        elif worker in self.unplaced:
-            self.unplaced.discard(worker)
-            for held in (self.after, self.before):
-                placed = fresh()
-                _copy_into(placed, held[worker])
-                held[worker] = placed
         after, before, last = self.after[worker], self.before[worker], self.last_job[worker]
         if job == last:  # the same job again: start from the state before it
             _copy_into(after, before)
@@ -132,7 +130,6 @@ class PerWorkerState:
         self.after = {w: {k: v.clone() for k, v in tensors.items()} for w, (_, tensors) in state.items()}
         self.before = {w: {k: v.clone() for k, v in tensors.items()} for w, (_, tensors) in state.items()}
         self.last_job = {w: job - 1 for w, (job, _) in state.items()}
-        self.unplaced = set(state)  # as loaded (host memory): put where ``fresh()`` puts them at first use
 
 
 def _copy_into(target: dict[str, Tensor], source: dict[str, Tensor]) -> None:
@@ -321,8 +318,15 @@ class UpdateRule:
         return kernel
 
     def _zeros(self, *leading: int) -> Tensor:
-        """A zero buffer shaped ``(*leading, d)`` on θ's device and dtype."""
-        return torch.zeros(*leading, self.params.numel(), dtype=self.params.dtype, device=self.params.device)
+        """A zero buffer shaped ``(*leading, d)`` on θ's device and dtype. With leading dimensions (a row per
+        worker) each row starts ``ROW_ALIGN_BYTES``-aligned (rows padded, the buffer a view of the first d
+        columns): a compiled update takes a row in place only if it is aligned, else it copies it in and out
+        each time (ResNet-20's d = 272,474 is not a multiple of 4)."""
+        d, dtype, device = self.params.numel(), self.params.dtype, self.params.device
+        if not leading:
+            return torch.zeros(d, dtype=dtype, device=device)
+        per_row = max(1, ROW_ALIGN_BYTES // self.params.element_size())
+        return torch.zeros(*leading, -(-d // per_row) * per_row, dtype=dtype, device=device)[..., :d]
 
     def _scratch(self) -> Tensor | None:
         """A work buffer for the eager update (None when fused: the compiled loop needs no temporaries)."""

@@ -147,6 +147,12 @@ COMPUTE_OPTIONS = {
         "each server update as one compiled pass (torch.compile); equal to "
         "the eager update up to float rounding; see algorithms/ops.py",
     ),
+    "deterministic": Option(
+        False,
+        boolean(),
+        "deterministic algorithms and no TF32 on a GPU (its numbers then repeat bitwise, at some speed); off: "
+        "PyTorch's defaults (TF32 convolutions); CPU numbers repeat either way",
+    ),
     "cpu_threads": Option(
         None,
         optional(integer(1)),

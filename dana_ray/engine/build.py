@@ -7,6 +7,7 @@ schedule seeded the same way wherever they run.
 from __future__ import annotations
 
 import json
+import os
 
 import torch
 
@@ -21,12 +22,51 @@ from dana_ray.models import make_model
 from dana_ray.schedules import ARRIVAL, Schedule, make_schedule, step_decay
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: 'cuda' asked for, but torch sees no CUDA device; use 'cpu' or 'auto'")
-    return torch.device(name)
+def resolve_device(name: str, gpus: float = 0.0) -> torch.device:
+    """The device ``compute.device`` names in this process: ``auto`` is CUDA when this process sees a CUDA
+    device, else the CPU. ``gpus``: the GPUs it reserved (``gpus_per_actor``): with a reservation, no CUDA is
+    an error, never a silent run on the CPU (a container without the NVIDIA runtime, a torch wheel built for
+    a newer driver than the node's)."""
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        if gpus > 0:
+            raise ValueError(
+                f"device: {name!r} with gpus_per_actor {gpus:g} reserved, but this process sees no CUDA device "
+                f"({cuda_report()}); give the node a CUDA build of torch its driver supports, or set "
+                f"gpus_per_actor: 0 to train on the CPU"
+            )
+        if name == "cuda":
+            raise ValueError(
+                f"device: 'cuda' asked for, but this process sees no CUDA device ({cuda_report()}); use 'cpu' or 'auto'"
+            )
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def use_determinism(on: bool) -> None:
+    """``compute.deterministic`` in this process. On: deterministic algorithms (an op without one raises),
+    cuDNN's deterministic convolutions without autotuning, no TF32 for convolutions or matrix products, and
+    cuBLAS's fixed workspace. Off: PyTorch's defaults (TF32 convolutions, the fastest algorithms)."""
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.allow_tf32 = not on
+    if on:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def cuda_report() -> str:
+    """What torch says about CUDA here, in a clause: its build, and the devices this process may see."""
+    build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    seen = (
+        "no GPU visible: CUDA_VISIBLE_DEVICES is empty"
+        if visible == ""
+        else ("torch.cuda.is_available() is False" + (f", CUDA_VISIBLE_DEVICES={visible}" if visible else ""))
+    )
+    return f"torch {torch.__version__} {build}; {seen}"
 
 
 _data_cache: dict[str, DataSet] = {}
@@ -53,6 +93,7 @@ def build_replica(
     """Load the data and build the seeded model replica on ``device`` (default: ``cfg.compute.device`` resolved).
     ``decode_threads``: for a file-decoded data set whose options leave ``threads`` unset (default: the
     torch threads this process computes on; a gradient actor passes its reserved CPUs)."""
+    use_determinism(cfg.compute.deterministic)
     data = trial_data(cfg, threads=decode_threads or torch.get_num_threads())
     if cfg.batch_size > len(data.train):
         raise ValueError(
@@ -61,7 +102,9 @@ def build_replica(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         module = make_model(cfg.model, data.num_classes, data.in_channels, **cfg.model_options)
-    model = FlatModel(module, device if device is not None else resolve_device(cfg.compute.device))
+    model = FlatModel(
+        module, device if device is not None else resolve_device(cfg.compute.device, cfg.compute.gpus_per_actor)
+    )
     options = cfg.rule.resolved_options(cfg.algorithm_options)
     return Replica(
         model,

@@ -69,6 +69,7 @@ class Replica:
 
         def gradient(x: Tensor, h: int) -> Tensor:
             images, labels = self.streams.batch(job.worker, job.batch * self.local_steps + h)
+            torch.manual_seed(job_seed(self.seed, job.worker, job.batch * self.local_steps + h))  # dropout
             grad, bn_stats, loss = self.model.gradient(x, images, labels, self.weight_decay)
             stats.append(bn_stats)
             losses.append(loss)
@@ -76,7 +77,7 @@ class Replica:
 
         sent = self.worker_side.run(job.worker, job.batch, job.point, job.lr, gradient)
         bn_stats = stats[0] if len(stats) == 1 else torch.stack(stats).mean(0)
-        return GradientResult(sent, bn_stats, sum(losses) / len(losses), time.perf_counter() - started)
+        return GradientResult(sent, bn_stats, sum(losses) / len(losses), self._since(started))
 
     def compute_many(self, jobs: list[Job]) -> list[GradientResult]:
         """Several jobs' results; more than one are computed together (``FlatModel.gradients``, vmap), unless
@@ -85,11 +86,12 @@ class Replica:
             return [self.compute(job) for job in jobs]
         started = time.perf_counter()
         batches = [self.streams.batch(job.worker, job.batch) for job in jobs]
+        torch.manual_seed(job_seed(self.seed, jobs[0].worker, jobs[0].batch))  # dropout: per call of B jobs
         points = torch.stack([job.point for job in jobs])
         grads, stats, losses = self.model.gradients(
             points, torch.stack([x for x, _ in batches]), torch.stack([y for _, y in batches]), self.weight_decay
         )
-        share = (time.perf_counter() - started) / len(jobs)
+        share = self._since(started) / len(jobs)
         return [
             GradientResult(
                 self.worker_side.run(job.worker, job.batch, job.point, job.lr, _computed(grads[k])),
@@ -99,6 +101,13 @@ class Replica:
             )
             for k, job in enumerate(jobs)
         ]
+
+    def _since(self, started: float) -> float:
+        """Seconds of compute since ``started``: on a GPU, once its queued kernels have run (else the time
+        measured is that of launching them, and ``jobs_per_call: auto`` would size calls by it)."""
+        if self.model.device.type == "cuda":
+            torch.cuda.synchronize(self.model.device)
+        return time.perf_counter() - started
 
     def worker_side_state(self, next_batch: dict[int, int]) -> dict:
         """The worker-side state of the logical workers held here, as of their next batch (worker -> batch)."""
@@ -115,3 +124,10 @@ class Replica:
     def evaluate(self, params: Tensor, bn_stats: Tensor) -> tuple[float, float]:
         """``(test error %, test loss)`` at the given master state."""
         return self.model.evaluate(params, bn_stats, eval_batches(self.data.test, self.eval_batch_size))
+
+
+def job_seed(seed: int, worker: int, batch: int) -> int:
+    """The seed of the random numbers (dropout) of worker ``worker``'s batch ``batch`` in a trial seeded
+    ``seed``: a function of the job alone, so they are the same whichever process computes it, after
+    whatever it computed before."""
+    return ((seed * 1_000_003 + worker) * 1_000_000_007 + batch) % 2**63

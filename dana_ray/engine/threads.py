@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import torch
+
+#: Inductor's setting for the compile workers it starts (default: min(32, cores) per compiling process).
+COMPILE_THREADS_ENV = "TORCHINDUCTOR_COMPILE_THREADS"
 
 
 def torch_threads(cpus: float, asked: int | None = None) -> int:
@@ -14,7 +20,12 @@ def torch_threads(cpus: float, asked: int | None = None) -> int:
 
 
 def use_threads(count: int) -> int:
-    """Set torch's intra-op threads in this process to ``count``; return the count it had."""
+    """Set torch's intra-op threads in this process to ``count``, and the compile workers ``torch.compile``
+    may start (``fused_updates``) to as many, not one per core of the node; return the threads it had."""
     before = torch.get_num_threads()
     torch.set_num_threads(count)
+    os.environ[COMPILE_THREADS_ENV] = str(count)  # read when Inductor's config is first imported
+    config = sys.modules.get("torch._inductor.config")
+    if config is not None:  # imported already: set it there too
+        config.compile_threads = count  # type: ignore[attr-defined]
     return before

@@ -23,6 +23,7 @@ from ray import tune
 
 from dana_ray.config import EXECUTORS, TrialConfig
 from dana_ray.engine.loop import params_sha256
+from dana_ray.engine.ray.devices import hide_unreserved_gpus
 from dana_ray.experiments.grid import trial_from_tune
 from dana_ray.sweep.checkpoints import STATE_FILE, keep_previous, readable_state
 from dana_ray.trial import run
@@ -67,6 +68,7 @@ def trial_resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:
 
 def train_trial(config: dict[str, Any]) -> None:
     """Tune function trainable (uses only ``ray.tune`` APIs inside, as Ray 2.60 requires)."""
+    hide_unreserved_gpus()  # first: a trial process that reserved no GPU sees none (``engine/ray/devices``)
     cfg = TrialConfig.received(trial_from_tune(config))  # the sweep checked every trial
     every = config.get("_checkpoint_every", "auto")
     executor = config.get("_executor", "ray")

@@ -162,7 +162,7 @@ def _checked_configs(args: argparse.Namespace) -> list[TrialConfig]:
     shapes = generated_shapes(configs)
     if spec.in_trial_process:  # the data is read here: its files are checked and fitted here too
         for cfg in configs:
-            resolve_device(cfg.compute.device)
+            resolve_device(cfg.compute.device, cfg.compute.gpus_per_actor)
         for key, cfg in {key_of(c): c for c in configs}.items():
             shape = check_dataset(cfg.dataset, cfg.data_dir, **cfg.dataset_options)
             if shape is not None:

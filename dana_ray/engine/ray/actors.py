@@ -18,8 +18,9 @@ import ray
 import torch
 
 from dana_ray.config import TrialConfig
-from dana_ray.engine.build import build_replica, resolve_device
+from dana_ray.engine.build import build_replica
 from dana_ray.engine.master import Job
+from dana_ray.engine.ray.devices import hide_unreserved_gpus, reserved_device
 from dana_ray.engine.replica import Replica
 from dana_ray.engine.threads import torch_threads, use_threads
 
@@ -41,6 +42,7 @@ class Worker:
     """A gradient actor: one model replica serving any logical worker's jobs."""
 
     def __init__(self, config: dict, index: int) -> None:
+        hide_unreserved_gpus()  # first: before anything touches CUDA
         self._pinned: dict[tuple[int, int], torch.Tensor] = {}  # (slot, size) -> page-locked host buffer
         self.replica: Replica | None = None
         self.reset(config, index)
@@ -49,10 +51,11 @@ class Worker:
         """Serve a new trial: its model replica and worker side; the data set is kept if it is the same."""
         cfg = TrialConfig.received(config)
         use_threads(torch_threads(cfg.compute.cpus_per_actor, cfg.compute.cpu_threads))
-        self.index, self.device = index, resolve_device(cfg.compute.device)
+        self.index, self.device = index, reserved_device(cfg.compute.device, cfg.compute.gpus_per_actor)
         self.vmap_jobs = cfg.compute.vmap_jobs
         if self.replica is not None:
             self.replica.close()
+        self._pinned.clear()  # the last trial's page-locked buffers: a pooled actor's next model may differ
         self.replica = build_replica(cfg, self.device, decode_threads=torch_threads(cfg.compute.cpus_per_actor))
 
     def _replica(self) -> Replica:

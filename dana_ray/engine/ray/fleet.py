@@ -50,10 +50,13 @@ def await_running(
     wants: str,
     why: str,
     timeout_s: float,
+    placement_group: Any = None,
 ) -> None:
     """Wait until ``actors[k]`` for k in ``slots`` run (each reports its node into ``nodes[k]``), at most
     ``timeout_s``; then kill those still waiting and fail with one message naming ``name_of(k)`` and what it
-    ``wants`` (a cluster with no room would otherwise keep the trial waiting forever, silently)."""
+    ``wants`` (a cluster with no room would otherwise keep the trial waiting forever, silently). The message
+    tells no room from a slow start where it can: an actor whose ``placement_group`` is in place has room,
+    so it is still in its constructor (loading its data set from a network file system, say)."""
     refs = {actors[k].ready.remote(): k for k in slots}
     ready, missing = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
     for ref in ready:
@@ -66,10 +69,16 @@ def await_running(
         k = refs[missing[0]]
         for ref in missing:
             ray.kill(actors[refs[ref]])
+        if placement_group is not None and ray.wait([placement_group.ready()], timeout=0)[0]:
+            raise RuntimeError(
+                f"{name_of(k)} was not running {timeout_s:g} s after it was asked {why}, though its reservation "
+                f"({wants}) was in place: it was still starting (loading its data set, building its model); "
+                f"raise ray.actor_start_timeout_s if its start takes that long"
+            )
         raise RuntimeError(
             f"{name_of(k)} was not running {timeout_s:g} s after it was asked {why}: no live node has room for it "
-            f"({wants}). The trial stops here; under Tune it resumes from its last checkpoint once the cluster has "
-            f"room (tune.max_failures)"
+            f"({wants}), or it was still starting (loading its data set, building its model). The trial stops "
+            f"here; under Tune it resumes from its last checkpoint once the cluster has room (tune.max_failures)"
         )
 
 
@@ -169,5 +178,12 @@ class ActorFleet:
             f", {compute.gpus_per_actor:g} GPU" if compute.gpus_per_actor else ""
         )
         await_running(
-            self.actors, self.nodes, self.name_of, slots, wants, why, self.cfg.section("ray").actor_start_timeout_s
+            self.actors,
+            self.nodes,
+            self.name_of,
+            slots,
+            wants,
+            why,
+            self.cfg.section("ray").actor_start_timeout_s,
+            self.placement_group,
         )

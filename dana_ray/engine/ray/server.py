@@ -32,6 +32,7 @@ from dana_ray.engine.dispatch import Dispatcher, run_steps
 from dana_ray.engine.loop import MasterLoop
 from dana_ray.engine.master import Master
 from dana_ray.engine.ray.actors import RemoteWorker
+from dana_ray.engine.ray.devices import hide_unreserved_gpus
 from dana_ray.engine.ray.fleet import ActorFleet, Restarts
 from dana_ray.engine.ray.transport import RayTransport
 from dana_ray.engine.telemetry import Sink, Traffic
@@ -54,6 +55,7 @@ class ParameterServer(MasterLoop):
         stub with the same methods to time the server alone). ``placement_group``: the trial's reservation
         (``config.RayLayout``), or None outside Tune. ``metrics``: makes the sink of the trial's live figures
         here (``engine/ray/metrics.RayMetrics``), or None."""
+        hide_unreserved_gpus()  # first: θ lives on the CPU here; a compile must not make a CUDA context
         self._serve(config, name, metrics)
         self.node = ray.get_runtime_context().get_node_id()  # this server's
         settings = self.cfg.settings()

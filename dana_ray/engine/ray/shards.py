@@ -41,6 +41,7 @@ from dana_ray.engine.dispatch import SlotLost
 from dana_ray.engine.loop import params_sha256
 from dana_ray.engine.master import GradientResult, Job, Master
 from dana_ray.engine.ray.actors import as_tensor, where_am_i
+from dana_ray.engine.ray.devices import hide_unreserved_gpus
 from dana_ray.engine.ray.fleet import await_running, place, server_words
 from dana_ray.engine.ray.server import ParameterServer
 from dana_ray.engine.ray.transport import RayTransport
@@ -53,6 +54,7 @@ class ShardActor:
     """θ[start:stop] of one trial and the rule's state for those coordinates (``shards.ParameterShard``)."""
 
     def __init__(self, config: dict, start: int, stop: int, steps_per_epoch: int, params: np.ndarray | None) -> None:
+        hide_unreserved_gpus()  # first: see ``devices``
         self.reset(config, start, stop, steps_per_epoch, params)
 
     def reset(self, config: dict, start: int, stop: int, steps_per_epoch: int, params: np.ndarray | None) -> None:
