@@ -39,12 +39,60 @@ def test_cluster_opens_no_port_but_ssh_and_keeps_token_auth(cluster):
     assert cluster["file_mounts"]["/home/ray/.ray/auth_token"] == "~/.ray/auth_token"
 
 
-def test_cluster_has_gpu_node_types_for_the_paper_tables(cluster):
-    types = {t["node_config"]["InstanceType"]: t for t in cluster["available_node_types"].values()}
-    assert {"g5.12xlarge", "p4d.24xlarge"} <= set(types)
-    # Table 3's largest trial: 32 ResNet-20 workers at 0.25 GPU each = 8 A10G GPUs (4 per g5.12xlarge)
-    assert types["g5.12xlarge"]["max_workers"] * 4 >= 32 * 0.25
-    assert all(t.get("min_workers", 0) == 0 for t in cluster["available_node_types"].values())
+#: GPUs and vCPUs of the instance types cluster.yaml names
+INSTANCES = {"g5.12xlarge": (4, 48), "p4d.24xlarge": (8, 96), "m6i.2xlarge": (0, 8), "c6in.8xlarge": (0, 32)}
+
+
+def test_cluster_yamls_line_for_each_table_is_what_its_grid_reserves(cluster):
+    """The comment giving one trial of each paper table at its largest N (GPUs, CPUs, nodes) is recomputed
+    from the grid, with the executor's own reservation (its bundles); its actors fit the named node type
+    (GPUs and CPUs per node), and that type's cap holds at least one such trial."""
+    import math
+    import re
+
+    from dana_ray.config import EXECUTORS, TrialConfig
+    from dana_ray.experiments.grid import load_grid
+
+    text = open(os.path.join(REPO, "cluster.yaml")).read()
+    lines = dict(re.findall(r"^#   (table\d): (.+)$", text, flags=re.M))
+    types = cluster["available_node_types"]
+    assert sorted(lines) == [f"table{k}" for k in range(2, 9)]
+    for table, line in lines.items():
+        grid = load_grid(table)
+        n = max(grid.axes["num_workers"])
+        cfg = TrialConfig.from_dict(dict(grid.trial, algorithm="dana", num_workers=n, schedule="round-robin", seed=0))
+        bundles = EXECUTORS[grid.tune["executor"]].bundles(cfg.settings(), n, grid.tune["trial_cpus"])
+        gpus, cpus = sum(b.get("GPU", 0) for b in bundles), sum(b.get("CPU", 0) for b in bundles)
+        node_type = line.split()[-2]
+        node_gpus, node_cpus = INSTANCES[types[node_type]["node_config"]["InstanceType"]]
+        per_actor_gpus, per_actor_cpus = cfg.compute.gpus_per_actor, cfg.compute.cpus_per_actor
+        actors_per_node = int(node_gpus / per_actor_gpus)
+        assert actors_per_node * per_actor_cpus <= node_cpus, (table, "the actors' CPUs do not fit a node")
+        nodes = math.ceil(gpus / node_gpus)
+        word = "node" if nodes == 1 else "nodes"
+        assert line == f"{cfg.model} N={n}, {gpus:g} GPU + {cpus:g} CPU -> {nodes} {node_type} {word}", table
+        assert types[node_type]["max_workers"] >= nodes or node_type == "gpu_a100", (table, "its type's cap")
+    assert sum(t.get("max_workers", 0) for t in types.values()) <= cluster["max_workers"]
+    assert all(t.get("min_workers", 0) == 0 for t in types.values())
+
+
+def test_cluster_yaml_installs_torch_once_per_node_and_uploads_no_ignored_file(cluster):
+    """CUDA wheels on GPU nodes only, CPU wheels elsewhere, each skipped where torch is already installed;
+    ``rsync_filter`` keeps what git ignores (data/, ray_results/) off the nodes."""
+    types = cluster["available_node_types"]
+    for name, node_type in types.items():
+        if name == "head":
+            commands = cluster["head_setup_commands"]
+        else:
+            commands = node_type["worker_setup_commands"]
+        torch_line = next(c for c in commands if "pip install -q torch" in c)
+        assert torch_line.startswith('python -c "import torch" 2>/dev/null || '), name
+        cpu_only = INSTANCES[node_type["node_config"]["InstanceType"]][0] == 0
+        assert ("download.pytorch.org/whl/cpu" in torch_line) == cpu_only, name
+    assert not any("torch" in c for c in cluster["setup_commands"])
+    assert cluster["rsync_filter"] == [".gitignore"]
+    ignored = open(os.path.join(REPO, ".gitignore")).read().split()
+    assert "/data/" in ignored and "/ray_results/" in ignored
 
 
 README_FORMS = [  # as the README gives them, under "Rehearse it here"
