@@ -188,7 +188,12 @@ def _catches_sigterm(pid: int) -> bool:
 
 
 @pytest.mark.parametrize(
-    "moment", ["when it starts catching SIGTERM", "when its lock is taken", "when it says resuming"]
+    "moment",
+    [
+        pytest.param("when it starts catching SIGTERM", marks=pytest.mark.slow),
+        "when its lock is taken",  # while Ray starts: the moment a group's SIGTERM once cost 30 s
+        pytest.param("when it says resuming", marks=pytest.mark.slow),
+    ],
 )
 def test_a_sigterm_at_any_moment_of_a_resume_ends_it_within_10_s_with_its_line(
     moment, interrupted_quickstart, tmp_path
