@@ -28,9 +28,9 @@ The checks (ResNet-20 on CIFAR-shaped data in the ``arrays`` format unless said;
   ``ray resume``: a Ray trial's state loaded into a new Ray trial.
 
 The speeds are the device run's: images and updates per second over its steps, the test set's evaluation
-that ends them included. Each row compares, after the same steps, the device's run with the CPU's: θ and the BatchNorm running
-statistics (relative distance ``|x_dev - x_cpu| / |x_cpu|``), the test error (percentage points) and the
-test loss (relative). The tolerances, and why:
+that ends them included. Each row compares, after the same steps, the device's run with the CPU's: θ and
+the BatchNorm running statistics (relative distance ``|x_dev - x_cpu| / |x_cpu|``), the test error
+(percentage points) and the test loss (relative). The tolerances, and why:
 
 - θ: ``1e-3``. A GPU's float32 kernels sum in another order (about 1e-7 relative per sum) and its
   convolutions use TF32 (about 1e-3 relative per product); a gradient off by that moves θ off by that

@@ -407,3 +407,40 @@ def test_a_pooled_server_that_cannot_be_reset_is_reported_and_replaced(caplog):
         ) in caplog.text
     finally:
         executor.close()
+
+
+def test_an_actor_slow_to_start_in_its_reservation_is_said_to_be_slow_not_without_room():
+    """An actor whose placement group is in place has room: past ``actor_start_timeout_s`` it is still in its
+    constructor (a data set loading from a network file system), and the message says so; without a
+    placement group the message names both causes."""
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    from dana_ray.engine.ray.fleet import await_running
+
+    @ray.remote(num_cpus=0.1)
+    class SlowToStart:
+        def __init__(self) -> None:
+            import time
+
+            time.sleep(60)  # what is tested: a constructor slower than the timeout (the actor is killed)
+
+        def ready(self) -> dict:
+            return {"node_id": ray.get_runtime_context().get_node_id()}
+
+    group = placement_group([{"CPU": 0.1}])
+    ray.get(group.ready())
+    try:
+        for where, says in [
+            (group, r"slow/0 was not running 2 s after it was asked to start, though its reservation \(0\.1 CPU\) "
+             r"was in place: it was still starting"),
+            (None, r"slow/0 was not running 2 s after it was asked to start: no live node has room for it "
+             r"\(0\.1 CPU\), or it was still starting"),
+        ]:  # fmt: skip
+            strategy = {"scheduling_strategy": PlacementGroupSchedulingStrategy(group)} if where else {}
+            actor = SlowToStart.options(**strategy).remote()
+            with pytest.raises(RuntimeError, match=says):
+                await_running([actor], [None], lambda k: f"slow/{k}", [0], "0.1 CPU", "to start", 2.0, where)
+    finally:
+        remove_placement_group(group)

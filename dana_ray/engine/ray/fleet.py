@@ -69,7 +69,7 @@ def await_running(
         k = refs[missing[0]]
         for ref in missing:
             ray.kill(actors[refs[ref]])
-        if placement_group is not None and ray.wait([placement_group.ready()], timeout=0)[0]:
+        if placement_group is not None and placement_group.wait(timeout_seconds=1):  # asks the GCS
             raise RuntimeError(
                 f"{name_of(k)} was not running {timeout_s:g} s after it was asked {why}, though its reservation "
                 f"({wants}) was in place: it was still starting (loading its data set, building its model); "
