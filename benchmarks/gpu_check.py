@@ -4,10 +4,11 @@
 
 It needs PyTorch, torchvision and numpy (a GPU image with PyTorch has them): no install of this project,
 and no Ray. (In a virtual environment holding only torch, numpy and Pillow, every check ran but the folder
-input pipeline's, which needs torchvision.) Without Ray it runs every check that needs none and names, in one line, the ones it skipped; with Ray it
-adds the Ray executor's checks, each actor given ``actor_start_timeout_s`` of 60 s. ``--device cpu`` runs
-the same checks with the CPU on both sides (the tests do, with ``--quick``, so the script cannot rot where
-no GPU is). On one GPU the full sizes take a few minutes (target: under 8).
+input pipeline's, which needs torchvision.) Without Ray it runs every check that needs none and names, in
+one line, the ones it skipped; with Ray it adds the Ray executor's checks, each actor given
+``actor_start_timeout_s`` of 60 s. ``--device cpu`` runs the same checks with the CPU on both sides (the
+tests do, with ``--quick``, so the script cannot rot where no GPU is). On one GPU the full sizes take a few
+minutes (target: under 8).
 
 The checks (ResNet-20 on CIFAR-shaped data in the ``arrays`` format unless said; DANA, round robin):
 
