@@ -492,6 +492,7 @@ def test_the_outcome_is_read_from_the_experiment_not_from_tunes_errors(tmp_path,
     assert _finished_in(results, grid)["finished"].tolist() == [True, False, False, True]
 
 
+@pytest.mark.slow  # the default run's Ctrl-C test is test_sweep_outcomes.py's, on the quickstart
 def test_an_interrupted_sweep_exits_130_quietly_with_the_line_that_resumes_it(tiny_grid, tmp_path):
     """SIGINT to the driver once a trial has reported: exit 130, the exact --resume line, no traceback or
     C++ stack; that line then finishes the experiment (exit 0)."""

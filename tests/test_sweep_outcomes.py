@@ -250,7 +250,10 @@ def test_the_fallback_checkpoint_survives_the_latest_truncated_in_place(tmp_path
 
 
 @pytest.mark.usefixtures("ray_session")
-@pytest.mark.parametrize("damaged", ["latest", "latest and previous"])
+@pytest.mark.parametrize(
+    "damaged",
+    [pytest.param("latest", marks=pytest.mark.slow), "latest and previous"],  # both go back one way
+)
 def test_a_trial_that_goes_back_keeps_a_history_of_one_try(damaged, tmp_path, capsys, notes):
     """The epoch-3 checkpoint truncated in place (and with it the fallback, in the second case), then the
     trial's server killed: the trial goes on from epoch 2's state (or from its beginning), says so in one

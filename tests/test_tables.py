@@ -38,8 +38,10 @@ def data(tmp_path_factory):
 
 #: Run by `python -m pytest -m slow` only: grids whose model, data and schedule other grids here already run
 #: (table6 = table5's WRN on CIFAR-100, which tests/test_data.py loads; table7 = table5 with table4's block
-#: random and SSGD; table8 = table7 on CIFAR-100).
-SLOW = ("table6", "table7", "table8")
+#: random and SSGD; table8 = table7 on CIFAR-100), and table2 (ResNet-50 on ImageNet folders: 40 s on the CPU;
+#: the default run builds ResNet-50 in tests/test_models.py and reads image folders in tests/test_data.py and
+#: the GPU check's folder pipeline).
+SLOW = ("table2", "table6", "table7", "table8")
 
 
 @pytest.mark.parametrize("name", [pytest.param(g, marks=pytest.mark.slow) if g in SLOW else g for g in GRIDS])
