@@ -238,10 +238,7 @@ def _main(argv: list[str] | None) -> int:
         if lock is not None:
             lock.release()
         return bad_input(error)
-    signals.tell_supervisor(
-        lock.file if lock else None,
-        [f"interrupted ({{signal}}): results in {path}", f"continue with: {resume_command(storage, path)}"],
-    )
+    signals.tell_supervisor(lock.file if lock else None, _interrupted_lines(grid, storage, path, "{signal}", False))
     try:
         return _sweep(args, grid, configs, storage, path, changes)
     except KeyboardInterrupt:  # a stop signal outside Tune's run (starting Ray, checking nodes, restoring)
@@ -390,11 +387,12 @@ def _interrupted(grid: Grid, storage: str, path: str, signal_name: str) -> int:
     return EXIT_INTERRUPTED
 
 
-def _interrupted_lines(grid: Grid, storage: str, path: str, signal_name: str) -> list[str]:
-    """Where an interrupted experiment stands, counted from its folder (Tune saved its state on the signal),
-    and the command that continues it."""
+def _interrupted_lines(grid: Grid, storage: str, path: str, signal_name: str, counted: bool = True) -> list[str]:
+    """Where an interrupted experiment stands, counted from its folder (Tune saved its state on the signal;
+    not ``counted``: the lines said for the driver by its supervisor, which cannot count), and the command
+    that continues it."""
     planned, counts = len(grid.trials()), ""
-    if "://" not in path:
+    if counted and "://" not in path:
         try:
             from dana_ray.report import load_experiment
 

@@ -121,12 +121,7 @@ def supervise(run: Callable[[], int], early_line: str) -> int:
     ``SystemExit`` with it). ``early_line`` (with ``{signal}``) is said by a driver stopped before ``run``."""
     can_fork = hasattr(os, "fork") and hasattr(os, "pidfd_open") and sys.platform.startswith("linux")
     if not can_fork or threading.active_count() > 1 or threading.current_thread() is not threading.main_thread():
-        with handled(outlive=True):
-            try:
-                return run()
-            except KeyboardInterrupt:
-                print(early_line.replace("{signal}", received() or "SIGINT"), file=sys.stderr)
-                return EXIT_INTERRUPTED
+        return _run_handled(run, early_line)
     stops = set(_HANDED_ON)
     signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # until each side has its handlers: none is lost
     read_end, write_end = os.pipe()
@@ -146,9 +141,16 @@ def _driver(
     _die_with(supervisor)
     _to_supervisor[:] = [write_end]
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    return _run_handled(run, early_line, unblock=stops)  # a signal that came since the fork: raised at unblock
+
+
+def _run_handled(run: Callable[[], int], early_line: str, unblock: set[signal.Signals] | None = None) -> int:
+    """``run()`` inside ``handled(outlive=True)``, after unblocking ``unblock``; a stop before ``run`` could
+    say so itself ends with ``early_line`` and 130."""
     with handled(outlive=True):
         try:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)  # a signal that came since the fork: raised here
+            if unblock:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, unblock)
             return run()
         except KeyboardInterrupt:
             print(early_line.replace("{signal}", received() or "SIGINT"), file=sys.stderr)
