@@ -133,3 +133,39 @@ def test_a_driver_never_outlives_its_supervisor(tmp_path):
     while _alive(pids["driver"]):
         assert time.monotonic() < deadline, "the driver outlived its supervisor"
         time.sleep(0.05)
+
+
+FORK_HOOK = textwrap.dedent(
+    """
+    import contextlib, os, signal, sys
+    from dana_ray.sweep import signals
+
+    sent = []
+
+    def signal_once():  # a SIGTERM that lands while a fork's handlers run, as one did in ``ray.init``
+        if not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    os.register_at_fork(after_in_parent=signal_once)
+    os.register_at_fork(after_in_parent=lambda: None)
+    with signals.handled():
+        try:
+            with signals.deferred() if sys.argv[1] == "deferred" else contextlib.nullcontext():
+                pid = os.fork()
+                if pid == 0:
+                    os._exit(0)
+                os.waitpid(pid, 0)
+            print("went on")
+        except KeyboardInterrupt:
+            print("interrupted by", signals.received())
+    """
+)
+
+
+@pytest.mark.parametrize("block, outcome", [("deferred", "interrupted by SIGTERM"), ("plain", "went on")])
+def test_a_stop_during_a_fork_is_kept_inside_deferred_and_lost_outside_it(block, outcome):
+    """Python ignores an exception raised in a fork handler: a stop raised there is lost (``plain``, the
+    reason ``ray.init`` runs inside ``signals.deferred()``), while ``deferred`` records it and raises it after."""
+    done = subprocess.run([sys.executable, "-c", FORK_HOOK, block], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == outcome, (done.stdout, done.stderr[-500:])

@@ -19,13 +19,14 @@ some did not (1) or the sweep was interrupted (130).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pickle
 import shlex
-import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -248,6 +249,21 @@ def _main(argv: list[str] | None) -> int:
             lock.release()
 
 
+@contextlib.contextmanager
+def _without_rays_sigterm_handler() -> Iterator[None]:
+    """``ray.init`` puts in a SIGTERM handler of its own that calls ``sys.exit``; a SIGTERM that lands in one of
+    the fork handlers Ray's process starts run would lose that exit, and the driver would go on. Inside, Ray
+    leaves the sweep's handlers in place (``signals.deferred`` records the signal and raises it after)."""
+    from ray._private import utils
+
+    installs = utils.set_sigterm_handler
+    utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        utils.set_sigterm_handler = installs
+
+
 def _sweep(
     args: argparse.Namespace, grid: Grid, configs: list[TrialConfig], storage: str, path: str, changes: dict[str, Any]
 ) -> int:
@@ -260,16 +276,8 @@ def _sweep(
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's classic reporter: silent at verbose=0
     if not ray.is_initialized():  # joins RAY_ADDRESS or a cluster on this machine; else starts Ray here
-        try:
-            try:
-                ray.init(log_to_driver=args.verbose)  # quiet: actors' output stays in Ray's logs (the dashboard)
-            finally:
-                signals.reinstall()
-        except SystemExit as error:  # Ray's SIGTERM handler while it starts (run, at the latest, at reinstall)
-            if error.code != signal.SIGTERM:
-                raise
-            signals.note("SIGTERM")
-            raise KeyboardInterrupt from None
+        with signals.deferred(), _without_rays_sigterm_handler():
+            ray.init(log_to_driver=args.verbose)  # quiet: actors' output stays in Ray's logs (the dashboard)
     tune_log.quiet_tune(args.verbose)
     tune_log.ray_errors_to_stderr()
     if not args.skip_data_check:  # data sets with files: checked on every node, then fitted

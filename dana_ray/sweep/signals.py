@@ -4,8 +4,9 @@ dana_ray.sweep`` handles them before anything heavy is imported).
 Inside ``handled()``, SIGINT and SIGTERM are recorded (``received()``) and raised in the main thread as
 ``KeyboardInterrupt``, which the sweep turns into its one interrupted line and exit code 130, with its lock
 released. While Tune runs, its own graceful stop takes the signals (``interrupt.StopWatch`` records them
-and hands them on); Ray's ``ray.init`` puts its own SIGTERM handler in place, so the sweep calls
-``reinstall()`` after it.
+and hands them on). Calls that start processes (``ray.init``) run inside ``deferred()``: a signal raised in
+a fork handler is lost (Python prints "Exception ignored in" and goes on), so there a stop is only recorded,
+and raised when the call returns.
 
 ``python -m dana_ray.sweep`` runs the driver under ``supervise()``: the command's process forks, and the
 driver runs in the child, in a process group of its own, with Ray's local processes under it. The
@@ -76,6 +77,25 @@ def reinstall() -> None:
     if _active and threading.current_thread() is threading.main_thread():
         for number in STOP_SIGNALS:
             signal.signal(number, _on_signal)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Inside ``handled()``: a stop signal is only recorded, and raised as ``KeyboardInterrupt`` when the block
+    ends (without an exception of its own); the sweep's handlers are back in place after it. A stop that came
+    before the block is not raised again. Outside ``handled()`` or the main thread it does nothing."""
+    if not _active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stopped_before = received() is not None
+    for number in STOP_SIGNALS:
+        signal.signal(number, _record)
+    try:
+        yield
+    finally:
+        reinstall()
+    if received() is not None and not stopped_before:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
