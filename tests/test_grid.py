@@ -246,7 +246,7 @@ def test_a_file_too_large_to_be_a_grid_is_refused_before_it_is_parsed(tmp_path, 
 
 def test_unknown_grid_name_lists_the_known_ones():
     with pytest.raises(
-        GridError, match=r"table99: no such grid file; known names: heterogeneous, quickstart, recent, table2"
+        GridError, match=r"table99: no such grid file; known names: heterogeneous, quickstart, recent, speedup, table2"
     ):
         load_grid("table99")
 
@@ -254,6 +254,8 @@ def test_unknown_grid_name_lists_the_known_ones():
 def test_the_grids_ship_inside_the_package():
     """The quickstart and every paper table's grid are package data, found by name from any folder."""
     assert PACKAGED_GRIDS.startswith(os.path.dirname(dana_ray.__file__))
-    assert {"quickstart", "table2", "table3", "table4", "table5", "table6", "table7", "table8"} <= set(grid_names())
+    assert {"quickstart", "speedup", "table2", "table3", "table4", "table5", "table6", "table7", "table8"} <= set(
+        grid_names()
+    )
     here = os.path.realpath(PACKAGED_GRIDS)
     assert all(os.path.realpath(resolve(name)) == os.path.join(here, f"{name}.yaml") for name in grid_names())

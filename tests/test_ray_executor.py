@@ -37,11 +37,17 @@ def local_dana4():
 
 @pytest.mark.parametrize("num_actors", [1, 4])
 def test_ray_equals_local_for_any_number_of_actors(local_dana4, num_actors):
-    result = run(trial_dict(BASE, algorithm="dana", num_workers=4, num_actors=num_actors), executor="ray")
+    """The same numbers and the same simulated clock; and every applied job's compute time, for a trace."""
+    recorded: list[tuple] = []
+    config = trial_dict(BASE, algorithm="dana", num_workers=4, num_actors=num_actors)
+    result = run(config, executor="ray", job_times=recorded.extend)
     assert result["params_sha256"] == local_dana4["params_sha256"]
     assert result["test_error"] == local_dana4["test_error"]
     assert result["mean_delay"] == local_dana4["mean_delay"]
+    assert result["sim_time"] == local_dana4["sim_time"] > 0
     assert 0.0 <= result["history"][-1]["server_busy"] <= 1.0
+    assert len(recorded) == result["steps"] and {r[4] for r in recorded} == set(range(num_actors))
+    assert all(r[2] == 1 and r[3] > 0 and len(r[5]) > 12 for r in recorded)  # steps, seconds, node id
 
 
 def test_points_over_100_kib_travel_through_the_object_store_and_change_nothing():
@@ -60,7 +66,8 @@ def test_points_over_100_kib_travel_through_the_object_store_and_change_nothing(
 )
 def test_ray_equals_local_for_other_rules_and_schedules(algorithm, schedule):
     config = dict(BASE, algorithm=algorithm, num_workers=3, schedule=schedule)
-    assert run(config, executor="ray")["params_sha256"] == run(config)["params_sha256"]
+    on_ray, local = run(config, executor="ray"), run(config)
+    assert on_ray["params_sha256"] == local["params_sha256"] and on_ray["sim_time"] == local["sim_time"]
 
 
 def test_folder_data_prefetched_on_actors_equals_local(fake_imagenet):

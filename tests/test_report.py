@@ -9,7 +9,7 @@ import os
 import pandas as pd
 import pytest
 
-from dana_ray.report import delay_table, load_experiment, main, paper_tables, render, summarize
+from dana_ray.report import Report, delay_table, load_experiment, main, paper_tables, render, summarize, time_to_target
 
 
 def trial(
@@ -349,3 +349,70 @@ def test_a_cut_result_line_is_broken_and_listed_and_a_trial_never_started_is_pen
     assert "cannot be read" not in out and "broken" not in out
     assert "| 4 | dana | 5.00 | 0.00 | 2 |" in out and out.rstrip().splitlines()[-1].startswith("wrote ")
     assert "2 of 3 trials finished; cells flagged incomplete have fewer finished seeds than the grid asks" in out
+
+
+def timed(errors, times, **row):
+    """A finished trial's row with its per-epoch errors and simulated times."""
+    base = dict(model="cnn", dataset="digits", schedule="gamma", num_workers=4, algorithm="asgd", seed=0)
+    base.update(finished=True, diverged=False, test_error=errors[-1], curve=errors, sim_times=times, wall_times=[])
+    base.update(delay_histogram=[], broken="")
+    return dict(base, **row)
+
+
+def test_time_to_target_is_the_first_epoch_at_the_baselines_final_error_plus_the_tolerance():
+    trials = pd.DataFrame(
+        [
+            timed([20, 10, 5], [100, 200, 300], algorithm="baseline", num_workers=1, seed=0),
+            timed([20, 10, 7], [100, 200, 300], algorithm="baseline", num_workers=1, seed=1),  # mean 6: target 7
+            timed([30, 6.5, 6], [25, 50, 75], algorithm="asgd", seed=0),
+            timed([30, 8, 7], [25, 50, 75], algorithm="asgd", seed=1),
+            timed([30, 9, 6.9], [60, 120, 180], algorithm="ssgd", seed=0),
+            timed([30, 7, 5], [60, 120, 180], algorithm="ssgd", seed=1),
+            timed([40, 30, 20], [25, 50, 75], algorithm="dana", seed=0),
+        ]
+    )
+    table = time_to_target(trials).set_index("algorithm")
+    assert (table["target"] == 7.0).all() and (table["clock"] == "sim_time").all()
+    assert table.loc["baseline", "time"] == 300 and table.loc["baseline", "epochs"] == 3
+    assert table.loc["asgd", "time"] == 62.5 and table.loc["asgd", "epochs"] == 2.5  # epochs 2 and 3
+    assert table.loc["asgd", "time_std"] == pytest.approx(math.sqrt(2 * 12.5**2))
+    assert table.loc["asgd", "speedup_vs_baseline"] == 300 / 62.5
+    assert table.loc["asgd", "speedup_vs_sync"] == 150 / 62.5 and table.loc["ssgd", "speedup_vs_sync"] == 1.0
+    assert table.loc["dana", "reached"] == 0 and math.isnan(table.loc["dana", "time"])
+    assert math.isnan(table.loc["dana", "speedup_vs_baseline"])
+    text = Report(trials).render()
+    assert "### Time to target: cnn on digits, gamma (test error <= 7.00 %, the baseline's final mean + 1" in text
+    assert "| 4 | dana | not reached |  |  | 0 of 1 |  |  |" in text
+    assert "| 4 | asgd | 62.5 | 17.7 | 2.5 | 2 of 2 | 4.80 | 2.40 |" in text
+
+
+def test_a_given_target_error_applies_to_every_group_and_arrival_uses_wall_time():
+    trials = pd.DataFrame(
+        [
+            timed([20, 10], [1, 2], schedule="arrival", wall_times=[3.0, 6.0]),
+            timed([20, 10], [1, 2], schedule="round-robin", algorithm="dana"),
+        ]
+    )
+    table = time_to_target(trials, target_error=15.0).set_index("schedule")
+    assert table.loc["arrival", "clock"] == "wall_time" and table.loc["arrival", "time"] == 6.0
+    assert table.loc["round-robin", "time"] == 2 and math.isnan(table.loc["round-robin", "speedup_vs_baseline"])
+    assert len(time_to_target(trials)) == 0  # no baseline, no target given: nothing to measure against
+
+
+def test_the_report_command_takes_a_target_error_and_writes_the_time_plot(tmp_path, capsys):
+    fixed = {"model": "cnn", "dataset": "digits", "epochs": 2}
+    rows = lambda errors, times: [dict(r, sim_time=t, wall_time=t / 10) for r, t in zip(epochs(errors), times)]
+    path = write_experiment(
+        tmp_path / "exp",
+        [
+            ({"cell": "baseline N=1", "schedule": "gamma", "seed": 0, "_fixed": fixed}, rows([20, 10], [10, 20])),
+            ({"cell": "dana N=4", "schedule": "gamma", "seed": 0, "_fixed": fixed}, rows([30, 12], [3, 6])),
+        ],
+    )
+    out = tmp_path / "out"
+    assert main([path, "--out", str(out), "--target-error", "15"]) == 0
+    printed = capsys.readouterr().out
+    assert "(test error <= 15.00 %, given; in simulated time units)" in printed
+    assert "| 4 | dana | 6.0 |  | 2.0 | 1 of 1 | 3.33 |  |" in printed
+    assert (out / "error_vs_time_largest_n.png").read_bytes()[:4] == b"\x89PNG"
+    assert pd.read_csv(out / "time_to_target.csv")["time"].tolist() == [20.0, 6.0]

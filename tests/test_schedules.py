@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dana_ray.schedules import SCHEDULES, make_schedule
+from dana_ray.schedules.trace import append_job_times
 
 
 def take(schedule, n):
@@ -63,22 +64,41 @@ def test_gamma_slow_workers_arrive_less_often():
     assert take(explicit, 100) == take(make_schedule("gamma", 8, seed=1, slow_fraction=0.25, slow_factor=2.0), 100)
 
 
+@pytest.fixture
+def options(tmp_path):
+    """A schedule's options for these tests: the trace schedule's file (three recorded workers of random
+    speeds, 7 jobs each); none for the others."""
+
+    def of(name: str) -> dict:
+        if name != "trace":
+            return {}
+        rng = np.random.default_rng(0)
+        rows = [(w, k, 1, float(rng.uniform(0.5, 2.0)), w, "") for w in range(3) for k in range(7)]
+        append_job_times(str(tmp_path / "job_times.csv"), rows)
+        return {"path": str(tmp_path / "job_times.csv")}
+
+    return of
+
+
 @pytest.mark.parametrize("name", SCHEDULES)
-def test_same_seed_same_sequence_other_seed_other_sequence(name):
-    a, b = take(make_schedule(name, 6, seed=3), 200), take(make_schedule(name, 6, seed=3), 200)
+def test_same_seed_same_sequence_other_seed_other_sequence(name, options):
+    """A replayed trace is the same whatever the seed, as round robin is."""
+    given = options(name)
+    a, b = take(make_schedule(name, 6, seed=3, **given), 200), take(make_schedule(name, 6, seed=3, **given), 200)
     assert a == b
     assert sorted(set(a)) == list(range(6))
-    if name != "round-robin":
-        assert take(make_schedule(name, 6, seed=4), 200) != a
+    if name not in ("round-robin", "trace"):
+        assert take(make_schedule(name, 6, seed=4, **given), 200) != a
 
 
 @pytest.mark.parametrize("name", SCHEDULES)
-def test_state_dict_resumes(name):
-    original = make_schedule(name, 5, seed=11)
+def test_state_dict_resumes(name, options):
+    given = options(name)
+    original = make_schedule(name, 5, seed=11, **given)
     take(original, 37)
     saved = original.state_dict()
     rest = take(original, 100)
-    resumed = make_schedule(name, 5, seed=11)
+    resumed = make_schedule(name, 5, seed=11, **given)
     resumed.load_state_dict(saved)
     assert take(resumed, 100) == rest
 
@@ -94,7 +114,7 @@ def test_state_from_another_schedule_is_refused():
     [
         (
             lambda: make_schedule("fifo", 2, 0),
-            r"schedule: unknown name 'fifo'; allowed: round-robin, block-random, gamma",
+            r"schedule: unknown name 'fifo'; allowed: round-robin, block-random, gamma, trace",
         ),
         (lambda: make_schedule("round-robin", 0, 0), r"num_workers: expected an integer >= 1, got 0"),
         (lambda: make_schedule("round-robin", 2, -1), r"seed: expected an integer >= 0, got -1"),

@@ -13,6 +13,7 @@ from dana_ray.config import get_option
 from dana_ray.experiments.fits import data_key
 from dana_ray.experiments.grid import load_grid, trial_from_tune
 from dana_ray.report import load_experiment
+from dana_ray.schedules.trace import TRACE_FILE, read_trace
 from dana_ray.sweep import main
 from dana_ray.sweep.tuner import make_tuner
 from dana_ray.trial import run
@@ -52,6 +53,10 @@ def test_every_trial_ran_every_epoch(experiment):
     assert sum(results[1]["delay_histogram"]) == results[1]["gradients"] and results[1]["delay_histogram"][1] > 0
     assert 0.0 <= results[1]["server_busy"] <= 1.0
     assert trials.set_index(["algorithm", "seed"]).loc[("dana", 0), "delay_histogram"][1] > 0
+    assert 0 < results[0]["sim_time"] < results[1]["sim_time"] and 0 < results[0]["wall_time"] < results[1]["wall_time"]
+    # the Ray executor's trial records every applied job's compute time: a trace ``schedule: trace`` replays
+    times = read_trace(os.path.join(experiment, folder, TRACE_FILE))
+    assert len(times) == 2 and sum(map(len, times)) == sum(r["gradients"] for r in results)
 
 
 def test_a_tune_trial_is_exactly_trial_run(experiment):
@@ -123,6 +128,10 @@ def test_trial_parallel_sweep_computes_what_the_actors_compute(experiment, tiny_
     on_ray = load_experiment(experiment).set_index(key)["params_sha256"]
     local = load_experiment(str(tmp_path / "local")).set_index(key)["params_sha256"]
     assert len(local) == 4 and local.str.len().eq(64).all() and local.sort_index().equals(on_ray.sort_index())
+    clocks = [
+        load_experiment(e).set_index(key)["sim_times"].sort_index() for e in (experiment, str(tmp_path / "local"))
+    ]
+    assert clocks[0].equals(clocks[1])  # the simulated clock is the schedule's, whichever executor
     assert exported_disagreements(str(tmp_path / "local"), "local") == []
 
 
@@ -624,9 +633,12 @@ def test_the_sweep_writes_its_report_into_the_experiment_folder(tiny_grid, tmp_p
         "error_vs_workers.png",
         "curves_largest_n.png",
         "delays.csv",
+        "time_to_target.csv",
+        "error_vs_time_largest_n.png",
     ):
         assert name in line and (folder / name).stat().st_size > 0, name
     assert "| 2 | dana |" in (folder / "summary.md").read_text()
+    assert "### Time to target: cnn on digits, round-robin" in out
 
 
 def test_the_smallest_grid_a_newcomer_writes_is_sized_to_a_2_cpu_cluster_and_finishes(tmp_path, capsys):

@@ -32,6 +32,8 @@ for _module in BUILTIN_MODULES:
 
 #: The rule a config that names none runs.
 DEFAULT_ALGORITHM = "dana"
+#: The synchronous rule the report compares every rule's time to target with, at the same N.
+SYNCHRONOUS_REFERENCE = "ssgd"
 #: The rules that ship with dana_ray (plug-ins add to ``ALGORITHMS``, not to this).
 BUILTIN_ALGORITHMS: tuple[str, ...] = tuple(ALGORITHMS)
 
@@ -57,6 +59,7 @@ __all__ = [
     "ALGORITHMS",
     "BUILTIN_ALGORITHMS",
     "DEFAULT_ALGORITHM",
+    "SYNCHRONOUS_REFERENCE",
     "LearningRate",
     "RoundRule",
     "UpdateRule",

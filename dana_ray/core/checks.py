@@ -84,6 +84,16 @@ def boolean() -> Check:
     return check_bool
 
 
+def text() -> Check:
+    """A non-empty string."""
+
+    def check(field: str, value: object) -> None:
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{field}: expected a non-empty string, got {value!r}")
+
+    return check
+
+
 def one_of(*names: str) -> Check:
     return lambda field, value: check_name(field, value, names)
 

@@ -159,6 +159,7 @@ class Dispatcher:
             except SlotLost as lost:
                 self.replace_slot(lost.slot, lost.cause)
                 continue
+            result.slot = slot
             del self.inflight[job.worker]
             self.local.discard(handle)
             self.load[slot] -= 1

@@ -96,6 +96,7 @@ class MasterLoop(Executor):
             lr=self.master.rule.lr_at(self.master.step),
             diverged=self.master.diverged,
             gradients_per_s=metrics["gradients"] / elapsed if elapsed > 0 else math.nan,
+            sim_time=self.master.clock.now,
         )
         self.telemetry.epoch(row)
         return row

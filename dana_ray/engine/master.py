@@ -22,6 +22,7 @@ from dana_ray.algorithms.ops import compiled_distance
 from dana_ray.core.tensors import host_copy
 from dana_ray.engine.telemetry import Totals, tally
 from dana_ray.schedules import Schedule
+from dana_ray.schedules.clock import SimClock
 
 #: A point or a gradient as the master holds it: a flat tensor, or on a sharded server the handles to its
 #: shards' slices (``shards.Sharded``), which only the shards read.
@@ -35,6 +36,7 @@ class GradientResult:
     bn_stats: Tensor  # the batch's BatchNorm statistics, flat (empty without BatchNorm)
     loss: float  # mean training loss of the batch at the point
     seconds: float = 0.0  # how long computing it took where it was computed (0: not measured)
+    slot: int = -1  # which replica computed it (the dispatcher's slot; -1: the executor has none)
 
 
 def nbytes(vector: Any) -> int:
@@ -60,6 +62,9 @@ class Master:
         self._free_points: list[Tensor] = []  # applied jobs' point buffers, reused for the next points
         self._reset_metrics()
         self.totals = Totals(rule.num_workers)  # for live telemetry: this process's running totals, never saved
+        self.clock = SimClock(schedule.batch_time if schedule is not None else None, rule.local_steps)
+        #: (worker, job, steps, seconds, slot) of each applied job since ``take_job_times``; None: not recorded
+        self.job_times: list[tuple[int, int, int, float, int]] | None = None
 
     @property
     def step(self) -> int:
@@ -84,7 +89,12 @@ class Master:
 
     def start(self) -> list[Job]:
         """Issue a job to every worker that has none (all of them, unless restored from a checkpoint)."""
-        return self.jobs.start(self._point_for)
+        return self._started(self.jobs.start(self._point_for))
+
+    def _started(self, jobs: list[Job]) -> list[Job]:
+        for job in jobs:
+            self.clock.start(job.worker, job.batch)
+        return jobs
 
     def follows_arrival(self) -> bool:
         """Whether the executor applies results as they arrive (no schedule), not ``next_job``'s order."""
@@ -103,6 +113,9 @@ class Master:
         if not math.isfinite(result.loss):
             self.diverged = True
             return []
+        self.clock.finish(job.worker, result.seconds)
+        if self.job_times is not None:
+            self.job_times.append((job.worker, job.batch, self.rule.local_steps, result.seconds, result.slot))
         delay = self.jobs.delay(job)
         gap = self._apply_gradient(job, result.grad, delay)
         if self.bn_stats.numel():
@@ -110,7 +123,13 @@ class Master:
         self._release_point(job.point)
         self._record(delay, gap, result.loss)
         self.totals.record(job.worker, delay)
-        return self.jobs.complete(job, self._point_for)
+        return self._started(self.jobs.complete(job, self._point_for))
+
+    def take_job_times(self) -> list[tuple[int, int, int, float, int]]:
+        """The applied jobs' (worker, job, steps, seconds, slot) since the last call (recording starts with the
+        first call)."""
+        taken, self.job_times = self.job_times or [], []
+        return taken
 
     def gap(self, point: Tensor) -> float:
         """RMS distance ``||x - θ|| / sqrt(d)`` between a point and the master's parameters now."""
@@ -191,6 +210,7 @@ class Master:
         self.rule.load_state_dict(state["rule"])
         self._load_own_state(state)
         self.jobs.load_state_dict(state, lambda worker, point: point.to(self.rule.params))
+        self._time_unclocked_jobs()
 
     def _own_state(self) -> dict:
         """The state that is the master's whatever holds θ or deals the jobs: schedule, statistics."""
@@ -199,7 +219,14 @@ class Master:
             "bn_stats": host_copy(self.bn_stats),
             "diverged": self.diverged,
             "metrics": dict(self.metrics, delay_counts=list(self.metrics["delay_counts"])),
+            "clock": self.clock.state_dict(),
         }
+
+    def _time_unclocked_jobs(self) -> None:
+        """Outstanding jobs restored from a checkpoint written before the clock existed start now."""
+        for worker, job in self.outstanding.items():
+            if worker not in self.clock.started:
+                self.clock.start(worker, job.batch)
 
     def _load_own_state(self, state: dict) -> None:
         if self.schedule is not None:
@@ -207,3 +234,4 @@ class Master:
         self.bn_stats.copy_(state["bn_stats"])
         self.diverged = bool(state["diverged"])
         self.metrics = dict(state["metrics"], delay_counts=list(state["metrics"].get("delay_counts", [])))
+        self.clock.load_state_dict(state.get("clock") or {"now": 0.0, "started": {}})

@@ -227,6 +227,7 @@ class ShardedMaster(Master):
         self._load_own_state(state)
         self._gaps = list(state["pending_gaps"])
         self.jobs.load_state_dict(state, lambda worker, _: Sharded(self.shards.sent_point(worker), self._point_bytes))
+        self._time_unclocked_jobs()
 
     def state_dict(self) -> dict:
         states = self.shards.states()

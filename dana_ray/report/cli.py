@@ -15,9 +15,15 @@ within one standard deviation of the baseline, else "+" or "-") and its rank amo
 group of ours is compared with its own paper table where there is one, else with the paper's table of the
 same schedule (round robin: Table 3, ResNet-20 on CIFAR-10; block random: Table 4).
 
+The **time to target** (``report/timing.py``): per cell, the simulated time (``sim_time``; ``wall_time`` under
+``arrival``) and epochs at which the test error first reaches a target (the baseline's final mean +
+``--tolerance``, or ``--target-error``), mean and std over seeds, and the speedup against the baseline and
+against SSGD at the same N.
+
 Writes ``summary.csv``, ``summary.tex``, ``summary.md``, ``shape.csv``, ``delays.csv`` (``delay_table``: the
-distribution of delays per cell) and three plots: test error vs workers per algorithm (the paper's points
-hollow), test-error curves per epoch at the largest N, and a histogram of delays per rule at the largest N.
+distribution of delays per cell), ``time_to_target.csv`` and four plots: test error vs workers per algorithm
+(the paper's points hollow), test-error curves per epoch at the largest N, a histogram of delays per rule at
+the largest N, and test error against simulated time at the largest N.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from dana_ray.core.cli import EXIT_FAILED, OneLineParser, bad_input, one_line, s
 from dana_ray.report.load import load_experiment
 from dana_ray.report.render import FORMATS
 from dana_ray.report.report import Report
+from dana_ray.report.timing import TOLERANCE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,12 +49,24 @@ def _main(argv: list[str] | None) -> int:
     p.add_argument("experiment", help="a Tune experiment directory (what python -m dana_ray.sweep printed)")
     p.add_argument("--format", choices=FORMATS, default="markdown", help="what to print")
     p.add_argument("--out", help="where to write tables and plots (default: EXPERIMENT/report)")
+    p.add_argument(
+        "--target-error",
+        type=float,
+        help="the test error (%%) time to target is measured to (default: each group's baseline's final mean "
+        "+ --tolerance)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=TOLERANCE,
+        help=f"percentage points above the baseline's final mean error that reach the target (default {TOLERANCE:g})",
+    )
     args = p.parse_args(argv)
     try:
         trials = load_experiment(args.experiment)
     except (OSError, ValueError) as error:
         return bad_input(error)
-    report = Report(trials)
+    report = Report(trials, args.target_error, args.tolerance)
     print(report.render(args.format), end="")
     finished, planned = int(trials["finished"].sum()), len(trials)
     if finished < planned and args.format != "csv":

@@ -63,6 +63,8 @@ def load_experiment(path: str) -> pd.DataFrame:
                 mean_delay=last.get("mean_delay", math.nan),
                 params_sha256=last.get("params_sha256", ""),
                 curve=[r.get("test_error", math.nan) for r in results],
+                sim_times=[r.get("sim_time", math.nan) for r in results],
+                wall_times=[r.get("wall_time", math.nan) for r in results],
                 delay_histogram=add_histograms(r.get("delay_histogram") or [] for r in results),
             )
         )
@@ -142,6 +144,8 @@ def _row(config: dict, trial: str | None = None, broken: str = "", **reported) -
         "mean_delay": math.nan,
         "params_sha256": "",
         "curve": [],
+        "sim_times": [],
+        "wall_times": [],
         "delay_histogram": [],
     }
     return dict(row, **reported, broken=broken)
@@ -160,6 +164,9 @@ def results_frame(results: list[dict]) -> pd.DataFrame:
                 finished=True,
                 mean_delay=r["mean_delay"],
                 params_sha256=r["params_sha256"],
+                curve=[h["test_error"] for h in r["history"]],
+                sim_times=[h.get("sim_time", math.nan) for h in r["history"]],
+                wall_times=[h.get("wall_time", math.nan) for h in r["history"]],
             )
             for r in results
         ]

@@ -1,6 +1,7 @@
 """The report's plots, drawn on matplotlib ``Figure`` objects (no pyplot, so no backend to choose and nothing
 global changed in the caller's process): test error against workers per rule (the paper's points hollow),
-learning curves at the largest N, and the distribution of delays per rule at the largest N."""
+learning curves at the largest N, the distribution of delays per rule at the largest N, and test error
+against the (simulated) clock at the largest N."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from matplotlib.figure import Figure
 
 from dana_ray.algorithms import is_single_worker
 from dana_ray.report.tables import GROUP, add_histograms, rule_order
+from dana_ray.report.timing import clock_of
 
 
 def _color(algorithm: str) -> str:
@@ -109,4 +111,44 @@ def plot_delays(trials: pd.DataFrame, path: str) -> list[str]:
                     range(len(histogram)), [c / total for c in histogram], where="mid", color=f"C{k % 10}", label=label
                 )
         ax.set(xlabel="delay (master updates between send and apply)", ylabel="fraction of gradients", title=algorithm)
+    return _save(fig, axes, path)
+
+
+def plot_error_vs_time(trials: pd.DataFrame, timing: pd.DataFrame, path: str) -> list[str]:
+    """Mean test error against the mean clock at each epoch's end (``sim_time``; ``wall_time`` under
+    ``arrival``) of each rule at the largest N and the baseline's, with the target (``timing``). Nothing is
+    written without a time-to-target table."""
+    if timing.empty:  # no trial has times (results from before the clock), or no target to measure to
+        return []
+    done = trials[trials["finished"]]
+    groups = [
+        (key, part)
+        for key, part in done.groupby(GROUP, sort=False)
+        if any(t and t[0] == t[0] for t in part["sim_times" if clock_of(key[2]) == "sim_time" else "wall_times"])
+    ]
+    if not groups:
+        return []
+    fig, axes = _figure(len(groups))
+    for ax, ((model, dataset, schedule), part) in zip(axes, groups):
+        times_key = "sim_times" if clock_of(schedule) == "sim_time" else "wall_times"
+        largest = part["num_workers"].max()
+        shown = part[(part["num_workers"] == largest) | part["algorithm"].map(is_single_worker)]
+        for algorithm, rows in sorted(shown.groupby("algorithm", sort=False), key=lambda g: rule_order(g[0])):
+            pairs = [(c, t) for c, t in zip(rows["curve"], rows[times_key]) if c and t]
+            if not pairs:
+                continue
+            length = min(min(len(c), len(t)) for c, t in pairs)
+            ax.plot(
+                [sum(t[e] for _, t in pairs) / len(pairs) for e in range(length)],
+                [sum(c[e] for c, _ in pairs) / len(pairs) for e in range(length)],
+                label=f"{algorithm} (N={rows['num_workers'].iloc[0]})",
+                color=_color(algorithm),
+                linestyle="--" if is_single_worker(algorithm) else "-",
+                marker=".",
+            )
+        target = timing[(timing["model"] == model) & (timing["dataset"] == dataset) & (timing["schedule"] == schedule)]
+        if len(target):
+            ax.axhline(target["target"].iloc[0], color="grey", linestyle=":", label="target")
+        unit = "wall-clock seconds" if times_key == "wall_times" else "simulated time (batches of a nominal worker)"
+        ax.set(xscale="log", xlabel=unit, ylabel="test error %", title=f"{model}, {dataset}, {schedule}: N = {largest}")
     return _save(fig, axes, path)

@@ -8,7 +8,9 @@ the last epoch with ``params_sha256``); when ``checkpoint_due`` (``tune.checkpoi
 carries a checkpoint of the trial's whole state, and a trial that fails and is restarted by Tune
 (``FailureConfig.max_failures``) resumes from it and finishes with the same numbers. A checkpoint that
 cannot be read is not retried: the trial resumes from the one before (``PREVIOUS_FILE``) or from its start,
-and reports a one-line note that the sweep's driver prints (``CheckpointNotes``).
+and reports a one-line note that the sweep's driver prints (``CheckpointNotes``). On the Ray executor every
+applied job's compute time goes to ``job_times.csv`` in the trial's folder (``schedules/trace.py``: what
+``schedule: trace`` replays).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dana_ray.config import EXECUTORS, TrialConfig
 from dana_ray.engine.loop import params_sha256
 from dana_ray.engine.ray.devices import hide_unreserved_gpus
 from dana_ray.experiments.grid import trial_from_tune
+from dana_ray.schedules.trace import TRACE_FILE, append_job_times
 from dana_ray.sweep.checkpoints import STATE_FILE, keep_previous, readable_state
 from dana_ray.trial import run
 
@@ -44,6 +47,8 @@ REPORTED = (
     "lr",
     "gradients",
     "gradients_per_s",
+    "sim_time",
+    "wall_time",
     "diverged",
     "actor_restarts",
     "server_busy",
@@ -113,8 +118,10 @@ def train_trial(config: dict[str, Any]) -> None:
             )
         latest[0] = tune.get_checkpoint()  # the one just made, where it was stored
 
+    trace = os.path.join(context.get_trial_dir(), TRACE_FILE)
     run(
         cfg,
+        job_times=lambda rows: append_job_times(trace, rows),
         executor=executor,
         callback=on_epoch,
         checkpoint=report_with_state,

@@ -58,12 +58,16 @@ def run(
     checkpoint_every: int | str = 1,
     reuse: bool = False,
     metrics: bool = False,
+    job_times: Callable[[list[tuple]], None] | None = None,
 ) -> dict:
     """Train one configuration and return its final metrics (see the README for every key).
 
     ``callback`` receives one dict per epoch: epoch, step, test_error, test_loss, train_loss, mean_delay,
-    max_delay, mean_gap, lr, gradients, gradients_per_s, diverged, checkpointed (whether ``checkpoint`` is
-    called after this row), and on the run's last row ``params_sha256``. ``checkpoint``, called after it when
+    max_delay, mean_gap, lr, gradients, gradients_per_s, diverged, sim_time (the simulated clock at the epoch's
+    end, ``schedules/clock.py``), wall_time (real seconds of the run so far, the time before a resume
+    included), checkpointed (whether ``checkpoint`` is called after this row), and on the run's last row
+    ``params_sha256``. ``job_times`` receives, once per epoch, the epoch's applied jobs as trace rows
+    (``schedules/trace.py``), from executors that record them (Ray's). ``checkpoint``, called after it when
     ``checkpoint_due`` (every ``checkpoint_every``-th epoch, the last one and a diverged one; or, with
     ``"auto"``, once ``AUTO_CHECKPOINT_S`` passed since the last), receives the trial's whole state
     ``{"epoch", "history", "master"}``; passing such a state back as ``resume`` continues the run exactly
@@ -83,12 +87,17 @@ def run(
         if resume is not None:
             engine.load_state_dict(resume["master"])
             history = [dict(row) for row in resume["history"]]
+        wall_before = history[-1].get("wall_time", 0.0) if history else 0.0  # the run's seconds before this process
         steps = min(engine.steps_per_epoch, cfg.max_steps_per_epoch or engine.steps_per_epoch)
         saved = time.perf_counter()
         for epoch in range(len(history) + 1, cfg.epochs + 1):
             if history and history[-1]["diverged"]:
                 break
             row = {"epoch": epoch, **engine.run_epoch(steps)}
+            row["wall_time"] = wall_before + time.perf_counter() - started
+            recorded = row.pop("job_times", None)
+            if job_times is not None and recorded:
+                job_times(recorded)
             if epoch == cfg.epochs or row["diverged"]:
                 row["params_sha256"] = engine.params_sha256()
             row["checkpointed"] = checkpoint is not None and checkpoint_due(
@@ -132,6 +141,7 @@ def run_result(cfg: TrialConfig, history: list[dict[str, Any]], sha: str, wall: 
         **({"discarded_gradients": last["discarded_gradients"]} if "discarded_gradients" in last else {}),
         "params_sha256": sha,
         "wall_time_s": wall,
+        "sim_time": last.get("sim_time", 0.0),
         "num_params": num_params,
         "history": history,
         "config": cfg.to_dict(),

@@ -119,6 +119,7 @@ class ParameterServer(MasterLoop):
         )
         for job in self.master.start():
             self.dispatcher.dispatch(job)
+        self.master.take_job_times()  # from now on: every applied job's compute time, for the trial's trace
         return {
             "steps_per_epoch": self.steps_per_epoch,
             "num_classes": self.num_classes,
@@ -147,12 +148,24 @@ class ParameterServer(MasterLoop):
     def run_epoch(self, steps: int) -> dict[str, Any]:
         """The epoch's row, plus ``actor_restarts`` and ``server_busy``: the fraction of the epoch's step
         time the server spent working (applying, issuing, sending) rather than waiting for gradients; near
-        1, the server is the bottleneck and more actors will not help."""
+        1, the server is the bottleneck and more actors will not help; and ``job_times``, the epoch's applied
+        jobs as a trace's rows (``schedules/trace.py``: worker, job, steps, seconds, slot, node)."""
         waited = self.traffic.waiting_s
         row = super().run_epoch(steps)
         stepping = self.step_seconds
         busy = 1.0 - (self.traffic.waiting_s - waited) / stepping if stepping > 0 else math.nan
-        return dict(row, actor_restarts=self.restarts.count, server_busy=busy, jobs_per_call=self.dispatcher.per_call)
+        job_times = [(*job, self._node_of(job[-1])) for job in self.master.take_job_times()]
+        return dict(
+            row,
+            actor_restarts=self.restarts.count,
+            server_busy=busy,
+            jobs_per_call=self.dispatcher.per_call,
+            job_times=job_times,
+        )
+
+    def _node_of(self, slot: int) -> str:
+        """The node id of ``slot``'s actor ("" where not known)."""
+        return (self.fleet.nodes[slot] or "") if 0 <= slot < len(self.fleet.nodes) else ""
 
     def evaluate(self) -> tuple[float, float]:
         params, bn_stats = self.master.rule.params.cpu().numpy(), self.master.bn_stats.cpu().numpy()
