@@ -14,9 +14,14 @@ from dana_ray.report.tables import GROUP, add_histograms, rule_order
 from dana_ray.report.timing import clock_of
 
 
+#: Matplotlib's ten default colours, then eight more that are told apart from them: a colour per rule for the
+#: first 18 rules of the registry (the built-in ones), before any repeats.
+_COLORS = [f"C{k}" for k in range(10)] + ["black", "gold", "teal", "navy", "lime", "maroon", "orchid", "slategray"]
+
+
 def _color(algorithm: str) -> str:
     """The same colour for an algorithm in every plot."""
-    return f"C{rule_order(algorithm) % 10}"
+    return _COLORS[rule_order(algorithm) % len(_COLORS)]
 
 
 def _figure(groups: int) -> tuple[Figure, list[Axes]]:
