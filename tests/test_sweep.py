@@ -660,7 +660,9 @@ def test_the_smallest_grid_a_newcomer_writes_is_sized_to_a_2_cpu_cluster_and_fin
         "resources: sized to this cluster (2 CPUs and 0 GPUs, which cannot grow): num_actors 1, server_cpus "
         "0.875, cpus_per_actor 0.875 (set them in the grid's trial: section to choose)"
     ) in out
-    assert load_experiment(str(tmp_path / "newcomer"))["finished"].all()
+    newcomer = load_experiment(str(tmp_path / "newcomer"))
+    assert newcomer["finished"].all()
+    assert newcomer["params_sha256"].str.len().eq(64).all()  # the last row has it, with no checkpoint after it
 
     grid.write_text(
         "trial: {model: cnn, dataset: digits, epochs: 1, ray: {num_actors: 2}, compute: {cpus_per_actor: 1}}\n"

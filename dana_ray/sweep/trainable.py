@@ -104,7 +104,7 @@ def train_trial(config: dict[str, Any]) -> None:
         last.clear()
         last.update(row)
         if not row["checkpointed"]:  # else report_with_state reports it, with the checkpoint
-            tune.report(metrics())
+            tune.report(metrics(row.get("params_sha256", "")))  # the run's last row has it
 
     latest = [checkpoint if resume is not None and not note else None]  # never keep an unreadable one
 
