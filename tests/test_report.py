@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -345,10 +346,10 @@ def test_a_cut_result_line_is_broken_and_listed_and_a_trial_never_started_is_pen
 
     (root / "trial_1" / "result.json").write_text("".join(json.dumps(r) + "\n" for r in epochs([7.0, 6.0, 5.0])))
     assert main([path, "--out", str(tmp_path / "out")]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "cannot be read" not in out and "broken" not in out
-    assert "| 4 | dana | 5.00 | 0.00 | 2 |" in out and out.rstrip().splitlines()[-1].startswith("wrote ")
-    assert "2 of 3 trials finished; cells flagged incomplete have fewer finished seeds than the grid asks" in out
+    assert "| 4 | dana | 5.00 | 0.00 | 2 |" in out and err.rstrip().splitlines()[-1].startswith("wrote ")
+    assert "2 of 3 trials finished; cells flagged incomplete have fewer finished seeds than the grid asks" in err
 
 
 def timed(errors, times, **row):
@@ -416,3 +417,21 @@ def test_the_report_command_takes_a_target_error_and_writes_the_time_plot(tmp_pa
     assert "| 4 | dana | 6.0 |  | 2.0 | 1 of 1 | 3.33 |  |" in printed
     assert (out / "error_vs_time_largest_n.png").read_bytes()[:4] == b"\x89PNG"
     assert pd.read_csv(out / "time_to_target.csv")["time"].tolist() == [20.0, 6.0]
+
+
+def test_the_csv_format_on_standard_output_is_csv_alone(tmp_path, capsys):
+    """``--format csv > out.csv`` makes a CSV file: what was written, and how many trials finished, go to
+    standard error."""
+    fixed = {"model": "cnn", "dataset": "digits", "epochs": 2}
+    path = write_experiment(
+        tmp_path / "exp",
+        [
+            ({"cell": "baseline N=1", "schedule": "round-robin", "seed": 0, "_fixed": fixed}, epochs([20, 10])),
+            ({"cell": "dana N=4", "schedule": "round-robin", "seed": 0, "_fixed": fixed}, epochs([30])),
+        ],
+    )
+    assert main([path, "--format", "csv", "--out", str(tmp_path / "out")]) == 0
+    out, err = capsys.readouterr()
+    table = pd.read_csv(io.StringIO(out))
+    assert list(table["algorithm"]) == ["baseline", "dana"] and table.loc[0, "mean"] == 10.0
+    assert "wrote " in err and "1 of 2 trials finished" in err

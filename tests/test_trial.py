@@ -376,6 +376,15 @@ def test_cli_compares_algorithms_and_workers(capsys):
     assert rows[2][4:] == ["2", "0"]
 
 
+def test_cli_shows_no_std_for_one_seed(capsys):
+    assert (
+        main(["--algorithm", "dana", "--num-workers", "2", "--epochs", "1", "--max-steps-per-epoch", "5", "--quiet"])
+        == 0
+    )
+    summary = capsys.readouterr().out.split("\n\n")[1]
+    assert summary.splitlines()[1].split()[3:] == ["-", "1", "0"]  # std, n, diverged
+
+
 def test_cli_has_a_flag_for_every_config_field_and_each_reaches_the_config(monkeypatch):
     """The flags are generated from TrialConfig's fields: none is missing (max_steps_per_epoch,
     prefetch_batches, max_actor_restarts, actor_start_timeout_s were), and each value given arrives."""

@@ -67,12 +67,13 @@ def _main(argv: list[str] | None) -> int:
     except (OSError, ValueError) as error:
         return bad_input(error)
     report = Report(trials, args.target_error, args.tolerance)
-    print(report.render(args.format), end="")
+    print(report.render(args.format), end="")  # standard output holds the table alone: notices go to stderr
     finished, planned = int(trials["finished"].sum()), len(trials)
-    if finished < planned and args.format != "csv":
+    if finished < planned:
         print(
             f"\n{finished} of {planned} trials finished; cells flagged incomplete have fewer finished seeds than "
-            f"the grid asks (python -m dana_ray.sweep --resume runs the rest)"
+            f"the grid asks (python -m dana_ray.sweep --resume runs the rest)",
+            file=sys.stderr,
         )
     out = args.out or os.path.join(args.experiment, "report")
     try:
@@ -81,5 +82,5 @@ def _main(argv: list[str] | None) -> int:
         print(f"error: cannot write the report into {out}: {one_line(error)}", file=sys.stderr)
         return EXIT_FAILED
     for path in written:
-        print(f"wrote {path}")
+        print(f"wrote {path}", file=sys.stderr)
     return 0

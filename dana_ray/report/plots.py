@@ -13,7 +13,6 @@ from dana_ray.algorithms import is_single_worker
 from dana_ray.report.tables import GROUP, add_histograms, rule_order
 from dana_ray.report.timing import clock_of
 
-
 #: Matplotlib's ten default colours, then eight more that are told apart from them: a colour per rule for the
 #: first 18 rules of the registry (the built-in ones), before any repeats.
 _COLORS = [f"C{k}" for k in range(10)] + ["black", "gold", "teal", "navy", "lime", "maroon", "orchid", "slategray"]

@@ -124,9 +124,10 @@ def format_summary(results: list[dict]) -> str:
 
     lines = [f"{'algorithm':<13} {'N':>3} {'mean %':>8} {'std':>6} {'n':>3} {'diverged':>8}"]
     for _, row in summarize(results_frame(results)).iterrows():
+        std = "-" if row["std"] != row["std"] else f"{row['std']:.2f}"  # one seed: no spread to show
         lines.append(
-            f"{row['algorithm']:<13} {row['num_workers']:>3} {row['mean']:>8.2f} {row['std']:>6.2f} "
-            f"{row['n']:>3} {row['diverged']:>8}"
+            f"{row['algorithm']:<13} {row['num_workers']:>3} {row['mean']:>8.2f} {std:>6} {row['n']:>3} "
+            f"{row['diverged']:>8}"
         )
     return "\n".join(lines)
 
