@@ -306,7 +306,9 @@ def test_a_trial_whose_files_cannot_be_read_is_listed_and_the_rest_is_reported(t
 
     assert main([path, "--out", str(tmp_path / "out")]) == 0
     captured = capsys.readouterr()
-    assert captured.err == "" and "Traceback" not in captured.out
+    notices = [line for line in captured.err.splitlines() if line]
+    assert notices[0].startswith("3 of 6 trials finished") and all(n.startswith("wrote ") for n in notices[1:])
+    assert "Traceback" not in captured.out + captured.err
     assert "### Trials whose files cannot be read" in captured.out
     assert f"- {empty}: {empty}/params.json: empty" in captured.out
     assert "| 4 | dana | 6.00 |  | 1 |" in captured.out
@@ -435,3 +437,20 @@ def test_the_csv_format_on_standard_output_is_csv_alone(tmp_path, capsys):
     table = pd.read_csv(io.StringIO(out))
     assert list(table["algorithm"]) == ["baseline", "dana"] and table.loc[0, "mean"] == 10.0
     assert "wrote " in err and "1 of 2 trials finished" in err
+
+
+def test_plots_tell_the_builtin_rules_apart_and_stay_on_a_laptop_screen(tmp_path):
+    from PIL import Image
+
+    from dana_ray.algorithms import BUILTIN_ALGORITHMS
+    from dana_ray.report.plots import _color, _marker, plot_delays
+
+    assert len({(_color(a), _marker(a)) for a in BUILTIN_ALGORITHMS}) == len(BUILTIN_ALGORITHMS) >= 14
+    assert len({_color(a) for a in BUILTIN_ALGORITHMS}) == len(BUILTIN_ALGORITHMS)
+    rules = [a for a in BUILTIN_ALGORITHMS if a != "baseline"]
+    trials = pd.DataFrame(
+        [timed([5.0], [1.0], algorithm=a, delay_histogram=[1, 2, 3]) for a in rules]  # one panel per rule
+    )
+    [path] = plot_delays(trials, str(tmp_path / "delays.png"))
+    width, height = Image.open(path).size
+    assert width <= 2000 and height <= 2000

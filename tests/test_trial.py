@@ -502,3 +502,25 @@ def test_ringmaster_reports_the_gradients_it_discarded():
     tails = [sum(sum(r["delay_histogram"][4:]) for r in rows[: k + 1]) for k in range(len(rows))]
     assert [r["discarded_gradients"] for r in rows] == tails and tails[-1] > 0
     assert result["discarded_gradients"] == tails[-1] and not result["diverged"]
+
+
+@pytest.mark.parametrize(
+    "change, hint",
+    [
+        (dict(epoch=3), "config: unknown key 'epoch'; allowed: "),
+        (dict(algorithm="dnaa"), "algorithm: unknown name 'dnaa'; allowed: "),
+        (dict(schedule="gama"), "schedule: unknown name 'gama'; allowed: "),
+    ],
+)
+def test_a_mistyped_name_or_key_gets_a_did_you_mean(change, hint):
+    with pytest.raises(ValueError) as refused:
+        TrialConfig.from_dict(dict(FAST, **change))
+    message = str(refused.value)
+    assert message.startswith(hint) and "\n" not in message
+    assert message.endswith({"epoch": "'epochs'?", "algorithm": "'dana'?", "schedule": "'gamma'?"}[next(iter(change))])
+
+
+def test_a_name_far_from_every_allowed_one_gets_no_guess():
+    with pytest.raises(ValueError) as refused:
+        TrialConfig.from_dict(dict(FAST, algorithm="xyzzy"))
+    assert "did you mean" not in str(refused.value)

@@ -25,7 +25,7 @@ import torch
 from dana_ray.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, UpdateRule, make_algorithm
 from dana_ray.config import executors as _executors  # noqa: F401  (declares the executors' sections)
 from dana_ray.config.sections import SECTIONS, Section, check_nested, reserve, section_of
-from dana_ray.core.checks import check_integer, check_name, check_number, is_number
+from dana_ray.core.checks import check_integer, check_name, check_number, did_you_mean, is_number
 from dana_ray.core.plugins import load_plugins, normalize
 from dana_ray.core.registry import resolve_options
 from dana_ray.data import DATASETS
@@ -169,7 +169,9 @@ class TrialConfig:
         allowed = [f.name for f in dataclasses.fields(cls) if f.name != "sections"] + list(SECTIONS)
         unknown = sorted(set(values) - set(allowed), key=str)
         if unknown:
-            raise ValueError(f"config: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
+            raise ValueError(
+                f"config: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}{did_you_mean(unknown[0], allowed)}"
+            )
         given = {name: values.pop(name) for name in list(values) if name in SECTIONS}
         # the sections given, resolved and each option checked by its Option (a section not given is its
         # defaults: ``section``); only these travel with the config, so a process that lacks another plug-in

@@ -7,6 +7,7 @@ they declare (``core/registry.Option``), so every option value is checked before
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Iterable
 from typing import Any, TypeGuard
@@ -23,10 +24,20 @@ def is_integer(value: object) -> TypeGuard[int]:
     return not isinstance(value, bool) and isinstance(value, int)
 
 
+def did_you_mean(value: object, allowed: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the allowed name closest to a mistyped ``value`` (``difflib``), else ""."""
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, [str(a) for a in allowed], n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def check_name(field: str, value: object, allowed: Iterable[str]) -> None:
     allowed = list(allowed)
     if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{field}: unknown name {value!r}; allowed: {', '.join(allowed)}")
+        raise ValueError(
+            f"{field}: unknown name {value!r}; allowed: {', '.join(allowed)}{did_you_mean(value, allowed)}"
+        )
 
 
 def check_options(field: str, owner: str, options: dict, allowed: Iterable[str]) -> None:
@@ -37,6 +48,7 @@ def check_options(field: str, owner: str, options: dict, allowed: Iterable[str])
     if unknown:
         raise ValueError(
             f"{field}: unknown option {unknown[0]!r} for {owner!r}; allowed: {', '.join(allowed) or 'none'}"
+            + did_you_mean(unknown[0], allowed)
         )
 
 

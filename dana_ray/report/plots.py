@@ -1,5 +1,6 @@
 """The report's plots, drawn on matplotlib ``Figure`` objects (no pyplot, so no backend to choose and nothing
-global changed in the caller's process): test error against workers per rule (the paper's points hollow),
+global changed in the caller's process), every rule in the same colour and marker in each: test error
+against workers per rule (the baseline a reference line, the paper's points hollow),
 learning curves at the largest N, the distribution of delays per rule at the largest N, and test error
 against the (simulated) clock at the largest N."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from dana_ray.algorithms import is_single_worker
 from dana_ray.report.tables import GROUP, add_histograms, rule_order
@@ -18,14 +20,32 @@ from dana_ray.report.timing import clock_of
 _COLORS = [f"C{k}" for k in range(10)] + ["black", "gold", "teal", "navy", "lime", "maroon", "orchid", "slategray"]
 
 
+#: A marker per rule too, so that lines of close colours, or drawn over each other, are still told apart.
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "d", "H", "8", "1", "2", "3"]
+#: Panels per row: a figure stays at most 4 x 4 in x 120 dpi = 1,920 px wide.
+_MOST_COLUMNS = 4
+
+
 def _color(algorithm: str) -> str:
     """The same colour for an algorithm in every plot."""
     return _COLORS[rule_order(algorithm) % len(_COLORS)]
 
 
+def _marker(algorithm: str) -> str:
+    """The same marker for an algorithm in every plot."""
+    return _MARKERS[rule_order(algorithm) % len(_MARKERS)]
+
+
 def _figure(groups: int) -> tuple[Figure, list[Axes]]:
-    fig = Figure(figsize=(6 * groups, 4.5))
-    return fig, list(fig.subplots(1, groups, squeeze=False)[0])
+    """``groups`` panels: side by side, at most ``_MOST_COLUMNS`` a row (unused places hidden)."""
+    columns = min(groups, _MOST_COLUMNS)
+    rows = -(-groups // columns)
+    width = 6.0 if groups <= 2 else 16 / columns  # inches a panel
+    fig = Figure(figsize=(width * columns, (4.5 if rows <= 2 else 3.5) * rows))  # 4 rows: 1,680 px high
+    axes = list(fig.subplots(rows, columns, squeeze=False).flat)
+    for ax in axes[groups:]:
+        ax.set_visible(False)
+    return fig, axes[:groups]
 
 
 def _save(fig: Figure, axes: list[Axes], path: str) -> list[str]:
@@ -46,11 +66,14 @@ def plot_error_vs_workers(summary: pd.DataFrame, path: str) -> list[str]:
     for ax, ((model, dataset, schedule), part) in zip(axes, groups):
         for algorithm, rows in part.groupby("algorithm", sort=False):
             color = _color(algorithm)
+            if is_single_worker(algorithm) and rows["mean"].notna().any():  # the reference every N is read against
+                ax.axhline(rows["mean"].iloc[0], color=color, linestyle="--", label=f"{algorithm} (N=1)")
+                continue
             ax.errorbar(
                 rows["num_workers"],
                 rows["mean"],
                 yerr=rows["std"].fillna(0),
-                marker="o",
+                marker=_marker(algorithm),
                 color=color,
                 label=algorithm,
                 capsize=3,
@@ -59,7 +82,7 @@ def plot_error_vs_workers(summary: pd.DataFrame, path: str) -> list[str]:
                 ax.plot(
                     rows["num_workers"],
                     rows["paper_mean"],
-                    marker="o",
+                    marker=_marker(algorithm),
                     markerfacecolor="none",
                     linestyle="--",
                     color=color,
@@ -91,9 +114,12 @@ def plot_curves(trials: pd.DataFrame, path: str) -> list[str]:
                 mean,
                 label=f"{algorithm} (N={n})",
                 color=_color(algorithm),
+                marker=_marker(algorithm),
+                markersize=4,
                 linestyle="--" if is_single_worker(algorithm) else "-",
             )
         ax.set(xlabel="epoch", ylabel="test error %", title=f"{model}, {dataset}, {schedule}: N = {largest}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _save(fig, axes, path)
 
 
@@ -148,7 +174,8 @@ def plot_error_vs_time(trials: pd.DataFrame, timing: pd.DataFrame, path: str) ->
                 label=f"{algorithm} (N={rows['num_workers'].iloc[0]})",
                 color=_color(algorithm),
                 linestyle="--" if is_single_worker(algorithm) else "-",
-                marker=".",
+                marker=_marker(algorithm),
+                markersize=4,
             )
         target = timing[(timing["model"] == model) & (timing["dataset"] == dataset) & (timing["schedule"] == schedule)]
         if len(target):
