@@ -95,9 +95,10 @@ def test_cluster_yaml_installs_torch_once_per_node_and_uploads_no_ignored_file(c
     assert "/data/" in ignored and "/ray_results/" in ignored
 
 
-README_FORMS = [  # as the README gives them, under "Rehearse it here"
+README_FORMS = [  # as the README gives them, under "Rehearse it here"; the Ray executor's in the slow tier (the
+    # default run's sweep tests run that executor through Tune)
     "python scripts/rehearse_cluster.py --smoke-test",
-    "python scripts/rehearse_cluster.py --smoke-test --executor ray",
+    pytest.param("python scripts/rehearse_cluster.py --smoke-test --executor ray", marks=pytest.mark.slow),
 ]
 
 

@@ -145,6 +145,7 @@ def test_a_lost_node_with_no_room_left_fails_the_trial_in_bounded_time_with_one_
     assert time.perf_counter() - removed[0] < 60
 
 
+@pytest.mark.slow  # 54 s; the default run resumes a failed trial from its checkpoint in tests/test_sweep.py
 def test_tune_resumes_the_trial_from_its_checkpoint_when_room_returns(cluster, tmp_path, local_sha):
     """The node of one of the trial's actors is removed after epoch 1 and nothing else has room: the trial
     fails after actor_start_timeout_s; Tune retries it; its placement group waits until a node joins (added

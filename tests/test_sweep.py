@@ -350,6 +350,7 @@ def test_an_unwritable_storage_is_one_line_before_anything_starts(tiny_grid, tmp
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".dana_ray-write-check")]
 
 
+@pytest.mark.slow  # 34 s; the default run resumes an interrupted sweep, and tests/test_lock.py takes a dead lock
 def test_a_killed_driver_resumes_without_redoing_finished_trials(tiny_grid, tmp_path):
     """``kill -9`` of the sweep's driver process once a trial has finished, then ``--resume``: the finished
     trials are not run again (their result files are untouched) and the report is complete."""

@@ -39,6 +39,7 @@ def test_a_resume_refuses_a_flag_it_cannot_apply_in_one_line(flags, says, tmp_pa
     assert err.startswith(f"error: {says}") and len(err.splitlines()) == 1, err
 
 
+@pytest.mark.slow  # 28 s; tests/test_ray_shards.py restores a checkpoint with another number of shards
 @pytest.mark.usefixtures("ray_session")
 def test_a_resume_with_another_number_of_server_shards_runs_with_it_to_the_undisturbed_sha(tmp_path, capsys):
     """A K = 2 trial whose server is killed after epoch 1 (no retries: the experiment is left unfinished),
