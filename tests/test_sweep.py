@@ -585,6 +585,7 @@ def test_an_unreadable_checkpoint_falls_back_to_the_one_before_or_to_the_start(t
     assert state is None and note.endswith("and no earlier one can; the trial starts again from its beginning")
 
 
+@pytest.mark.slow  # 21 s; the default run: the fallback itself above, and tests/test_sweep_outcomes.py's histories
 def test_a_trial_whose_latest_checkpoint_is_corrupt_resumes_from_the_one_before(tiny_grid, tmp_path, capsys, notes):
     """The epoch-2 checkpoint overwritten with garbage, then the trial's server killed: the trial resumes
     from epoch 1 (never retrying the corrupt file), says so in one line on the driver, and ends with the

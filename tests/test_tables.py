@@ -40,8 +40,9 @@ def data(tmp_path_factory):
 #: (table6 = table5's WRN on CIFAR-100, which tests/test_data.py loads; table7 = table5 with table4's block
 #: random and SSGD; table8 = table7 on CIFAR-100), and table2 (ResNet-50 on ImageNet folders: 40 s on the CPU;
 #: the default run builds ResNet-50 in tests/test_models.py and reads image folders in tests/test_data.py and
-#: the GPU check's folder pipeline).
-SLOW = ("table2", "table6", "table7", "table8")
+#: the GPU check's folder pipeline), and recent (table3's ResNet-20 on CIFAR-10 with the later rules, which the
+#: default run's speedup grid and the rule tests cover).
+SLOW = ("recent", "table2", "table6", "table7", "table8")
 
 
 @pytest.mark.parametrize("name", [pytest.param(g, marks=pytest.mark.slow) if g in SLOW else g for g in GRIDS])
