@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from dana_ray.report import Report, delay_table, load_experiment, main, paper_tables, render, summarize, time_to_target
+from dana_ray.report.timing import render_time_to_target
 
 
 def trial(
@@ -396,6 +397,9 @@ def test_a_given_target_error_applies_to_every_group_and_arrival_uses_wall_time(
             timed([20, 10], [1, 2], schedule="round-robin", algorithm="dana"),
         ]
     )
+    assert "in seconds (wall_time))" in render_time_to_target(time_to_target(trials, 15.0)[:1], 15.0, 1.0)
+    traced = time_to_target(trials.assign(schedule="trace"), 15.0)
+    assert "in simulated seconds (the trace's))" in render_time_to_target(traced, 15.0, 1.0)
     table = time_to_target(trials, target_error=15.0).set_index("schedule")
     assert table.loc["arrival", "clock"] == "wall_time" and table.loc["arrival", "time"] == 6.0
     assert table.loc["round-robin", "time"] == 2 and math.isnan(table.loc["round-robin", "speedup_vs_baseline"])

@@ -129,7 +129,13 @@ def render_time_to_target(table: pd.DataFrame, target_error: float | None, toler
     for (model, dataset, schedule), part in table.groupby(GROUP, sort=False):
         target = part["target"].iloc[0]
         how = "given" if target_error is not None else f"the baseline's final mean + {tolerance:g}"
-        unit = "seconds (wall_time)" if part["clock"].iloc[0] == "wall_time" else "simulated time units"
+        unit = (
+            "seconds (wall_time)"
+            if part["clock"].iloc[0] == "wall_time"
+            else "simulated seconds (the trace's)"
+            if schedule == "trace"
+            else "simulated time units"
+        )
         versus = bool((part["algorithm"] == SYNCHRONOUS_REFERENCE).any())  # its column only where it ran
         header = ["workers", "algorithm", "time to target", "std", "epochs", "reached", "speedup vs baseline"]
         header += [f"vs {SYNCHRONOUS_REFERENCE}"] if versus else []
