@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from typing import Any
 
 import pandas as pd
 
@@ -62,9 +63,7 @@ def load_experiment(path: str) -> pd.DataFrame:
                 finished=is_finished(last, config.get("epochs", DEFAULTS.epochs)),
                 mean_delay=last.get("mean_delay", math.nan),
                 params_sha256=last.get("params_sha256", ""),
-                curve=[r.get("test_error", math.nan) for r in results],
-                sim_times=[r.get("sim_time", math.nan) for r in results],
-                wall_times=[r.get("wall_time", math.nan) for r in results],
+                **epoch_series(results),
                 delay_histogram=add_histograms(r.get("delay_histogram") or [] for r in results),
             )
         )
@@ -79,6 +78,16 @@ def load_experiment(path: str) -> pd.DataFrame:
     trials = pd.DataFrame(rows)
     trials.attrs["broken"] = broken
     return trials
+
+
+def epoch_series(rows: list[dict]) -> dict[str, Any]:
+    """A trial's per-epoch test errors (``curve``) and times on both clocks, from its epoch rows (nan where a
+    row lacks one: results from before the clock)."""
+    return {
+        "curve": [r.get("test_error", math.nan) for r in rows],
+        "sim_times": [r.get("sim_time", math.nan) for r in rows],
+        "wall_times": [r.get("wall_time", math.nan) for r in rows],
+    }
 
 
 def is_finished(last: dict, epochs: int) -> bool:
@@ -164,9 +173,7 @@ def results_frame(results: list[dict]) -> pd.DataFrame:
                 finished=True,
                 mean_delay=r["mean_delay"],
                 params_sha256=r["params_sha256"],
-                curve=[h["test_error"] for h in r["history"]],
-                sim_times=[h.get("sim_time", math.nan) for h in r["history"]],
-                wall_times=[h.get("wall_time", math.nan) for h in r["history"]],
+                **epoch_series(r["history"]),
             )
             for r in results
         ]

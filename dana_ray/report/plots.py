@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator
 
 from dana_ray.algorithms import is_single_worker
 from dana_ray.report.tables import GROUP, add_histograms, rule_order
-from dana_ray.report.timing import clock_of
+from dana_ray.report.timing import clock_unit, times_column
 
 #: Matplotlib's ten default colours, then eight more that are told apart from them: a colour per rule for the
 #: first 18 rules of the registry (the built-in ones), before any repeats.
@@ -154,13 +154,13 @@ def plot_error_vs_time(trials: pd.DataFrame, timing: pd.DataFrame, path: str) ->
     groups = [
         (key, part)
         for key, part in done.groupby(GROUP, sort=False)
-        if any(t and t[0] == t[0] for t in part["sim_times" if clock_of(key[2]) == "sim_time" else "wall_times"])
+        if any(t and t[0] == t[0] for t in part[times_column(key[2])])
     ]
     if not groups:
         return []
     fig, axes = _figure(len(groups))
     for ax, ((model, dataset, schedule), part) in zip(axes, groups):
-        times_key = "sim_times" if clock_of(schedule) == "sim_time" else "wall_times"
+        times_key = times_column(schedule)
         largest = part["num_workers"].max()
         shown = part[(part["num_workers"] == largest) | part["algorithm"].map(is_single_worker)]
         for algorithm, rows in sorted(shown.groupby("algorithm", sort=False), key=lambda g: rule_order(g[0])):
@@ -180,6 +180,10 @@ def plot_error_vs_time(trials: pd.DataFrame, timing: pd.DataFrame, path: str) ->
         target = timing[(timing["model"] == model) & (timing["dataset"] == dataset) & (timing["schedule"] == schedule)]
         if len(target):
             ax.axhline(target["target"].iloc[0], color="grey", linestyle=":", label="target")
-        unit = "wall-clock seconds" if times_key == "wall_times" else "simulated time (batches of a nominal worker)"
-        ax.set(xscale="log", xlabel=unit, ylabel="test error %", title=f"{model}, {dataset}, {schedule}: N = {largest}")
+        ax.set(
+            xscale="log",
+            xlabel=clock_unit(schedule),
+            ylabel="test error %",
+            title=f"{model}, {dataset}, {schedule}: N = {largest}",
+        )
     return _save(fig, axes, path)

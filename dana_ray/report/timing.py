@@ -21,7 +21,7 @@ import pandas as pd
 
 from dana_ray.algorithms import SYNCHRONOUS_REFERENCE, is_single_worker
 from dana_ray.report.tables import GROUP, rule_order
-from dana_ray.schedules import ARRIVAL
+from dana_ray.schedules import ARRIVAL, Trace
 
 #: Percentage points above the baseline's final mean error that count as reaching it: about the spread of
 #: one seed's final error around the mean on the quickstart's digits, and the paper's "within one point".
@@ -45,6 +45,18 @@ COLUMNS = GROUP + [
 def clock_of(schedule: str) -> str:
     """The row key a schedule's times are read from: ``wall_time`` under ``arrival``, else ``sim_time``."""
     return "wall_time" if schedule == ARRIVAL else "sim_time"
+
+
+def times_column(schedule: str) -> str:
+    """The trials frame's column of per-epoch times on ``clock_of(schedule)``: ``wall_times`` or ``sim_times``."""
+    return clock_of(schedule) + "s"
+
+
+def clock_unit(schedule: str) -> str:
+    """What one unit of ``clock_of(schedule)`` is, in words."""
+    if clock_of(schedule) == "wall_time":
+        return "seconds (wall_time)"
+    return "simulated seconds (the trace's)" if schedule == Trace.name else "simulated time units"
 
 
 def first_reached(curve: list[float], times: list[float], target: float) -> tuple[float, int]:
@@ -73,9 +85,8 @@ def time_to_target(
             if baseline.empty:
                 continue
             target = float(baseline["test_error"].mean()) + tolerance
-        times_key = "wall_times" if clock_of(schedule) == "wall_time" else "sim_times"
         for (num_workers, algorithm), cell in part.groupby(["num_workers", "algorithm"], sort=False):
-            reached = [first_reached(c, t, target) for c, t in zip(cell["curve"], cell[times_key])]
+            reached = [first_reached(c, t, target) for c, t in zip(cell["curve"], cell[times_column(schedule)])]
             times = [t for t, _ in reached if not math.isnan(t)]
             rows.append(
                 {
@@ -129,13 +140,7 @@ def render_time_to_target(table: pd.DataFrame, target_error: float | None, toler
     for (model, dataset, schedule), part in table.groupby(GROUP, sort=False):
         target = part["target"].iloc[0]
         how = "given" if target_error is not None else f"the baseline's final mean + {tolerance:g}"
-        unit = (
-            "seconds (wall_time)"
-            if part["clock"].iloc[0] == "wall_time"
-            else "simulated seconds (the trace's)"
-            if schedule == "trace"
-            else "simulated time units"
-        )
+        unit = clock_unit(schedule)
         versus = bool((part["algorithm"] == SYNCHRONOUS_REFERENCE).any())  # its column only where it ran
         header = ["workers", "algorithm", "time to target", "std", "epochs", "reached", "speedup vs baseline"]
         header += [f"vs {SYNCHRONOUS_REFERENCE}"] if versus else []
