@@ -165,11 +165,12 @@ class Rehearsal:
                 f"{servers[0] if servers else '-'}), {len(workers)} workers",
             )
         else:  # each trial simulates its workers in its own Tune process (a reused ImplicitFunc actor)
-            trials = [a for a in actors if a.get("class_name") == "ImplicitFunc"]
+            # Ray names the class by its qualified name: wrap_function.<locals>.ImplicitFunc
+            trials = [a for a in actors if (a.get("class_name") or "").rsplit(".", 1)[-1] == "ImplicitFunc"]
             self.expect(
                 "the dashboard's actors API lists the Tune trial processes and no ParameterServer (executor local)",
                 bool(trials) and not servers,
-                f"{len(trials)} trial processes, {len(servers)} servers",
+                f"HTTP {status}, {len(actors)} actors: {len(trials)} trial processes, {len(servers)} servers",
             )
 
     def start_prometheus(self, data_dir: str) -> None:
