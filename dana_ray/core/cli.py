@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import re
 import sys
+import textwrap
 from collections.abc import Iterator
 from typing import NoReturn
 
@@ -22,6 +24,22 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         fail(f"{self.prog}: {message} (see --help)")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with the description's lines kept as written (its examples), every default shown, and no
+    name broken at its hyphen (``gap-aware``)."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+def plain(doc: str) -> str:
+    """A docstring as ``--help`` shows it: no reST markup (double backquotes, ``::``, roles like
+    ``:func:`x```, ``**bold**``), each line as written."""
+    text = re.sub(r":[a-z]+:`([^`]+)`", r"\1", doc)
+    text = text.replace("``", "").replace("**", "")
+    return re.sub(r"::$", ":", text, flags=re.MULTILINE).strip()
 
 
 def fail(message: str) -> NoReturn:

@@ -32,7 +32,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from dana_ray.core.cli import bad_input
+from dana_ray.core.cli import bad_input, plain
 
 #: dana_ray's Grafana dashboard: every exported figure (``engine/ray/metrics.py``) per trial.
 GRAFANA_DASHBOARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "grafana", "dana_dashboard.json")
@@ -147,7 +147,7 @@ def query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=plain(__doc__.split("\n\n")[0]))
     p.add_argument("--prometheus-port", type=int, default=9090)
     p.add_argument("--grafana-port", type=int, default=3000)
     p.add_argument("--no-grafana", action="store_true", help="Prometheus only")

@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import sys
 
-from dana_ray.core.cli import EXIT_FAILED, OneLineParser, bad_input, one_line, show_notes
+from dana_ray.core.cli import EXIT_FAILED, OneLineParser, bad_input, one_line, plain, show_notes
 from dana_ray.report.load import load_experiment
 from dana_ray.report.render import FORMATS
 from dana_ray.report.report import Report
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    p = OneLineParser(prog="python -m dana_ray.report", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m dana_ray.report", description=plain(__doc__.split("\n\n")[0]))
     p.add_argument("experiment", help="a Tune experiment directory (what python -m dana_ray.sweep printed)")
     p.add_argument("--format", choices=FORMATS, default="markdown", help="what to print")
     p.add_argument("--out", help="where to write tables and plots (default: EXPERIMENT/report)")

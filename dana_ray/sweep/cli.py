@@ -32,10 +32,10 @@ from typing import Any
 import yaml
 
 from dana_ray.config import EXECUTORS, TrialConfig, get_option, set_options
-from dana_ray.core.cli import EXIT_FAILED, EXIT_INTERRUPTED, OneLineParser, bad_input, one_line, show_notes
+from dana_ray.core.cli import EXIT_FAILED, EXIT_INTERRUPTED, OneLineParser, bad_input, one_line, plain, show_notes
 from dana_ray.experiments.fits import check_fits, generated_shapes, key_of
 from dana_ray.experiments.folder import GRID_FILE
-from dana_ray.experiments.grid import Grid, GridError, check_executor, load_grid
+from dana_ray.experiments.grid import Grid, GridError, check_executor, grid_names, load_grid
 from dana_ray.sweep import signals
 from dana_ray.sweep.lock import LockError, claim
 from dana_ray.sweep.tuner import latest_experiment, make_tuner, tune_trainable
@@ -44,12 +44,13 @@ DEFAULT_STORAGE = os.path.expanduser("~/ray_results")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m dana_ray.sweep", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m dana_ray.sweep", description=plain(__doc__.split("\n\n")[0]))
     p.add_argument(
         "config",
         nargs="?",
         default=None,
-        help="grid file or name in tune_configs/ (default: quickstart; with --resume: the grid the experiment ran)",
+        help=f"a grid file, or one of: {', '.join(grid_names())} (default: quickstart; with --resume: the grid "
+        "the experiment ran)",
     )
     p.add_argument("--resume", action="store_true", help="continue an interrupted experiment (--name, or the latest)")
     p.add_argument("--smoke-test", action="store_true", help="one epoch and the first seed of every cell")

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from dana_ray.config import SECTIONS, TrialConfig, section_of, set_options
 from dana_ray.config.executors import EXECUTORS, check_supports
-from dana_ray.core.cli import OneLineParser, bad_input, one_line, show_notes
+from dana_ray.core.cli import HelpFormatter, OneLineParser, bad_input, one_line, plain, show_notes
 from dana_ray.core.plugins import load_plugins
 from dana_ray.data import check_dataset
 from dana_ray.engine.build import resolve_device
@@ -36,16 +36,15 @@ def _parser() -> argparse.ArgumentParser:
     """One flag per ``TrialConfig`` field, generated from the field's type, default and help (``--lr``,
     ``--max-steps-per-epoch``, ...; the axes take several values), and one per option of every config section
     (``--device``, ``--num-actors``, ...: the section's declared options, a plug-in executor's included)."""
-    p = OneLineParser(
-        prog="python -m dana_ray.trial",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = OneLineParser(prog="python -m dana_ray.trial", description=plain(__doc__), formatter_class=HelpFormatter)
     defaults, hints = TrialConfig(), typing.get_type_hints(TrialConfig)
+    names = registered_names()
     for f in dataclasses.fields(TrialConfig):
         if f.name == "sections":
             continue
         flag, default, help = "--" + f.name.replace("_", "-"), getattr(defaults, f.name), f.metadata["help"]
+        if f.name in names:  # the registered names, a plug-in's included (its module is loaded first)
+            help = f"one of: {', '.join(names[f.name])}"
         kinds = [k for k in (typing.get_args(hints[f.name]) or (hints[f.name],)) if k is not type(None)]
         if f.name in SWEPT:
             p.add_argument(flag, nargs="+", type=kinds[0], default=[default], help=f"{help} (one or more)")
@@ -65,10 +64,25 @@ def _parser() -> argparse.ArgumentParser:
                 p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help)
             else:  # a YAML value, checked by the option's own check
                 p.add_argument(flag, type=yaml.safe_load, default=argparse.SUPPRESS, help=help)
-    p.add_argument("--executor", default="local", help=f"one of: {', '.join(EXECUTORS)} (or a plug-in's)")
+    p.add_argument("--executor", default="local", help=f"one of: {', '.join(EXECUTORS)}")
     p.add_argument("--json", action="store_true", help="print each result as one JSON line")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     return p
+
+
+def registered_names() -> dict[str, list[str]]:
+    """The names each named field of a trial accepts now: the registries', with the plug-ins loaded so far."""
+    from dana_ray.algorithms import ALGORITHMS
+    from dana_ray.data import DATASETS
+    from dana_ray.models import MODELS
+    from dana_ray.schedules import SCHEDULES
+
+    return {
+        "algorithm": list(ALGORITHMS),
+        "model": list(MODELS),
+        "dataset": list(DATASETS),
+        "schedule": [*SCHEDULES, "arrival (Ray executor only)"],
+    }
 
 
 def _scalar(kinds: list[type]) -> Callable[[str], Any]:
