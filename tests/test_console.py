@@ -131,3 +131,43 @@ def test_rays_error_messages_to_the_driver_go_to_stderr(capsys):
     captured = capsys.readouterr()
     assert "A worker died or was killed" in captured.err and "A worker died" not in captured.out
     assert "an actor's print" in captured.out
+
+
+def test_the_dashboard_line_says_where_and_how_to_get_in(monkeypatch):
+    from dana_ray.cluster.session import AUTH_MODE_ENV, TOKEN_FILE, dashboard_line
+
+    monkeypatch.setenv(AUTH_MODE_ENV, "token")  # what ray.init sets in its process when it turns tokens on
+    line = dashboard_line("127.0.0.1:8266")
+    assert line.startswith("Ray dashboard: http://127.0.0.1:8266 (it asks for Ray's token: `ray get-auth-token`")
+    assert TOKEN_FILE in line and f"{AUTH_MODE_ENV}=disabled" in line
+    monkeypatch.setenv(AUTH_MODE_ENV, "disabled")
+    assert dashboard_line("127.0.0.1:8265") == "Ray dashboard: http://127.0.0.1:8265"
+    assert dashboard_line(None) is None  # Ray started without its dashboard
+
+
+def test_rays_token_warning_is_dropped_only_while_ray_starts():
+    """Ray logs its warning each time ``ray.init`` starts an instance; the dashboard line replaces it."""
+    import logging
+
+    from dana_ray.cluster.session import token_warning_replaced
+
+    class Kept(logging.Handler):  # on the logger itself: Ray's "ray" logger does not propagate to the root
+        records: list = []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    log, kept = logging.getLogger("ray._private.authentication.authentication_token_setup"), Kept()
+    warning = "Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled to opt out."
+    log.addHandler(kept)
+    try:
+        with token_warning_replaced():
+            log.warning(warning)
+            log.warning("Token authentication is disabled for this Ray cluster.")  # any other is kept
+        log.warning(warning)
+    finally:
+        log.removeHandler(kept)
+    assert [r.getMessage()[:40] for r in kept.records] == [
+        "Token authentication is disabled for thi",
+        "Token authentication is enabled for this",
+    ]

@@ -271,6 +271,7 @@ def _sweep(
     import ray
     from ray import tune
 
+    from dana_ray.cluster.session import init_ray
     from dana_ray.sweep import resume, tune_log
 
     if not args.verbose:  # Tune's warning about frequent state snapshots, once per checkpoint of a quick trial
@@ -278,7 +279,9 @@ def _sweep(
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's classic reporter: silent at verbose=0
     if not ray.is_initialized():  # joins RAY_ADDRESS or a cluster on this machine; else starts Ray here
         with signals.deferred(), _without_rays_sigterm_handler():
-            ray.init(log_to_driver=args.verbose)  # quiet: actors' output stays in Ray's logs (the dashboard)
+            dashboard = init_ray(log_to_driver=args.verbose)  # quiet: actors' output stays in Ray's logs
+        if dashboard:
+            print(dashboard)  # where to watch the trials, and how to get in
     tune_log.quiet_tune(args.verbose)
     tune_log.ray_errors_to_stderr()
     if not args.skip_data_check:  # data sets with files: checked on every node, then fitted

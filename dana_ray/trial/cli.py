@@ -195,9 +195,12 @@ def _sized_to_ray(args: argparse.Namespace, configs: list[TrialConfig]) -> tuple
     import ray
 
     from dana_ray.cluster import resources
+    from dana_ray.cluster.session import init_ray
 
-    if not ray.is_initialized():
-        ray.init()  # joins the cluster in RAY_ADDRESS (ray job submit) or on this machine, else starts one
+    if not ray.is_initialized():  # joins the cluster in RAY_ADDRESS (ray job submit) or on this machine
+        dashboard = init_ray()
+        if dashboard:
+            print(dashboard, file=sys.stderr)  # stdout holds the results (--json: one JSON line each)
     cluster, can_grow = resources.read_cluster()
     given, counts = _fixed(args), sorted({cfg.num_workers for cfg in configs})
     if can_grow:  # the runs are not under Tune: no trial process reserves CPUs (trial_cpus 0)
