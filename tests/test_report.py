@@ -160,7 +160,16 @@ def test_load_a_saved_experiment_and_write_the_report(tmp_path, capsys):
     assert trials.loc[("dana", 1), "curve"] == [30, 11, 7]
 
     out = tmp_path / "out"
-    assert main([path, "--out", str(out)]) == 0
+    assert main([path, "--out", str(out)]) == 0  # printed: the compact tables, in the paper's layout
+    compact = capsys.readouterr().out.split("\n\n")
+    assert compact[0].splitlines()[1:] == [  # asgd: seed 0 diverged, seed 1 unfinished
+        "N  baseline  asgd     dana",
+        "1  5.00*",
+        "4            90.00†*  6.50 ± 0.71",
+        "† diverged; * incomplete",
+    ]
+    assert compact[1].splitlines()[2:] == ["N  asgd            dana", "4  +85.00 / +2.63  +1.50 / +0.07 #"]
+    assert main([path, "--out", str(out), "--format", "markdown"]) == 0
     printed = capsys.readouterr().out
     assert (
         "| 4 | dana | 6.50 | 0.71 | 2 |" in printed
@@ -305,7 +314,7 @@ def test_a_trial_whose_files_cannot_be_read_is_listed_and_the_rest_is_reported(t
     assert table.loc[(4, "dana"), "n"] == 1 and table.loc[(4, "dana"), "flags"] == "incomplete, broken"
     assert table.loc[(4, "asgd"), "n"] == 0 and table.loc[(4, "asgd"), "flags"] == "incomplete, broken"
 
-    assert main([path, "--out", str(tmp_path / "out")]) == 0
+    assert main([path, "--out", str(tmp_path / "out"), "--format", "markdown"]) == 0
     captured = capsys.readouterr()
     notices = [line for line in captured.err.splitlines() if line]
     assert notices[0].startswith("3 of 6 trials finished") and all(n.startswith("wrote ") for n in notices[1:])
@@ -348,7 +357,7 @@ def test_a_cut_result_line_is_broken_and_listed_and_a_trial_never_started_is_pen
     assert table.loc[(4, "dana"), "n"] == 1 and table.loc[(4, "dana"), "flags"] == "incomplete, broken"
 
     (root / "trial_1" / "result.json").write_text("".join(json.dumps(r) + "\n" for r in epochs([7.0, 6.0, 5.0])))
-    assert main([path, "--out", str(tmp_path / "out")]) == 0
+    assert main([path, "--out", str(tmp_path / "out"), "--format", "markdown"]) == 0
     out, err = capsys.readouterr()
     assert "cannot be read" not in out and "broken" not in out
     assert "| 4 | dana | 5.00 | 0.00 | 2 |" in out and err.rstrip().splitlines()[-1].startswith("wrote ")
@@ -418,6 +427,14 @@ def test_the_report_command_takes_a_target_error_and_writes_the_time_plot(tmp_pa
     )
     out = tmp_path / "out"
     assert main([path, "--out", str(out), "--target-error", "15"]) == 0
+    compact = capsys.readouterr().out.split("\n\n")[-1].splitlines()
+    assert compact == [
+        "time to test error <= 15.00 % in simulated time units (speedup over the baseline; - not reached)",
+        "N  baseline      dana",
+        "1  20.0 (1.00x)",
+        "4                6.0 (3.33x)",
+    ]
+    assert main([path, "--out", str(out), "--target-error", "15", "--format", "markdown"]) == 0
     printed = capsys.readouterr().out
     assert "(test error <= 15.00 %, given; in simulated time units)" in printed
     assert "| 4 | dana | 6.0 |  | 2.0 | 1 of 1 | 3.33 |\n" in printed  # no SSGD ran: no column for it

@@ -640,7 +640,8 @@ def test_the_sweep_writes_its_report_into_the_experiment_folder(tiny_grid, tmp_p
     ):
         assert name in line and (folder / name).stat().st_size > 0, name
     assert "| 2 | dana |" in (folder / "summary.md").read_text()
-    assert "### Time to target: cnn on digits, round-robin" in out
+    assert "cnn on digits, round-robin: test error % (mean ± std over seeds)" in out  # the compact tables
+    assert "time to test error <= " in out
 
 
 def test_the_smallest_grid_a_newcomer_writes_is_sized_to_a_2_cpu_cluster_and_finishes(tmp_path, capsys):

@@ -47,7 +47,13 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     p = OneLineParser(prog="python -m dana_ray.report", description=plain(__doc__.split("\n\n")[0]))
     p.add_argument("experiment", help="a Tune experiment directory (what python -m dana_ray.sweep printed)")
-    p.add_argument("--format", choices=FORMATS, default="markdown", help="what to print")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="text",
+        help="what to print on stdout: text, compact tables in the paper's layout; or the full summary as markdown, "
+        "csv or latex (the files are written in every format whatever it says)",
+    )
     p.add_argument("--out", help="where to write tables and plots (default: EXPERIMENT/report)")
     p.add_argument(
         "--target-error",

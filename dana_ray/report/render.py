@@ -3,11 +3,14 @@ unreadable trials."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 
 from dana_ray.report.tables import GROUP
 
-FORMATS = ("markdown", "csv", "latex")
+#: What ``--format`` prints: the compact table for a terminal, or one of the files' formats.
+FORMATS = ("text", "markdown", "csv", "latex")
 
 
 def _cells(row: pd.Series) -> list[str]:
@@ -24,8 +27,8 @@ def render_text(
     """The summary (``tables.summarize`` with the paper's numbers) as markdown, CSV or LaTeX text, each group
     followed by its shape view (markdown) and the trials whose files cannot be read (``unreadable``: folder,
     reason)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"format: unknown name {fmt!r}; allowed: {', '.join(FORMATS)}")
+    if fmt not in FORMATS[1:]:
+        raise ValueError(f"format: unknown name {fmt!r}; allowed: {', '.join(FORMATS[1:])}")
     if fmt == "csv":
         return table.to_csv(index=False)
     header = ["workers", "algorithm", "test error %", "std", "n", "paper", "paper std", "flags"]
@@ -108,3 +111,86 @@ def render_delays(delays: pd.DataFrame) -> str:
     for _, row in delays.iterrows():
         lines.append("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
+
+
+#: How a flagged cell is marked in the compact table, and what the mark means.
+MARKS = {"diverged": "†", "incomplete": "*", "broken": "!"}
+
+
+def render_compact(
+    summary: pd.DataFrame, shape: pd.DataFrame, timing: pd.DataFrame, unreadable: list[tuple[str, str]]
+) -> str:
+    """The report for a terminal, per group in the paper's layout: workers down, rules across, each cell the
+    mean ± std test error over seeds (a lone seed: its error alone); the paper's own cells and the shape view
+    only where the paper has cells to read them against; the time to target as time (speedup over the
+    baseline). The files hold every column (``render_text``, ``render_delays``, ``time_to_target.csv``)."""
+    blocks = []
+    for key, part in summary.groupby(GROUP, sort=False):
+        model, dataset, schedule = key
+        blocks.append(f"{model} on {dataset}, {schedule}: test error % (mean ± std over seeds)")
+        blocks[-1] += "\n" + _grid(part, lambda r: _mean_std(r["mean"], r["std"]) + _marks(r["flags"]))
+        used = {word for flags in part["flags"] for word in MARKS if word in str(flags)}
+        if used:
+            blocks[-1] += "\n" + "; ".join(f"{MARKS[w]} {w}" for w in MARKS if w in used)
+        if "paper_mean" in part and part["paper_mean"].notna().any():
+            table = int(part["paper_table"].dropna().iloc[0]) if "paper_table" in part else None
+            cells = part[part["paper_mean"].notna()]
+            blocks.append(
+                f"the paper's Table {table}, the same cells:\n"
+                + _grid(cells, lambda r: _mean_std(r["paper_mean"], r["paper_std"]))
+            )
+        ours = shape[(shape[GROUP] == pd.Series(key, index=GROUP)).all(axis=1)] if len(shape) else shape
+        both = ours[ours["signs_agree"].notna()] if len(ours) else ours
+        if len(both):
+            table = int(ours["paper_table"].iloc[0])
+            blocks.append(
+                f"shape against the paper's Table {table}: each rule's error minus its baseline's, ours / the "
+                f"paper's;\nsigns (+, -, or = within one std) agree in {int(both['signs_agree'].sum())} of "
+                f"{len(both)} cells (# where they differ)\n"
+                + _grid(both, lambda r: f"{r['ours']:+.2f} / {r['paper']:+.2f}" + ("" if r["signs_agree"] else " #"))
+            )
+        when = timing[(timing[GROUP] == pd.Series(key, index=GROUP)).all(axis=1)] if len(timing) else timing
+        if len(when):
+            from dana_ray.report.timing import clock_unit
+
+            target = when["target"].iloc[0]
+            blocks.append(
+                f"time to test error <= {target:.2f} % in {clock_unit(schedule)} (speedup over the baseline; "
+                f"- not reached)\n" + _grid(when, _time_cell)
+            )
+    if unreadable:
+        blocks.append(
+            "trials whose files cannot be read (flag broken; not counted):\n"
+            + "\n".join(f"  {folder}: {reason}" for folder, reason in unreadable)
+        )
+    return "\n\n".join(blocks) + "\n"
+
+
+def _mean_std(mean: float, std: float) -> str:
+    if pd.isna(mean):
+        return "-"
+    return f"{mean:.2f}" if pd.isna(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def _marks(flags: object) -> str:
+    return "".join(mark for word, mark in MARKS.items() if word in str(flags or ""))
+
+
+def _time_cell(row: pd.Series) -> str:
+    if pd.isna(row["time"]):
+        return "-"
+    speedup = row["speedup_vs_baseline"]
+    return f"{row['time']:.1f}" + ("" if pd.isna(speedup) else f" ({speedup:.2f}x)")
+
+
+def _grid(part: pd.DataFrame, cell: Callable[[pd.Series], str]) -> str:
+    """Rows ``num_workers``, columns ``algorithm`` (in the order they come), ``cell(row)`` in each, aligned."""
+    rules = list(dict.fromkeys(part["algorithm"]))
+    counts = list(dict.fromkeys(part["num_workers"]))
+    cells = {(r["num_workers"], r["algorithm"]): cell(r) for _, r in part.iterrows()}
+    rows = [["N", *rules]] + [[str(n), *(cells.get((n, a), "") for a in rules)] for n in counts]
+    widths = [max(len(row[k]) for row in rows) for k in range(len(rules) + 1)]
+    return "\n".join(
+        "  ".join(text.rjust(w) if k == 0 else text.ljust(w) for k, (text, w) in enumerate(zip(row, widths))).rstrip()
+        for row in rows
+    )

@@ -9,7 +9,7 @@ import pandas as pd
 
 from dana_ray.report.paper import paper_tables
 from dana_ray.report.plots import plot_curves, plot_delays, plot_error_vs_time, plot_error_vs_workers
-from dana_ray.report.render import render_delays, render_text
+from dana_ray.report.render import render_compact, render_delays, render_text
 from dana_ray.report.tables import delay_table, shape_table, summarize
 from dana_ray.report.timing import TOLERANCE, render_time_to_target, time_to_target
 
@@ -31,7 +31,10 @@ class Report:
         self.unreadable: list[tuple[str, str]] = list(trials.attrs.get("broken", []))
 
     def render(self, fmt: str = "markdown") -> str:
-        """The summary as ``fmt`` (markdown, csv, latex); markdown adds the delays table."""
+        """The report as ``fmt``: ``text``, the compact tables for a terminal (``render_compact``); or the
+        summary as markdown, csv or latex, markdown adding the delays and the time to target."""
+        if fmt == "text":
+            return render_compact(self.summary, self.shape, self.timing, self.unreadable)
         text = render_text(self.summary, self.shape, self.unreadable, fmt)
         if fmt == "markdown" and len(self.delays):
             text += "\n" + render_delays(self.delays)

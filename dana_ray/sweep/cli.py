@@ -343,7 +343,7 @@ def _sweep(
         trials = load_experiment(path)
         if not args.no_report:
             report = Report(trials)
-            print(report.render("markdown"))
+            print(report.render("text"))
             written = report.write(os.path.join(path, "report"))
             print(
                 f"report written into {os.path.join(path, 'report')}: "
