@@ -243,6 +243,11 @@ def test_cpu_threads_is_set_for_the_run_and_restored():
     seen = []
     run(trial_dict(FAST, epochs=1, cpu_threads=1), callback=lambda row: seen.append(torch.get_num_threads()))
     assert seen == [1] and torch.get_num_threads() == before
+    # unset: as many as a gradient actor reserving cpus_per_actor computes on (the Ray executor's numbers)
+    for cpus, threads in [(1.0, 1), (2.0, 2), (0.25, 1)]:
+        seen.clear()
+        run(trial_dict(FAST, epochs=1, cpus_per_actor=cpus), callback=lambda row: seen.append(torch.get_num_threads()))
+        assert seen == [threads] and torch.get_num_threads() == before
 
 
 def test_unknown_executor():
@@ -376,6 +381,25 @@ def test_cli_compares_algorithms_and_workers(capsys):
     assert rows[2][4:] == ["2", "0"]
 
 
+def test_cli_epoch_lines_go_to_stderr_and_stdout_holds_the_tables_alone(capsys):
+    """Off a terminal (``> results.txt``, a CI log) the per-epoch progress never lands inside the table."""
+    assert main(["--seed", "0", "1", "--epochs", "2", "--max-steps-per-epoch", "5"]) == 0
+    captured = capsys.readouterr()
+    runs, summary = captured.out.split("\n\n")
+    assert [line.split()[:3] for line in runs.splitlines()] == [
+        ["algorithm", "N", "seed"],
+        ["dana", "1", "0"],
+        ["dana", "1", "1"],
+    ]
+    assert len(summary.splitlines()) == 2 and "epoch" not in captured.out
+    assert [line.split()[:4] for line in captured.err.splitlines()] == [
+        ["dana", "N=1", "seed=0", "epoch"],
+        ["dana", "N=1", "seed=0", "epoch"],
+        ["dana", "N=1", "seed=1", "epoch"],
+        ["dana", "N=1", "seed=1", "epoch"],
+    ]
+
+
 def test_cli_shows_no_std_for_one_seed(capsys):
     assert (
         main(["--algorithm", "dana", "--num-workers", "2", "--epochs", "1", "--max-steps-per-epoch", "5", "--quiet"])
@@ -383,6 +407,29 @@ def test_cli_shows_no_std_for_one_seed(capsys):
     )
     summary = capsys.readouterr().out.split("\n\n")[1]
     assert summary.splitlines()[1].split()[3:] == ["-", "1", "0"]  # std, n, diverged
+
+
+def test_help_lists_every_registered_name_without_markup(capsys):
+    """``--help`` names what --algorithm, --model, --dataset, --schedule and --executor accept (a plug-in's
+    names too, once --plugins loads it), and shows no reST markup from the docstrings it is made of."""
+    from dana_ray.algorithms import ALGORITHMS
+    from dana_ray.config import EXECUTORS
+    from dana_ray.data import DATASETS
+    from dana_ray.models import MODELS
+    from dana_ray.schedules import SCHEDULES
+    from dana_ray.sweep import main as sweep_main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert done.value.code == 0
+    for names in (ALGORITHMS, MODELS, DATASETS, SCHEDULES, EXECUTORS):
+        assert f"one of: {', '.join(names)}" in out
+    assert "``" not in out and "::" not in out
+    with pytest.raises(SystemExit):
+        sweep_main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "one of: heterogeneous, quickstart, recent" in out and "``" not in out
 
 
 def test_cli_has_a_flag_for_every_config_field_and_each_reaches_the_config(monkeypatch):

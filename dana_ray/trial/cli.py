@@ -214,8 +214,9 @@ def _sized_to_ray(args: argparse.Namespace, configs: list[TrialConfig]) -> tuple
 
 def main(argv: list[str] | None = None) -> int:
     """Runs one after another; each finished run is printed at once (a later failure loses nothing), then
-    the mean/std table. Bad input: one line on stderr, exit 2, nothing run. A run that fails: one line on
-    stderr, the others still run, exit 1."""
+    the mean/std table, on stdout; the per-epoch lines (and, on a terminal, the progress bar) on stderr. Bad
+    input: one line on stderr, exit 2, nothing run. A run that fails: one line on stderr, the others still
+    run, exit 1."""
     with show_notes():
         return _main(argv)
 
@@ -262,11 +263,12 @@ def _main(argv: list[str] | None) -> int:
 
         def on_epoch(r: dict[str, Any], label: str = label) -> None:
             bar.update(1)
-            if not (args.quiet or args.json):
+            if not (args.quiet or args.json):  # progress: on stderr, so stdout holds the results alone
                 say(
                     f"{label} epoch {r['epoch']:3d}  test error {r['test_error']:6.2f}%  train loss "
                     f"{r['train_loss']:.4f}  mean delay {r['mean_delay']:5.1f}  gap {r['mean_gap']:.2e}  "
-                    f"{r['gradients_per_s']:.0f} grad/s"
+                    f"{r['gradients_per_s']:.0f} grad/s",
+                    file=sys.stderr,
                 )
 
         try:
