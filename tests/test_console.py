@@ -171,3 +171,25 @@ def test_rays_token_warning_is_dropped_only_while_ray_starts():
         "Token authentication is disabled for thi",
         "Token authentication is enabled for this",
     ]
+
+
+def test_the_eta_is_the_trial_time_left_over_the_trials_running_at_once():
+    """Trials of 10 s, two at a time: with one done, one running for 6 s and two pending, 4 + 2 x 10 = 24 s of
+    trial time are left, 12 s with two at once; the last trial running for 6 s has 4 s left, not the
+    elapsed time over the trials done (which counts Ray's start and the trials side by side as in a row)."""
+    console = SweepConsole(total=4, stream=io.StringIO())
+    console.setup()
+    a, b = trial("a", "dana N=4", 0), trial("b", "dana N=4", 1, result={"time_total_s": 6.0})
+    c, d = trial("c", "dana N=8", 0, "PENDING"), trial("d", "dana N=8", 1, "PENDING")
+    assert console.eta_seconds([a, b, c, d]) is None  # nothing finished yet: no ETA shown
+    a.last_result = {"time_total_s": 10.0}
+    console.on_trial_complete(1, [a, b, c, d], a)
+    assert console.eta_seconds([a, b, c, d]) == 24.0  # one running: the pending wait for it
+    c.status = "RUNNING"
+    assert console.eta_seconds([a, b, c, d]) == (4.0 + 10.0 + 10.0) / 2
+    for t, seconds in ((b, 10.0), (c, 10.0)):
+        t.last_result = {"time_total_s": seconds}
+        console.on_trial_complete(2, [a, b, c, d], t)
+    d.status, d.last_result = "RUNNING", {"time_total_s": 6.0}
+    assert console.eta_seconds([a, b, c, d]) == 4.0
+    assert console.status_line([a, b, c, d]).endswith("; about 4 s left")
