@@ -50,6 +50,22 @@ def test_ray_equals_local_for_any_number_of_actors(local_dana4, num_actors):
     assert all(r[2] == 1 and r[3] > 0 and len(r[5]) > 12 for r in recorded)  # steps, seconds, node id
 
 
+def test_default_compute_settings_give_the_same_numbers_on_both_executors():
+    """No thread count, no CPU sizes given: the local executor's process computes on as many torch threads as a
+    gradient actor reserving ``cpus_per_actor`` (1 CPU: 1 thread), so the numbers are equal bitwise. Before,
+    the local executor kept torch's default (2 threads on a 2-core machine) and only ``cpu_threads: 1`` agreed."""
+    import torch
+
+    config = trial_dict(
+        {k: v for k, v in BASE.items() if k not in ("compute", "ray")}, algorithm="dana", num_workers=2, num_actors=1
+    )
+    before = torch.get_num_threads()
+    local = run(config)
+    assert torch.get_num_threads() == before  # the local executor gives the process its threads back
+    remote = run(config, executor="ray")
+    assert (remote["params_sha256"], remote["test_error"]) == (local["params_sha256"], local["test_error"])
+
+
 def test_points_over_100_kib_travel_through_the_object_store_and_change_nothing():
     """Every paper model's point is over Ray's 100 KiB inline limit: it is ray.put once and passed by
     reference (76,490 parameters here: 306 KB)."""

@@ -156,8 +156,8 @@ COMPUTE_OPTIONS = {
     "cpu_threads": Option(
         None,
         optional(integer(1)),
-        "torch intra-op threads (None: torch's default locally, "
-        "and round(cpus_per_actor) on actors); CPU results depend on it",
+        "torch intra-op threads of a model replica (None: round(cpus_per_actor), at least 1, on actors and "
+        "in the local executor's process alike); CPU results depend on it",
     ),
     "prefetch_batches": Option(
         2,

@@ -17,6 +17,7 @@ from dana_ray.engine.build import build_master, build_replica
 from dana_ray.engine.loop import MasterLoop
 from dana_ray.engine.master import GradientResult, Job
 from dana_ray.engine.telemetry import Sink
+from dana_ray.engine.threads import torch_threads, use_threads
 
 
 class LocalExecutor(MasterLoop):
@@ -35,9 +36,8 @@ class LocalExecutor(MasterLoop):
     def __init__(self, cfg: TrialConfig, sink: Sink | None = None) -> None:
         """``sink``: where the trial's live figures go (``MasterLoop.watch``); its "waiting" is the time spent
         computing gradients, so the busy fraction is the share of stepping spent on the master's side."""
-        self._threads = torch.get_num_threads()
-        if cfg.compute.cpu_threads is not None:
-            torch.set_num_threads(cfg.compute.cpu_threads)
+        # the thread count of a gradient actor reserving as much: CPU sums, and so the numbers, depend on it
+        self._threads = use_threads(torch_threads(cfg.compute.cpus_per_actor, cfg.compute.cpu_threads))
         self.replica = build_replica(cfg)
         self.steps_per_epoch = self.replica.steps_per_epoch
         self.num_classes = self.replica.data.num_classes

@@ -77,8 +77,6 @@ def train_trial(config: dict[str, Any]) -> None:
     cfg = TrialConfig.received(trial_from_tune(config))  # the sweep checked every trial
     every = config.get("_checkpoint_every", "auto")
     executor = config.get("_executor", "ray")
-    if EXECUTORS[executor].in_trial_process and cfg.compute.cpu_threads is None:  # as a gradient actor would
-        cfg = cfg.with_options(cpu_threads=max(1, round(cfg.compute.cpus_per_actor)))
     resume, note = None, None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
