@@ -63,8 +63,8 @@ def gap_aware_update(
 
 @register_rule("gap-aware")
 class GapAware(ASGDMomentum):
-    r"""ASGD with shared momentum whose stale gradients are divided, per element, by 1 + |θ - x| / C (see the
-    module docstring for C and the sources). On worker i's gradient g computed at x:
+    r"""ASGD with shared momentum whose stale gradients are divided, per element, by ``1 + |θ - x| / C`` (see
+    the module docstring for C and the sources). On worker i's gradient g computed at x::
 
         g' = g / (1 + |θ - x| / C);   v <- γ v + g';   θ <- θ - η_t v
 

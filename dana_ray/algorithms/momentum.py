@@ -270,7 +270,7 @@ class DANA(MultiASGD):
     the position θ reaches if each worker's next update is its momentum term alone (the paper's
     Algorithm "DANA", Section 3). Σ_j v_j is kept as a running total ``velocity_sum``, updated by the change
     of v_i (``Σ += v_i_new - v_i_old``), so an update costs O(d) whatever N. Rounding makes the running total
-    drift from the exact sum by about float-epsilon x |v| x sqrt(steps); tests bound it.
+    drift from the exact sum by about float-epsilon x ``|v|`` x sqrt(steps); tests bound it.
     """
 
     paper_name: ClassVar[str | None] = "DANA"

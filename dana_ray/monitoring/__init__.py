@@ -146,14 +146,18 @@ def query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
     return body["data"]["result"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=plain(__doc__.split("\n\n")[0]))
-    p.add_argument("--prometheus-port", type=int, default=9090)
-    p.add_argument("--grafana-port", type=int, default=3000)
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dana_ray.monitoring", description=plain(__doc__.split("\n\n")[0]))
+    p.add_argument("--prometheus-port", type=int, default=9090, help="Prometheus's port (default: 9090)")
+    p.add_argument("--grafana-port", type=int, default=3000, help="Grafana's port (default: 3000)")
     p.add_argument("--no-grafana", action="store_true", help="Prometheus only")
     p.add_argument("--data-dir", help="Prometheus's storage (default: in the Ray session's metrics folder)")
     p.add_argument("--temp-dir", default=RAY_TEMP, help="Ray's temporary folder (ray start --temp-dir)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         session = session_dir(args.temp_dir)
         prometheus = start_prometheus(session, args.prometheus_port, args.data_dir)

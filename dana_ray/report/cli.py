@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
 
 
-def _main(argv: list[str] | None) -> int:
+def _parser() -> OneLineParser:
     p = OneLineParser(prog="python -m dana_ray.report", description=plain(__doc__.split("\n\n")[0]))
     p.add_argument("experiment", help="a Tune experiment directory (what python -m dana_ray.sweep printed)")
     p.add_argument(
@@ -67,7 +67,11 @@ def _main(argv: list[str] | None) -> int:
         default=TOLERANCE,
         help=f"percentage points above the baseline's final mean error that reach the target (default {TOLERANCE:g})",
     )
-    args = p.parse_args(argv)
+    return p
+
+
+def _main(argv: list[str] | None) -> int:
+    args = _parser().parse_args(argv)
     try:
         trials = load_experiment(args.experiment)
     except (OSError, ValueError) as error:
