@@ -95,7 +95,7 @@ def test_cluster_yaml_installs_torch_once_per_node_and_uploads_no_ignored_file(c
     assert "/data/" in ignored and "/ray_results/" in ignored
 
 
-README_FORMS = [  # as the README gives them, under "Rehearse it here"; the Ray executor's in the slow tier (the
+README_FORMS = [  # as docs/guides/cluster.md gives them ("Rehearse it here"); the Ray executor's in the slow tier (the
     # default run's sweep tests run that executor through Tune)
     "python scripts/rehearse_cluster.py --smoke-test",
     pytest.param("python scripts/rehearse_cluster.py --smoke-test --executor ray", marks=pytest.mark.slow),
@@ -105,7 +105,7 @@ README_FORMS = [  # as the README gives them, under "Rehearse it here"; the Ray 
 @pytest.mark.ray_cli
 @pytest.mark.parametrize("command", README_FORMS)
 def test_the_readmes_rehearsal_of_the_cluster_workflow_passes(command, tmp_path):
-    with open(os.path.join(REPO, "README.md")) as f:
+    with open(os.path.join(REPO, "docs", "guides", "cluster.md")) as f:
         assert f"`{command}`" in " ".join(f.read().split())
     args = command.split()[2:]
     done = subprocess.run(

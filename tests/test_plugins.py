@@ -1,5 +1,6 @@
-"""Plug-ins from files outside the package: the README's rule, data set, model and grid, run for real
-through the local executor, the Ray executor and a smoke sweep; and the engine naming no particular rule."""
+"""Plug-ins from files outside the package: the rule, data set, model, executor and grid under
+``examples/plugins/`` (the files the docs' guide shows), run for real through the local executor, the Ray
+executor and a smoke sweep; and the engine naming no particular rule."""
 
 from __future__ import annotations
 
@@ -16,17 +17,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = ("my_rule.py", "my_data.py", "my_model.py", "my_grid.yaml")
 
 
-def readme_files() -> dict[str, str]:
-    """The README's code blocks that start with ``# my_<name>.<py|yaml>``, by file name."""
-    text = open(os.path.join(REPO, "README.md")).read()
-    blocks = re.findall(r"```(?:python|yaml)\n(# (my_\w+\.(?:py|yaml))\b.*?)```", text, re.S)
-    return {name: code for code, name in blocks}
+EXAMPLES = os.path.join(REPO, "examples", "plugins")
+
+
+def example_files() -> dict[str, str]:
+    """The files under ``examples/plugins/``, by name (``docs/guides/extending.md`` includes each)."""
+    return {name: open(os.path.join(EXAMPLES, name)).read() for name in sorted(os.listdir(EXAMPLES))}
 
 
 @pytest.fixture(scope="module")
 def plugin_dir(tmp_path_factory):
+    """A copy of the examples' folder: the tests run them from elsewhere, as a user's own folder."""
     folder = tmp_path_factory.mktemp("plugins")
-    for name, code in readme_files().items():
+    for name, code in example_files().items():
         (folder / name).write_text(code)
     return folder
 
@@ -50,8 +53,10 @@ def config(folder, **change):
     return trial_dict(base, **change)
 
 
-def test_the_readme_holds_each_file_and_each_is_short():
-    files = readme_files()
+def test_the_guide_shows_each_file_and_each_is_short():
+    files = example_files()
+    guide = open(os.path.join(REPO, "docs", "guides", "extending.md")).read()
+    assert all(f"```{{literalinclude}} ../../examples/plugins/{name}" in guide for name in files)
     assert set(files) == {*FILES, "my_executor.py", "my_local_rule.py"}
     assert all(len(files[f].splitlines()) <= 35 for f in FILES[:3])  # "one file" of about 30 lines
 
@@ -75,8 +80,8 @@ def test_the_plugin_rule_keeps_the_laws_and_sees_the_delay(plugin_dir):
 
 
 def test_the_plugin_rule_with_local_steps_keeps_the_laws_and_trains(plugin_dir):
-    """The README's rule with a worker side: its laws, its H = 4 steps per job (a quarter of the jobs per
-    epoch), learning the blobs."""
+    """The example rule with a worker side (my_local_rule.py): its laws, its H = 4 steps per job (a quarter of
+    the jobs per epoch), learning the blobs."""
     from dana_ray.core.plugins import load_plugins
     from dana_ray.testing import check_laws
 
@@ -113,7 +118,7 @@ def test_plugins_reach_every_ray_actor_and_give_the_local_sha(plugin_dir):
 
 @pytest.mark.usefixtures("ray_session")
 def test_plugins_in_a_smoke_sweep(plugin_dir, tmp_path, monkeypatch):
-    """The README's grid, from the folder holding the files (its plugins: are relative paths)."""
+    """The example grid, from the folder holding the files (its plugins: are relative paths)."""
     from dana_ray.report import load_experiment
     from dana_ray.sweep import main
 
@@ -151,8 +156,9 @@ def test_no_engine_config_grid_or_report_module_names_a_particular_rule():
 
 
 def test_an_executor_of_ones_own_is_one_file_and_gives_the_local_numbers(plugin_dir, tmp_path, capsys):
-    """The README's threaded executor: accepted by trial.run, the trial CLI and a grid by name once its file
-    is among the plug-ins; the same params_sha256 as the local executor; its resources and arrival declared."""
+    """The example threaded executor (my_executor.py): accepted by trial.run, the trial CLI and a grid by name
+    once its file is among the plug-ins; the same params_sha256 as the local executor; its resources and
+    arrival declared."""
     from dana_ray.cluster.resources import trial_need
     from dana_ray.config.executors import EXECUTORS
     from dana_ray.experiments.grid import load_grid
