@@ -475,3 +475,12 @@ def test_plots_tell_the_builtin_rules_apart_and_stay_on_a_laptop_screen(tmp_path
     [path] = plot_delays(trials, str(tmp_path / "delays.png"))
     width, height = Image.open(path).size
     assert width <= 2000 and height <= 2000
+
+
+def test_a_time_to_target_some_seeds_missed_says_how_many_and_claims_no_speedup():
+    from dana_ray.report.render import _time_cell
+
+    row = lambda **k: pd.Series(dict({"time": 154.0, "reached": 3, "n": 3, "speedup_vs_baseline": 1.71}, **k))
+    assert _time_cell(row()) == "154.0 (1.71x)"
+    assert _time_cell(row(reached=1, speedup_vs_baseline=math.nan)) == "154.0 (1 of 3 seeds)"
+    assert _time_cell(row(time=math.nan, reached=0)) == "-"

@@ -177,8 +177,11 @@ def _marks(flags: object) -> str:
 
 
 def _time_cell(row: pd.Series) -> str:
+    """Time (speedup over the baseline); where only some seeds reached the target, how many, and no speedup."""
     if pd.isna(row["time"]):
         return "-"
+    if row["reached"] < row["n"]:
+        return f"{row['time']:.1f} ({int(row['reached'])} of {int(row['n'])} seeds)"
     speedup = row["speedup_vs_baseline"]
     return f"{row['time']:.1f}" + ("" if pd.isna(speedup) else f" ({speedup:.2f}x)")
 
