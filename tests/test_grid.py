@@ -27,6 +27,20 @@ def test_quickstart_grid():
     assert {t["ray"]["num_actors"] for t in trials} == {1} and {t["num_workers"] for t in trials} == {1, 2, 4, 8, 16}
 
 
+def test_a_grid_of_two_lines_runs_round_robin_with_seed_0(tmp_path):
+    """The README's two-line grid: the axes it leaves out take one trial's defaults."""
+    path = tmp_path / "two.yaml"
+    path.write_text("trial: {epochs: 3}\ngrid: {algorithm: [asgd, dana], num_workers: [8]}\n")
+    grid = load_grid(str(path))
+    assert grid.axes["schedule"] == ["round-robin"] and grid.axes["seed"] == [0]
+    assert [(t["algorithm"], t["num_workers"], t["schedule"], t["seed"]) for t in grid.trials()] == [
+        ("asgd", 8, "round-robin", 0),
+        ("dana", 8, "round-robin", 0),
+    ]
+    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")) as f:
+        assert "trial: {epochs: 3}\ngrid: {algorithm: [asgd, dana], num_workers: [8]}\n" in f.read()
+
+
 #: The rules of 2022-2025, compared in recent.yaml (the other grids predate them).
 RECENT = {"delay-adaptive", "ringmaster", "diloco", "async-diloco"}
 
@@ -152,8 +166,12 @@ BAD = {
     ),
     "axis in trial": ("trial: {seed: 1}\ngrid: {}\n", r"trial.seed: is a grid axis; put it under grid"),
     "missing axis": (
-        "trial: {}\ngrid: {algorithm: [dana], num_workers: [2], schedule: [round-robin]}\n",
-        r"grid.seed: expected a non-empty list, got None",
+        "trial: {}\ngrid: {algorithm: [dana], schedule: [round-robin]}\n",
+        r"grid.num_workers: expected a non-empty list \(a grid names its rules and worker counts\), got None",
+    ),
+    "empty axis": (
+        "trial: {}\ngrid: {algorithm: [dana], num_workers: [2], seed: []}\n",
+        r"grid.seed: expected a non-empty list, got \[\]",
     ),
     "unknown axis": ("trial: {}\ngrid: {lr: [0.1]}\n", r"grid: unknown option 'lr' for 'bad.yaml'; allowed: algorithm"),
     "unknown algorithm": (

@@ -64,6 +64,8 @@ from dana_ray.core.plugins import load_plugins, normalize
 from dana_ray.experiments.folder import parse_cell
 
 AXES = ("algorithm", "num_workers", "schedule", "seed")
+#: The axes a grid may leave out, and what they then are: one trial's defaults (round robin, seed 0).
+AXIS_DEFAULTS = {"schedule": ["round-robin"], "seed": [0]}
 #: The top-level keys of a grid file.
 GRID_KEYS = ("description", "paper_table", "trial", "grid", "per", "tune")
 #: The axes whose values may carry settings of their own (``per:``), applied in this order over ``trial:``.
@@ -359,9 +361,12 @@ def _parse(path: str, raw: Any, data_dir: str | None) -> Grid:
     axes = raw["grid"]
     check_options("grid", os.path.basename(path), axes, AXES)
     for axis in AXES:
+        if axis not in axes and axis in AXIS_DEFAULTS:
+            axes[axis] = list(AXIS_DEFAULTS[axis])
         values = axes.get(axis)
         if not isinstance(values, list) or not values:
-            raise ValueError(f"grid.{axis}: expected a non-empty list, got {values!r}")
+            required = "" if axis in AXIS_DEFAULTS else " (a grid names its rules and worker counts)"
+            raise ValueError(f"grid.{axis}: expected a non-empty list{required}, got {values!r}")
         for value in values:
             AXIS_CHECKS[axis](f"grid.{axis}", value)
         repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
