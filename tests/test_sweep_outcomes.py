@@ -302,3 +302,68 @@ def test_a_trial_that_goes_back_keeps_a_history_of_one_try(damaged, tmp_path, ca
         assert {len(row) for row in csv.reader(f)} == {len(rows[0]) - 1}  # result.json's keys, less "config"
     trials = load_experiment(str(tmp_path / "back"))
     assert trials["finished"].all() and list(map(len, trials["curve"])) == [4]
+
+
+def _screen(raw: str) -> list[str]:
+    """What a terminal shows after ``raw``: text, newlines, carriage returns, and the two controls the status
+    block redraws with (``ESC[nF``: up n lines to their start; ``ESC[J``: clear to the end); colours dropped."""
+    import re
+
+    lines, row, col = [""], 0, 0
+    for token in re.split(r"(\x1b\[\d*F|\x1b\[J|\n|\r)", re.sub(r"\x1b\[[0-9;]*m", "", raw)):
+        up = re.fullmatch(r"\x1b\[(\d*)F", token)
+        if up:
+            row, col = max(0, row - int(up.group(1) or 1)), 0
+        elif token == "\x1b[J":
+            lines[row] = lines[row][:col]
+            del lines[row + 1 :]
+        elif token == "\n":
+            row, col = row + 1, 0
+            lines += [""] * (row + 1 - len(lines))
+        elif token == "\r":
+            col = 0
+        elif token:
+            lines[row] = lines[row][:col] + token + lines[row][col + len(token) :]
+            col += len(token)
+    return lines
+
+
+def test_on_a_terminal_the_status_block_ends_once_and_cleanly(tmp_path, shared_ray):
+    """A sweep on a terminal (a pseudo-terminal here, read as a terminal shows it): one status block at the
+    end, saying every trial is done, then the report; no line of Tune's inside or below a stale copy. Ray,
+    which it starts, is told of in one line, the dashboard's address; Ray's token warning is not printed."""
+    import pty
+    import subprocess
+    import sys
+
+    shared_ray.start()
+    grid = tmp_path / "tiny.yaml"
+    grid.write_text(
+        "trial: {epochs: 2, compute: {cpu_threads: 1, cpus_per_actor: 0.25}}\n"
+        "grid: {algorithm: [asgd, dana], num_workers: [4]}\ntune: {executor: local, trial_cpus: 0.25}\n"
+    )
+    leader, follower = pty.openpty()
+    args = [str(grid), "--storage", str(tmp_path), "--name", "tty"]
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "dana_ray.sweep", *args], stdout=follower, stderr=follower, start_new_session=True
+    )
+    os.close(follower)
+    raw = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal's other end closed: the sweep ended
+            break
+        if not chunk:
+            break
+        raw += chunk
+    os.close(leader)
+    assert driver.wait(timeout=120) == 0
+    shown = [line for line in _screen(raw.decode()) if line.strip()]
+    blocks = [k for k, line in enumerate(shown) if " trials done, " in line]
+    assert len(blocks) == 1, shown
+    assert shown[blocks[0]].startswith("2 of 2 trials done, 0 running, 0 pending, 0 errored; "), shown
+    assert [line[:8] for line in shown[blocks[0] + 1 : blocks[0] + 3]] == ["  last: "] * 2, shown
+    assert shown[blocks[0] + 3].startswith("2 trials in "), shown
+    assert len([line for line in shown if line.startswith("Ray dashboard: http://127.0.0.1:")]) == 1, shown
+    assert "Token authentication is enabled" not in raw.decode()
