@@ -201,7 +201,7 @@ class Rehearsal:
         self.expect(
             "`python -m dana_ray.monitoring` starts Prometheus with the scrape configuration Ray wrote for its session",
             done.returncode == 0 and started is not None,
-            f"exit code {done.returncode}",
+            f"exit code {done.returncode}" + ("" if started else f": {' '.join(done.stderr.split()[-40:])}"),
         )
         if started:
             self.prometheus, self.prometheus_url = int(started.group(1)), started.group(2)

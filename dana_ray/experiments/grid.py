@@ -65,7 +65,7 @@ from dana_ray.experiments.folder import parse_cell
 
 AXES = ("algorithm", "num_workers", "schedule", "seed")
 #: The axes a grid may leave out, and what they then are: one trial's defaults (round robin, seed 0).
-AXIS_DEFAULTS = {"schedule": ["round-robin"], "seed": [0]}
+AXIS_DEFAULTS: dict[str, list[Any]] = {"schedule": ["round-robin"], "seed": [0]}
 #: The top-level keys of a grid file.
 GRID_KEYS = ("description", "paper_table", "trial", "grid", "per", "tune")
 #: The axes whose values may carry settings of their own (``per:``), applied in this order over ``trial:``.
