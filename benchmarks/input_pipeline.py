@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from benchmarks.tables import Record, add_json_option
 from dana_ray.config import TrialConfig
 from dana_ray.data import Streams, load_dataset
 from dana_ray.engine.build import build_replica
@@ -116,7 +117,7 @@ def compute_only(root: str, size: int, batch: int, model: str, steps: int) -> fl
     return (time.perf_counter() - started) / steps
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=192)
     parser.add_argument("--batch", type=int, default=32)
@@ -126,32 +127,40 @@ def main() -> None:
     parser.add_argument("--model-size", type=int, default=64, help="the side the model sees in part 2")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    args = parser.parse_args()
+    add_json_option(parser)
+    args = parser.parse_args(argv)
+    record = Record("input_pipeline")
 
     with tempfile.TemporaryDirectory() as root:
         make_jpeg_folder(root, args.images, *args.image_px)
         kb = np.mean([os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs]) / 1024
-        print(
+        record.note(
             f"{args.images} JPEGs of {args.image_px[0]}x{args.image_px[1]} px ({kb:.0f} KB), batches of "
-            f"{args.batch} at {args.size} px, {os.cpu_count()} cores\n"
+            f"{args.batch} at {args.size} px, {os.cpu_count()} cores"
         )
         batches = max(1, args.images // args.batch - 1)
         rates = {t: decode_rate(root, args.size, args.batch, t, batches) for t in args.threads}
-        print(f"{'decode threads':>14} {'images/s':>9} {'over 1':>7}")
+        decoding = record.table(
+            "decoding a batch on threads: images/s", [("decode threads", "d"), ("images/s", ".0f"), ("over 1", ".2f")]
+        )
         for t, rate in rates.items():
-            print(f"{t:>14} {rate:>9.0f} {rate / rates[args.threads[0]]:>7.2f}")
+            decoding.add(t, rate, rate / rates[args.threads[0]])
 
         size = args.model_size
         compute = compute_only(root, size, args.batch, args.model, args.steps)
         decode = args.batch / decode_rate(root, size, args.batch, 1, batches)
-        print(
-            f"\n{args.model} at {size} px, 1 torch thread + 1 decode thread: compute {compute * 1e3:.0f} ms/step, "
+        record.note(
+            f"{args.model} at {size} px, 1 torch thread + 1 decode thread: compute {compute * 1e3:.0f} ms/step, "
             f"decode {decode * 1e3:.0f} ms/batch (decode/compute {decode / compute:.2f})"
         )
-        print(f"{'prefetch_batches':>16} {'ms/step':>8} {'waiting':>8}")
+        steps = record.table(
+            "a gradient step with the next batches made ahead, or not",
+            [("prefetch_batches", "d"), ("ms/step", ".0f"), ("waiting", ".1%")],
+        )
         for prefetch in (0, 2):
             row = gradient_steps(root, size, args.batch, args.model, prefetch, args.steps)
-            print(f"{prefetch:>16} {row['step_s'] * 1e3:>8.0f} {row['waiting']:>8.1%}")
+            steps.add(prefetch, row["step_s"] * 1e3, row["waiting"])
+    record.save(args.json, argv)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import ray
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from benchmarks.tables import Record, add_json_option
 from dana_ray.trial import run
 
 
@@ -31,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--gpus-per-actor", type=float, default=0.0)
+    add_json_option(p)
     args = p.parse_args(argv)
+    record = Record("scaling")
     config = dict(
         algorithm="dana",
         num_workers=args.num_workers,
@@ -47,22 +50,23 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     try:
         local = run(config)["history"][-1]["gradients_per_s"]
-        print(
+        record.note(
             f"DANA N={args.num_workers}, {args.model}, batch {args.batch_size}, {cpus} CPUs; "
             f"local executor (1 process, 1 thread): {local:.1f} gradients/s"
         )
-        print(f"{'P':>3} {'gradients/s':>12} {'vs P=1':>7} {'vs local':>9} {'server busy':>12}")
+        table = record.table(
+            "gradients/s on the Ray executor with P Worker actors",
+            [("P", "d"), ("gradients/s", ".1f"), ("vs P=1", ".2f"), ("vs local", ".2f"), ("server busy", ".0%")],
+        )
         first = None
         for actors in args.actors:
             last = run(dict(config, ray={"server_cpus": 0, "num_actors": actors}), executor="ray")["history"][-1]
             first = first or last["gradients_per_s"]
-            print(
-                f"{actors:>3} {last['gradients_per_s']:>12.1f} {last['gradients_per_s'] / first:>7.2f} "
-                f"{last['gradients_per_s'] / local:>9.2f} {100 * last['server_busy']:>11.0f}%",
-                flush=True,
-            )
+            rate = last["gradients_per_s"]
+            table.add(actors, rate, rate / first, rate / local, last["server_busy"])
     finally:
         ray.shutdown()
+    record.save(args.json, argv)
     return 0
 
 

@@ -32,6 +32,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from benchmarks.tables import Record, add_json_option
 from dana_ray.algorithms import ALGORITHMS, make_algorithm
 from dana_ray.core.plugins import load_plugins
 from dana_ray.engine.master import Master
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--eager-only", action="store_true", help="skip the fused=True rows (no torch.compile)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    add_json_option(p)
     args = p.parse_args(argv)
     load_plugins(args.plugins)
     args.rules = args.rules or list(ALGORITHMS)
@@ -146,13 +148,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
-    print(
+    record = Record("server_update")
+    record.note(
         f"device {device} ({where}); cost = apply + params_for per gradient; "
         f"reference = in-place fused multiply-add moving the same number of vectors"
     )
-    header = f"{'rule':<21} {'d (M)':>6} " + " ".join(f"{'N=' + str(n) + ' x ref':>10}" for n in args.workers)
-    header += f" {'N=' + str(args.workers[-1]) + '/N=' + str(args.workers[0]):>11}"
-    print(header)
+    costs = record.table(
+        "an update's cost over its memory-bandwidth reference (median of 5 rounds)",
+        [("rule", "<21"), ("d (M)", "g")]
+        + [(f"N={n} x ref", ".2f") for n in args.workers]
+        + [(f"N={args.workers[-1]}/N={args.workers[0]}", ".2f")],
+    )
+    per_size: list[tuple[float, float, list[float]]] = []  # d (M), seconds per vector moved, Master.gap ratios
     budget = (
         0.6 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         if device.type == "cpu"
@@ -176,28 +183,25 @@ def main(argv: list[str] | None = None) -> int:
                 vector_seconds.append(seconds_per_call(reference, calls, device) * scale / traffic(name, n))
             label = name + (" fused" if fused else "")
             # flatness as a ratio of ratios: each cost is relative to a reference timed alongside it
-            print(
-                f"{label:<21} {size:>6} "
-                + " ".join(f"{r:>10.2f}" for r in ratios)
-                + f" {ratios[-1] / ratios[0]:>11.2f}",
-                flush=True,
-            )
+            costs.add(label, size, *ratios, ratios[-1] / ratios[0])
         per_vector = sorted(vector_seconds)[len(vector_seconds) // 2]
-        print(
-            f"{'(reference':<21} {size:>6} one vector moved in {per_vector * 1e6:.1f} us = "
-            f"{4 * d / per_vector / 1e9:.1f} GB/s, median)"
-        )
         reference, scale = reference_fmas(d, 2, device)  # the gap reads x and θ
         gaps = [
             interleaved_ratio(master_gap(d, device, fused), reference, device) / scale
             for fused in ([False] if args.eager_only else [False, True])
         ]
-        print(
-            f"{'(master gap':<21} {size:>6} Master.gap per gradient over a 2-vector reference: eager {gaps[0]:.2f}"
-            + (f", fused {gaps[1]:.2f})" if len(gaps) > 1 else ")"),
-            flush=True,
+        per_size.append((size, per_vector, gaps))
+    reference_table = record.table(
+        "the reference, and Master.gap per gradient over a 2-vector reference",
+        [("d (M)", "g"), ("us per vector", ".1f"), ("GB/s", ".1f"), ("gap eager", ".2f"), ("gap fused", ".2f")],
+    )
+    for size, per_vector, gaps in per_size:
+        d = int(size * 1e6)
+        reference_table.add(
+            size, per_vector * 1e6, 4 * d / per_vector / 1e9, gaps[0], gaps[-1] if len(gaps) > 1 else math.nan
         )
-    print(f"(whole run: {time.perf_counter() - started:.0f} s)")
+    record.note(f"whole run: {time.perf_counter() - started:.0f} s")
+    record.save(args.json, argv)
     return 0
 
 

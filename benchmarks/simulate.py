@@ -1,6 +1,7 @@
 """Many logical workers on one device: gradients/s computed together (vmap) vs one by one, same run.
 
     python benchmarks/simulate.py [--model resnet20] [--batch-size 128] [--workers 4 16 32] [--device cpu|cuda]
+                                  [--json PATH]
 
 N logical workers each have a job ready (their own point and their own batch, as after a round of the
 round-robin schedule); one model replica computes all N gradients either one by one (``FlatModel.gradient``,
@@ -20,6 +21,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from benchmarks.tables import Record, add_json_option
 from dana_ray.engine.flat import FlatModel
 from dana_ray.models import make_model
 
@@ -48,13 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", nargs="+", type=int, default=[4, 16, 32])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--repeats", type=int, default=1, help="timed repeats after one warm-up (best is kept)")
+    add_json_option(p)
     args = p.parse_args(argv)
+    record = Record("simulate")
     device = torch.device(args.device)
     torch.manual_seed(0)
     flat = FlatModel(make_model(args.model, 10, 3), device)
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"{args.model} ({flat.num_params:,} parameters), batch {args.batch_size} per worker, on {where}")
-    print(f"{'N':>4} {'one by one grad/s':>18} {'vmap grad/s':>12} {'ratio':>6} {'max rel diff':>13}")
+    record.note(f"{args.model} ({flat.num_params:,} parameters), batch {args.batch_size} per worker, on {where}")
+    table = record.table(
+        "gradients/s of N logical workers on one device: one by one, and together (vmap)",
+        [("N", "d"), ("one by one grad/s", ".1f"), ("vmap grad/s", ".1f"), ("ratio", ".2f"), ("max rel diff", ".1e")],
+    )
     for n in args.workers:
         points = flat.params + 0.01 * torch.randn(n, flat.num_params, device=device)
         x = torch.randn(n, args.batch_size, 3, 32, 32, device=device)
@@ -71,10 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             for k in range(n)
         )
-        print(
-            f"{n:>4} {n / one_by_one:>18.1f} {n / batched:>12.1f} {one_by_one / batched:>6.2f} {diff:>13.1e}",
-            flush=True,
-        )
+        table.add(n, n / one_by_one, n / batched, one_by_one / batched, diff)
+    record.save(args.json, argv)
     return 0
 
 

@@ -36,6 +36,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from benchmarks.tables import Record, add_json_option
 from dana_ray.engine.flat import FlatModel
 from dana_ray.engine.ray.actors import Worker, as_tensor
 
@@ -86,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", nargs="+", type=float, default=[0.27, 2.7, 25.6], help="d in millions")
     p.add_argument("--repeats", type=int, default=20)
+    add_json_option(p)
     args = p.parse_args(argv)
+    record = Record("transfer")
     ray.init(
         address="local",
         num_cpus=2,
@@ -95,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         object_store_memory=max(1 << 30, int(12 * 4 * max(args.sizes) * 1e6)),
     )
     try:
-        print(f"{'d (M)':>6} {'copied / minimum':>17} {'time / memcpy(4d)':>18}  checks")
+        table = record.table(
+            "one update's transfers: bytes copied over the minimum, time over a memcpy of the same bytes",
+            [("d (M)", "g"), ("copied / minimum", ".2f"), ("time / memcpy(4d)", ".1f"), ("checks", "<0")],
+        )
         for size in args.sizes:
             d = int(size * 1e6)
             actor = ray.remote(TransferOnly).options(num_cpus=1).remote(d)
@@ -122,14 +128,12 @@ def main(argv: list[str] | None = None) -> int:
             copies["replica load"] = seen.pop("load copies")
             copied = sum(copies.values())  # hops that copied 4d bytes
             views = all(seen.values())
-            print(
-                f"{size:>6} {copied / 2:>17.2f} {per_update / memcpy:>18.1f}  "
-                + (f"{copied} copies: " + ", ".join(k for k, v in copies.items() if v) if views else f"FAILED: {seen}"),
-                flush=True,
-            )
+            checks = f"{copied} copies: " + ", ".join(k for k, v in copies.items() if v) if views else f"FAILED: {seen}"
+            table.add(size, copied / 2, per_update / memcpy, checks)
             ray.kill(actor)
     finally:
         ray.shutdown()
+    record.save(args.json, argv)
     return 0
 
 

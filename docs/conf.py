@@ -5,18 +5,23 @@ Sphinx with MyST (Ray's choice): the pages are Markdown, the API reference comes
 every code example is a file under ``examples/`` that the tests run, included with ``literalinclude``.
 """
 
+import os
+import sys
+
 import dana_ray
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "_ext"))
 
 project = "dana_ray"
 author = "the dana_ray authors"
 release = version = dana_ray.__version__
 copyright = "2026, the dana_ray authors"
 
-extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinxarg.ext"]
+extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinxarg.ext", "benchmark_tables"]
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 myst_heading_anchors = 3  # [text](page.md#a-heading) for headings down to ###
 source_suffix = {".md": "markdown"}
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_ext", "benchmarks"]
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
