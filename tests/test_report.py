@@ -484,3 +484,18 @@ def test_a_time_to_target_some_seeds_missed_says_how_many_and_claims_no_speedup(
     assert _time_cell(row()) == "154.0 (1.71x)"
     assert _time_cell(row(reached=1, speedup_vs_baseline=math.nan)) == "154.0 (1 of 3 seeds)"
     assert _time_cell(row(time=math.nan, reached=0)) == "-"
+
+
+def test_the_compact_report_shows_the_papers_cells_and_shape_where_the_paper_has_that_table():
+    """ResNet-20 on CIFAR-10, round robin: the paper's Table 3 beside ours, in the same layout."""
+    blocks = render(frame(), "text").split("\n\n")
+    assert blocks[0].splitlines()[1:3] == ["N  baseline     asgd            nag-asgd  dana", "1  9.00 ± 1.00"]
+    assert blocks[1].splitlines() == [
+        "the paper's Table 3, the same cells:",
+        "N  baseline     asgd          nag-asgd     dana",
+        "1  8.37 ± 0.22",
+        "4               11.00 ± 0.17  8.50 ± 0.27  8.44 ± 0.15",
+    ]
+    assert blocks[2].startswith("shape against the paper's Table 3") and "agree in 2 of 3 cells" in blocks[2]
+    digits = frame().assign(model="cnn", dataset="digits")
+    assert "the paper's Table 3, the same cells" not in render(digits, "text")  # the digits: the shape alone
