@@ -331,7 +331,8 @@ def _screen(raw: str) -> list[str]:
 def test_on_a_terminal_the_status_block_ends_once_and_cleanly(tmp_path, shared_ray):
     """A sweep on a terminal (a pseudo-terminal here, read as a terminal shows it): one status block at the
     end, saying every trial is done, then the report; no line of Tune's inside or below a stale copy. Ray,
-    which it starts, is told of in one line, the dashboard's address; Ray's token warning is not printed."""
+    which it starts with its default token authentication, is told of in one line, the dashboard's address
+    and how to get in, in place of Ray's token warning."""
     import pty
     import subprocess
     import sys
@@ -344,8 +345,13 @@ def test_on_a_terminal_the_status_block_ends_once_and_cleanly(tmp_path, shared_r
     )
     leader, follower = pty.openpty()
     args = [str(grid), "--storage", str(tmp_path), "--name", "tty"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}  # Ray's default: it turns tokens on
     driver = subprocess.Popen(
-        [sys.executable, "-m", "dana_ray.sweep", *args], stdout=follower, stderr=follower, start_new_session=True
+        [sys.executable, "-m", "dana_ray.sweep", *args],
+        stdout=follower,
+        stderr=follower,
+        start_new_session=True,
+        env=env,
     )
     os.close(follower)
     raw = b""
@@ -365,5 +371,6 @@ def test_on_a_terminal_the_status_block_ends_once_and_cleanly(tmp_path, shared_r
     assert shown[blocks[0]].startswith("2 of 2 trials done, 0 running, 0 pending, 0 errored; "), shown
     assert [line[:8] for line in shown[blocks[0] + 1 : blocks[0] + 3]] == ["  last: "] * 2, shown
     assert shown[blocks[0] + 3].startswith("2 trials in "), shown
-    assert len([line for line in shown if line.startswith("Ray dashboard: http://127.0.0.1:")]) == 1, shown
+    dashboard = [line for line in shown if line.startswith("Ray dashboard: http://127.0.0.1:")]
+    assert len(dashboard) == 1 and "ray get-auth-token" in dashboard[0], shown
     assert "Token authentication is enabled" not in raw.decode()
