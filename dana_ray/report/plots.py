@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from dana_ray.algorithms import is_single_worker
-from dana_ray.report.tables import GROUP, add_histograms, rule_order
+from dana_ray.report.tables import GROUP, add_histograms, rows_of_group, rule_order
 from dana_ray.report.timing import clock_unit, times_column
 
 #: Matplotlib's ten default colours, then eight more that are told apart from them: a colour per rule for the
@@ -177,7 +177,7 @@ def plot_error_vs_time(trials: pd.DataFrame, timing: pd.DataFrame, path: str) ->
                 marker=_marker(algorithm),
                 markersize=4,
             )
-        target = timing[(timing["model"] == model) & (timing["dataset"] == dataset) & (timing["schedule"] == schedule)]
+        target = rows_of_group(timing, (model, dataset, schedule))
         if len(target):
             ax.axhline(target["target"].iloc[0], color="grey", linestyle=":", label="target")
         ax.set(

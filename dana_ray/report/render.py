@@ -7,10 +7,13 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from dana_ray.report.tables import GROUP
+from dana_ray.report.tables import GROUP, rows_of_group
+from dana_ray.report.timing import clock_unit
 
-#: What ``--format`` prints: the compact table for a terminal, or one of the files' formats.
-FORMATS = ("text", "markdown", "csv", "latex")
+#: The formats the summary's files are written in, and what ``--format`` prints: the compact tables for a
+#: terminal (``text``), or one of those.
+FILE_FORMATS = ("markdown", "csv", "latex")
+FORMATS = ("text", *FILE_FORMATS)
 
 
 def _cells(row: pd.Series) -> list[str]:
@@ -27,8 +30,8 @@ def render_text(
     """The summary (``tables.summarize`` with the paper's numbers) as markdown, CSV or LaTeX text, each group
     followed by its shape view (markdown) and the trials whose files cannot be read (``unreadable``: folder,
     reason)."""
-    if fmt not in FORMATS[1:]:
-        raise ValueError(f"format: unknown name {fmt!r}; allowed: {', '.join(FORMATS[1:])}")
+    if fmt not in FILE_FORMATS:
+        raise ValueError(f"format: unknown name {fmt!r}; allowed: {', '.join(FILE_FORMATS)}")
     if fmt == "csv":
         return table.to_csv(index=False)
     header = ["workers", "algorithm", "test error %", "std", "n", "paper", "paper std", "flags"]
@@ -54,7 +57,7 @@ def render_text(
             lines += [" & ".join(c.replace("_", r"\_") for c in r) + r" \\" for r in rows]
             lines += [r"\hline", r"\end{tabular}"]
         blocks.append("\n".join(lines))
-        ours = shape[(shape["model"] == model) & (shape["dataset"] == dataset) & (shape["schedule"] == schedule)]
+        ours = rows_of_group(shape, (model, dataset, schedule))
         if fmt == "markdown" and len(ours):
             blocks.append(_render_shape(ours))
     if unreadable:
@@ -139,7 +142,7 @@ def render_compact(
                 f"the paper's Table {table}, the same cells:\n"
                 + _grid(cells, lambda r: _mean_std(r["paper_mean"], r["paper_std"]))
             )
-        ours = shape[(shape[GROUP] == pd.Series(key, index=GROUP)).all(axis=1)] if len(shape) else shape
+        ours = rows_of_group(shape, key)
         both = ours[ours["signs_agree"].notna()] if len(ours) else ours
         if len(both):
             table = int(ours["paper_table"].iloc[0])
@@ -149,10 +152,8 @@ def render_compact(
                 f"{len(both)} cells (# where they differ)\n"
                 + _grid(both, lambda r: f"{r['ours']:+.2f} / {r['paper']:+.2f}" + ("" if r["signs_agree"] else " #"))
             )
-        when = timing[(timing[GROUP] == pd.Series(key, index=GROUP)).all(axis=1)] if len(timing) else timing
+        when = rows_of_group(timing, key)
         if len(when):
-            from dana_ray.report.timing import clock_unit
-
             target = when["target"].iloc[0]
             blocks.append(
                 f"time to test error <= {target:.2f} % in {clock_unit(schedule)} (speedup over the baseline; "

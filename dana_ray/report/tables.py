@@ -22,6 +22,13 @@ from dana_ray.report.paper import PAPER_MODEL, paper_rows
 GROUP = ["model", "dataset", "schedule"]
 
 
+def rows_of_group(frame: pd.DataFrame, key: tuple) -> pd.DataFrame:
+    """The rows of ``frame`` in the group ``key`` (model, dataset, schedule); an empty frame stays as it is."""
+    if frame.empty:
+        return frame
+    return frame[(frame[GROUP] == pd.Series(key, index=GROUP)).all(axis=1)]
+
+
 def rule_order(algorithm: str) -> int:
     """A rule's place in the registry (registration order; plug-ins after the built-in rules), unknown last."""
     names = ALGORITHMS.names()

@@ -54,7 +54,6 @@ class SweepConsole(tune.Callback):
         self.stream = stream
         self.live = live
         self.started = time.monotonic()
-        self.finished_here = 0
         self.trial_seconds: list[float] = []  # each trial finished in this run: its own running time
         self.last: deque[str] = deque(maxlen=3)
         self._drawn = 0
@@ -72,13 +71,12 @@ class SweepConsole(tune.Callback):
     def setup(
         self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None, **info: Any
     ) -> None:  # the run starts (again, after --resume: Tune unpickled this)
-        self.started, self.finished_here, self._drawn = time.monotonic(), 0, 0
+        self.started, self._drawn = time.monotonic(), 0
         self.trial_seconds = []
         self.last.clear()
         self._ended = {}
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.finished_here += 1
         self._ended[trial.trial_id] = "TERMINATED"
         result = trial.last_result or {}
         if isinstance(result.get("time_total_s"), (int, float)):

@@ -118,8 +118,11 @@ def _json_mapping(text: str) -> dict:
     return value
 
 
+#: The width of the tables' rule column: the longest built-in name, ``delay-adaptive``.
+RULE_WIDTH = 14
 RUN_HEADER = (
-    f"{'algorithm':<14} {'N':>3} {'seed':>4} {'test error %':>12} {'diverged':>8} {'mean delay':>10}  params_sha256"
+    f"{'algorithm':<{RULE_WIDTH}} {'N':>3} {'seed':>4} {'test error %':>12} {'diverged':>8} {'mean delay':>10}"
+    "  params_sha256"
 )
 
 
@@ -127,7 +130,7 @@ def format_run(result: dict) -> str:
     """One finished run as one line of the results table (under ``RUN_HEADER``)."""
     c = result["config"]
     return (
-        f"{c['algorithm']:<14} {c['num_workers']:>3} {c['seed']:>4} {result['test_error']:>12.2f} "
+        f"{c['algorithm']:<{RULE_WIDTH}} {c['num_workers']:>3} {c['seed']:>4} {result['test_error']:>12.2f} "
         f"{result['diverged']!s:>8} {result['mean_delay']:>10.2f}  {result['params_sha256'][:16]}"
     )
 
@@ -136,11 +139,11 @@ def format_summary(results: list[dict]) -> str:
     """Test error mean ± std over seeds per (algorithm, N): the report's ``summarize``, as text."""
     from dana_ray.report import results_frame, summarize
 
-    lines = [f"{'algorithm':<14} {'N':>3} {'mean %':>8} {'std':>6} {'n':>3} {'diverged':>8}"]
+    lines = [f"{'algorithm':<{RULE_WIDTH}} {'N':>3} {'mean %':>8} {'std':>6} {'n':>3} {'diverged':>8}"]
     for _, row in summarize(results_frame(results)).iterrows():
         std = "-" if row["std"] != row["std"] else f"{row['std']:.2f}"  # one seed: no spread to show
         lines.append(
-            f"{row['algorithm']:<14} {row['num_workers']:>3} {row['mean']:>8.2f} {std:>6} {row['n']:>3} "
+            f"{row['algorithm']:<{RULE_WIDTH}} {row['num_workers']:>3} {row['mean']:>8.2f} {std:>6} {row['n']:>3} "
             f"{row['diverged']:>8}"
         )
     return "\n".join(lines)
