@@ -38,11 +38,7 @@ class Table:
         if len(values) != len(self.columns):
             raise ValueError(f"{self.title}: {len(values)} values for {len(self.columns)} columns")
         self.rows.append([_plain(v) for v in values])
-        cells = [
-            str(v) if left or not spec else format(v, spec)
-            for v, (_, spec), left in zip(values, self.columns, self.left)
-        ]
-        print(self._line(cells).rstrip(), flush=True)
+        print(self._line([cell_text(v, spec) for v, (_, spec) in zip(values, self.columns)]).rstrip(), flush=True)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +47,14 @@ class Table:
             "formats": [spec for _, spec in self.columns],
             "rows": self.rows,
         }
+
+
+def cell_text(value: Any, spec: str) -> str:
+    """A cell as printed and as the docs show it: ``format(value, spec)``, text as it is for a ``<k`` or empty
+    spec, and a recorded nan (JSON null) as nan."""
+    if value is None:
+        return "nan"
+    return str(value) if not spec or spec.startswith("<") else format(value, spec)
 
 
 class Record:

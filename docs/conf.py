@@ -11,6 +11,7 @@ import sys
 import dana_ray
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "_ext"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks.tables
 
 project = "dana_ray"
 author = "the dana_ray authors"

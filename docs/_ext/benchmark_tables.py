@@ -10,6 +10,8 @@ from docutils import nodes
 from docutils.parsers.rst import Directive
 from sphinx.application import Sphinx
 
+from benchmarks.tables import cell_text  # the benchmarks' own way of printing a cell
+
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -44,14 +46,8 @@ def _table(table: dict) -> nodes.table:
     group += body
     head += _row(table["columns"])
     for values in table["rows"]:
-        body += _row([_cell(v, spec) for v, spec in zip(values, table["formats"])])
+        body += _row([cell_text(v, spec) for v, spec in zip(values, table["formats"])])
     return node
-
-
-def _cell(value: object, spec: str) -> str:
-    if value is None:
-        return "nan"
-    return str(value) if not spec or spec.startswith("<") else format(value, spec)
 
 
 def _row(cells: list[str]) -> nodes.row:
