@@ -12,20 +12,26 @@ keeps that many trips going):
   RDT requires); the tensor stays in the sender until the receiver's call asks, then goes over gloo.
 
 Printed: trips/s (median of ``--repeats``), the ratio to the object store's, and whether every sum was the
-same (exactness: the receiver saw the same bytes).
+same (exactness: the receiver saw the same bytes); a row per d, number in flight and way.
 
-    python benchmarks/direct_transport.py [--dims 262144 26214400] [--trips 30] [--repeats 3]
+    python benchmarks/direct_transport.py [--dims 262144 26214400] [--in-flight 1 4] [--trips 30] [--repeats 3]
+                                          [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
 import ray
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from benchmarks.tables import Record, add_json_option
 
 
 @ray.remote
@@ -66,20 +72,26 @@ def trips_per_s(method, receiver, trips: int, in_flight: int) -> tuple[float, li
     return trips / (time.perf_counter() - started), sums
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dims", type=int, nargs="+", default=[262_144, 26_214_400])  # 1 MB, 100 MB
+    parser.add_argument("--in-flight", type=int, nargs="+", default=[1], help="trips kept going, a row each")
     parser.add_argument("--trips", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--in-flight", type=int, default=1)
-    args = parser.parse_args()
+    add_json_option(parser)
+    args = parser.parse_args(argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     from ray.experimental.collective import create_collective_group
 
+    record = Record("direct_transport")
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        print(f"{args.trips} trips, {args.in_flight} in flight, median of {args.repeats}")
-        print(f"   {'d':>11} {'MB':>6} {'way':<22} {'trips/s':>8} {'of store':>9}  same sums")
+        record.note(f"{args.trips} trips a measurement, the ways interleaved, median of {args.repeats}")
+        table = record.table(
+            "one gradient's trip from a sender actor to a receiver actor",
+            [("d", ",d"), ("MB", ".1f"), ("in flight", "d"), ("way", "<20"), ("trips/s", ".1f"),
+             ("of store", ".2f"), ("same sums", "<0")],
+        )  # fmt: skip
         for dim in args.dims:
             sender, receiver = Sender.options(num_cpus=0.5).remote(dim), Receiver.options(num_cpus=0.5).remote()
             create_collective_group([sender, receiver], backend="torch_gloo")
@@ -88,25 +100,25 @@ def main() -> None:
                 "object store (torch)": sender.as_tensor,
                 "RDT gloo": sender.over_gloo,
             }
-            rates: dict[str, list[float]] = {way: [] for way in ways}
-            sums: dict[str, list[float]] = {}
-            for _ in range(args.repeats):
-                for way, method in ways.items():
-                    rate, sums[way] = trips_per_s(method, receiver, args.trips, args.in_flight)
-                    rates[way].append(rate)
-            store = float(np.median(rates["object store (numpy)"]))
-            for way in ways:
-                rate = float(np.median(rates[way]))
-                print(
-                    f"   {dim:>11,} {dim * 4 / 1e6:>6.1f} {way:<22} {rate:>8.1f} {rate / store:>9.2f}  "
-                    f"{sums[way] == sums['object store (numpy)']}",
-                    flush=True,
-                )
+            for in_flight in args.in_flight:
+                rates: dict[str, list[float]] = {way: [] for way in ways}
+                sums: dict[str, list[float]] = {}
+                for _ in range(args.repeats):
+                    for way, method in ways.items():
+                        rate, sums[way] = trips_per_s(method, receiver, args.trips, in_flight)
+                        rates[way].append(rate)
+                store = float(np.median(rates["object store (numpy)"]))
+                for way in ways:
+                    rate = float(np.median(rates[way]))
+                    same = "yes" if sums[way] == sums["object store (numpy)"] else "NO"
+                    table.add(dim, dim * 4 / 1e6, in_flight, way, rate, rate / store, same)
             for actor in (sender, receiver):
                 ray.kill(actor)
     finally:
         ray.shutdown()
+    record.save(args.json, argv)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

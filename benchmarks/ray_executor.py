@@ -13,14 +13,15 @@
      ``ray.wait`` over the workers' gradient refs, sends the first ready one to a parameter-server actor
      (``apply_gradients``: sum, SGD step, return the weights as a torch state dict), and hands the new
      weights ref to that worker.
-3. With ``--nodes 2``, part 2 across two Ray nodes on this machine (``ray.cluster_utils.Cluster``: the
-   server, or the echo caller, alone on a 1-CPU head; the 2 stub or echo actors on a second 1-CPU node), so
-   every point and every gradient crosses between object stores. Ours against the same server taking its
-   results one at a time in schedule order (``prefetch`` switched off, what the server did before), and
-   the echo ceiling both ways: taking results in order, and with the server's pull-ahead; and the sending
-   direction alone (the array out, a float back, results in order).
+3. With ``--nodes 2`` (``--nodes 1 2``: all three parts), part 2 across two Ray nodes on this machine
+   (``ray.cluster_utils.Cluster``: the server, or the echo caller, alone on a 1-CPU head; the 2 stub or echo
+   actors on a second 1-CPU node), so every point and every gradient crosses between object stores. Ours
+   against the same server taking its results one at a time in schedule order (``prefetch`` switched off,
+   what the server did before), and the echo ceiling both ways: taking results in order, and with the
+   server's pull-ahead; and the sending direction alone (the array out, a float back, results in order).
 
-    python benchmarks/ray_executor.py [--updates 400] [--dim 270000] [--skip-trial] [--nodes 2 [--repeats 3]]
+    python benchmarks/ray_executor.py [--updates 400] [--dim 270000] [--skip-trial] [--nodes 1 2] [--repeats 3]
+                                      [--json PATH]
 """
 
 from __future__ import annotations
@@ -36,13 +37,14 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from benchmarks.tables import Record, add_json_option
 from dana_ray.engine.ray.server import ParameterServer, RemoteParameterServer
 from dana_ray.trial import run
 
 TRIAL = dict(algorithm="dana", num_workers=8, epochs=1, lr_decay_epochs=[], compute={"cpu_threads": 1})
 
 
-def trial_ratios() -> None:
+def trial_ratios(record: Record) -> None:
     local = run(TRIAL)
     rows = [("local", local)]
     for actors in (1, 2):
@@ -60,12 +62,19 @@ def trial_ratios() -> None:
             )
         )
     epoch = lambda r: r["history"][0]["gradients"] / r["history"][0]["gradients_per_s"]
-    print("1. One epoch of digits, DANA, N = 8 (cpu_threads = 1)")
-    print(f"   {'executor':<10} {'epoch s':>8} {'run s':>7} {'epoch/local':>12} {'run/local':>10}  params_sha256")
+    table = record.table(
+        "1. One epoch of digits, DANA, N = 8 (cpu_threads = 1)",
+        [("executor", "<10"), ("epoch s", ".3f"), ("run s", ".2f"), ("epoch/local", ".2f"), ("run/local", ".2f"),
+         ("params_sha256", "<16")],
+    )  # fmt: skip
     for label, r in rows:
-        print(
-            f"   {label:<10} {epoch(r):>8.3f} {r['wall_time_s']:>7.2f} {epoch(r) / epoch(local):>12.2f} "
-            f"{r['wall_time_s'] / local['wall_time_s']:>10.2f}  {r['params_sha256'][:16]}"
+        table.add(
+            label,
+            epoch(r),
+            r["wall_time_s"],
+            epoch(r) / epoch(local),
+            r["wall_time_s"] / local["wall_time_s"],
+            r["params_sha256"][:16],
         )
 
 
@@ -255,49 +264,62 @@ def driver_mediated(dim: int, workers: int, updates: int) -> float:
     return updates / elapsed
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--updates", type=int, default=400)
     parser.add_argument("--dim", type=int, default=270_000)
-    parser.add_argument("--skip-trial", action="store_true", help="only the server throughput (part 2)")
+    parser.add_argument("--skip-trial", action="store_true", help="on one node, only the server throughput (part 2)")
     parser.add_argument(
         "--nodes",
         type=int,
+        nargs="+",
         choices=[1, 2],
-        default=1,
-        help="2: the server throughput across two Ray nodes on this machine (part 3)",
+        default=[1],
+        help="1: parts 1 and 2 on one Ray node; 2: the server throughput across two Ray nodes on this machine (part 3)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="part 3: measurements of each row (median)")
-    args = parser.parse_args()
+    add_json_option(parser)
+    args = parser.parse_args(argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if args.nodes == 2:
-        return across_nodes(args.dim, args.updates, args.repeats)
+    record = Record("ray_executor")
+    if 1 in args.nodes:
+        one_node(record, args.dim, args.updates, args.skip_trial)
+    if 2 in args.nodes:
+        across_nodes(record, args.dim, args.updates, args.repeats)
+    record.save(args.json, argv)
+    return 0
+
+
+def one_node(record: Record, dim: int, updates: int, skip_trial: bool) -> None:
+    """Parts 1 and 2."""
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        if not args.skip_trial:
-            trial_ratios()
-        print(f"\n2. Server updates/s at d = {args.dim:,} ({args.updates} updates after 20 of warm-up)")
+        if not skip_trial:
+            trial_ratios(record)
         rows = []
         for workers in (2, 8):
-            ceiling = echo_ceiling(args.dim, workers, args.updates)
+            ceiling = echo_ceiling(dim, workers, updates)
             rows.append((f"echo ceiling, {workers} calls in flight, 2 echo actors", ceiling, ceiling))
-            rows.append(
-                (f"ParameterServer, DANA N={workers}, 2 stub actors", ours(args.dim, workers, 2, args.updates), ceiling)
-            )
+            rows.append((f"ParameterServer, DANA N={workers}, 2 stub actors", ours(dim, workers, 2, updates), ceiling))
         rows.append(
-            ("Ray example's driver-mediated loop, 2 workers", driver_mediated(args.dim, 2, args.updates), rows[0][1])
+            ("Ray example's driver-mediated loop, 2 workers (of the 2-call ceiling)", driver_mediated(dim, 2, updates),
+             rows[0][1])
+        )  # fmt: skip
+        table = record.table(
+            f"2. Server updates/s at d = {dim:,} ({updates} updates after 20 of warm-up)",
+            [("", "<50"), ("updates/s", ".1f"), ("of ceiling", ".2f")],
         )
-        print(f"   {'':<50} {'updates/s':>9} {'of ceiling':>10}")
         for label, rate, ceiling in rows:
-            print(f"   {label:<50} {rate:>9.1f} {rate / ceiling:>10.2f}")
+            table.add(label, rate, rate / ceiling)
     finally:
         ray.shutdown()
 
 
-def across_nodes(dim: int, updates: int, repeats: int) -> None:
+def across_nodes(record: Record, dim: int, updates: int, repeats: int) -> None:
     """Part 3: a 1-CPU head and a 1-CPU second node; the server (1 CPU) and the stub actors (0.5 each) cannot
     share a node, so every point and gradient crosses between the two object stores. Each row is measured
-    ``repeats`` times, the rows interleaved; printed: the median, its ratio to the median ceiling, the range."""
+    ``repeats`` times, the rows interleaved; recorded: the median, its ratio to the median pulled-ahead
+    ceiling, the range."""
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
@@ -305,9 +327,10 @@ def across_nodes(dim: int, updates: int, repeats: int) -> None:
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
-        print(
-            f"3. Across two nodes: updates/s at d = {dim:,} ({updates} updates after 20 of warm-up), "
-            f"median of {repeats}"
+        table = record.table(
+            f"3. Across two nodes: updates/s at d = {dim:,} ({updates} updates after 20 of warm-up), median of "
+            f"{repeats}; DANA N = calls in flight, 2 actors on the other node",
+            [("N", "d"), ("", "<40"), ("updates/s", ".1f"), ("of ceiling", ".2f"), ("min", ".0f"), ("max", ".0f")],
         )
         in_order = ray.remote(InOrderServer)
         for workers in (2, 8):
@@ -320,20 +343,18 @@ def across_nodes(dim: int, updates: int, repeats: int) -> None:
                     dim, workers, updates, 1.0, method="receive"
                 ),
             }
-            rates = {label: [] for label in rows}
+            rates: dict[str, list[float]] = {label: [] for label in rows}
             for _ in range(repeats):
                 for label, measure in rows.items():
                     rates[label].append(measure())
             ceiling = float(np.median(rates["echo ceiling, pulled ahead"]))
-            print(f"   DANA N={workers}, {workers} calls in flight, 2 actors on the other node")
-            print(f"   {'':<50} {'updates/s':>9} {'of ceiling':>10}  range")
             for label, values in rates.items():
                 median = float(np.median(values))
-                print(f"   {label:<50} {median:>9.1f} {median / ceiling:>10.2f}  {min(values):.0f}-{max(values):.0f}")
+                table.add(workers, label, median, median / ceiling, min(values), max(values))
     finally:
         ray.shutdown()
         cluster.shutdown()
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

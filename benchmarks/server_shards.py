@@ -10,13 +10,13 @@ update (``/proc/stat``: every process, Ray's own included), and from them the co
 most any K can gain on this machine, cores / those (a sharded server does the same copies and arithmetic,
 split, plus the sequencer's calls). Each row is the median of ``--repeats`` runs.
 
-``--nodes 2``: the same across two Ray nodes on this machine (``ray.cluster_utils.Cluster``, 1 CPU and a
-1.5 GiB object store each): the
-server, or the sequencer and its shards, spread by Ray over both nodes with the stub actors; the echo
-ceiling pulls its results ahead as the server does.
+``--nodes 2`` (or ``--nodes 1 2``, a table each): the same across two Ray nodes on this machine
+(``ray.cluster_utils.Cluster``, 1 CPU and a 1.5 GiB object store each): the server, or the sequencer and its
+shards, spread by Ray over both nodes with the stub actors; the echo ceiling pulls its results ahead as
+the server does.
 
     python benchmarks/server_shards.py [--dims 270000 4000000 25600000] [--shards 1 2] [--updates 30]
-                                       [--repeats 3] [--nodes 2]
+                                       [--repeats 3] [--nodes 1 2] [--json PATH]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from ray_executor import echo_ceiling, stub_worker_class
 
+from benchmarks.tables import Record, Table, add_json_option
 from dana_ray.engine.ray.server import RemoteParameterServer
 from dana_ray.engine.ray.shards import RemoteShardedParameterServer
 
@@ -81,7 +82,21 @@ def server_rate(dim: int, shards: int, updates: int, server_cpus: float) -> tupl
     return updates / elapsed, (after - before) / updates, 1e3 * busy / updates
 
 
+def columns(shards: list[int]) -> list[tuple[str, str]]:
+    """The table's columns for K = 1 and the other ``shards``."""
+    ks = [k for k in shards if k != 1]
+    return [
+        ("d", ",d"), ("echo/s", ".1f"), ("K=1 /s", ".1f"),
+        *[c for k in ks for c in ((f"K={k} /s", ".1f"), (f"K={k}/K=1", ".2f"))],
+        ("K=1/echo", ".2f"), *[(f"K={k}/echo", ".2f") for k in ks],
+        ("B/update K=1", ",.0f"), *[(f"B/update K={k}", ",.0f") for k in ks],
+        ("CPU ms/update K=1", ".1f"), *[(f"CPU ms/update K={k}", ".1f") for k in ks],
+        ("busy cores K=1", ".2f"), ("bound", ".2f"),
+    ]  # fmt: skip
+
+
 def measure(
+    table: Table,
     dims: list[int],
     shards: list[int],
     updates: int,
@@ -91,21 +106,11 @@ def measure(
     pull_ahead: bool = False,
     nodes: int = 1,
 ) -> None:
-    """Each row: the median of ``repeats`` measurements, the kinds interleaved (this machine is noisy). The
-    bound holds on one node only: across nodes K shards also halve the bytes that cross between them (a
-    gradient actor finds its own node's slices local), so K > 1 can cost less CPU per update than K = 1."""
+    """A row of ``table`` per d: the median of ``repeats`` measurements, the kinds interleaved (this machine is
+    noisy). The bound holds on one node only: across nodes K shards also halve the bytes that cross between
+    them (a gradient actor finds its own node's slices local), so K > 1 can cost less CPU per update than
+    K = 1 (the bound is then nan)."""
     ks = [k for k in shards if k != 1]
-    print(
-        f"   {'d':>11} {'echo/s':>7} {'K=1 /s':>7} "
-        + " ".join(f"{f'K={k} /s':>7} {f'K={k}/K=1':>8}" for k in ks)
-        + f" {'K=1/echo':>9} "
-        + " ".join(f"{f'K={k}/echo':>9}" for k in ks)
-        + f" {'B/update K=1':>13} "
-        + " ".join(f"{f'B/update K={k}':>13}" for k in ks)
-        + f" {'CPU ms/update K=1':>18} "
-        + " ".join(f"{f'CPU ms/update K={k}':>18}" for k in ks)
-        + f" {'busy cores K=1':>14} {'bound':>6}"
-    )
     for dim in dims:
         runs: dict = {"echo": [], **{k: [] for k in [1, *ks]}}
         for _ in range(repeats):
@@ -118,42 +123,52 @@ def measure(
         cpu = {k: float(np.median([c for _, _, c in runs[k]])) for k in [1, *ks]}
         # the cores K = 1 keeps busy; sharding splits the same work (and adds calls), so on this machine's
         # cores no K can beat K = 1 by more than cores / busy (the "bound" column)
-        busy = {1: rate[1] * cpu[1] / 1e3}
+        busy = rate[1] * cpu[1] / 1e3
         cores = os.cpu_count() or 1
-        print(
-            f"   {dim:>11,} {ceiling:>7.1f} {rate[1]:>7.1f} "
-            + " ".join(f"{rate[k]:>7.1f} {rate[k] / rate[1]:>8.2f}" for k in ks)
-            + f" {rate[1] / ceiling:>9.2f} "
-            + " ".join(f"{rate[k] / ceiling:>9.2f}" for k in ks)
-            + f" {through[1]:>13,.0f} "
-            + " ".join(f"{through[k]:>13,.0f}" for k in ks)
-            + f" {cpu[1]:>18.1f} "
-            + " ".join(f"{cpu[k]:>18.1f}" for k in ks)
-            + f" {busy[1]:>14.2f} {cores / busy[1] if nodes == 1 else float('nan'):>6.2f}",
-            flush=True,
-        )
+        table.add(
+            dim, ceiling, rate[1],
+            *[v for k in ks for v in (rate[k], rate[k] / rate[1])],
+            rate[1] / ceiling, *[rate[k] / ceiling for k in ks],
+            through[1], *[through[k] for k in ks],
+            cpu[1], *[cpu[k] for k in ks],
+            busy, cores / busy if nodes == 1 else float("nan"),
+        )  # fmt: skip
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dims", type=int, nargs="+", default=[270_000, 4_000_000, 25_600_000])
     parser.add_argument("--updates", type=int, default=30)
-    parser.add_argument("--nodes", type=int, choices=[1, 2], default=1)
+    parser.add_argument("--nodes", type=int, nargs="+", choices=[1, 2], default=[1], help="a table for each")
     parser.add_argument("--repeats", type=int, default=3, help="measurements per row (the median is printed)")
     parser.add_argument("--shards", type=int, nargs="+", default=[1, 2], help="the K to measure (K = 1 always)")
-    args = parser.parse_args()
+    add_json_option(parser)
+    args = parser.parse_args(argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    print(
-        f"DANA N = {WORKERS} on {ACTORS} stub actors; {args.updates} updates after 10 of warm-up; the server, "
-        f"the sequencer and each shard reserve the same CPUs"
+    record = Record("server_shards")
+    record.note(
+        f"DANA N = {WORKERS} on {ACTORS} stub actors; {args.updates} updates after 10 of warm-up, median of "
+        f"{args.repeats}; the server, the sequencer, each shard and the echo caller reserve 0.25 CPU"
     )
-    if args.nodes == 1:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-        try:
-            measure(args.dims, args.shards, args.updates, args.repeats, server_cpus=0.25, caller_cpus=0.25)
-        finally:
-            ray.shutdown()
-        return
+    for nodes in args.nodes:
+        if nodes == 1:
+            one_node(record, args)
+        else:
+            two_nodes(record, args)
+    record.save(args.json, argv)
+    return 0
+
+
+def one_node(record: Record, args: argparse.Namespace) -> None:
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        table = record.table(f"one node, {os.cpu_count()} cores", columns(args.shards))
+        measure(table, args.dims, args.shards, args.updates, args.repeats, server_cpus=0.25, caller_cpus=0.25)
+    finally:
+        ray.shutdown()
+
+
+def two_nodes(record: Record, args: argparse.Namespace) -> None:
     from ray.cluster_utils import Cluster
 
     # cluster_utils gives each node a 150 MiB object store by default: ResNet-50's 100 MB points and
@@ -166,8 +181,13 @@ def main() -> None:
         cluster.add_node(num_cpus=1, object_store_memory=store)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
-        print("Across two 1-CPU nodes (shards spread over both by Ray's SPREAD scheduling)")
+        table = record.table(
+            "across two 1-CPU Ray nodes on this machine (1.5 GiB object store each; Ray spreads the shards, "
+            "the echo ceiling pulls its results ahead as the server does)",
+            columns(args.shards),
+        )
         measure(
+            table,
             args.dims,
             args.shards,
             args.updates,
@@ -183,4 +203,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

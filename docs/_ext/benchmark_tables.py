@@ -1,5 +1,6 @@
 """``{benchmark-tables} NAME``: the tables a benchmark recorded with ``--json docs/benchmarks/NAME.json``, with
-the command, commit, date and machine that made them; nothing on the performance page is typed by hand."""
+the command, commit, date and machine that made them; nothing on the performance page is typed by hand. A
+second run of one benchmark (other options) is recorded as ``NAME.WHAT.json`` and shown with ``NAME.WHAT``."""
 
 from __future__ import annotations
 
