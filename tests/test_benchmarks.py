@@ -128,6 +128,10 @@ def test_ray_executor_benchmark_on_one_node_and_across_two(tmp_path):
     } <= set(two)
     assert all(row["updates/s"] > 0 for row in [*one.values(), *two.values()])
     assert all(row["min"] <= row["updates/s"] <= row["max"] for row in two.values())
+    in_order = [r for r in across["rows"] if r[1] == "ParameterServer, results in order"]
+    ahead = [r for r in across["rows"] if r[1] == "ParameterServer (pulls ahead)"]
+    assert [r[-1] for r in in_order] == ["0", "0"]  # the in-order server really takes its results in order
+    assert int(ahead[-1][-1]) > 0  # N = 8: results in flight on the other node were pulled ahead
     assert "ParameterServer (pulls ahead)" in out  # the same tables, printed
 
 
