@@ -330,8 +330,9 @@ def across_nodes(record: Record, dim: int, updates: int, repeats: int) -> None:
     """Part 3: a 1-CPU head and a 1-CPU second node; the server (1 CPU) and the stub actors (0.5 each) cannot
     share a node, so every point and gradient crosses between the two object stores. Each row is measured
     ``repeats`` times, the rows interleaved; recorded: the median, its ratio to the median pulled-ahead
-    ceiling, the range, and for our server the results it found already on its node when their turn came
-    (``Dispatcher.pulled_ahead``, summed over the repeats; 0 for the in-order server)."""
+    ceiling, the range, and for our server the results its non-blocking check found already on its node
+    (``Dispatcher.pulled_ahead``, summed over the repeats: a pull it starts that finishes after the check is
+    not counted; 0 for the in-order server, which starts none)."""
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})

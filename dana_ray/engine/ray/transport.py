@@ -85,7 +85,7 @@ class RayTransport:
         time: taken in schedule order, each remote gradient's transfer would start only when its turn comes,
         one after another. A non-blocking ``ray.wait(fetch_local=True)`` over the results in flight starts
         their pulls together, so they arrive while the server applies the ones before them (across two
-        nodes, at 1 MB a gradient: 3-5x the updates/s, ``benchmarks/ray_executor.py --nodes 2``).
+        nodes, at 1 MB a gradient: 3-6x the updates/s, ``benchmarks/ray_executor.py --nodes 2``).
         """
         ready, _ = ray.wait(handles, num_returns=len(handles), timeout=0, fetch_local=True)
         return ready
