@@ -6,9 +6,10 @@ call) with one ParameterServer (K = 1) and with a sequencer and K = 2 shard acto
 ceiling of one server process (``benchmarks/ray_executor.py``: 8 calls in flight, each a fresh d-float
 array out and back); and the bytes that passed through the server process (K = 1) or the sequencer (K = 2)
 per update, by value (``Traffic.bytes_through_server``), and the CPU time the whole machine spent busy per
-update (``/proc/stat``: every process, Ray's own included), and from them the cores K = 1 keeps busy and the
-most any K can gain on this machine, cores / those (a sharded server does the same copies and arithmetic,
-split, plus the sequencer's calls). Each row is the median of ``--repeats`` runs.
+update (``/proc/stat``: every process, Ray's own included), and from them the cores K = 1 keeps busy and
+cores / those, the "bound": the most any K can gain on this machine where a split update costs it as much
+CPU as a whole one (a sharded server does the same copies and arithmetic, split, plus the sequencer's
+calls; compare the CPU columns to see whether it did). Each row is the median of ``--repeats`` runs.
 
 ``--nodes 2`` (or ``--nodes 1 2``, a table each): the same across two Ray nodes on this machine
 (``ray.cluster_utils.Cluster``, 1 CPU and a 1.5 GiB object store each): the server, or the sequencer and its
@@ -121,8 +122,8 @@ def measure(
         rate = {k: float(np.median([r for r, _, _ in runs[k]])) for k in [1, *ks]}
         through = {k: runs[k][0][1] for k in [1, *ks]}
         cpu = {k: float(np.median([c for _, _, c in runs[k]])) for k in [1, *ks]}
-        # the cores K = 1 keeps busy; sharding splits the same work (and adds calls), so on this machine's
-        # cores no K can beat K = 1 by more than cores / busy (the "bound" column)
+        # the cores K = 1 keeps busy; where sharding splits the same CPU work (and adds calls), no K can beat
+        # K = 1 by more than cores / busy on this machine (the "bound" column)
         busy = rate[1] * cpu[1] / 1e3
         cores = os.cpu_count() or 1
         table.add(
