@@ -7,6 +7,9 @@ so they hold under ``python -O`` too.
 * **single-worker form**: with N = 1 a rule that declares ``single_worker_form`` is that form of
   ``torch.optim.SGD`` ("sgd": no momentum; "momentum": momentum γ; "nesterov": the points it sends are
   ``SGD(momentum=γ, nesterov=True)``'s iterates), in float64, on a noisy quadratic;
+* **weight decay at the master**: a rule built with ``weight_decay=λ`` (the trial's ``weight_decay_at:
+  master``) takes it: one worker's first gradient moves θ by a further -ηλθ_0 (a rule with a worker side: by
+  -sλθ_0 for one step size s > 0 of its own), so a rule that leaves ``self.weight_decay`` out fails;
 * **state round trip**: ``state_dict()`` then ``load_state_dict()`` into a fresh rule continues bitwise;
 * **per coordinate**: a rule that declares ``per_coordinate`` gives the same numbers split over K shards of θ
   (what ``server_shards`` runs), bitwise;
@@ -144,6 +147,30 @@ def single_worker_law(name: str, steps: int = 50) -> bool:
     return True
 
 
+def weight_decay_law(name: str, weight_decay: float = 0.1, lr: float = 0.05) -> None:
+    """Master-side weight decay is the rule's: with one worker (or the fewest it takes, each sending the same
+    gradient once), θ after the first gradients with ``weight_decay=λ`` minus θ without is -ηλθ_0, or -sλθ_0
+    for one s > 0 where the rule has a worker side (local steps, an outer step size of its own)."""
+    rule = ALGORITHMS[name]
+    n = workers_for(name, 1)
+    x0 = torch.tensor([-1.0, -0.6, -0.2, 0.3, 0.7, 1.1, 1.5], dtype=torch.float64)  # no coordinate 0
+    g = torch.linspace(0.5, -0.3, 7, dtype=torch.float64)
+    moved, side = [], False
+    for decay in (weight_decay, 0.0):
+        driver = Driver(rule(x0.clone(), n, lr, 0.9, weight_decay=decay, **rule.single_worker_options))
+        side = driver.side is not None
+        for worker in range(n):
+            driver.push(worker, (lambda x, h: g) if side else g)
+        moved.append(driver.rule.params)
+    step = (moved[1] - moved[0]) / (weight_decay * x0)  # s in every coordinate
+    want = float(step[0]) if side else lr
+    _require(
+        want > 0 and torch.allclose(step, torch.full_like(step, want), rtol=1e-9, atol=0.0),
+        f"{name}: weight_decay={weight_decay} at the master does not move θ by -{want:g}·λθ on the first step "
+        f"(moved by -sλθ with s = {[round(float(v), 6) + 0.0 for v in step]}): does its update use self.weight_decay?",
+    )
+
+
 def state_dict_law(name: str, workers: int = 3) -> None:
     """Save mid-run, load into a rule built from other parameters, continue: bitwise the same run."""
     n = workers_for(name, workers)
@@ -259,6 +286,7 @@ def shard_law(name: str, shards: tuple[int, ...] = (2, 3), workers: int = 3, d: 
 def check_laws(name: str) -> None:
     """Every law, for the rule registered as ``name``; raises ``LawBroken`` at the first that does not hold."""
     single_worker_law(name)
+    weight_decay_law(name)
     state_dict_law(name)
     linear_cost_law(name)
     shard_law(name)

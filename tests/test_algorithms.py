@@ -16,6 +16,7 @@ from dana_ray.testing import (
     single_worker_law,
     state_dict_law,
     update_traffic,
+    weight_decay_law,
     workers_for,
 )
 
@@ -156,6 +157,11 @@ def test_asgd_is_sgd_without_momentum_whatever_the_momentum_setting(momentum):
             run.push(k % 3, g)
     assert torch.equal(runs[0].rule.params, runs[1].rule.params)
     assert runs[0].rule.state_dict().keys() == {"name", "num_workers", "step", "params"}  # no momentum buffer
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_weight_decay_at_the_master_is_taken_by_every_rule(name):
+    weight_decay_law(name)
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)
@@ -689,3 +695,32 @@ def test_a_broken_law_is_an_error_also_under_python_O():
     done = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("twice-sgd: with one worker, step 0 is not SGD's (sgd): ")
+
+
+def test_a_rule_that_leaves_master_weight_decay_out_breaks_a_law():
+    """A plug-in rule written without ``self.weight_decay`` is its single-worker form without decay, so only
+    this law sees that ``weight_decay_at: master`` would silently train it without weight decay."""
+    import subprocess
+    import sys
+
+    code = (
+        "import dana_ray\n"
+        "from dana_ray.testing import LawBroken, check_laws\n"
+        "@dana_ray.register_rule('no-decay')\n"
+        "class NoDecay(dana_ray.UpdateRule):\n"
+        "    single_worker_form = 'momentum'\n"
+        "    _tensor_state = ('params', 'velocity')\n"
+        "    def _allocate(self):\n"
+        "        self.velocity = self._zeros()\n"
+        "    def _apply(self, worker, grad, lr, point, delay):\n"
+        "        self.velocity.mul_(self.momentum).add_(grad)\n"
+        "        self.params.sub_(self.velocity, alpha=lr)\n"
+        "try:\n"
+        "    check_laws('no-decay')\n"
+        "except LawBroken as broken:\n"
+        "    print(broken)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("no-decay: weight_decay=0.1 at the master does not move θ by -0.05·λθ"), done.stdout
+    assert done.stdout.rstrip().endswith("does its update use self.weight_decay?")
