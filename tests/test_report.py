@@ -477,6 +477,23 @@ def test_plots_tell_the_builtin_rules_apart_and_stay_on_a_laptop_screen(tmp_path
     assert width <= 2000 and height <= 2000
 
 
+def test_the_workers_axis_is_labelled_with_the_grids_n_alone(tmp_path, monkeypatch):
+    """N = 4 and 16 on a log axis: ticks at 4 and 16 and no others (matplotlib labelled a minor tick at 6 as
+    "6 x 10^0" where the axis spans under a decade)."""
+    from dana_ray.report import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, axes, path: drawn.extend(axes) or [path])
+    summary = pd.DataFrame(
+        [dict(model="cnn", dataset="digits", schedule="round-robin", algorithm=a, num_workers=n, mean=5.0, std=0.5)
+         for a in ("asgd", "dana") for n in (4, 16)]
+    )  # fmt: skip
+    plots.plot_error_vs_workers(summary, str(tmp_path / "e.png"))
+    [ax] = drawn
+    assert list(ax.get_xticks()) == [4, 16] and [t.get_text() for t in ax.get_xticklabels()] == ["4", "16"]
+    assert len(ax.get_xticks(minor=True)) == 0
+
+
 def test_a_time_to_target_some_seeds_missed_says_how_many_and_claims_no_speedup():
     from dana_ray.report.render import _time_cell
 

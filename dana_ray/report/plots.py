@@ -92,6 +92,7 @@ def plot_error_vs_workers(summary: pd.DataFrame, path: str) -> list[str]:
         ax.set_xticks(
             sorted(part["num_workers"].unique()), labels=[str(n) for n in sorted(part["num_workers"].unique())]
         )
+        ax.set_xticks([], minor=True)  # a log axis spanning under a decade labels its minor ticks ("6 x 10^0")
     return _save(fig, axes, path)
 
 
