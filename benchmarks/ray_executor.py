@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -326,6 +327,24 @@ def one_node(record: Record, dim: int, updates: int, skip_trial: bool) -> None:
         ray.shutdown()
 
 
+@contextlib.contextmanager
+def two_node_cluster(object_store_memory: int | None = None):
+    """Two 1-CPU Ray nodes on this machine (``ray.cluster_utils.Cluster``), this driver connected to them;
+    ``object_store_memory`` for each, else ``cluster_utils``' default (150 MiB)."""
+    from ray.cluster_utils import Cluster
+
+    store = {} if object_store_memory is None else {"object_store_memory": object_store_memory}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False, **store})
+    try:
+        cluster.add_node(num_cpus=1, **store)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        yield
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
 def across_nodes(record: Record, dim: int, updates: int, repeats: int) -> None:
     """Part 3: a 1-CPU head and a 1-CPU second node; the server (1 CPU) and the stub actors (0.5 each) cannot
     share a node, so every point and gradient crosses between the two object stores. Each row is measured
@@ -333,13 +352,7 @@ def across_nodes(record: Record, dim: int, updates: int, repeats: int) -> None:
     ceiling, the range, and for our server the results its non-blocking check found already on its node
     (``Dispatcher.pulled_ahead``, summed over the repeats: a pull it starts that finishes after the check is
     not counted; 0 for the in-order server, which starts none)."""
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    try:
-        cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, log_to_driver=False)
+    with two_node_cluster():
         table = record.table(
             f"3. Across two nodes: updates/s at d = {dim:,} ({updates} updates after 20 of warm-up), median of "
             f"{repeats}; DANA N = calls in flight, 2 actors on the other node",
@@ -371,9 +384,6 @@ def across_nodes(record: Record, dim: int, updates: int, repeats: int) -> None:
                 median, pulled = float(np.median(rates)), [n for _, n in results]
                 ahead = "-" if pulled[0] is None else str(sum(pulled))
                 table.add(workers, label, median, median / ceiling, min(rates), max(rates), ahead)
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import ray
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from ray_executor import echo_ceiling, stub_worker_class
+from ray_executor import echo_ceiling, stub_worker_class, two_node_cluster
 
 from benchmarks.tables import Record, Table, add_json_option
 from dana_ray.engine.ray.server import RemoteParameterServer
@@ -170,18 +170,9 @@ def one_node(record: Record, args: argparse.Namespace) -> None:
 
 
 def two_nodes(record: Record, args: argparse.Namespace) -> None:
-    from ray.cluster_utils import Cluster
-
     # cluster_utils gives each node a 150 MiB object store by default: ResNet-50's 100 MB points and
     # gradients would spill to disk, and the rows would time the spilling
-    store = 1536 * 1024**2
-    cluster = Cluster(
-        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False, "object_store_memory": store}
-    )
-    try:
-        cluster.add_node(num_cpus=1, object_store_memory=store)
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, log_to_driver=False)
+    with two_node_cluster(object_store_memory=1536 * 1024**2):
         table = record.table(
             "across two 1-CPU Ray nodes on this machine (1.5 GiB object store each; Ray spreads the shards, "
             "the echo ceiling pulls its results ahead as the server does)",
@@ -198,9 +189,6 @@ def two_nodes(record: Record, args: argparse.Namespace) -> None:
             pull_ahead=True,
             nodes=2,
         )
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,23 @@ def bench(script: str, *args: str) -> str:
     return done.stdout
 
 
+def _recorded(tmp_path, script: str, *args: str) -> tuple[str, list[dict]]:
+    """What the benchmark printed, and the tables it recorded with --json."""
+    path = tmp_path / f"{script}.json"
+    out = bench(script, *args, "--json", str(path))
+    return out, json.loads(path.read_text())["tables"]
+
+
+def _rows(table: dict) -> list[dict]:
+    """A recorded table's rows as {column: value}."""
+    return [dict(zip(table["columns"], row)) for row in table["rows"]]
+
+
+def _by_label(table: dict, label_column: int = 0) -> dict:
+    """A table's rows as {label: {column: value}}."""
+    return {row[table["columns"][label_column]]: row for row in _rows(table)}
+
+
 def test_server_update_benchmark(tmp_path):
     args = [
         "--sizes",
@@ -35,13 +52,10 @@ def test_server_update_benchmark(tmp_path):
         "--rules",
         "dana",
         "dana-slim",
-        "--json",
-        str(tmp_path / "u.json"),
     ]
-    out = bench("server_update.py", *args)
+    out, (costs, reference) = _recorded(tmp_path, "server_update.py", *args)
     rows = {line[:21].strip(): line[21:].split() for line in out.splitlines() if line.startswith("dana")}
     assert set(rows) == {"dana", "dana fused", "dana-slim", "dana-slim fused"}
-    costs, reference = json.loads((tmp_path / "u.json").read_text())["tables"]
     assert {row[0]: [f"{v:.2f}" for v in row[2:]] for row in costs["rows"]} == {k: v[1:] for k, v in rows.items()}
     assert reference["columns"][:3] == ["d (M)", "us per vector", "GB/s"] and reference["rows"][0][0] == 0.01
     for label, (d, one, four, growth) in ((k, map(float, row)) for k, row in rows.items()):
@@ -78,8 +92,7 @@ def test_every_recorded_benchmark_on_the_performance_page_is_one_the_page_render
 
 def test_input_pipeline_benchmark(tmp_path):
     args = ["--images", "24", "--batch", "4", "--image-px", "64", "48", "--size", "32", "--model-size", "16"]
-    out = bench("input_pipeline.py", *args, "--steps", "2", "--json", str(tmp_path / "p.json"))
-    decoding, steps = json.loads((tmp_path / "p.json").read_text())["tables"]
+    out, (decoding, steps) = _recorded(tmp_path, "input_pipeline.py", *args, "--steps", "2")
     assert [r[0] for r in decoding["rows"]] == [1, 2] and all(r[1] > 0 for r in decoding["rows"])
     assert [r[0] for r in steps["rows"]] == [0, 2] and all(0 <= r[2] <= 1 for r in steps["rows"])
     assert "decode threads  images/s    over 1" in out  # the same tables, printed
@@ -95,18 +108,6 @@ def test_input_pipeline_benchmark(tmp_path):
 )
 def test_ray_benchmarks(script, args, expect):
     assert expect in bench(script, *args)
-
-
-def _recorded(tmp_path, script: str, *args: str) -> tuple[str, list[dict]]:
-    """What the benchmark printed, and the tables it recorded with --json."""
-    path = tmp_path / f"{script}.json"
-    out = bench(script, *args, "--json", str(path))
-    return out, json.loads(path.read_text())["tables"]
-
-
-def _by_label(table: dict, label_column: int = 0) -> dict:
-    """A table's rows as {label: {column: value}}."""
-    return {row[label_column]: dict(zip(table["columns"], row)) for row in table["rows"]}
 
 
 @pytest.mark.slow
@@ -206,7 +207,7 @@ def test_server_shards_benchmark_on_one_node_and_across_two(tmp_path):
     _, tables = _recorded(tmp_path, "server_shards.py", *args)
     assert len(tables) == 2
     for nodes, table in zip((1, 2), tables):
-        [row] = [dict(zip(table["columns"], values)) for values in table["rows"]]
+        [row] = _rows(table)
         assert row["d"] == 30000 and all(v > 0 for k, v in row.items() if k != "bound")
         assert row["K=2/K=1"] == pytest.approx(row["K=2 /s"] / row["K=1 /s"])
         assert row["B/update K=1"] == 8 * 30000 + 16  # a whole gradient and point through the one server
@@ -223,7 +224,7 @@ def test_server_shards_benchmark_on_one_node_and_across_two(tmp_path):
 def test_direct_transport_benchmark_is_exact_every_way(tmp_path):
     args = ["--dims", "30000", "--in-flight", "1", "2", "--trips", "5", "--repeats", "1"]
     _, [table] = _recorded(tmp_path, "direct_transport.py", *args)
-    rows = [dict(zip(table["columns"], values)) for values in table["rows"]]
+    rows = _rows(table)
     ways = ["object store (numpy)", "object store (torch)", "RDT gloo"]
     assert [(r["in flight"], r["way"]) for r in rows] == [(n, way) for n in (1, 2) for way in ways]
     assert all(r["same sums"] == "yes" and r["trips/s"] > 0 for r in rows)

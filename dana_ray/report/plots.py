@@ -89,9 +89,8 @@ def plot_error_vs_workers(summary: pd.DataFrame, path: str) -> list[str]:
                     label=f"{algorithm} (paper)",
                 )
         ax.set(xscale="log", xlabel="workers N", ylabel="test error %", title=f"{model}, {dataset}, {schedule}")
-        ax.set_xticks(
-            sorted(part["num_workers"].unique()), labels=[str(n) for n in sorted(part["num_workers"].unique())]
-        )
+        workers = sorted(part["num_workers"].unique())
+        ax.set_xticks(workers, labels=[str(n) for n in workers])
         ax.set_xticks([], minor=True)  # a log axis spanning under a decade labels its minor ticks ("6 x 10^0")
     return _save(fig, axes, path)
 
